@@ -1,0 +1,54 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+
+const TRANSIENT_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'ENOTFOUND', 'EHOSTUNREACH', 'ECONNABORTED', 'UND_ERR_SOCKET', 'TimeoutError', 'RequestTimeout', 'SlowDown', 'InternalError', 'ServiceUnavailable', 'ThrottlingException'])
+
+/** Worth another attempt: network trouble, 5xx, 429, or a store that said so (`transient: true`). */
+export function isTransient(error: unknown): boolean {
+  if (!error || typeof error !== 'object') return false
+  const e = error as { transient?: boolean; code?: string; name?: string; $metadata?: { httpStatusCode?: number }; $retryable?: unknown }
+  if (typeof e.transient === 'boolean') return e.transient
+  const status = e.$metadata?.httpStatusCode
+  if (status !== undefined) return status >= 500 || status === 429
+  return Boolean(e.$retryable) || TRANSIENT_CODES.has(e.code ?? '') || TRANSIENT_CODES.has(e.name ?? '')
+}
+
+export interface RetryOptions {
+  retries: number
+  /** First delay; doubles each attempt, with full jitter. */
+  baseDelayMs?: number
+  onRetry?: (error: unknown, attempt: number) => void
+}
+
+export async function withRetry<T>(attempt: () => Promise<T>, { retries, baseDelayMs = 200, onRetry }: RetryOptions): Promise<T> {
+  for (let failures = 0; ; failures++) {
+    try {
+      return await attempt()
+    } catch (error) {
+      if (failures >= retries || !isTransient(error)) throw error
+      onRetry?.(error, failures + 1)
+      await sleep(Math.random() * baseDelayMs * 2 ** failures)
+    }
+  }
+}
+
+/**
+ * Runs `task` over `items` with at most `limit` in flight. After the first failure no new task
+ * starts; the ones in flight settle, then the first error is thrown (so nothing runs on after the
+ * caller has given up).
+ */
+export async function forEachLimited<T>(items: readonly T[], limit: number, task: (item: T) => Promise<void>): Promise<void> {
+  let next = 0
+  let failure: { error: unknown } | undefined
+  const worker = async () => {
+    while (!failure && next < items.length) {
+      const item = items[next++]!
+      try {
+        await task(item)
+      } catch (error) {
+        failure ??= { error }
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
+  if (failure) throw failure.error
+}

@@ -1,0 +1,49 @@
+/** Stable error codes: scripts and tests match on these, never on message text. */
+export type PushCacheErrorCode =
+  | 'INVALID_OPTION'
+  | 'STORE_UNREACHABLE'
+  | 'UPLOAD_FAILED'
+  | 'DOWNLOAD_FAILED'
+  | 'UNSAFE_PATH'
+  | 'MANIFEST_UNREADABLE'
+  | 'PRUNE_FAILED'
+  | 'NO_FILES'
+
+/** Codes that mean the user asked for something wrong (CLI exit 2), not that the work failed. */
+export const USAGE_ERROR_CODES: ReadonlySet<PushCacheErrorCode> = new Set(['INVALID_OPTION', 'UNSAFE_PATH', 'NO_FILES'])
+
+export class PushCacheError extends Error {
+  override name = 'PushCacheError'
+  constructor(
+    readonly code: PushCacheErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(redact(message), options)
+  }
+}
+
+export function invalidOption(option: string, problem: string, fix: string): PushCacheError {
+  return new PushCacheError('INVALID_OPTION', `Option \`${option}\` ${problem}. ${fix}`)
+}
+
+/** Hides the password of any `scheme://user:password@host` and known secret query parameters. */
+export function redact(text: string): string {
+  return text
+    .replace(/([a-z][a-z0-9+.-]*:\/\/)([^/@\s:]*):([^/@\s]*)@/gi, (_, scheme, user) => `${scheme}${user}:***@`)
+    .replace(/([a-z][a-z0-9+.-]*:\/\/)([^/@\s:]+)@/gi, (_, scheme) => `${scheme}***@`)
+    .replace(/(X-Amz-Credential|X-Amz-Signature|X-Amz-Security-Token|password|secret)=([^&\s]+)/gi, '$1=***')
+}
+
+/** A one-line reason for a thrown value, secrets redacted. */
+export function describeError(error: unknown): string {
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code
+    const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode
+    const detail = [typeof code === 'string' && !error.message.includes(code) ? code : '', status ? `HTTP ${status}` : '']
+      .filter(Boolean)
+      .join(', ')
+    return redact(`${error.message || error.name}${detail ? ` (${detail})` : ''}`)
+  }
+  return redact(String(error))
+}

@@ -1,0 +1,297 @@
+import { invalidOption } from './errors'
+import { parseDuration } from './duration'
+
+/** Options of the S3 store (`store: 's3://bucket[/root]'`). Unset fields fall back to the AWS SDK's own env and config chain. */
+export interface S3Options {
+  /**
+   * Endpoint of an S3-compatible server (MinIO, Ceph, moto).
+   * @default process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL (AWS itself when unset)
+   */
+  endpoint?: string
+  /**
+   * Region.
+   * @default process.env.AWS_REGION ?? 'us-east-1'
+   */
+  region?: string
+  /**
+   * Path-style addressing (`host/bucket/key`), which most S3-compatible servers need.
+   * @default true when `endpoint` is set, false otherwise
+   */
+  forcePathStyle?: boolean
+  /**
+   * Static credentials. Prefer the SDK's default chain (env `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`,
+   * profiles, IRSA): never put secrets in a config file that is committed.
+   * @default the AWS SDK default credential chain
+   */
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string }
+  /**
+   * `'when_required'` stops the SDK from sending CRC32 checksums that MinIO-like servers and older
+   * gateways reject (maps to `requestChecksumCalculation`/`responseChecksumValidation: 'WHEN_REQUIRED'`).
+   * @default process.env.PUSH_CACHE_S3_CHECKSUMS ?? 'when_supported'
+   */
+  checksums?: 'when_supported' | 'when_required'
+  /**
+   * Files above this many bytes go up as a streamed multipart upload; smaller ones are read into
+   * memory so a failed request can be retried.
+   * @default 8 * 1024 * 1024
+   */
+  multipartThreshold?: number
+}
+
+/** Options of the Valkey/Redis store (`store: 'valkey://host:6379[/db]'`). */
+export interface ValkeyOptions {
+  /**
+   * Seed nodes of a Valkey/Redis Cluster (`host:port`); set to use cluster mode.
+   * @default undefined (standalone)
+   */
+  cluster?: string[]
+  /**
+   * ACL user name.
+   * @default the user in the URL, else process.env.PUSH_CACHE_VALKEY_USERNAME
+   */
+  username?: string
+  /**
+   * Password.
+   * @default the password in the URL, else process.env.PUSH_CACHE_VALKEY_PASSWORD
+   */
+  password?: string
+  /**
+   * Seconds a build may take to write: its keys expire on their own after this unless the build
+   * completed, so a crashed populate never leaks or hides data for longer.
+   * @default 3600
+   */
+  lockTtl?: number
+}
+
+export interface PruneOptions {
+  /**
+   * A build can die only when it is older than this (`90s`, `30m`, `48h`, `7d`).
+   * @default '48h'
+   */
+  olderThan?: string
+  /**
+   * The newest `keep` builds always survive, however old. At least 1: the latest build is never pruned.
+   * @default 3
+   */
+  keep?: number
+}
+
+export interface CacheControlOptions {
+  /**
+   * For entrypoints and other files that must refresh fast (`fed-mods.json`, `index.html`, `app-info*.json`).
+   * @default 'public, max-age=60, stale-while-revalidate=300'
+   */
+  short?: string
+  /**
+   * For content-hashed file names (`main.3f2a9c1b.js`, `index-BxY7_a9Q.js`).
+   * @default 'public, max-age=31536000, immutable'
+   */
+  immutable?: string
+  /**
+   * For everything else.
+   * @default 'public, max-age=86400'
+   */
+  default?: string
+  /**
+   * Your own rules, glob (picomatch, on the path relative to the output root) to header value;
+   * the first match wins over every built-in rule.
+   * @default {}
+   */
+  rules?: Record<string, string>
+}
+
+export interface Options {
+  /**
+   * The application's name: the namespace of its keys (`data/<app>/...`). Letters, digits, `.`, `_`, `-`.
+   * @default process.env.PUSH_CACHE_APP
+   */
+  app?: string
+  /**
+   * Where to push: `s3://bucket[/root]`, `valkey://host:6379[/db]` (`redis://`, `valkeys://`, `rediss://`,
+   * `valkey+cluster://`), `file:./dir` or a plain directory path.
+   * @default process.env.PUSH_CACHE_STORE ?? './.push-cache' (a local directory: no server needed)
+   */
+  store?: string
+  /** S3 store settings. @default {} */
+  s3?: S3Options
+  /** Valkey/Redis store settings. @default {} */
+  valkey?: ValkeyOptions
+  /**
+   * Files that are published last, and only after every other file landed (the module federation entry map).
+   * @default ['fed-mods.json']
+   */
+  entrypoint?: string | string[]
+  /**
+   * Globs (picomatch, relative to the output root) of files to push.
+   * @default ['**']
+   */
+  include?: string | string[]
+  /**
+   * Globs of files never to push (picomatch, relative to the output root; dotfiles match `*` too).
+   * @default []
+   */
+  exclude?: string | string[]
+  /**
+   * The build's timestamp in seconds: the manifest's name and the version of its Valkey keys.
+   * @default process.env.BUILD_TIMESTAMP ?? process.env.SOURCE_DATE_EPOCH ?? the build's start time
+   */
+  timestamp?: number
+  /**
+   * The container image this build ships in, recorded in the manifest (valpop's `image`).
+   * @default process.env.PUSH_CACHE_IMAGE
+   */
+  image?: string
+  /** `Cache-Control` of every pushed file. @default see {@link CacheControlOptions} */
+  cacheControl?: CacheControlOptions
+  /**
+   * Uploads in flight at once.
+   * @default 16
+   */
+  concurrency?: number
+  /**
+   * Attempts after the first for a request that failed transiently (network, 5xx, 429), with exponential backoff.
+   * @default 3
+   */
+  retries?: number
+  /**
+   * Prune aged-out builds of this app after a successful push; `false` leaves every build.
+   * @default false
+   */
+  prune?: PruneOptions | false
+  /**
+   * Which files make up the build: `'outDir'` walks the output directory after the bundler wrote it
+   * (catches files copied in by other plugins, such as Vite's `public/`); `'emitted'` takes only the
+   * bundler's own list of emitted files.
+   * @default 'outDir'
+   */
+  scan?: 'outDir' | 'emitted'
+  /**
+   * Push on every rebuild in watch mode (`vite build --watch`, `rollup -w`, `webpack --watch`).
+   * Dev servers never push: they write nothing to disk.
+   * @default false
+   */
+  watch?: boolean
+  /**
+   * A failed push fails the build. With `false` the failure is logged as an error and the build
+   * succeeds; in both cases no entrypoint and no manifest of a failed push is written.
+   * @default true
+   */
+  failOnError?: boolean
+  /**
+   * Plan and print, but write nothing to the store.
+   * @default false
+   */
+  dryRun?: boolean
+  /**
+   * Turn the plugin into a no-op.
+   * @default false
+   */
+  disable?: boolean
+  /**
+   * Log every file and request.
+   * @default process.env.PUSH_CACHE_DEBUG === '1'
+   */
+  debug?: boolean
+}
+
+export interface ResolvedOptions {
+  app: string
+  store: string
+  s3: S3Options
+  valkey: ValkeyOptions
+  entrypoint: string[]
+  include: string[]
+  exclude: string[]
+  timestamp: number
+  image?: string
+  cacheControl: Required<CacheControlOptions>
+  concurrency: number
+  retries: number
+  prune: { olderThanSeconds: number; keep: number } | false
+  scan: 'outDir' | 'emitted'
+  watch: boolean
+  failOnError: boolean
+  dryRun: boolean
+  disable: boolean
+  debug: boolean
+}
+
+export const DEFAULT_STORE = './.push-cache'
+export const DEFAULT_CACHE_CONTROL: Required<CacheControlOptions> = {
+  short: 'public, max-age=60, stale-while-revalidate=300',
+  immutable: 'public, max-age=31536000, immutable',
+  default: 'public, max-age=86400',
+  rules: {},
+}
+
+const APP_NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]*$/
+
+const toArray = (value: string | string[] | undefined, fallback: string[]): string[] =>
+  value === undefined ? fallback : Array.isArray(value) ? value : [value]
+
+function envTimestamp(env: NodeJS.ProcessEnv): number | undefined {
+  for (const name of ['BUILD_TIMESTAMP', 'SOURCE_DATE_EPOCH'] as const) {
+    const raw = env[name]
+    if (raw === undefined || raw === '') continue
+    const value = Number(raw)
+    if (!Number.isSafeInteger(value) || value < 0)
+      throw invalidOption(name, `is ${JSON.stringify(raw)}, not a whole number of seconds`, `Set it to a Unix time such as ${Math.floor(Date.now() / 1000)}.`)
+    return value
+  }
+  return undefined
+}
+
+function positiveInteger(name: string, value: number, min: number): number {
+  if (!Number.isInteger(value) || value < min)
+    throw invalidOption(name, `is ${value}`, `Use a whole number of at least ${min}.`)
+  return value
+}
+
+/** Merges defaults and env fallbacks into a fully typed object, and checks every value once. */
+export function resolveOptions(options: Options = {}, env: NodeJS.ProcessEnv = process.env, now: () => number = Date.now): ResolvedOptions {
+  const disable = options.disable ?? false
+  const app = options.app ?? env.PUSH_CACHE_APP ?? ''
+  if (!disable && !app)
+    throw invalidOption('app', 'is missing', "Name the application, e.g. `pushCache({ app: 'inventory' })` or PUSH_CACHE_APP=inventory.")
+  if (app && (!APP_NAME.test(app) || app.includes('..')))
+    throw invalidOption('app', `is ${JSON.stringify(app)}`, 'Use letters, digits, `.`, `_` and `-` only (no `/`, `:` or `..`).')
+
+  const timestamp = options.timestamp ?? envTimestamp(env) ?? Math.floor(now() / 1000)
+  positiveInteger('timestamp', timestamp, 0)
+
+  let prune: ResolvedOptions['prune'] = false
+  if (options.prune) {
+    const keep = positiveInteger('prune.keep', options.prune.keep ?? 3, 1)
+    prune = { olderThanSeconds: parseDuration(options.prune.olderThan ?? '48h', 'prune.olderThan'), keep }
+  }
+
+  const scan = options.scan ?? 'outDir'
+  if (scan !== 'outDir' && scan !== 'emitted')
+    throw invalidOption('scan', `is ${JSON.stringify(scan)}`, "Use 'outDir' or 'emitted'.")
+
+  return {
+    app,
+    store: options.store ?? env.PUSH_CACHE_STORE ?? DEFAULT_STORE,
+    s3: { checksums: env.PUSH_CACHE_S3_CHECKSUMS === 'when_required' ? 'when_required' : undefined, ...options.s3 },
+    valkey: { ...options.valkey },
+    entrypoint: toArray(options.entrypoint, ['fed-mods.json']),
+    include: toArray(options.include, ['**']),
+    exclude: toArray(options.exclude, []),
+    timestamp,
+    image: options.image ?? (env.PUSH_CACHE_IMAGE || undefined),
+    cacheControl: {
+      ...DEFAULT_CACHE_CONTROL,
+      ...options.cacheControl,
+      rules: { ...options.cacheControl?.rules },
+    },
+    concurrency: positiveInteger('concurrency', options.concurrency ?? 16, 1),
+    retries: positiveInteger('retries', options.retries ?? 3, 0),
+    prune,
+    scan,
+    watch: options.watch ?? false,
+    failOnError: options.failOnError ?? true,
+    dryRun: options.dryRun ?? false,
+    disable,
+    debug: options.debug ?? env.PUSH_CACHE_DEBUG === '1',
+  }
+}

@@ -1,0 +1,117 @@
+import { randomBytes } from 'node:crypto'
+import { createWriteStream } from 'node:fs'
+import { mkdir, rename, rm, stat } from 'node:fs/promises'
+import { basename, dirname, join } from 'node:path'
+import { pipeline } from 'node:stream/promises'
+import { listBuilds } from './builds'
+import { forEachLimited, withRetry } from './concurrency'
+import { describeError, PushCacheError } from './errors'
+import { flatLayout, versionedLayout } from './layout'
+import { type Logger, silentLogger } from './logger'
+import { assertSafeRelpath } from './paths'
+import type { Store } from './store'
+
+export interface PopFile {
+  relpath: string
+  key: string
+}
+
+export interface PopReport {
+  app: string
+  store: string
+  dest: string
+  files: number
+  bytes: number
+  /** For versioned stores, the newest build any file came from. */
+  timestamp?: number
+  durationMs: number
+}
+
+export interface PopInput {
+  store: Store
+  app: string
+  dest: string
+  entrypoints?: readonly string[]
+  concurrency?: number
+  retries?: number
+  logger?: Logger
+}
+
+/**
+ * For every relpath, the version of the newest complete build that has it: an older build pushed
+ * later never wins. Pure; throws `UNSAFE_PATH` for a relpath that could escape the destination.
+ */
+export function planVersionedPop(app: string, builds: readonly { timestamp: number; files: readonly string[]; complete: boolean }[]): PopFile[] {
+  const newest = new Map<string, number>()
+  for (const build of builds) {
+    if (!build.complete) continue
+    for (const relpath of build.files) if ((newest.get(relpath) ?? -1) < build.timestamp) newest.set(relpath, build.timestamp)
+  }
+  return [...newest].map(([relpath, timestamp]) => ({ relpath: assertSafeRelpath(relpath, versionedLayout.dataKey(app, timestamp, relpath)), key: versionedLayout.dataKey(app, timestamp, relpath) }))
+}
+
+async function listPopFiles(store: Store, app: string, retries: number): Promise<{ files: PopFile[]; timestamp?: number }> {
+  if (store.layout === 'versioned') {
+    const builds = await listBuilds(store, app, retries)
+    return { files: planVersionedPop(app, builds), timestamp: builds.find((build) => build.complete)?.timestamp }
+  }
+  const files: PopFile[] = []
+  for await (const { key } of store.list(flatLayout.dataPrefix(app))) {
+    const parsed = flatLayout.parseDataKey(app, key)
+    if (parsed) files.push({ relpath: assertSafeRelpath(parsed.relpath, key), key })
+  }
+  return { files }
+}
+
+/**
+ * Downloads the app's current files into `dest`. Everything lands in a staging directory beside
+ * `dest` first (entrypoints last); only a complete download replaces `dest`, so a failure leaves
+ * the previous content as it was.
+ */
+export async function pop({ store, app, dest, entrypoints = ['fed-mods.json'], concurrency = 16, retries = 3, logger = silentLogger }: PopInput): Promise<PopReport> {
+  const started = Date.now()
+  const { files, timestamp } = await listPopFiles(store, app, retries)
+  if (files.length === 0)
+    throw new PushCacheError('DOWNLOAD_FAILED', `No files of app ${app} in ${store.display}. Check \`--app\` and \`--store\`, or populate first.`)
+  const staging = join(dirname(dest), `.${basename(dest)}.staging-${randomBytes(4).toString('hex')}`)
+  let bytes = 0
+  const download = async (file: PopFile) => {
+    const target = join(staging, file.relpath)
+    await mkdir(dirname(target), { recursive: true })
+    try {
+      await withRetry(async () => {
+        const body = await store.read(file.key)
+        if (!body) throw new PushCacheError('DOWNLOAD_FAILED', `${file.key} was listed but no longer exists`)
+        await pipeline(body, createWriteStream(target))
+      }, { retries })
+    } catch (error) {
+      throw new PushCacheError('DOWNLOAD_FAILED', `Could not download ${file.key} from ${store.display}: ${describeError(error)}. ${dest} was left as it was.`, { cause: error })
+    }
+    bytes += (await stat(target)).size
+  }
+  const last = new Set(entrypoints)
+  try {
+    await forEachLimited(files.filter((file) => !last.has(file.relpath)), concurrency, download)
+    for (const file of files.filter((file) => last.has(file.relpath))) await download(file)
+    await swapInto(staging, dest)
+  } catch (error) {
+    await rm(staging, { recursive: true, force: true })
+    throw error
+  }
+  logger.info(`popped ${files.length} files of ${app} from ${store.display} into ${dest}`)
+  return { app, store: store.display, dest, files: files.length, bytes, timestamp, durationMs: Date.now() - started }
+}
+
+/** Replaces `dest` by `staging` with two renames; the old content is restored if the second fails. */
+async function swapInto(staging: string, dest: string): Promise<void> {
+  const previous = `${staging}.previous`
+  const hadDest = await stat(dest).then(() => true, () => false)
+  if (hadDest) await rename(dest, previous)
+  try {
+    await rename(staging, dest)
+  } catch (error) {
+    if (hadDest) await rename(previous, dest)
+    throw error
+  }
+  if (hadDest) await rm(previous, { recursive: true, force: true })
+}

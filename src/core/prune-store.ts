@@ -1,0 +1,74 @@
+import { listBuilds, type StoredBuild } from './builds'
+import { withRetry } from './concurrency'
+import { describeError, PushCacheError } from './errors'
+import { layoutOf } from './layout'
+import { type Logger, silentLogger } from './logger'
+import { planFlatPrune, planVersionedPrune, type PruneRule } from './prune'
+import type { Store } from './store'
+
+export interface PruneReport {
+  /** Timestamps of the builds that were (or, with `dryRun`, would be) removed. */
+  builds: number[]
+  /** Data keys deleted. */
+  keys: string[]
+  /** Builds left. */
+  kept: number
+  dryRun: boolean
+  /** Why nothing was pruned, when a manifest could not be read. */
+  aborted?: string
+}
+
+export interface PruneInput {
+  store: Store
+  app: string
+  rule: Omit<PruneRule, 'protect'>
+  entrypoints: readonly string[]
+  retries?: number
+  dryRun?: boolean
+  logger?: Logger
+}
+
+const DELETE_BATCH = 1000 // S3 DeleteObjects takes at most 1000 keys
+
+/**
+ * Removes aged-out builds of one app: data first, then the dying manifests, so that a crash in
+ * between leaves manifests that protect nothing rather than files that no manifest names. An
+ * unreadable manifest stops the prune with a warning.
+ */
+export async function prune({ store, app, rule, entrypoints, retries = 3, dryRun = false, logger = silentLogger }: PruneInput): Promise<PruneReport> {
+  let builds: StoredBuild[]
+  try {
+    builds = (await listBuilds(store, app, retries)).filter((build) => build.complete)
+  } catch (error) {
+    if (!(error instanceof PushCacheError) || error.code !== 'MANIFEST_UNREADABLE') throw error
+    logger.warn(error.message)
+    return { builds: [], keys: [], kept: 0, dryRun, aborted: error.message }
+  }
+  const layout = layoutOf(store.layout)
+  let dying: StoredBuild[]
+  let keys: string[]
+  if (store.layout === 'flat') {
+    const plan = planFlatPrune(builds, { ...rule, protect: entrypoints })
+    dying = plan.dying
+    keys = plan.deleteFiles.map((relpath) => layout.dataKey(app, 0, relpath))
+  } else {
+    const plan = planVersionedPrune(builds, rule)
+    dying = plan.dying
+    keys = plan.deleteVersions.map(({ timestamp, relpath }) => layout.dataKey(app, timestamp, relpath))
+  }
+  const report: PruneReport = { builds: dying.map((build) => build.timestamp), keys, kept: builds.length - dying.length, dryRun }
+  if (dryRun || dying.length === 0) return report
+
+  try {
+    for (let start = 0; start < keys.length; start += DELETE_BATCH) {
+      const batch = keys.slice(start, start + DELETE_BATCH)
+      await withRetry(() => store.delete(batch), { retries })
+    }
+    const manifests = dying.flatMap((build) => (build.manifestKey ? [build.manifestKey] : []))
+    await withRetry(() => store.delete(manifests), { retries })
+  } catch (error) {
+    throw new PushCacheError('PRUNE_FAILED', `Pruning ${app} in ${store.display} failed: ${describeError(error)}. Run the prune again; it continues where it stopped.`, { cause: error })
+  }
+  logger.info(`pruned ${dying.length} builds (${keys.length} files) of ${app}, kept ${report.kept}`)
+  return report
+}

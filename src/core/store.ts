@@ -1,0 +1,57 @@
+import type { Readable } from 'node:stream'
+
+/**
+ * How a store lays out builds. Layout rules (key names, ordering, pruning) live in core; a store
+ * only declares which family it belongs to.
+ * - `flat`: one object per path, a new build overwrites (`data/<app>/<path>`, S3 and local).
+ * - `versioned`: one key per build and path (`data:<app>:<ts>:<path>`, Valkey as valpop writes it).
+ */
+export type StoreLayout = 'flat' | 'versioned'
+
+/** A file on disk (streamed, re-opened on every attempt) or bytes already in memory. */
+export type PutBody = Uint8Array | { file: string; size: number }
+
+export interface PutOptions {
+  contentType?: string
+  cacheControl?: string
+  /** User metadata (`x-amz-meta-*` on S3). Keys are lower-case ASCII. */
+  metadata?: Record<string, string>
+  /**
+   * Seconds after which the key disappears unless {@link Store.persist} is called. Versioned
+   * stores use it so that a crashed populate cannot leak keys; flat stores ignore it.
+   */
+  expiresIn?: number
+}
+
+export interface StoreEntry {
+  key: string
+  /** Bytes, when the store knows it cheaply. */
+  size?: number
+  lastModified?: Date
+  /** An opaque version tag (S3 ETag, quotes stripped). Not always a content hash. */
+  etag?: string
+}
+
+/**
+ * The whole contract between core and a backend. Keys are full keys (`data/app/x.js`); every
+ * method may throw, and a thrown error with `transient: true` (or a 5xx/429/network error) is
+ * retried by core.
+ */
+export interface Store {
+  /** `s3`, `local`, `valkey`: used in messages and reports. */
+  readonly kind: string
+  readonly layout: StoreLayout
+  /** Where the store points, with every secret redacted: safe to print. */
+  readonly display: string
+  put(key: string, body: PutBody, options?: PutOptions): Promise<void>
+  /** The value as a stream, or `undefined` when the key does not exist. */
+  read(key: string): Promise<Readable | undefined>
+  /** Every key that starts with `prefix` (a plain string, not a pattern), in no particular order. */
+  list(prefix: string): AsyncIterable<StoreEntry>
+  /** Deletes the keys; a key that does not exist is not an error. */
+  delete(keys: readonly string[]): Promise<void>
+  /** Removes the expiry of keys written with `expiresIn`; resolves to the keys that no longer exist. */
+  persist?(keys: readonly string[]): Promise<string[]>
+  /** Releases connections so the process can exit. */
+  close(): Promise<void>
+}

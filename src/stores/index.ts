@@ -1,0 +1,32 @@
+import { resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { invalidOption, redact } from '../core/errors'
+import type { ResolvedOptions } from '../core/options'
+import type { Store } from '../core/store'
+
+const VALKEY_SCHEMES = ['valkey:', 'valkeys:', 'redis:', 'rediss:', 'valkey+cluster:', 'valkeys+cluster:', 'redis+cluster:', 'rediss+cluster:']
+
+/**
+ * Opens the store a URL names. Remote drivers are imported on first use, so a build that pushes
+ * to a directory never loads the AWS SDK or a Valkey client.
+ */
+export async function createStore(url: string, options: Pick<ResolvedOptions, 's3' | 'valkey'>): Promise<Store> {
+  const scheme = /^([a-z][a-z0-9+.-]*:)/i.exec(url)?.[1]?.toLowerCase()
+  if (!scheme || /^[a-z]:$/i.test(scheme)) {
+    const { createLocalStore } = await import('./local')
+    return createLocalStore(resolve(url))
+  }
+  if (scheme === 'file:') {
+    const { createLocalStore } = await import('./local')
+    return createLocalStore(url.startsWith('file://') ? fileURLToPath(url) : resolve(url.slice('file:'.length)))
+  }
+  if (scheme === 's3:') {
+    const { createS3Store } = await import('./s3')
+    return createS3Store(url, options.s3)
+  }
+  if (VALKEY_SCHEMES.includes(scheme)) {
+    const { createValkeyStore } = await import('./valkey')
+    return createValkeyStore(url, options.valkey)
+  }
+  throw invalidOption('store', `has the unknown scheme ${JSON.stringify(scheme)} (${redact(url)})`, 'Use s3://bucket[/root], valkey://host:6379, redis://host:6379, file:./dir or a directory path.')
+}

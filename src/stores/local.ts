@@ -1,0 +1,67 @@
+import { randomBytes } from 'node:crypto'
+import { createReadStream } from 'node:fs'
+import { copyFile, mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { dirname, join, relative, sep } from 'node:path'
+import type { Readable } from 'node:stream'
+import { assertSafeRelpath } from '../core/paths'
+import type { PutBody, Store, StoreEntry } from '../core/store'
+
+export const DRIVER_NAME = 'local'
+
+/**
+ * A directory with the same keys as the S3 store (`data/<app>/...`, `manifests/<app>/<ts>`), for a
+ * first build with no server and for tests. Writes go to a temporary file and are renamed into
+ * place, so a reader never sees half a file. Headers are not kept: they are in the manifest.
+ */
+export function createLocalStore(root: string): Store {
+  const pathOf = (key: string) => join(root, assertSafeRelpath(key))
+  return {
+    kind: DRIVER_NAME,
+    layout: 'flat',
+    display: root,
+    async put(key: string, body: PutBody) {
+      const target = pathOf(key)
+      const temporary = `${target}.${randomBytes(4).toString('hex')}.tmp`
+      await mkdir(dirname(target), { recursive: true })
+      try {
+        await ('file' in body ? copyFile(body.file, temporary) : writeFile(temporary, body))
+        await rename(temporary, target)
+      } catch (error) {
+        await rm(temporary, { force: true })
+        throw error
+      }
+    },
+    async read(key: string): Promise<Readable | undefined> {
+      const path = pathOf(key)
+      const info = await stat(path).catch(() => undefined)
+      return info?.isFile() ? createReadStream(path) : undefined
+    },
+    async *list(prefix: string): AsyncIterable<StoreEntry> {
+      // Walk only the deepest directory the prefix names fully.
+      const start = join(root, prefix.slice(0, prefix.lastIndexOf('/') + 1))
+      for await (const path of walk(start)) {
+        const key = relative(root, path).split(sep).join('/')
+        if (key.startsWith(prefix) && !key.endsWith('.tmp')) {
+          const info = await stat(path)
+          yield { key, size: info.size, lastModified: info.mtime }
+        }
+      }
+    },
+    async delete(keys: readonly string[]) {
+      await Promise.all(keys.map((key) => rm(pathOf(key), { force: true })))
+    },
+    async close() {},
+  }
+}
+
+async function* walk(directory: string): AsyncGenerator<string> {
+  const entries = await readdir(directory, { withFileTypes: true }).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT' || error.code === 'ENOTDIR') return []
+    throw error
+  })
+  for (const entry of entries) {
+    const path = join(directory, entry.name)
+    if (entry.isDirectory()) yield* walk(path)
+    else if (entry.isFile()) yield path
+  }
+}

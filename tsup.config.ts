@@ -1,0 +1,20 @@
+import { defineConfig } from 'tsup'
+
+export default defineConfig({
+  entry: {
+    index: 'src/index.ts',
+    vite: 'src/vite.ts',
+    rollup: 'src/rollup.ts',
+    rolldown: 'src/rolldown.ts',
+    webpack: 'src/webpack.ts',
+    rspack: 'src/rspack.ts',
+    esbuild: 'src/esbuild.ts',
+    cli: 'src/cli.ts',
+  },
+  format: ['esm', 'cjs'],
+  dts: true,
+  clean: true,
+  splitting: true,
+  target: 'node20',
+  shims: true,
+})

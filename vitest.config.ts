@@ -1,0 +1,11 @@
+import { defineConfig } from 'vitest/config'
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    // Each starts a real server on a free loopback port and provides its address to the tests.
+    globalSetup: ['test/setup/s3-server.ts', 'test/setup/valkey-server.ts'],
+    testTimeout: 60_000,
+    hookTimeout: 120_000,
+  },
+})

@@ -1,0 +1,129 @@
+import { describe, expect, it } from 'vitest'
+import { formatAge, parseDuration } from '../src/core/duration'
+import { describeError, PushCacheError, redact } from '../src/core/errors'
+import { parseManifest } from '../src/core/manifest'
+import { resolveOptions } from '../src/core/options'
+import { assertSafeRelpath } from '../src/core/paths'
+import { flatLayout, versionedLayout } from '../src/core/layout'
+
+const code = (action: () => unknown) => {
+  try {
+    action()
+  } catch (error) {
+    return { code: (error as PushCacheError).code, message: (error as Error).message }
+  }
+  throw new Error('expected a PushCacheError')
+}
+
+describe('resolveOptions', () => {
+  it('fills every default', () => {
+    const options = resolveOptions({ app: 'inventory' }, {}, () => 1_700_000_000_999)
+    expect(options).toMatchObject({
+      store: './.push-cache',
+      entrypoint: ['fed-mods.json'],
+      include: ['**'],
+      exclude: [],
+      timestamp: 1_700_000_000,
+      concurrency: 16,
+      retries: 3,
+      prune: false,
+      scan: 'outDir',
+      watch: false,
+      failOnError: true,
+      dryRun: false,
+      disable: false,
+      debug: false,
+    })
+  })
+
+  it('takes app, store, image and timestamp from the environment', () => {
+    const env = { PUSH_CACHE_APP: 'a', PUSH_CACHE_STORE: 's3://b', PUSH_CACHE_IMAGE: 'quay.io/x:1', SOURCE_DATE_EPOCH: '42', BUILD_TIMESTAMP: '43' }
+    expect(resolveOptions({}, env)).toMatchObject({ app: 'a', store: 's3://b', image: 'quay.io/x:1', timestamp: 43 })
+    expect(resolveOptions({}, { ...env, BUILD_TIMESTAMP: '' }).timestamp).toBe(42)
+  })
+
+  it('resolves prune with its defaults', () => {
+    expect(resolveOptions({ app: 'a', prune: {} }, {}).prune).toEqual({ olderThanSeconds: 172800, keep: 3 })
+  })
+
+  it.each([
+    [{}, 'app'],
+    [{ app: 'a/b' }, 'app'],
+    [{ app: '..' }, 'app'],
+    [{ app: 'a:b' }, 'app'],
+    [{ app: 'a', concurrency: 0 }, 'concurrency'],
+    [{ app: 'a', prune: { olderThan: 'soon' } }, 'prune.olderThan'],
+    [{ app: 'a', prune: { keep: 0 } }, 'prune.keep'],
+    [{ app: 'a', scan: 'all' as never }, 'scan'],
+  ])('rejects %j naming `%s` and the fix', (options, option) => {
+    const error = code(() => resolveOptions(options, {}))
+    expect(error.code).toBe('INVALID_OPTION')
+    expect(error.message).toContain(`\`${option}\``)
+  })
+
+  it('rejects a timestamp env that is not seconds', () => {
+    expect(code(() => resolveOptions({ app: 'a' }, { SOURCE_DATE_EPOCH: 'yesterday' })).message).toContain('SOURCE_DATE_EPOCH')
+  })
+
+  it('needs no app when disabled', () => {
+    expect(resolveOptions({ disable: true }, {}).disable).toBe(true)
+  })
+})
+
+describe('durations', () => {
+  it.each([
+    ['90s', 90],
+    ['30m', 1800],
+    ['48h', 172800],
+    ['7d', 604800],
+    ['2w', 1209600],
+    ['120', 120],
+    ['1.5h', 5400],
+  ])('%s is %i seconds', (text, seconds) => expect(parseDuration(text)).toBe(seconds))
+
+  it('rejects malformed durations naming the option', () => {
+    expect(code(() => parseDuration('48 hours', '--older-than')).message).toMatch(/`--older-than`.*48h/)
+  })
+
+  it('formats ages for people', () => {
+    expect([formatAge(5), formatAge(125), formatAge(3725), formatAge(2 * 86400 + 7200)]).toEqual(['5s', '2m', '1h 2m', '2d 2h'])
+  })
+})
+
+describe('manifests', () => {
+  it('reads our object, valpop object and the older bare array', () => {
+    expect(parseManifest('{"files":["a.js"],"timestamp":5,"image":"x","valpopImage":"v"}', 'k', 9)).toMatchObject({ files: ['a.js'], timestamp: 5, image: 'x' })
+    expect(parseManifest('["a.js","b/c.css"]', 'k', 9)).toEqual({ files: ['a.js', 'b/c.css'], timestamp: 9 })
+  })
+
+  it.each(['not json', '{"files":"a"}', '42', '{"files":[1]}'])('refuses %s with MANIFEST_UNREADABLE', (text) => {
+    expect(code(() => parseManifest(text, 'manifests/a/1', 1))).toMatchObject({ code: 'MANIFEST_UNREADABLE' })
+  })
+})
+
+describe('keys', () => {
+  it('parses versioned keys whose relpath holds `:`', () => {
+    expect(versionedLayout.parseDataKey('app', 'data:app:17:a:b:c.js')).toEqual({ timestamp: 17, relpath: 'a:b:c.js' })
+    expect(versionedLayout.parseDataKey('app', 'data:app:x:a.js')).toBeUndefined()
+    expect(versionedLayout.parseDataKey('app', 'data:app-2:1:a.js')).toBeUndefined()
+    expect(flatLayout.parseManifestKey('app', 'manifests/app/1700000000')).toBe(1700000000)
+    expect(flatLayout.parseManifestKey('app', 'manifests/app/latest')).toBeUndefined()
+  })
+
+  it.each(['../x', 'a/../../x', '/etc/passwd', 'a\\b', 'a\0b', 'C:/x', 'a//b', './a', ''])('refuses the unsafe relpath %j', (relpath) => {
+    expect(code(() => assertSafeRelpath(relpath, `data/app/${relpath}`))).toMatchObject({ code: 'UNSAFE_PATH' })
+  })
+
+  it('accepts spaces, non-ASCII and dots inside names', () => {
+    expect(assertSafeRelpath('img/logo café..svg')).toBe('img/logo café..svg')
+  })
+})
+
+describe('secrets', () => {
+  it('never prints a password or key', () => {
+    expect(redact('cannot reach redis://admin:s3cret@10.0.0.1:6379/0')).toBe('cannot reach redis://admin:***@10.0.0.1:6379/0')
+    expect(redact('https://AKIA123@host/x?X-Amz-Signature=abc&y=1')).toBe('https://***@host/x?X-Amz-Signature=***&y=1')
+    expect(new PushCacheError('UPLOAD_FAILED', 'valkey://:pw@h').message).toBe('valkey://:***@h')
+    expect(describeError(new Error('auth failed for rediss://u:pw@h'))).not.toContain('pw')
+  })
+})

@@ -1,0 +1,83 @@
+import { mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { collectFiles } from '../src/core/files'
+import { pop } from '../src/core/pop'
+import { populate } from '../src/core/populate'
+import { resolveOptions } from '../src/core/options'
+import { createLocalStore } from '../src/stores/local'
+
+async function tempDir(): Promise<string> {
+  return mkdtemp(join(tmpdir(), 'push-cache-'))
+}
+
+async function writeTree(root: string, files: Record<string, string>): Promise<string> {
+  for (const [relpath, content] of Object.entries(files)) {
+    await mkdir(dirname(join(root, relpath)), { recursive: true })
+    await writeFile(join(root, relpath), content)
+  }
+  return root
+}
+
+async function tree(root: string): Promise<string[]> {
+  const entries = await readdir(root, { recursive: true, withFileTypes: true })
+  return entries.filter((entry) => entry.isFile()).map((entry) => join(entry.parentPath, entry.name).slice(root.length + 1)).sort()
+}
+
+const build = { 'fed-mods.json': '{"inventory":{"entry":["/apps/inventory/main.1a2b3c4d.js"]}}', 'main.1a2b3c4d.js': 'export {}', 'nested/deep/logo café.svg': '<svg/>' }
+
+async function push(storeRoot: string, outDir: string, timestamp: number) {
+  const store = createLocalStore(storeRoot)
+  const options = resolveOptions({ app: 'inventory', timestamp }, {})
+  return populate({ store, options, files: await collectFiles(outDir) })
+}
+
+describe('the local store', () => {
+  it('lands a build under data/<app>/ with its manifest', async () => {
+    const storeRoot = await tempDir()
+    const report = await push(storeRoot, await writeTree(await tempDir(), build), 1700000000)
+    expect(report).toMatchObject({ uploaded: 3, entrypoints: ['fed-mods.json'], manifestKey: 'manifests/inventory/1700000000' })
+    expect(await tree(storeRoot)).toEqual([
+      'data/inventory/fed-mods.json',
+      'data/inventory/main.1a2b3c4d.js',
+      'data/inventory/nested/deep/logo café.svg',
+      'manifests/inventory/1700000000',
+    ])
+    const manifest = JSON.parse(await readFile(join(storeRoot, 'manifests/inventory/1700000000'), 'utf8'))
+    expect(manifest).toMatchObject({ files: ['fed-mods.json', 'main.1a2b3c4d.js', 'nested/deep/logo café.svg'], timestamp: 1700000000, entrypoints: ['fed-mods.json'] })
+    expect(manifest.entries['main.1a2b3c4d.js']).toEqual({ size: 9, contentType: 'text/javascript; charset=utf-8', cacheControl: 'public, max-age=31536000, immutable' })
+  })
+
+  it('writes no entrypoint and no manifest when an asset fails', async () => {
+    const storeRoot = await tempDir()
+    await mkdir(join(storeRoot, 'data/inventory/main.1a2b3c4d.js'), { recursive: true }) // a directory where the file must go
+    const outDir = await writeTree(await tempDir(), build)
+    await expect(push(storeRoot, outDir, 1700000000)).rejects.toMatchObject({
+      code: 'UPLOAD_FAILED',
+      message: expect.stringMatching(/main\.1a2b3c4d\.js.*push-cache-.*No entrypoint and no manifest/s),
+    })
+    expect(await tree(storeRoot)).toEqual(['data/inventory/nested/deep/logo café.svg'])
+  })
+
+  it('pops the current files into a directory, replacing what was there', async () => {
+    const storeRoot = await tempDir()
+    await push(storeRoot, await writeTree(await tempDir(), build), 1700000000)
+    const dest = await writeTree(join(await tempDir(), 'www'), { 'stale.js': 'old' })
+    const report = await pop({ store: createLocalStore(storeRoot), app: 'inventory', dest })
+    expect(report.files).toBe(3)
+    expect(await tree(dest)).toEqual(['fed-mods.json', 'main.1a2b3c4d.js', 'nested/deep/logo café.svg'])
+    expect(await readdir(dirname(dest))).toEqual(['www'])
+  })
+
+  it('leaves the destination as it was when a download fails', async () => {
+    const storeRoot = await tempDir()
+    await push(storeRoot, await writeTree(await tempDir(), build), 1700000000)
+    const store = createLocalStore(storeRoot)
+    const failing = { ...store, read: async (key: string) => (key.endsWith('.svg') ? Promise.reject(new Error('disk gone')) : store.read(key)) }
+    const dest = await writeTree(join(await tempDir(), 'www'), { 'fed-mods.json': 'previous' })
+    await expect(pop({ store: failing, app: 'inventory', dest })).rejects.toMatchObject({ code: 'DOWNLOAD_FAILED', message: expect.stringContaining('logo café.svg') })
+    expect(await readFile(join(dest, 'fed-mods.json'), 'utf8')).toBe('previous')
+    expect(await readdir(dirname(dest))).toEqual(['www'])
+  })
+})

@@ -141,7 +141,7 @@ export interface Options {
    * @default process.env.PUSH_CACHE_IMAGE
    */
   image?: string
-  /** `Cache-Control` of every pushed file. @default see {@link CacheControlOptions} */
+  /** `Cache-Control` of every pushed file. @default the `cacheControl.*` defaults below */
   cacheControl?: CacheControlOptions
   /**
    * Uploads in flight at once.

@@ -1,0 +1,183 @@
+import { readFile } from 'node:fs/promises'
+import { Readable } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { Cluster, Redis, type RedisOptions } from 'iovalkey'
+import { describeError, invalidOption, PushCacheError } from '../core/errors'
+import type { ValkeyOptions } from '../core/options'
+import type { PutBody, PutOptions, Store, StoreEntry } from '../core/store'
+
+export const DRIVER_NAME = 'valkey'
+
+/** Keys per round of pipelined UNLINK/PERSIST: bounds what one round holds in memory. */
+const BATCH = 1000
+/** What Redis and Valkey accept by default when CONFIG GET is not allowed. */
+const DEFAULT_MAX_BULK = 512 * 1024 * 1024
+/** A dead server fails the build after about a second of reconnecting, instead of hanging it. */
+const RECONNECT_ATTEMPTS = 3
+const CONNECT_TIMEOUT_MS = 5000
+
+interface Endpoint {
+  host: string
+  port: number
+}
+
+interface ValkeyTarget {
+  cluster: boolean
+  tls: boolean
+  nodes: Endpoint[]
+  db: number
+  username?: string
+  password?: string
+  /** The URL without credentials. */
+  display: string
+}
+
+const URL_FORM = /^(valkeys?|rediss?)(\+cluster)?:\/\/(?:(.*)@)?([^@/]+?)(?:\/(\d*))?$/i
+const USAGE = 'Use valkey://[user:password@]host:6379[/db] (also redis://, TLS with valkeys:// or rediss://), or valkey+cluster://host:port[,host:port...].'
+
+/** Parses the store URL and merges credentials: `options` first, then the URL, then the environment. */
+export function parseValkeyUrl(url: string, options: ValkeyOptions = {}, env: NodeJS.ProcessEnv = process.env): ValkeyTarget {
+  const match = URL_FORM.exec(url)
+  if (!match) throw invalidOption('store', `is not a Valkey URL (${url.replace(/\/\/.*@/, '//***@')})`, USAGE)
+  const [, scheme, clusterSuffix, userinfo, hosts, db] = match
+  const cluster = Boolean(clusterSuffix || options.cluster)
+  const nodes = (options.cluster ?? hosts!.split(',')).map(parseEndpoint)
+  if (cluster && Number(db ?? 0) !== 0) throw invalidOption('store', `names database ${db} in cluster mode`, 'Redis Cluster has only database 0; drop the `/db`.')
+  const separator = userinfo?.indexOf(':') ?? -1
+  const [urlUser, urlPassword] = userinfo === undefined ? [] : separator < 0 ? [userinfo] : [userinfo.slice(0, separator), userinfo.slice(separator + 1)]
+  return {
+    cluster,
+    tls: /s$/i.test(scheme!),
+    nodes,
+    db: Number(db ?? 0),
+    username: options.username ?? (urlUser ? decodeURIComponent(urlUser) : env.PUSH_CACHE_VALKEY_USERNAME),
+    password: options.password ?? (urlPassword ? decodeURIComponent(urlPassword) : env.PUSH_CACHE_VALKEY_PASSWORD),
+    display: `${scheme!.toLowerCase()}${cluster ? '+cluster' : ''}://${nodes.map(({ host, port }) => (host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`)).join(',')}${Number(db ?? 0) ? `/${db}` : ''}`,
+  }
+}
+
+function parseEndpoint(text: string): Endpoint {
+  const match = /^(?:\[([^\]]+)\]|([^:]+))(?::(\d+))?$/.exec(text.trim())
+  if (!match) throw invalidOption('store', `has the host ${JSON.stringify(text)}`, USAGE)
+  return { host: match[1] ?? match[2]!, port: Number(match[3] ?? 6379) }
+}
+
+/** `SCAN MATCH` takes a glob: a prefix is matched literally only with its metacharacters escaped. */
+export const escapeGlob = (text: string): string => text.replace(/[*?[\]\\]/g, '\\$&')
+
+/**
+ * Valkey or Redis, standalone or Cluster, with valpop's keys (`data:<app>:<ts>:<relpath>` = the raw
+ * bytes, `lock:<app>:<ts>`). A value holds bytes only: Content-Type and Cache-Control ride in the
+ * build's manifest (`manifest:<app>:<ts>`, field `entries`, written by core), so valpop's readers
+ * still see plain data keys.
+ *
+ * Core runs up to `concurrency` puts at once; with auto-pipelining those commands leave in one
+ * pipeline per tick (per node in a cluster) instead of one round trip each.
+ */
+export function createValkeyStore(url: string, options: ValkeyOptions): Store {
+  const target = parseValkeyUrl(url, options)
+  let lastError: unknown
+  let connecting: Promise<Redis | Cluster> | undefined
+  let maxBulk: Promise<number> | undefined
+
+  async function open(): Promise<Redis | Cluster> {
+    const retryStrategy = (times: number) => (times > RECONNECT_ATTEMPTS ? null : times * 200)
+    const common: RedisOptions = {
+      username: target.username,
+      password: target.password,
+      tls: target.tls ? {} : undefined,
+      connectTimeout: CONNECT_TIMEOUT_MS,
+      maxRetriesPerRequest: 2,
+    }
+    const client = target.cluster
+      ? new Cluster(target.nodes, { lazyConnect: true, enableAutoPipelining: true, clusterRetryStrategy: retryStrategy, redisOptions: common })
+      : new Redis({ ...common, ...target.nodes[0]!, db: target.db, lazyConnect: true, enableAutoPipelining: true, retryStrategy })
+    // Without a listener iovalkey prints every connection error; keep the last one for our message.
+    client.on('error', (error: unknown) => (lastError = error))
+    try {
+      await client.connect()
+    } catch (error) {
+      client.disconnect()
+      throw new PushCacheError('STORE_UNREACHABLE', `Cannot connect to ${target.display}: ${describeError(lastError ?? error)}. Check the host, the port and the credentials.`, { cause: error })
+    }
+    return client
+  }
+  const client = () => (connecting ??= open())
+
+  /** The server's largest accepted value, asked once. */
+  async function maxValueSize(): Promise<number> {
+    maxBulk ??= client()
+      .then((valkey) => valkey.config('GET', 'proto-max-bulk-len'))
+      .then((reply) => Number((reply as string[])[1]) || DEFAULT_MAX_BULK, () => DEFAULT_MAX_BULK)
+    return maxBulk
+  }
+
+  /** Runs `command` over `keys`, `BATCH` at a time; each batch goes out pipelined (per node in a cluster). */
+  async function eachKey<T>(keys: readonly string[], command: (valkey: Redis | Cluster, key: string) => Promise<T>): Promise<T[]> {
+    const valkey = await client()
+    const results: T[] = []
+    for (let start = 0; start < keys.length; start += BATCH) results.push(...(await Promise.all(keys.slice(start, start + BATCH).map((key) => command(valkey, key)))))
+    return results
+  }
+
+  return {
+    kind: DRIVER_NAME,
+    layout: 'versioned',
+    display: target.display,
+
+    // https://valkey.io/commands/set/ ; a value is sent whole, so the file is read into memory.
+    async put(key: string, body: PutBody, putOptions: PutOptions = {}) {
+      const size = 'file' in body ? body.size : body.byteLength
+      const limit = await maxValueSize()
+      if (size > limit)
+        throw new PushCacheError('UPLOAD_FAILED', `${key} is ${size} bytes, above the ${limit} bytes the server accepts in one value (proto-max-bulk-len). Raise proto-max-bulk-len on the server or leave the file out with \`exclude\`.`)
+      const value = 'file' in body ? await readFile(body.file) : Buffer.from(body.buffer, body.byteOffset, body.byteLength)
+      const valkey = await client()
+      await (putOptions.expiresIn ? valkey.set(key, value, 'EX', putOptions.expiresIn) : valkey.set(key, value))
+    },
+
+    // https://valkey.io/commands/get/
+    async read(key: string) {
+      const value = await (await client()).getBuffer(key)
+      return value === null ? undefined : Readable.from([value])
+    },
+
+    // https://valkey.io/commands/scan/ ; every master holds a share of the keys in a cluster. Sizes
+    // would cost a STRLEN per key, so entries carry none.
+    async *list(prefix: string): AsyncIterable<StoreEntry> {
+      const valkey = await client()
+      for (const node of valkey instanceof Cluster ? valkey.nodes('master') : [valkey]) {
+        const seen = new Set<string>() // SCAN may return a key twice
+        let cursor = '0'
+        do {
+          const [next, keys] = await node.scan(cursor, 'MATCH', `${escapeGlob(prefix)}*`, 'COUNT', 1000)
+          cursor = next
+          for (const key of keys) {
+            if (seen.has(key)) continue
+            seen.add(key)
+            yield { key }
+          }
+        } while (cursor !== '0')
+      }
+    },
+
+    // https://valkey.io/commands/unlink/ ; one key per command, so a cluster never sees a cross-slot request.
+    async delete(keys: readonly string[]) {
+      await eachKey(keys, (valkey, key) => valkey.unlink(key))
+    },
+
+    // https://valkey.io/commands/persist/ ; 0 means "no expiry" or "no key": EXISTS tells which.
+    async persist(keys: readonly string[]) {
+      const lost = await eachKey(keys, async (valkey, key) => ((await valkey.persist(key)) === 1 || (await valkey.exists(key)) === 1 ? undefined : key))
+      return lost.filter((key) => key !== undefined)
+    },
+
+    async close() {
+      const valkey = await connecting?.catch(() => undefined)
+      if (!valkey) return
+      // QUIT waits for the replies in flight; a dead server must not hold the process.
+      await Promise.race([valkey.quit().catch(() => undefined), sleep(1000)])
+      valkey.disconnect()
+    },
+  }
+}

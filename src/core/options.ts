@@ -252,7 +252,7 @@ export function resolveOptions(options: Options = {}, env: NodeJS.ProcessEnv = p
   const disable = options.disable ?? false
   const app = options.app ?? env.PUSH_CACHE_APP ?? ''
   if (!disable && !app)
-    throw invalidOption('app', 'is missing', "Name the application, e.g. `pushCache({ app: 'inventory' })` or PUSH_CACHE_APP=inventory.")
+    throw invalidOption('app', 'is missing', "Name the application, e.g. `pushCache({ app: 'inventory' })`, `--app inventory` on the command line, or PUSH_CACHE_APP=inventory.")
   if (app && (!APP_NAME.test(app) || app.includes('..')))
     throw invalidOption('app', `is ${JSON.stringify(app)}`, 'Use letters, digits, `.`, `_` and `-` only (no `/`, `:` or `..`).')
 

@@ -87,7 +87,9 @@ export async function pop({ store, app, dest, entrypoints = ['fed-mods.json'], c
     } catch (error) {
       throw new PushCacheError('DOWNLOAD_FAILED', `Could not download ${file.key} from ${store.display}: ${describeError(error)}. ${dest} was left as it was.`, { cause: error })
     }
-    bytes += (await stat(target)).size
+    // Read the size first: `bytes += await ...` would add to the value read before the await and lose concurrent downloads.
+    const { size } = await stat(target)
+    bytes += size
   }
   const last = new Set(entrypoints)
   try {

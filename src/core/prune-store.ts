@@ -3,6 +3,7 @@ import { withRetry } from './concurrency'
 import { describeError, PushCacheError } from './errors'
 import { layoutOf } from './layout'
 import { type Logger, silentLogger } from './logger'
+import { serializeManifest } from './manifest'
 import { planFlatPrune, planVersionedPrune, type PruneRule } from './prune'
 import type { Store } from './store'
 
@@ -47,6 +48,7 @@ export async function prune({ store, app, rule, entrypoints, retries = 3, dryRun
   const layout = layoutOf(store.layout)
   let dying: StoredBuild[]
   let keys: string[]
+  let shrinking: { build: StoredBuild; files: string[] }[] = []
   if (store.layout === 'flat') {
     const plan = planFlatPrune(builds, { ...rule, protect: entrypoints })
     dying = plan.dying
@@ -54,21 +56,32 @@ export async function prune({ store, app, rule, entrypoints, retries = 3, dryRun
   } else {
     const plan = planVersionedPrune(builds, rule)
     dying = plan.dying
+    shrinking = plan.shrinking
     keys = plan.deleteVersions.map(({ timestamp, relpath }) => layout.dataKey(app, timestamp, relpath))
   }
   const report: PruneReport = { builds: dying.map((build) => build.timestamp), keys, kept: builds.length - dying.length, dryRun }
-  if (dryRun || dying.length === 0) return report
+  if (dryRun || (dying.length === 0 && keys.length === 0)) return report
 
   try {
     for (let start = 0; start < keys.length; start += DELETE_BATCH) {
       const batch = keys.slice(start, start + DELETE_BATCH)
       await withRetry(() => store.delete(batch), { retries })
     }
+    // Only now: a crash before this leaves a manifest naming deleted older versions, which pop
+    // never picks (a newer build names the same relpath), rather than keys no manifest names.
+    for (const { build, files } of shrinking) {
+      const { manifestKey, manifest } = build
+      if (!manifestKey || !manifest) continue // found by scanning: its keys are all there is
+      const held = new Set(files)
+      const entries = manifest.entries && Object.fromEntries(Object.entries(manifest.entries).filter(([file]) => held.has(file)))
+      // Versioned stores keep no headers, so the manifest is written without them.
+      await withRetry(() => store.put(manifestKey, Buffer.from(serializeManifest({ ...manifest, files, entries }))), { retries })
+    }
     const manifests = dying.flatMap((build) => (build.manifestKey ? [build.manifestKey] : []))
     await withRetry(() => store.delete(manifests), { retries })
   } catch (error) {
     throw new PushCacheError('PRUNE_FAILED', `Pruning ${app} in ${store.display} failed: ${describeError(error)}. Run the prune again; it continues where it stopped.`, { cause: error })
   }
-  logger.info(`pruned ${dying.length} builds (${keys.length} files) of ${app}, kept ${report.kept}`)
+  logger.info(`pruned ${dying.length} builds (${keys.length} files) of ${app}, kept ${report.kept}${shrinking.length ? ` (${shrinking.length} of them only for files no later build rewrote)` : ''}`)
   return report
 }

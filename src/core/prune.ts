@@ -47,17 +47,27 @@ export function planFlatPrune<T extends BuildRecord>(builds: readonly T[], rule:
  * Versioned layout (Valkey): one key per build and relpath. A dying build loses its keys, except
  * the newest version of each relpath, which stays whatever its age (valpop's promise: a file a
  * later build did not rewrite is never lost).
+ *
+ * Builds are listed from their manifests, so a dying build that still holds such a version must
+ * keep a manifest or the version becomes invisible: it `shrinks` to the files it still holds. One
+ * that holds nothing else dies; one whose every version is still the newest stays whole.
  */
 export function planVersionedPrune<T extends BuildRecord>(
   builds: readonly T[],
   rule: Omit<PruneRule, 'protect'>,
-): { surviving: T[]; dying: T[]; deleteVersions: { timestamp: number; relpath: string }[] } {
-  const { surviving, dying } = partitionBuilds(builds, rule)
+): { surviving: T[]; dying: T[]; shrinking: { build: T; files: string[] }[]; deleteVersions: { timestamp: number; relpath: string }[] } {
+  const partition = partitionBuilds(builds, rule)
   const newestVersion = new Map<string, number>()
   for (const build of builds)
     for (const file of build.files) newestVersion.set(file, Math.max(newestVersion.get(file) ?? -1, build.timestamp))
-  const deleteVersions = dying.flatMap((build) =>
-    build.files.filter((relpath) => newestVersion.get(relpath) !== build.timestamp).map((relpath) => ({ timestamp: build.timestamp, relpath })),
-  )
-  return { surviving, dying, deleteVersions }
+  const plan = { surviving: partition.surviving, dying: [] as T[], shrinking: [] as { build: T; files: string[] }[], deleteVersions: [] as { timestamp: number; relpath: string }[] }
+  for (const build of partition.dying) {
+    const held = build.files.filter((relpath) => newestVersion.get(relpath) === build.timestamp)
+    const older = build.files.filter((relpath) => newestVersion.get(relpath) !== build.timestamp)
+    plan.deleteVersions.push(...older.map((relpath) => ({ timestamp: build.timestamp, relpath })))
+    if (held.length === 0) plan.dying.push(build)
+    else if (older.length === 0) plan.surviving.push(build)
+    else plan.shrinking.push({ build, files: held })
+  }
+  return plan
 }

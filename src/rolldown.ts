@@ -1,0 +1,4 @@
+import { createRolldownPlugin } from 'unplugin'
+import { unpluginFactory } from '.'
+
+export default createRolldownPlugin(unpluginFactory)

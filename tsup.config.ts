@@ -1,4 +1,5 @@
 import { defineConfig } from 'tsup'
+import { version } from './package.json'
 
 export default defineConfig({
   entry: {
@@ -17,4 +18,6 @@ export default defineConfig({
   splitting: true,
   target: 'node20',
   shims: true,
+  // core/version.ts reads it: `push-cache --version` and the manifests' `generator`.
+  define: { __PACKAGE_VERSION__: JSON.stringify(version) },
 })

@@ -1,0 +1,109 @@
+import type { Command } from 'cac'
+import { parseDuration } from '../core/duration'
+import { invalidOption } from '../core/errors'
+import type { Options, S3Options } from '../core/options'
+
+/** What cac hands over: values of repeated flags are arrays, numeric-looking ones numbers. */
+export interface Flags {
+  app?: unknown
+  store?: unknown
+  timestamp?: unknown
+  image?: unknown
+  entrypoint?: unknown
+  include?: unknown
+  exclude?: unknown
+  concurrency?: unknown
+  dryRun?: boolean
+  json?: boolean
+  pruneOlderThan?: unknown
+  olderThan?: unknown
+  keep?: unknown
+  s3Endpoint?: unknown
+  s3Region?: unknown
+  s3PathStyle?: boolean
+  s3Checksums?: unknown
+}
+
+type FlagSpec = [name: string, description: string, config?: { type?: unknown[] }]
+
+const repeatable = { type: [String] }
+
+/** Flags by group; each command takes the groups it needs, so a flag is described in one place. */
+export const FLAG_GROUPS = {
+  store: [
+    ['--app <name>', 'Application name, the namespace of its keys (env PUSH_CACHE_APP)'],
+    ['--store <url>', 's3://bucket[/root], valkey://host:6379[/db], redis://..., file:./dir or a directory (env PUSH_CACHE_STORE, default ./.push-cache)'],
+    ['--s3-endpoint <url>', 'S3-compatible endpoint such as MinIO (env AWS_ENDPOINT_URL_S3)'],
+    ['--s3-region <region>', 'S3 region (env AWS_REGION, default us-east-1)'],
+    ['--s3-path-style', 'Path-style S3 addressing (the default when an endpoint is set)'],
+    ['--s3-checksums <mode>', 'when_supported or when_required (for servers that reject CRC32 checksums; env PUSH_CACHE_S3_CHECKSUMS)'],
+    ['--json', 'Print one JSON report on stdout; logs stay on stderr'],
+  ],
+  push: [
+    ['--timestamp <secs>', 'Build timestamp in Unix seconds (env BUILD_TIMESTAMP, SOURCE_DATE_EPOCH; default now)'],
+    ['--image <ref>', 'Container image of this build; skips the run when the newest build records the same image (env PUSH_CACHE_IMAGE)'],
+    ['--include <glob>', 'Push only matching files (repeatable, default **)', repeatable],
+    ['--exclude <glob>', 'Never push matching files (repeatable)', repeatable],
+    ['--prune-older-than <dur>', 'After the push, prune builds older than this (90s, 48h, 7d)'],
+  ],
+  entrypoint: [['--entrypoint <file>', 'File written last, once everything else is in place (repeatable, default fed-mods.json)', repeatable]],
+  concurrency: [['--concurrency <n>', 'Transfers in flight at once (default 16)']],
+  keep: [['--keep <n>', 'The newest N builds always survive (default 3)']],
+  olderThan: [['--older-than <dur>', 'Prune builds older than this (90s, 48h, 7d)']],
+  dryRun: [['--dry-run', 'Show what would be done and write nothing']],
+} satisfies Record<string, FlagSpec[]>
+
+export function addFlags(command: Command, groups: readonly (keyof typeof FLAG_GROUPS)[]): Command {
+  for (const group of groups) for (const [name, description, config] of FLAG_GROUPS[group] as FlagSpec[]) command.option(name, description, config)
+  return command
+}
+
+/** The last value of a flag given once or more, as the text the user typed. */
+function text(value: unknown): string | undefined {
+  const last = Array.isArray(value) ? value.at(-1) : value
+  return last === undefined ? undefined : String(last)
+}
+
+const list = (value: unknown): string[] | undefined => (value === undefined ? undefined : [value].flat().map(String))
+
+function integer(flag: string, value: unknown): number | undefined {
+  const raw = text(value)
+  if (raw === undefined) return undefined
+  if (!/^\d+$/.test(raw)) throw invalidOption(flag, `is ${JSON.stringify(raw)}`, 'Use a whole number, e.g. 3.')
+  return Number(raw)
+}
+
+/** Checked here as well as in core so that the message names the flag the user typed. */
+function duration(flag: string, value: unknown): string | undefined {
+  const raw = text(value)
+  if (raw !== undefined) parseDuration(raw, flag)
+  return raw
+}
+
+function checksums(value: unknown): S3Options['checksums'] {
+  const raw = text(value)
+  if (raw === undefined || raw === 'when_supported' || raw === 'when_required') return raw
+  throw invalidOption('--s3-checksums', `is ${JSON.stringify(raw)}`, 'Use when_supported (the default) or when_required.')
+}
+
+/** Drops unset fields so that they do not hide the env fallbacks `resolveOptions` applies. */
+const defined = <T extends object>(object: T): T => Object.fromEntries(Object.entries(object).filter(([, value]) => value !== undefined)) as T
+
+/** The one mapping from command-line flags to core `Options`, for every command. */
+export function toOptions(flags: Flags): Options {
+  const olderThan = duration('--older-than', flags.olderThan) ?? duration('--prune-older-than', flags.pruneOlderThan)
+  const keep = integer('--keep', flags.keep)
+  return defined<Options>({
+    app: text(flags.app),
+    store: text(flags.store),
+    timestamp: integer('--timestamp', flags.timestamp),
+    image: text(flags.image),
+    entrypoint: list(flags.entrypoint),
+    include: list(flags.include),
+    exclude: list(flags.exclude),
+    concurrency: integer('--concurrency', flags.concurrency),
+    dryRun: flags.dryRun,
+    prune: olderThan !== undefined || keep !== undefined ? defined({ olderThan, keep }) : undefined,
+    s3: defined<S3Options>({ endpoint: text(flags.s3Endpoint), region: text(flags.s3Region), forcePathStyle: flags.s3PathStyle || undefined, checksums: checksums(flags.s3Checksums) }),
+  })
+}

@@ -1,0 +1,50 @@
+import cliProgress from 'cli-progress'
+import type { Logger } from '../core/logger'
+import { formatBytes, type ProgressEvent } from '../core/populate'
+
+export interface Progress {
+  onProgress(event: ProgressEvent): void
+  stop(): void
+}
+
+/** Plain lines, one per tenth of the bytes, so that CI logs stay short for thousands of files. */
+const LOG_STEPS = 10
+
+const rate = (bytes: number, startedAt: number) => `${formatBytes(Math.round(bytes / Math.max((Date.now() - startedAt) / 1000, 0.001)))}/s`
+
+/**
+ * A bar (files, bytes, rate, ETA) on stderr when a person watches a terminal; plain log lines in
+ * CI (no TTY, or `CI=true`), where redrawn bars turn into noise.
+ */
+export function createProgress(logger: Logger, interactive: boolean): Progress {
+  const startedAt = Date.now()
+  if (!interactive) {
+    let logged = 0
+    return {
+      onProgress({ done, total }) {
+        const step = total.bytes === 0 ? LOG_STEPS : Math.floor((done.bytes / total.bytes) * LOG_STEPS)
+        if (step <= logged && done.files < total.files) return
+        logged = step
+        logger.info(`${done.files}/${total.files} files, ${formatBytes(done.bytes)}/${formatBytes(total.bytes)}, ${rate(done.bytes, startedAt)}`)
+      },
+      stop() {},
+    }
+  }
+  // The bar counts bytes, so its percentage and ETA follow the real work; files ride along as a payload.
+  const bar = new cliProgress.SingleBar(
+    { format: '{bar} {percentage}% | {files} files | {bytes} | {rate} | ETA {eta_formatted}', hideCursor: true, clearOnComplete: false, stream: process.stderr },
+    cliProgress.Presets.shades_classic,
+  )
+  let started = false
+  return {
+    onProgress({ done, total }) {
+      const payload = { files: `${done.files}/${total.files}`, bytes: `${formatBytes(done.bytes)}/${formatBytes(total.bytes)}`, rate: rate(done.bytes, startedAt) }
+      if (!started) bar.start(Math.max(total.bytes, 1), 0, payload)
+      started = true
+      bar.update(done.bytes, payload)
+    },
+    stop() {
+      if (started) bar.stop()
+    },
+  }
+}

@@ -1,0 +1,54 @@
+import { describeError, invalidOption } from '../core/errors'
+import { layoutOf } from '../core/layout'
+import type { ResolvedOptions } from '../core/options'
+import type { Store } from '../core/store'
+import { createStore } from '../stores'
+
+const UNREACHABLE = /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ECONNRESET|TimeoutError|STORE_UNREACHABLE/
+const REFUSED_CREDENTIALS = /InvalidAccessKeyId|SignatureDoesNotMatch|AccessDenied|InvalidToken|ExpiredToken|CredentialsProviderError|NOAUTH|WRONGPASS|invalid username-password|NOPERM/i
+const NO_BUCKET = /NoSuchBucket/
+
+/** Every code, name, message and HTTP status along the `cause` chain (and inside an AggregateError), as one string. */
+function facts(error: unknown, seen = new Set<unknown>()): string {
+  if (!error || typeof error !== 'object' || seen.has(error)) return ''
+  seen.add(error)
+  const e = error as { code?: unknown; name?: unknown; message?: unknown; cause?: unknown; errors?: unknown; $metadata?: { httpStatusCode?: number } }
+  const nested = [e.cause, ...(Array.isArray(e.errors) ? e.errors : [])].map((inner) => facts(inner, seen))
+  return [e.code, e.name, e.message, e.$metadata?.httpStatusCode && `HTTP ${e.$metadata.httpStatusCode}`, ...nested].filter(Boolean).join(' ')
+}
+
+/** The fix for refused credentials, per store: secrets come from the environment, never from flags. */
+const CREDENTIALS_FIX: Record<string, string> = {
+  s3: 'Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE / a workload identity) to a key that may list, read and write the bucket.',
+  valkey: 'Set PUSH_CACHE_VALKEY_USERNAME and PUSH_CACHE_VALKEY_PASSWORD (or the user and password in PUSH_CACHE_STORE) to an account that may read and write the keys.',
+}
+
+/**
+ * Turns the failure of the first request into a configuration error (exit 2) when it says the
+ * store is wrong (no server, refused credentials, no bucket); anything else is left as it is.
+ */
+function asConfigurationError(error: unknown, store: Store): unknown {
+  const text = facts(error)
+  const reason = describeError(error)
+  if (REFUSED_CREDENTIALS.test(text) || /HTTP 40[13]\b/.test(text))
+    return invalidOption('--store', `${store.display} refused the credentials (${reason})`, CREDENTIALS_FIX[store.kind] ?? 'Check the credentials in the environment.')
+  if (NO_BUCKET.test(text)) return invalidOption('--store', `${store.display} names a bucket that does not exist (${reason})`, 'Create the bucket, or fix its name in --store / PUSH_CACHE_STORE.')
+  if (UNREACHABLE.test(text))
+    return invalidOption('--store', `${store.display} cannot be reached (${reason})`, 'Check the host and port in --store / PUSH_CACHE_STORE (and AWS_ENDPOINT_URL_S3 for S3), and that the server is running.')
+  return error
+}
+
+/**
+ * Opens the store and reads the app's manifest list once before anything is written, so a wrong
+ * URL, a dead server or refused credentials fail fast as bad configuration with nothing written.
+ */
+export async function openStore(options: ResolvedOptions): Promise<Store> {
+  const store = await createStore(options.store, options)
+  try {
+    for await (const _ of store.list(layoutOf(store.layout).manifestPrefix(options.app))) break
+  } catch (error) {
+    await store.close().catch(() => {})
+    throw asConfigurationError(error, store)
+  }
+  return store
+}

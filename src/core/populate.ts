@@ -88,7 +88,12 @@ export async function populate({ store, options, files, logger = silentLogger, o
   const lockKey = versionedLayout.lockKey(options.app, options.timestamp)
   const done = { files: 0, bytes: 0 }
   const total = { files: all.length, bytes: report.bytes }
+  // A crashed build's keys must expire before its lock, or readers would take them for a build:
+  // the lock lives twice `lockTtl`, and data keys are written only during the first `lockTtl`.
+  const lockedAt = now()
   const put = async (file: PlannedUpload) => {
+    if (expiresIn && now() - lockedAt > expiresIn * 1000)
+      throw new PushCacheError('UPLOAD_FAILED', `Build ${options.timestamp} took longer than \`valkey.lockTtl\` (${expiresIn} s) to write; it was abandoned. Raise \`valkey.lockTtl\` above the time a push takes.`)
     try {
       await withRetry(
         () => store.put(file.key, { file: file.path, size: file.size }, { contentType: file.contentType, cacheControl: file.cacheControl, expiresIn }),
@@ -104,7 +109,7 @@ export async function populate({ store, options, files, logger = silentLogger, o
   }
 
   try {
-    if (versioned) await withRetry(() => store.put(lockKey, Buffer.from('in-progress'), { expiresIn }), { retries: options.retries })
+    if (versioned) await withRetry(() => store.put(lockKey, Buffer.from('in-progress'), { expiresIn: 2 * expiresIn! }), { retries: options.retries })
     await forEachLimited(plan.assets, options.concurrency, put)
     if (versioned) await persist(store, plan.assets, options.timestamp)
     // Entrypoints name the assets: they are published only now that every asset is in place.

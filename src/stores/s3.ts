@@ -1,0 +1,156 @@
+import { createReadStream } from 'node:fs'
+import { readFile } from 'node:fs/promises'
+import type { Readable } from 'node:stream'
+import {
+  DeleteObjectCommand,
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  paginateListObjectsV2,
+  PutObjectCommand,
+  type PutObjectCommandInput,
+  S3Client,
+  type S3ClientConfig,
+} from '@aws-sdk/client-s3'
+import { Upload } from '@aws-sdk/lib-storage'
+import { forEachLimited } from '../core/concurrency'
+import { invalidOption, PushCacheError, redact } from '../core/errors'
+import type { S3Options } from '../core/options'
+import type { PutBody, PutOptions, Store, StoreEntry } from '../core/store'
+
+export const DRIVER_NAME = 's3'
+
+const MIB = 1024 * 1024
+const PART_SIZE = 8 * MIB
+/** Parts in flight per multipart upload: memory stays at most PART_SIZE × this per file. */
+const PART_QUEUE = 4
+/** DeleteObjects takes at most 1000 keys. */
+const DELETE_BATCH = 1000
+const SINGLE_DELETE_CONCURRENCY = 8
+/** Statuses with which a server says it does not support or accept DeleteObjects as sent. */
+const BATCH_DELETE_REJECTED = new Set([400, 405, 411, 501])
+
+type S3Error = Error & { $metadata?: { httpStatusCode?: number } }
+
+/** `s3://bucket[/root/prefix]` → the bucket and the key prefix (`''` or `root/prefix/`). */
+function parseS3Url(url: string): { bucket: string; root: string } {
+  const [bucket = '', ...segments] = url.replace(/^s3:\/\//i, '').split('/')
+  if (!bucket) throw invalidOption('store', `is ${JSON.stringify(redact(url))}, which names no bucket`, 'Use s3://bucket or s3://bucket/root/prefix.')
+  const root = segments.filter(Boolean).join('/')
+  return { bucket, root: root ? `${root}/` : '' }
+}
+
+/**
+ * An S3 bucket (or a prefix of one) on AWS or any S3-compatible server. The SDK does not retry
+ * (`maxAttempts: 1`): core's `withRetry` owns retries, so a failed request surfaces at once with
+ * its HTTP status for `isTransient` to judge.
+ */
+export function createS3Store(url: string, options: S3Options): Store {
+  const { bucket, root } = parseS3Url(url)
+  const endpoint = options.endpoint || process.env.AWS_ENDPOINT_URL_S3 || process.env.AWS_ENDPOINT_URL || undefined
+  const multipartThreshold = options.multipartThreshold ?? 8 * MIB
+  const whenRequired = options.checksums === 'when_required' ? 'WHEN_REQUIRED' : undefined
+  const config: S3ClientConfig = {
+    region: options.region || process.env.AWS_REGION || 'us-east-1',
+    endpoint,
+    forcePathStyle: options.forcePathStyle ?? endpoint !== undefined,
+    credentials: options.credentials,
+    requestChecksumCalculation: whenRequired,
+    responseChecksumValidation: whenRequired,
+    maxAttempts: 1,
+  }
+  const display = redact(`s3://${bucket}${root ? `/${root.slice(0, -1)}` : ''}${endpoint ? ` at ${endpoint}` : ''}`)
+  let client: S3Client | undefined
+  const s3 = () => (client ??= new S3Client(config))
+  let batchDeleteRejected = false
+
+  /** Adds what the user must do to the few errors whose SDK message does not say it. */
+  const clarify = (error: unknown): unknown =>
+    (error as S3Error)?.name === 'NoSuchBucket'
+      ? new PushCacheError('STORE_UNREACHABLE', `Bucket ${bucket} does not exist in ${display}. Create it (\`aws s3 mb s3://${bucket}\`) or point \`store\` at an existing bucket.`, { cause: error })
+      : error
+  const call = async <T>(request: (client: S3Client) => Promise<T>): Promise<T> => {
+    try {
+      return await request(s3())
+    } catch (error) {
+      throw clarify(error)
+    }
+  }
+
+  const deleteOneByOne = (keys: readonly string[]) =>
+    // https://docs.aws.amazon.com/AmazonS3/latest/API/API_DeleteObject.html
+    forEachLimited(keys, SINGLE_DELETE_CONCURRENCY, async (key) => {
+      await call((c) => c.send(new DeleteObjectCommand({ Bucket: bucket, Key: root + key })))
+    })
+
+  const deleteBatch = async (keys: readonly string[]) => {
+    if (batchDeleteRejected) return deleteOneByOne(keys)
+    let errors
+    try {
+      // https://docs.aws.amazon.com/AmazonS3/latest/API/API_DeleteObjects.html
+      const output = await s3().send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys.map((key) => ({ Key: root + key })), Quiet: true } }))
+      errors = output.Errors ?? []
+    } catch (error) {
+      if (!BATCH_DELETE_REJECTED.has((error as S3Error)?.$metadata?.httpStatusCode ?? 0)) throw clarify(error)
+      batchDeleteRejected = true
+      return deleteOneByOne(keys)
+    }
+    if (errors.length > 0) {
+      const listed = errors.slice(0, 3).map((entry) => `${entry.Key?.slice(root.length)} (${entry.Code}: ${entry.Message})`)
+      // The first code lets `isTransient` see a SlowDown or InternalError and retry.
+      throw Object.assign(new Error(`Could not delete ${errors.length} of ${keys.length} keys from ${display}: ${listed.join(', ')}${errors.length > 3 ? ', …' : ''}`), { code: errors[0]!.Code })
+    }
+  }
+
+  return {
+    kind: DRIVER_NAME,
+    layout: 'flat',
+    display,
+    async put(key: string, body: PutBody, { contentType, cacheControl, metadata }: PutOptions = {}) {
+      const params: PutObjectCommandInput = { Bucket: bucket, Key: root + key, ContentType: contentType, CacheControl: cacheControl, Metadata: metadata }
+      if ('file' in body && body.size > multipartThreshold) {
+        // A fresh stream per attempt; Upload holds at most PART_QUEUE parts in memory.
+        // https://docs.aws.amazon.com/AmazonS3/latest/API/API_CreateMultipartUpload.html
+        const upload = new Upload({ client: s3(), params: { ...params, Body: createReadStream(body.file) }, partSize: PART_SIZE, queueSize: PART_QUEUE })
+        await call(() => upload.done())
+        return
+      }
+      // A Buffer, unlike a stream, can be sent again when core retries.
+      const bytes = 'file' in body ? await readFile(body.file) : body
+      // https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html
+      await call((c) => c.send(new PutObjectCommand({ ...params, Body: bytes, ContentLength: bytes.byteLength })))
+    },
+    async read(key: string): Promise<Readable | undefined> {
+      try {
+        // https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html
+        const output = await s3().send(new GetObjectCommand({ Bucket: bucket, Key: root + key }))
+        // In Node the body is an `http.IncomingMessage`.
+        return output.Body as Readable
+      } catch (error) {
+        const { name, $metadata } = (error ?? {}) as S3Error
+        // A missing bucket is a 404 too, but not a missing key: it must not read as "no manifest".
+        if (name === 'NoSuchKey' || ($metadata?.httpStatusCode === 404 && name !== 'NoSuchBucket')) return undefined
+        throw clarify(error)
+      }
+    },
+    async *list(prefix: string): AsyncIterable<StoreEntry> {
+      try {
+        // https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html
+        for await (const page of paginateListObjectsV2({ client: s3() }, { Bucket: bucket, Prefix: root + prefix })) {
+          for (const object of page.Contents ?? []) {
+            if (!object.Key) continue
+            yield { key: object.Key.slice(root.length), size: object.Size, lastModified: object.LastModified, etag: object.ETag?.replaceAll('"', '') }
+          }
+        }
+      } catch (error) {
+        throw clarify(error)
+      }
+    },
+    async delete(keys: readonly string[]) {
+      for (let start = 0; start < keys.length; start += DELETE_BATCH) await deleteBatch(keys.slice(start, start + DELETE_BATCH))
+    },
+    async close() {
+      client?.destroy()
+      client = undefined
+    },
+  }
+}

@@ -18,10 +18,11 @@ export interface Flags {
   pruneOlderThan?: unknown
   olderThan?: unknown
   keep?: unknown
-  s3Endpoint?: unknown
-  s3Region?: unknown
-  s3PathStyle?: boolean
-  s3Checksums?: unknown
+  // cac camel-cases only a dash between two letters, so these keep theirs.
+  's3-endpoint'?: unknown
+  's3-region'?: unknown
+  's3-path-style'?: boolean
+  's3-checksums'?: unknown
 }
 
 type FlagSpec = [name: string, description: string, config?: { type?: unknown[] }]
@@ -104,6 +105,11 @@ export function toOptions(flags: Flags): Options {
     concurrency: integer('--concurrency', flags.concurrency),
     dryRun: flags.dryRun,
     prune: olderThan !== undefined || keep !== undefined ? defined({ olderThan, keep }) : undefined,
-    s3: defined<S3Options>({ endpoint: text(flags.s3Endpoint), region: text(flags.s3Region), forcePathStyle: flags.s3PathStyle || undefined, checksums: checksums(flags.s3Checksums) }),
+    s3: defined<S3Options>({
+      endpoint: text(flags['s3-endpoint']),
+      region: text(flags['s3-region']),
+      forcePathStyle: flags['s3-path-style'] || undefined,
+      checksums: checksums(flags['s3-checksums']),
+    }),
   })
 }

@@ -47,7 +47,7 @@ export function parseValkeyUrl(url: string, options: ValkeyOptions = {}, env: No
   const [urlUser, urlPassword] = userinfo === undefined ? [] : separator < 0 ? [userinfo] : [userinfo.slice(0, separator), userinfo.slice(separator + 1)]
   return {
     cluster,
-    tls: /s$/i.test(scheme!),
+    tls: /^(valkeys|rediss)$/i.test(scheme!),
     nodes,
     db: Number(db ?? 0),
     username: options.username ?? (urlUser ? decodeURIComponent(urlUser) : env.PUSH_CACHE_VALKEY_USERNAME),
@@ -95,7 +95,12 @@ export function createValkeyStore(url: string, options: ValkeyOptions): Store {
     // Without a listener iovalkey prints every connection error; keep the last one for our message.
     client.on('error', (error: unknown) => (lastError = error))
     try {
-      await client.connect()
+      await new Promise<void>((resolve, reject) => {
+        // iovalkey retries a refused AUTH or SELECT until the connect timeout; it will not get better.
+        const refused = (error: Error) => error.name === 'ReplyError' && reject(error)
+        client.on('error', refused)
+        client.connect().then(resolve, reject).finally(() => client.off('error', refused))
+      })
     } catch (error) {
       client.disconnect()
       throw new PushCacheError('STORE_UNREACHABLE', `Cannot connect to ${target.display}: ${describeError(lastError ?? error)}. Check the host, the port and the credentials.`, { cause: error })

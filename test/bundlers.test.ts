@@ -1,0 +1,261 @@
+// Real builds of fixtures/app by every bundler, through each one's JS API, with the plugin from src.
+// What a user sees is asserted: the files in the store, their headers, the manifest, the order of
+// requests at the S3 server, and whether the build failed.
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join, relative } from 'node:path'
+import { rspack } from '@rspack/core'
+import { build as esbuild, context as esbuildContext } from 'esbuild'
+import { rolldown } from 'rolldown'
+import { rollup, watch as rollupWatch } from 'rollup'
+import { build as viteBuild } from 'vite'
+import webpack from 'webpack'
+import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
+import { fixtureConfig as esbuildConfig } from '../fixtures/app/esbuild.config'
+import { APP, root as fixtureRoot } from '../fixtures/app/plugins'
+import { fixtureConfig as rolldownConfig } from '../fixtures/app/rolldown.config'
+import { fixtureConfig as rollupConfig } from '../fixtures/app/rollup.config'
+import { fixtureConfig as rspackConfig } from '../fixtures/app/rspack.config'
+import { fixtureConfig as viteConfig } from '../fixtures/app/vite.config'
+import { fixtureConfig as webpackConfig } from '../fixtures/app/webpack.config'
+import { type Options, unplugin } from '../src'
+import { DEFAULT_CACHE_CONTROL } from '../src/core/options'
+import { cacheControlOf, contentTypeOf } from '../src/core/plan'
+import esbuildPlugin from '../src/esbuild'
+import rolldownPlugin from '../src/rolldown'
+import rollupPlugin from '../src/rollup'
+import rspackPlugin from '../src/rspack'
+import vitePlugin from '../src/vite'
+import webpackPlugin from '../src/webpack'
+import { clearFaults, createBucket, getObject, injectFault, listObjects, requestLog, s3StoreOptions, s3StoreUrl } from './helpers/s3'
+
+type Bundler = 'vite' | 'rollup' | 'rolldown' | 'webpack' | 'rspack' | 'esbuild'
+const BUNDLERS: Bundler[] = ['vite', 'rollup', 'rolldown', 'webpack', 'rspack', 'esbuild']
+const distOf = (bundler: Bundler) => join(fixtureRoot, 'dist', bundler)
+
+// biome-ignore lint/suspicious/noExplicitAny: webpack and Rspack compilers differ in types, not in this API
+function run(compiler: any): Promise<void> {
+  return new Promise((resolve, reject) =>
+    compiler.run((error: Error | null, stats: { hasErrors(): boolean; toString(preset: string): string }) =>
+      compiler.close(() => (error ? reject(error) : stats.hasErrors() ? reject(new Error(stats.toString('errors-only'))) : resolve())),
+    ),
+  )
+}
+
+/** One production build of the fixture; `entry` replaces its entry module (to break the build). */
+const builders: Record<Bundler, (options: Options, entry?: string) => Promise<void>> = {
+  async vite(options, entry) {
+    const config = viteConfig([vitePlugin(options)])
+    if (entry) config.build!.rolldownOptions!.input = entry
+    await viteBuild({ configFile: false, ...config })
+  },
+  async rollup(options, entry) {
+    const { output, ...input } = rollupConfig([rollupPlugin(options)])
+    const bundle = await rollup({ ...input, input: entry ?? input.input, onLog() {} })
+    await bundle.write(output)
+    await bundle.close()
+  },
+  async rolldown(options, entry) {
+    const { output, ...input } = rolldownConfig([rolldownPlugin(options)])
+    const bundle = await rolldown({ ...input, input: entry ?? input.input })
+    await bundle.write(output)
+    await bundle.close()
+  },
+  webpack: (options, entry) => run(webpack(withEntry(webpackConfig([webpackPlugin(options)]), entry))),
+  rspack: (options, entry) => run(rspack(withEntry(rspackConfig([rspackPlugin(options)]), entry))),
+  async esbuild(options, entry) {
+    const config = esbuildConfig([esbuildPlugin(options)])
+    await esbuild({ ...config, entryPoints: entry ? [entry] : config.entryPoints, logLevel: 'silent' })
+  },
+}
+
+const withEntry = <T extends { entry: unknown }>(config: T, entry?: string): T => (entry ? { ...config, entry: { main: entry } } : config)
+
+async function build(bundler: Bundler, options: Options, entry?: string): Promise<void> {
+  // Rollup and esbuild do not empty their output directory; a stale file would be pushed too.
+  await rm(distOf(bundler), { recursive: true, force: true })
+  await builders[bundler]({ app: APP, ...options }, entry)
+}
+
+async function filesUnder(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true }).catch(() => [])
+  return entries
+    .filter((entry) => entry.isFile())
+    .map((entry) => relative(dir, join(entry.parentPath, entry.name)))
+    .sort()
+}
+
+const exists = (path: string) => stat(path).then(() => true, () => false)
+
+let tmp: string
+beforeAll(async () => {
+  tmp = await mkdtemp(join(tmpdir(), 'push-cache-bundlers-'))
+})
+afterAll(() => rm(tmp, { recursive: true, force: true }))
+afterEach(() => clearFaults())
+
+/** Every kind of file the fixture is made to produce, found in a build's file list. */
+function expectFixtureFiles(files: string[]) {
+  expect(files).toContain('fed-mods.json')
+  expect(files).toContain('index.html')
+  expect(files).toContain('app-info.json')
+  expect(files.some((file) => /^assets\/logo café[.-]\w+\.svg$/.test(file)), 'the spaced, non-ASCII image').toBe(true)
+  expect(files.some((file) => /^js\/chunks\/lazy[.-][\w-]+\.js$/.test(file)), 'the nested, lazily loaded chunk').toBe(true)
+  expect(files.some((file) => file.endsWith('.css')), 'the stylesheet').toBe(true)
+}
+
+describe.each(BUNDLERS)('%s', (bundler) => {
+  test('pushes every file of the build to the local store, then its manifest', async () => {
+    const store = join(tmp, `local-${bundler}`)
+    await build(bundler, { store, timestamp: 1700000000 })
+
+    const built = await filesUnder(distOf(bundler))
+    expectFixtureFiles(built)
+    expect(await filesUnder(join(store, 'data', APP))).toEqual(built)
+    const fedMods = await readFile(join(store, 'data', APP, 'fed-mods.json'), 'utf8')
+    const [entry] = JSON.parse(fedMods)[APP].entry
+    expect(built).toContain(entry)
+
+    const manifest = JSON.parse(await readFile(join(store, 'manifests', APP, '1700000000'), 'utf8'))
+    expect(manifest).toMatchObject({ files: built, timestamp: 1700000000, entrypoints: ['fed-mods.json'] })
+  })
+
+  test('lands in S3 with the right keys and headers, the entrypoint after every other file', async () => {
+    const bucket = await createBucket()
+    await build(bundler, { store: s3StoreUrl(bucket), s3: s3StoreOptions(), timestamp: 1700000001 })
+
+    const built = await filesUnder(distOf(bundler))
+    expect((await listObjects(bucket)).map((object) => object.key)).toEqual([...built.map((file) => `data/${APP}/${file}`), `manifests/${APP}/1700000001`].sort())
+
+    const headers = async (file: string) => {
+      const { contentType, cacheControl } = (await getObject(bucket, `data/${APP}/${file}`))!
+      return { contentType, cacheControl }
+    }
+    const short = DEFAULT_CACHE_CONTROL.short
+    expect(await headers('fed-mods.json')).toEqual({ contentType: 'application/json; charset=utf-8', cacheControl: short })
+    expect(await headers('index.html')).toEqual({ contentType: 'text/html; charset=utf-8', cacheControl: short })
+    expect(await headers('app-info.json')).toEqual({ contentType: 'application/json; charset=utf-8', cacheControl: short })
+    // Every other file carries the headers core plans for its name (tested on their own in core-plan).
+    for (const file of built)
+      expect(await headers(file), file).toEqual({ contentType: contentTypeOf(file), cacheControl: cacheControlOf(file, DEFAULT_CACHE_CONTROL, ['fed-mods.json']) })
+
+    const puts = (await requestLog(bucket)).filter((request) => request.method === 'PUT' && request.status === 200)
+    const entrypoint = puts.find((request) => request.key === `data/${APP}/fed-mods.json`)!
+    const manifest = puts.find((request) => request.key === `manifests/${APP}/1700000001`)!
+    const assets = puts.filter((request) => request !== entrypoint && request !== manifest)
+    expect(assets).toHaveLength(built.length - 1)
+    expect(entrypoint.start).toBeGreaterThanOrEqual(Math.max(...assets.map((request) => request.end)))
+    expect(manifest.start).toBeGreaterThanOrEqual(entrypoint.end)
+  })
+
+  test('a failed upload fails the build and leaves no entrypoint and no manifest', async () => {
+    const bucket = await createBucket()
+    await injectFault({ bucket, method: 'PUT', key: `data/${APP}/index.html`, status: 403 })
+    await expect(build(bundler, { store: s3StoreUrl(bucket), s3: s3StoreOptions() })).rejects.toThrow(/index\.html.*s3:\/\//s)
+
+    const keys = (await listObjects(bucket)).map((object) => object.key)
+    expect(keys).not.toContain(`data/${APP}/fed-mods.json`)
+    expect(keys.filter((key) => key.startsWith('manifests/'))).toEqual([])
+  })
+
+  test('a build that fails (syntax error) pushes nothing', async () => {
+    const broken = join(tmp, `broken-${bundler}.js`)
+    await writeFile(broken, 'export const = ;\n')
+    const store = join(tmp, `broken-store-${bundler}`)
+    await expect(build(bundler, { store }, broken)).rejects.toThrow()
+    expect(await exists(store)).toBe(false)
+  })
+})
+
+describe('failure policy and modes', () => {
+  test('a store that cannot be written fails the build with the cause', async () => {
+    const notADirectory = join(tmp, 'a-file')
+    await writeFile(notADirectory, '')
+    await expect(build('vite', { store: join(notADirectory, 'store') })).rejects.toThrow(/a-file/)
+  })
+
+  test('failOnError: false logs the failed push and lets the build succeed, still without entrypoint or manifest', async () => {
+    const bucket = await createBucket()
+    await injectFault({ bucket, method: 'PUT', key: `data/${APP}/index.html`, status: 403 })
+    await build('rollup', { store: s3StoreUrl(bucket), s3: s3StoreOptions(), failOnError: false })
+    const keys = (await listObjects(bucket)).map((object) => object.key)
+    expect(keys).not.toContain(`data/${APP}/fed-mods.json`)
+    expect(keys.filter((key) => key.startsWith('manifests/'))).toEqual([])
+  })
+
+  test('disable: true gives a plugin that pushes nothing', async () => {
+    const store = join(tmp, 'disabled')
+    expect(unplugin.raw({ disable: true }, { framework: 'vite', versions: {} })).toEqual({ name: 'unplugin-push-cache' })
+    await build('vite', { store, disable: true })
+    expect(await filesUnder(distOf('vite'))).toContain('fed-mods.json')
+    expect(await exists(store)).toBe(false)
+  })
+
+  test('a wrong option fails when the config loads, naming the option', () => {
+    expect(() => rollupPlugin({ app: 'in/ventory' })).toThrow(/`app`/)
+    // A webpack plugin runs its factory when the compiler applies it, still before any build.
+    expect(() => webpack(webpackConfig([webpackPlugin({ app: APP, prune: { olderThan: 'soon' } })]))).toThrow(/`prune.olderThan`/)
+  })
+
+  test('a Vite SSR build is not pushed', async () => {
+    const store = join(tmp, 'ssr')
+    const config = viteConfig([vitePlugin({ app: APP, store })])
+    await viteBuild({ configFile: false, ...config, build: { ...config.build, ssr: 'src/main.js', outDir: 'dist/vite-ssr' } })
+    expect(await exists(store)).toBe(false)
+  })
+
+  test('Rollup watch mode pushes no build unless `watch: true`', async () => {
+    const source = join(tmp, 'watched.js')
+    const watchBuilds = async (options: Options) => {
+      await writeFile(source, 'export const version = 1\n')
+      const store = join(tmp, `watch-${options.watch ?? 'default'}`)
+      const watcher = rollupWatch({
+        input: source,
+        plugins: [rollupPlugin({ app: APP, store, ...options })],
+        output: { dir: join(tmp, `watch-out-${options.watch ?? 'default'}`), entryFileNames: '[name]-[hash].js' },
+        watch: { buildDelay: 0 },
+      })
+      let builds = 0
+      await new Promise<void>((resolve, reject) =>
+        watcher.on('event', async (event) => {
+          if (event.code === 'ERROR') reject(event.error)
+          // As the Rollup CLI does: closing the result runs `closeBundle`, where the plugin pushes.
+          if (event.code === 'BUNDLE_END') await event.result.close()
+          if (event.code !== 'END') return
+          if (++builds === 2) return resolve()
+          await writeFile(source, 'export const version = 2\n')
+        }),
+      )
+      await watcher.close()
+      return store
+    }
+    expect(await exists(await watchBuilds({}))).toBe(false)
+    // Both builds pushed: the flat layout keeps the first build's file next to the second's.
+    const pushed = await filesUnder(await watchBuilds({ watch: true }))
+    expect(pushed.filter((file) => /^data\/inventory\/watched-.+\.js$/.test(file))).toHaveLength(2)
+    expect(pushed.some((file) => file.startsWith(`manifests/${APP}/`))).toBe(true)
+  })
+
+  test('webpack watch mode and esbuild rebuilds are not pushed by default', async () => {
+    const store = join(tmp, 'watch-webpack')
+    const compiler = webpack(webpackConfig([webpackPlugin({ app: APP, store })]))
+    let watching: ReturnType<typeof compiler.watch> | undefined
+    await new Promise<void>((resolve, reject) => {
+      watching = compiler.watch({}, (error) => (error ? reject(error) : resolve()))
+    })
+    await new Promise((resolve) => watching!.close(resolve))
+    expect(await exists(store)).toBe(false)
+
+    // esbuild cannot tell a plugin about watch mode: a context's first build pushes, its rebuilds do not.
+    const esbuildStore = join(tmp, 'rebuild-esbuild')
+    const ctx = await esbuildContext({ ...esbuildConfig([esbuildPlugin({ app: APP, store: esbuildStore, timestamp: 1700000003 })]), logLevel: 'silent' })
+    try {
+      await ctx.rebuild()
+      await rm(esbuildStore, { recursive: true })
+      await ctx.rebuild()
+    } finally {
+      await ctx.dispose()
+    }
+    expect(await exists(esbuildStore)).toBe(false)
+  })
+})

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, afterEach, expect, it } from 'vitest'
+import { afterAll, afterEach, expect, inject, it } from 'vitest'
 import { isTransient } from '../src/core/concurrency'
 import { createLocalStore } from '../src/stores/local'
 import { createS3Store } from '../src/stores/s3'
@@ -28,7 +28,8 @@ testStoreContract(
     return createS3Store(s3StoreUrl(bucket), s3StoreOptions())
   },
   {
-    manyKeys: true,
+    // s3rver cannot paginate on Node ≥17: its continuation token needs a cipher OpenSSL 3 dropped.
+    manyKeys: inject('s3').server !== 's3rver',
     additionalTests(store) {
       afterEach(clearFaults)
 

@@ -15,6 +15,7 @@ import type { TestProject } from 'vitest/node'
  * else the npm s3rver.
  */
 export interface S3TestEnv {
+  server: 'external' | 'moto' | 's3rver'
   /** The recording proxy: what stores under test use. */
   endpoint: string
   /** The server itself: what helpers use to plant and inspect objects, unrecorded and without faults. */
@@ -65,6 +66,7 @@ export interface FaultRule {
 }
 
 interface Backend {
+  server: S3TestEnv['server']
   endpoint: URL
   credentials: S3TestEnv['credentials']
   checksums?: 'when_required'
@@ -84,6 +86,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const proxy = await listen(createRecordingProxy(backend.endpoint, requests, faults))
   const control = await listen(createControlServer(requests, faults))
   project.provide('s3', {
+    server: backend.server,
     endpoint: `http://${LOOPBACK}:${proxy.port}`,
     upstream: backend.endpoint.origin,
     control: `http://${LOOPBACK}:${control.port}`,
@@ -107,7 +110,7 @@ async function startBackend(): Promise<Backend> {
     }
     url.username = url.password = ''
     const checksums = process.env.PUSH_CACHE_S3_CHECKSUMS === 'when_required' ? 'when_required' : undefined
-    return { endpoint: url, credentials, checksums, stop: async () => {} }
+    return { server: 'external', endpoint: url, credentials, checksums, stop: async () => {} }
   }
   const failures: string[] = []
   for (const command of [['moto_server'], ['python3', '-m', 'moto.server']]) {
@@ -142,6 +145,7 @@ async function startMoto([command, ...args]: string[]): Promise<Backend> {
   }
   const exited = new Promise((resolve) => child.once('exit', resolve))
   return {
+    server: 'moto',
     endpoint,
     credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
     async stop() {
@@ -157,6 +161,7 @@ async function startS3rver(): Promise<Backend> {
   const server = new S3rver({ address: LOOPBACK, port: 0, silent: true, directory })
   const { port } = await server.run()
   return {
+    server: 's3rver',
     endpoint: new URL(`http://${LOOPBACK}:${port}`),
     // s3rver's built-in account.
     credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },

@@ -1,0 +1,58 @@
+import { join } from 'node:path'
+import { beforeEach, describe, expect, it } from 'vitest'
+import { BUILD, parseReport, readText, runCli, tempDir, tree, writeTree } from './helpers/cli'
+import { appKeys, rawClient, uniqueApp, valkeyEnv, valkeyUrl } from './helpers/valkey'
+
+const client = rawClient()
+
+let work: string
+let dist: string
+let app: string
+beforeEach(async () => {
+  work = await tempDir()
+  dist = await writeTree(join(work, 'dist'), BUILD)
+  app = uniqueApp()
+})
+
+describe('push-cache with the Valkey store', () => {
+  it('populates data:<app>:<ts>:<path> keys, lists the builds and pops the newest version of each file', async () => {
+    const store = ['--app', app, '--store', valkeyUrl()]
+    expect((await runCli(['populate', dist, ...store, '--timestamp', '100'])).code).toBe(0)
+    await writeTree(dist, { 'index.html': 'v2' })
+    const second = await runCli(['populate', dist, ...store, '--timestamp', '200', '--json'])
+    expect(second.code, second.stderr).toBe(0)
+    expect(parseReport(second.stdout)).toMatchObject({ ok: true, uploaded: 4, manifestKey: `manifest:${app}:200` })
+    expect(await appKeys(client, app)).toContain(`data:${app}:200:index.html`)
+    expect(await appKeys(client, app)).not.toContain(`lock:${app}:200`)
+
+    const listed = parseReport((await runCli(['ls', ...store, '--json'])).stdout)
+    expect((listed.builds as { timestamp: number }[]).map((build) => build.timestamp)).toEqual([200, 100])
+
+    const dest = join(work, 'www')
+    const popped = await runCli(['pop', dest, ...store])
+    expect(popped.code, popped.stderr).toBe(0)
+    expect(await readText(join(dest, 'index.html'))).toBe('v2')
+    expect(await tree(dest)).toEqual(Object.keys(BUILD).sort())
+  })
+
+  it('pop refuses a planted key that would escape dest, names it, and writes nothing outside dest', async () => {
+    // A valpop-style app: data keys only, no manifest, so pop finds its builds by scanning them.
+    const crafted = `data:${app}:100:../../evil.sh`
+    await client.set(`data:${app}:100:index.html`, 'ok')
+    await client.set(crafted, 'echo pwned')
+    const dest = join(work, 'serve', 'www')
+    const result = await runCli(['pop', dest, '--app', app, '--store', valkeyUrl()])
+    expect(result.code).not.toBe(0)
+    expect(result.stderr).toContain(`Refusing key "${crafted}"`)
+    expect(await tree(work)).toEqual(Object.keys(BUILD).map((relpath) => `dist/${relpath}`).sort())
+  })
+
+  it('a wrong password is bad configuration, and the password is never printed', async () => {
+    const { host, port } = valkeyEnv().standalone
+    const result = await runCli(['populate', dist, '--app', app, '--store', `redis://deployer:s3cret@${host}:${port}`, '--json'])
+    expect(result.code).toBe(2)
+    expect(result.stderr).toMatch(/WRONGPASS|NOAUTH|invalid username-password/i)
+    expect(result.stderr + result.stdout).not.toContain('s3cret')
+    expect(await appKeys(client, app)).toEqual([])
+  })
+})

@@ -236,6 +236,27 @@ describe('failure policy and modes', () => {
     expect(pushed.some((file) => file.startsWith(`manifests/${APP}/`))).toBe(true)
   })
 
+  test('vite build --watch pushes nothing by default', async () => {
+    const store = join(tmp, 'watch-vite')
+    const config = viteConfig([vitePlugin({ app: APP, store })])
+    // Vite closes each watch build after its END event: wait for the plugin to say it skipped it.
+    const write = process.stderr.write
+    const skipped = new Promise<void>((resolve) => {
+      process.stderr.write = ((chunk: string | Uint8Array, ...rest: never[]) => {
+        if (String(chunk).includes('[push-cache:vite] watch mode')) resolve()
+        return write.call(process.stderr, chunk, ...rest)
+      }) as typeof write
+    })
+    const watcher = (await viteBuild({ configFile: false, ...config, build: { ...config.build, watch: {} } })) as { close(): Promise<void> }
+    try {
+      await skipped
+    } finally {
+      process.stderr.write = write
+      await watcher.close()
+    }
+    expect(await exists(store)).toBe(false)
+  })
+
   test('webpack watch mode and esbuild rebuilds are not pushed by default', async () => {
     const store = join(tmp, 'watch-webpack')
     const compiler = webpack(webpackConfig([webpackPlugin({ app: APP, store })]))

@@ -1,7 +1,7 @@
 // Real builds of fixtures/app by every bundler, through each one's JS API, with the plugin from src.
 // What a user sees is asserted: the files in the store, their headers, the manifest, the order of
 // requests at the S3 server, and whether the build failed.
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
 import { rspack } from '@rspack/core'
@@ -202,6 +202,23 @@ describe('failure policy and modes', () => {
     const config = viteConfig([vitePlugin({ app: APP, store })])
     await viteBuild({ configFile: false, ...config, build: { ...config.build, ssr: 'src/main.js', outDir: 'dist/vite-ssr' } })
     expect(await exists(store)).toBe(false)
+  })
+
+  test('Rollup outputs to several directories are pushed as one build from their common directory', async () => {
+    const store = join(tmp, 'multi-output')
+    const common = join(tmp, 'multi-out')
+    const { output, ...input } = rollupConfig([rollupPlugin({ app: APP, store, timestamp: 1700000004 })])
+    const outputs = [{ ...output, dir: join(common, 'esm') }, { ...output, dir: join(common, 'cjs'), format: 'cjs' as const }]
+    // A file beside the output directories is not part of the build.
+    await mkdir(common, { recursive: true })
+    await writeFile(join(common, 'stray.txt'), 'not built')
+    const bundle = await rollup({ ...input, onLog() {} })
+    for (const options of outputs) await bundle.write(options)
+    await bundle.close()
+
+    const built = [...(await filesUnder(join(common, 'esm'))).map((file) => `esm/${file}`), ...(await filesUnder(join(common, 'cjs'))).map((file) => `cjs/${file}`)].sort()
+    expect(await filesUnder(join(store, 'data', APP))).toEqual(built)
+    expect(JSON.parse(await readFile(join(store, 'manifests', APP, '1700000004'), 'utf8')).files).toEqual(built)
   })
 
   test('Rollup watch mode pushes no build unless `watch: true`', async () => {

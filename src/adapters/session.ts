@@ -1,5 +1,6 @@
 import { isAbsolute, relative, resolve, sep } from 'node:path'
 import { describeError } from '../core/errors'
+import { collectFiles } from '../core/files'
 import { createLogger, type Logger } from '../core/logger'
 import { type Options, type ResolvedOptions, resolveOptions } from '../core/options'
 import { pushOutput } from '../core/push'
@@ -45,11 +46,11 @@ export function createPushSession(userOptions: Options | undefined, options: Res
         watchNoticeLogged = true
         return
       }
-      const { outDir, emitted } = mergeOutputs(collected)
       try {
         // Options were checked at config time; resolving again only stamps this build's start
         // (each rebuild of a watched build is a build of its own), unless a timestamp was given.
-        await pushOutput({ outDir, emitted, options: resolveOptions(userOptions, process.env, () => startedAt), logger })
+        const buildOptions = resolveOptions(userOptions, process.env, () => startedAt)
+        await pushOutput({ ...(await mergeOutputs(collected, buildOptions.scan)), options: { ...buildOptions, scan: 'emitted' }, logger })
       } catch (error) {
         if (options.failOnError) throw error
         logger.error(`${describeError(error)} The build goes on because \`failOnError\` is false.`)
@@ -58,12 +59,16 @@ export function createPushSession(userOptions: Options | undefined, options: Res
   }
 }
 
-/** Several outputs of one build (Rollup's `output: [...]`) are pushed as one tree from their common directory. */
-function mergeOutputs(outputs: Map<string, Set<string>>): { outDir: string; emitted: string[] } {
-  const dirs = [...outputs.keys()]
-  const outDir = dirs.reduce(commonDirectory)
-  const emitted = [...outputs].flatMap(([dir, files]) => [...files].map((file) => relative(outDir, resolve(dir, file))))
-  return { outDir, emitted }
+/**
+ * The files of one build, relative to one directory: the output directory, or the common directory
+ * of several (Rollup's `output: [...]`), listing only what lies in the output directories themselves.
+ */
+async function mergeOutputs(outputs: Map<string, Set<string>>, scan: ResolvedOptions['scan']): Promise<{ outDir: string; emitted: string[] }> {
+  const outDir = [...outputs.keys()].reduce(commonDirectory)
+  const lists = await Promise.all(
+    [...outputs].map(async ([dir, files]) => (scan === 'outDir' ? (await collectFiles(dir)).map((file) => file.path) : [...files].map((file) => resolve(dir, file)))),
+  )
+  return { outDir, emitted: lists.flat().map((path) => relative(outDir, path)) }
 }
 
 function commonDirectory(a: string, b: string): string {

@@ -93,7 +93,12 @@ export function createValkeyStore(url: string, options: ValkeyOptions): Store {
       ? new Cluster(target.nodes, { lazyConnect: true, enableAutoPipelining: true, clusterRetryStrategy: retryStrategy, redisOptions: common })
       : new Redis({ ...common, ...target.nodes[0]!, db: target.db, lazyConnect: true, enableAutoPipelining: true, retryStrategy })
     // Without a listener iovalkey prints every connection error; keep the last one for our message.
-    client.on('error', (error: unknown) => (lastError = error))
+    // A server's refusal of AUTH or SELECT arrives here too, and iovalkey would reconnect and resend
+    // the commands in flight forever: give up at once, so they fail instead.
+    client.on('error', (error: Error) => {
+      lastError = error
+      if (error.name === 'ReplyError') client.disconnect()
+    })
     try {
       await new Promise<void>((resolve, reject) => {
         // iovalkey retries a refused AUTH or SELECT until the connect timeout; it will not get better.

@@ -20,9 +20,11 @@ export function valkeyUrl(db?: number): string {
 
 export const clusterUrl = (): string => `valkey+cluster://${valkeyEnv().cluster.map(({ host, port }) => `${host}:${port}`).join(',')}`
 
-/** A plain client for assertions on what reached the server; closed after the file's tests. */
-export function rawClient(mode: 'standalone' | 'cluster' = 'standalone'): Redis | Cluster {
-  const client = mode === 'cluster' ? new Cluster(valkeyEnv().cluster) : new Redis(valkeyEnv().standalone)
+/** Plain clients for assertions on what reached the servers; closed after the file's tests. */
+export const rawClient = (): Redis => closedAfterAll(new Redis(valkeyEnv().standalone))
+export const rawCluster = (): Cluster => closedAfterAll(new Cluster(valkeyEnv().cluster))
+
+function closedAfterAll<T extends Redis | Cluster>(client: T): T {
   afterAll(() => client.disconnect())
   return client
 }

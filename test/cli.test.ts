@@ -135,6 +135,7 @@ describe('bad usage and configuration: exit 2, a message that says what and how 
     ['a malformed --prune-older-than', async () => ['populate', dist, '--app', 'my-app', '--store', store, '--prune-older-than', '2 fortnights'], /Option `--prune-older-than` is "2 fortnights", not a duration.*48h/],
     ['a malformed --older-than', async () => ['prune', '--app', 'my-app', '--store', store, '--older-than', 'soon'], /Option `--older-than` is "soon", not a duration/],
     ['prune without --older-than', async () => ['prune', '--app', 'my-app', '--store', store], /Option `--older-than` is missing/],
+    ['--keep without an age', async () => ['populate', dist, '--app', 'my-app', '--store', store, '--keep', '2'], /Option `--keep` needs an age.*--prune-older-than 48h/],
     ['an unknown flag', async () => ['populate', dist, '--app', 'my-app', '--store', store, '--bucket', 'x'], /Unknown option `--bucket`.*push-cache populate --help/],
     ['a flag without its value', async () => ['populate', dist, '--store', store, '--app'], /option `--app <name>` value is missing/i],
     ['a non-numeric --concurrency', async () => ['populate', dist, '--app', 'my-app', '--store', store, '--concurrency', 'many'], /Option `--concurrency` is "many"/],

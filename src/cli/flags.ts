@@ -94,6 +94,8 @@ const defined = <T extends object>(object: T): T => Object.fromEntries(Object.en
 export function toOptions(flags: Flags): Options {
   const olderThan = duration('--older-than', flags.olderThan) ?? duration('--prune-older-than', flags.pruneOlderThan)
   const keep = integer('--keep', flags.keep)
+  // Pruning is asked for by an age; a lone --keep would otherwise be ignored without a word.
+  if (keep !== undefined && olderThan === undefined) throw invalidOption('--keep', 'needs an age', 'Add `--prune-older-than 48h` to populate, or `--older-than 48h` to prune.')
   return defined<Options>({
     app: text(flags.app),
     store: text(flags.store),
@@ -104,7 +106,7 @@ export function toOptions(flags: Flags): Options {
     exclude: list(flags.exclude),
     concurrency: integer('--concurrency', flags.concurrency),
     dryRun: flags.dryRun,
-    prune: olderThan !== undefined || keep !== undefined ? defined({ olderThan, keep }) : undefined,
+    prune: olderThan === undefined ? undefined : defined({ olderThan, keep }),
     s3: defined<S3Options>({
       endpoint: text(flags['s3-endpoint']),
       region: text(flags['s3-region']),

@@ -33,7 +33,12 @@ describe('cache control', () => {
     ['assets/index-DhTRlqEC.css', cc.immutable],
     ['chunk-ABCD2345.js', cc.immutable],
     ['453.8f3c2a91e0b7d6c4a5f1.js', cc.immutable],
+    ['js/chunks/lazy-Bsle-cxw.js', cc.immutable],
+    ['main-B-RNKoMk.css', cc.immutable],
+    ['assets/logo café.44389336.svg', cc.immutable],
+    ['main-LAIVXYRB.css', cc.immutable],
     ['my-component.js', cc.default],
+    ['widgets/date-picker-long.js', cc.default],
     ['App-Component.js', cc.default],
     ['logo café.svg', cc.default],
   ])('%s gets %s', (relpath, value) => expect(cacheControlOf(relpath, cc, ['fed-mods.json'])).toBe(value))

@@ -33,19 +33,20 @@ export interface UploadPlan {
 /** Files whose name says "fetch me often": valpop's list, plus any `app-info*.json`. */
 const SHORT_CACHED = /(^|\/)(index\.html|fed-mods\.json|app-info[^/]*\.json)$/
 
+const looksRandom = (token: string) =>
+  /^[A-Za-z0-9_-]{8,64}$/.test(token) &&
+  ((/\d/.test(token) && /[A-Za-z]/.test(token)) || /^\d+$/.test(token) || /^[A-Z0-9]+$/.test(token) || (/[A-Z]/.test(token) && /[a-z]/.test(token)))
+
 /**
- * A content hash in a file name: a `.`/`-`/`_`-separated token after the first that has 8 or more
- * characters of hex, base32 or base64url and looks random (mixes digits and letters, or has an
- * upper-case letter after its first character). Catches webpack `[contenthash]`, Vite/Rollup
- * `[hash]` and esbuild `[hash]`; misses plain words such as `-component`.
+ * A content hash in a file name, as the bundlers write them: a `.`-separated token after the name
+ * (webpack/Rspack `[name].[contenthash]`, hex or all digits) or the 8 characters after a `-` (Vite,
+ * Rollup, Rolldown base64url `[name]-[hash]`, which may itself hold `-` or `_`; esbuild base32).
+ * It must look random: digits and letters, all digits, all upper case, or mixed case. Plain
+ * words such as `-component` are not hashes.
  */
 export function hasContentHash(relpath: string): boolean {
-  const tokens = posix.basename(relpath).split(/[.-]/).slice(1, -1)
-  return tokens.some(
-    (token) =>
-      /^[A-Za-z0-9_]{8,64}$/.test(token) &&
-      ((/\d/.test(token) && /[A-Za-z]/.test(token)) || /^.+[A-Z]/.test(token) && /[a-z]/.test(token)),
-  )
+  const tokens = posix.basename(relpath).split('.').slice(0, -1)
+  return tokens.some((token, index) => (index > 0 && looksRandom(token)) || looksRandom(/-([A-Za-z0-9_-]{8})$/.exec(token)?.[1] ?? ''))
 }
 
 export function contentTypeOf(relpath: string): string {

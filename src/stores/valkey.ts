@@ -152,20 +152,21 @@ export function createValkeyStore(url: string, options: ValkeyOptions): Store {
       return value === null ? undefined : Readable.from([value])
     },
 
-    // https://valkey.io/commands/scan/ ; every master holds a share of the keys in a cluster. Sizes
-    // would cost a STRLEN per key, so entries carry none.
+    // https://valkey.io/commands/scan/ ; every master holds a share of the keys in a cluster. The
+    // sizes of a page cost one pipelined round of STRLEN.
     async *list(prefix: string): AsyncIterable<StoreEntry> {
       const valkey = await client()
       for (const node of valkey instanceof Cluster ? valkey.nodes('master') : [valkey]) {
         const seen = new Set<string>() // SCAN may return a key twice
         let cursor = '0'
         do {
-          const [next, keys] = await node.scan(cursor, 'MATCH', `${escapeGlob(prefix)}*`, 'COUNT', 1000)
+          const [next, page] = await node.scan(cursor, 'MATCH', `${escapeGlob(prefix)}*`, 'COUNT', 1000)
           cursor = next
-          for (const key of keys) {
-            if (seen.has(key)) continue
+          const keys = page.filter((key) => !seen.has(key))
+          const sizes = await Promise.all(keys.map((key) => node.strlen(key)))
+          for (const [index, key] of keys.entries()) {
             seen.add(key)
-            yield { key }
+            yield { key, size: sizes[index] }
           }
         } while (cursor !== '0')
       }

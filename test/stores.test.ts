@@ -77,14 +77,27 @@ testStoreContract(
         expect((await requestLog(bucket)).filter((request) => request.key === 'data/app/x.js')).toHaveLength(1)
       })
 
-      it('uploads a large file in parts', async () => {
+      const largeFile = async () => {
         const directory = await mkdtemp(join(tmpdir(), 'push-cache-s3-'))
         directories.push(directory)
         const file = join(directory, 'large.bin')
         await writeFile(file, randomBytes(17 * 1024 * 1024))
-        await store().put('data/app/large.bin', { file, size: 17 * 1024 * 1024 })
+        return { file, size: 17 * 1024 * 1024 }
+      }
+
+      it('uploads a large file in parts', async () => {
+        await store().put('data/app/large.bin', await largeFile())
         const parts = (await requestLog(bucket)).filter((request) => request.method === 'PUT' && request.query.includes('partNumber='))
         expect(parts).toHaveLength(3)
+      })
+
+      it('fails a multipart upload whose part failed with an error core retries, and aborts it', async () => {
+        await injectFault({ bucket, method: 'PUT', key: 'data/app/large.bin', times: 1 })
+        const error = await store().put('data/app/large.bin', await largeFile()).catch((thrown: unknown) => thrown)
+        expect(isTransient(error)).toBe(true)
+        expect(await listObjects(bucket)).toEqual([])
+        const aborts = (await requestLog(bucket)).filter((request) => request.method === 'DELETE' && request.query.includes('uploadId='))
+        expect(aborts).toHaveLength(1) // no orphaned parts
       })
 
       it('deletes key by key when the server rejects DeleteObjects', async () => {

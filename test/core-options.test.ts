@@ -119,6 +119,14 @@ describe('keys', () => {
   })
 })
 
+describe('error descriptions', () => {
+  it('name the reason Node and the AWS SDK give', () => {
+    const sdkError = Object.assign(new Error('Please reduce your request rate.'), { name: 'SlowDown', $metadata: { httpStatusCode: 503 } })
+    expect(describeError(sdkError)).toBe('Please reduce your request rate. (SlowDown, HTTP 503)')
+    expect(describeError(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }))).toBe('connect ECONNREFUSED 127.0.0.1:1')
+  })
+})
+
 describe('secrets', () => {
   it('never prints a password or key', () => {
     expect(redact('cannot reach redis://admin:s3cret@10.0.0.1:6379/0')).toBe('cannot reach redis://admin:***@10.0.0.1:6379/0')

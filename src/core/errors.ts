@@ -40,8 +40,11 @@ export function describeError(error: unknown): string {
   if (error instanceof Error) {
     const code = (error as { code?: unknown }).code
     const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode
-    const detail = [typeof code === 'string' && !error.message.includes(code) ? code : '', status ? `HTTP ${status}` : '']
-      .filter(Boolean)
+    // Node puts the reason in `code` (ECONNREFUSED), the AWS SDK in `name` (SlowDown, NoSuchBucket).
+    const names = [typeof code === 'string' ? code : '', error.name === 'Error' || error.name === 'PushCacheError' ? '' : error.name]
+    const detail = [...new Set(names)]
+      .filter((name) => name && !error.message.includes(name))
+      .concat(status ? [`HTTP ${status}`] : [])
       .join(', ')
     return redact(`${error.message || error.name}${detail ? ` (${detail})` : ''}`)
   }

@@ -5,6 +5,7 @@ import { listBuilds } from '../src/core/builds'
 import { pop } from '../src/core/pop'
 import { createValkeyStore } from '../src/stores/valkey'
 import { appKeys, fixture, push, rawClient, readTree, tempDir, uniqueApp, valkeyEnv, valkeyUrl } from './helpers/valkey'
+import { freePorts, startRedis } from './setup/valkey-server'
 
 const valkey = rawClient()
 const assets = (count: number, version: string) => Object.fromEntries(Array.from({ length: count }, (_, i) => [`js/chunk-${i}.js`, version]))
@@ -40,6 +41,21 @@ describe('a build is visible at once or not at all', () => {
     await pop({ store: admin, app, dest })
     await admin.close()
     expect(await readTree(dest)).toEqual({ ...assets(3, 'v1'), 'fed-mods.json': 'v1' })
+  })
+
+  it('fails the build with a clear error, without hanging, when the server dies mid-populate', async () => {
+    const [port] = await freePorts(1)
+    const server = await startRedis(await tempDir(), port!)
+    const store = createValkeyStore(`valkey://127.0.0.1:${port}`, {})
+    const started = Date.now()
+    const error = await push(store, await fixture({ ...assets(300, 'v1'), 'fed-mods.json': 'v1' }), { app: uniqueApp(), timestamp: 1000, concurrency: 4 }, {
+      onProgress: ({ done }) => done.files === 20 && server.kill('SIGKILL'),
+    }).catch((e) => e)
+    await store.close()
+    expect(error).toMatchObject({ code: 'UPLOAD_FAILED' })
+    expect(error.message).toMatch(new RegExp(`Lost the connection to valkey://127.0.0.1:${port}: .*ECONNREFUSED`))
+    expect(error.message).toContain('No entrypoint and no manifest of build 1000 were written')
+    expect(Date.now() - started).toBeLessThan(10_000)
   })
 
   it('publishes the entrypoint only after every other file landed and lost its expiry, and the manifest last', async () => {

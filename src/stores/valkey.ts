@@ -122,11 +122,17 @@ export function createValkeyStore(url: string, options: ValkeyOptions): Store {
     return maxBulk
   }
 
+  /** A reply error is the server answering; any other failure means the connection is gone: say so once, clearly. */
+  const guard = <T>(reply: Promise<T>): Promise<T> =>
+    reply.catch((error: Error) => {
+      throw error.name === 'ReplyError' ? error : new PushCacheError('STORE_UNREACHABLE', `Lost the connection to ${target.display}: ${describeError(lastError ?? error)}`, { cause: error })
+    })
+
   /** Runs `command` over `keys`, `BATCH` at a time; each batch goes out pipelined (per node in a cluster). */
   async function eachKey<T>(keys: readonly string[], command: (valkey: Redis | Cluster, key: string) => Promise<T>): Promise<T[]> {
     const valkey = await client()
     const results: T[] = []
-    for (let start = 0; start < keys.length; start += BATCH) results.push(...(await Promise.all(keys.slice(start, start + BATCH).map((key) => command(valkey, key)))))
+    for (let start = 0; start < keys.length; start += BATCH) results.push(...(await guard(Promise.all(keys.slice(start, start + BATCH).map((key) => command(valkey, key))))))
     return results
   }
 
@@ -143,12 +149,12 @@ export function createValkeyStore(url: string, options: ValkeyOptions): Store {
         throw new PushCacheError('UPLOAD_FAILED', `${key} is ${size} bytes, above the ${limit} bytes the server accepts in one value (proto-max-bulk-len). Raise proto-max-bulk-len on the server or leave the file out with \`exclude\`.`)
       const value = 'file' in body ? await readFile(body.file) : Buffer.from(body.buffer, body.byteOffset, body.byteLength)
       const valkey = await client()
-      await (putOptions.expiresIn ? valkey.set(key, value, 'EX', putOptions.expiresIn) : valkey.set(key, value))
+      await guard(putOptions.expiresIn ? valkey.set(key, value, 'EX', putOptions.expiresIn) : valkey.set(key, value))
     },
 
     // https://valkey.io/commands/get/
     async read(key: string) {
-      const value = await (await client()).getBuffer(key)
+      const value = await guard((await client()).getBuffer(key))
       return value === null ? undefined : Readable.from([value])
     },
 
@@ -160,10 +166,10 @@ export function createValkeyStore(url: string, options: ValkeyOptions): Store {
         const seen = new Set<string>() // SCAN may return a key twice
         let cursor = '0'
         do {
-          const [next, page] = await node.scan(cursor, 'MATCH', `${escapeGlob(prefix)}*`, 'COUNT', 1000)
+          const [next, page] = await guard(node.scan(cursor, 'MATCH', `${escapeGlob(prefix)}*`, 'COUNT', 1000))
           cursor = next
           const keys = page.filter((key) => !seen.has(key))
-          const sizes = await Promise.all(keys.map((key) => node.strlen(key)))
+          const sizes = await guard(Promise.all(keys.map((key) => node.strlen(key))))
           for (const [index, key] of keys.entries()) {
             seen.add(key)
             yield { key, size: sizes[index] }

@@ -46,15 +46,10 @@ export default async function setup(project: TestProject): Promise<() => Promise
     // One port per server, plus a cluster bus port per cluster node.
     const [standalone, ...ports] = await freePorts(7)
     const cluster = [0, 1, 2].map((i) => ({ port: ports[i]!, busPort: ports[i + 3]! }))
-    const start = (name: string, port: number, extra: string[]) => {
-      const server = spawn('redis-server', ['--bind', HOST, '--port', String(port), '--save', '', '--appendonly', 'no', '--dir', dir, '--dbfilename', `${name}.rdb`, '--logfile', join(dir, `${name}.log`), ...extra], { stdio: 'ignore' })
-      servers.push(server)
-      return waitFor(`redis-server on port ${port} (log: ${join(dir, `${name}.log`)})`, async () => (await cli(port, 'ping')) === 'PONG')
-    }
     await Promise.all([
-      start('standalone', standalone!, []),
+      startRedis(dir, standalone!, servers),
       ...cluster.map(({ port, busPort }) =>
-        start(`cluster-${port}`, port, ['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--cluster-port', String(busPort), '--cluster-node-timeout', '2000']),
+        startRedis(dir, port, servers, ['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--cluster-port', String(busPort), '--cluster-node-timeout', '2000']),
       ),
     ])
     await run('redis-cli', ['--cluster', 'create', ...cluster.map(({ port }) => `${HOST}:${port}`), '--cluster-replicas', '0', '--cluster-yes'])
@@ -68,6 +63,15 @@ export default async function setup(project: TestProject): Promise<() => Promise
     throw error
   }
   return stop
+}
+
+/** A `redis-server` on `port` with no persistence, its files and log in `dir`; resolves once it answers. Also for tests that kill one. */
+export async function startRedis(dir: string, port: number, started: ChildProcess[] = [], extra: string[] = []): Promise<ChildProcess> {
+  const log = join(dir, `redis-${port}.log`)
+  const server = spawn('redis-server', ['--bind', HOST, '--port', String(port), '--save', '', '--appendonly', 'no', '--dir', dir, '--dbfilename', `redis-${port}.rdb`, '--logfile', log, ...extra], { stdio: 'ignore' })
+  started.push(server)
+  await waitFor(`redis-server on port ${port} (log: ${log})`, async () => (await cli(port, 'ping')) === 'PONG')
+  return server
 }
 
 async function cli(port: number, ...args: string[]): Promise<string> {
@@ -84,7 +88,7 @@ async function waitFor(what: string, ready: () => Promise<boolean>, timeoutMs = 
 }
 
 /** Ports the kernel handed out at once, so they are distinct; released just before the servers take them. */
-async function freePorts(count: number): Promise<number[]> {
+export async function freePorts(count: number): Promise<number[]> {
   const listeners = await Promise.all(
     Array.from({ length: count }, () => new Promise<Server>((resolve, reject) => {
       const server = createServer()

@@ -100,12 +100,7 @@ export function createValkeyStore(url: string, options: ValkeyOptions): Store {
       if (error.name === 'ReplyError') client.disconnect()
     })
     try {
-      await new Promise<void>((resolve, reject) => {
-        // iovalkey retries a refused AUTH or SELECT until the connect timeout; it will not get better.
-        const refused = (error: Error) => error.name === 'ReplyError' && reject(error)
-        client.on('error', refused)
-        client.connect().then(resolve, reject).finally(() => client.off('error', refused))
-      })
+      await client.connect()
     } catch (error) {
       client.disconnect()
       throw new PushCacheError('STORE_UNREACHABLE', `Cannot connect to ${target.display}: ${describeError(lastError ?? error)}. Check the host, the port and the credentials.`, { cause: error })

@@ -18,6 +18,8 @@ export default defineConfig({
   splitting: true,
   target: 'node20',
   shims: true,
+  // `require('unplugin-push-cache/webpack')` is the plugin itself, not `{ default }`.
+  cjsInterop: true,
   // core/version.ts reads it: `push-cache --version` and the manifests' `generator`.
   define: { __PACKAGE_VERSION__: JSON.stringify(version) },
 })

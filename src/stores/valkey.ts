@@ -12,7 +12,8 @@ export const DRIVER_NAME = 'valkey'
 const BATCH = 1000
 /** What Redis and Valkey accept by default when CONFIG GET is not allowed. */
 const DEFAULT_MAX_BULK = 512 * 1024 * 1024
-/** A dead server fails the build after about a second of reconnecting, instead of hanging it. */
+/** A dead server fails the build after about a second of reconnecting, instead of hanging it
+ * (`maxRetriesPerRequest` also bounds how long a command waits for a reconnect). */
 const RECONNECT_ATTEMPTS = 3
 const CONNECT_TIMEOUT_MS = 5000
 
@@ -39,20 +40,21 @@ const USAGE = 'Use valkey://[user:password@]host:6379[/db] (also redis://, TLS w
 export function parseValkeyUrl(url: string, options: ValkeyOptions = {}, env: NodeJS.ProcessEnv = process.env): ValkeyTarget {
   const match = URL_FORM.exec(url)
   if (!match) throw invalidOption('store', `is not a Valkey URL (${url.replace(/\/\/.*@/, '//***@')})`, USAGE)
-  const [, scheme, clusterSuffix, userinfo, hosts, db] = match
+  const [, scheme, clusterSuffix, userinfo, hosts, path] = match
   const cluster = Boolean(clusterSuffix || options.cluster)
   const nodes = (options.cluster ?? hosts!.split(',')).map(parseEndpoint)
-  if (cluster && Number(db ?? 0) !== 0) throw invalidOption('store', `names database ${db} in cluster mode`, 'Redis Cluster has only database 0; drop the `/db`.')
+  const db = Number(path || 0)
+  if (cluster && db !== 0) throw invalidOption('store', `names database ${db} in cluster mode`, 'Redis Cluster has only database 0; drop the `/db`.')
   const separator = userinfo?.indexOf(':') ?? -1
   const [urlUser, urlPassword] = userinfo === undefined ? [] : separator < 0 ? [userinfo] : [userinfo.slice(0, separator), userinfo.slice(separator + 1)]
   return {
     cluster,
     tls: /^(valkeys|rediss)$/i.test(scheme!),
     nodes,
-    db: Number(db ?? 0),
+    db,
     username: options.username ?? (urlUser ? decodeURIComponent(urlUser) : env.PUSH_CACHE_VALKEY_USERNAME),
     password: options.password ?? (urlPassword ? decodeURIComponent(urlPassword) : env.PUSH_CACHE_VALKEY_PASSWORD),
-    display: `${scheme!.toLowerCase()}${cluster ? '+cluster' : ''}://${nodes.map(({ host, port }) => (host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`)).join(',')}${Number(db ?? 0) ? `/${db}` : ''}`,
+    display: `${scheme!.toLowerCase()}${cluster ? '+cluster' : ''}://${nodes.map(({ host, port }) => (host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`)).join(',')}${db ? `/${db}` : ''}`,
   }
 }
 
@@ -63,7 +65,7 @@ function parseEndpoint(text: string): Endpoint {
 }
 
 /** `SCAN MATCH` takes a glob: a prefix is matched literally only with its metacharacters escaped. */
-export const escapeGlob = (text: string): string => text.replace(/[*?[\]\\]/g, '\\$&')
+const escapeGlob = (text: string): string => text.replace(/[*?[\]\\]/g, '\\$&')
 
 /**
  * Valkey or Redis, standalone or Cluster, with valpop's keys (`data:<app>:<ts>:<relpath>` = the raw
@@ -79,6 +81,8 @@ export function createValkeyStore(url: string, options: ValkeyOptions): Store {
   let lastError: unknown
   let connecting: Promise<Redis | Cluster> | undefined
   let maxBulk: Promise<number> | undefined
+  /** Rejects once the client gave up for good. */
+  let ended: Promise<never> = new Promise(() => {})
 
   async function open(): Promise<Redis | Cluster> {
     const retryStrategy = (times: number) => (times > RECONNECT_ATTEMPTS ? null : times * 200)
@@ -99,6 +103,10 @@ export function createValkeyStore(url: string, options: ValkeyOptions): Store {
       lastError = error
       if (error.name === 'ReplyError') client.disconnect()
     })
+    // Commands in flight when the connection dropped may never settle once iovalkey gives up
+    // reconnecting: `guard` fails them with this instead of hanging the build.
+    ended = new Promise((_, reject) => client.once('end', () => reject(new Error('the client gave up reconnecting'))))
+    ended.catch(() => {})
     try {
       await client.connect()
     } catch (error) {
@@ -119,7 +127,7 @@ export function createValkeyStore(url: string, options: ValkeyOptions): Store {
 
   /** A reply error is the server answering; any other failure means the connection is gone: say so once, clearly. */
   const guard = <T>(reply: Promise<T>): Promise<T> =>
-    reply.catch((error: Error) => {
+    Promise.race([reply, ended]).catch((error: Error) => {
       throw error.name === 'ReplyError' ? error : new PushCacheError('STORE_UNREACHABLE', `Lost the connection to ${target.display}: ${describeError(lastError ?? error)}`, { cause: error })
     })
 

@@ -12,7 +12,10 @@ describe('versioned prune plan', () => {
     const latest = build(1, ['fed-mods.json', 'main.js'])
     const old = build(10, ['fed-mods.json', 'main.js'])
     const plan = planVersionedPrune([latest, old], rule)
-    expect(plan.deleteVersions).toEqual([{ timestamp: old.timestamp, relpath: 'fed-mods.json' }, { timestamp: old.timestamp, relpath: 'main.js' }])
+    expect(plan.deleteVersions).toEqual([
+      { timestamp: old.timestamp, relpath: 'fed-mods.json' },
+      { timestamp: old.timestamp, relpath: 'main.js' },
+    ])
     expect(ts(plan.dying)).toEqual([old.timestamp])
     expect(plan.shrinking).toEqual([])
   })
@@ -37,7 +40,10 @@ describe('versioned prune plan', () => {
   it('judges the newest version over every build, so a file two dying builds share stays in the newer one', () => {
     const builds = [build(1, ['a.js']), build(10, ['b.js', 'c.js']), build(20, ['b.js', 'c.js', 'd.js'])]
     const plan = planVersionedPrune(builds, rule)
-    expect(plan.deleteVersions).toEqual([{ timestamp: now - 20 * DAY, relpath: 'b.js' }, { timestamp: now - 20 * DAY, relpath: 'c.js' }])
+    expect(plan.deleteVersions).toEqual([
+      { timestamp: now - 20 * DAY, relpath: 'b.js' },
+      { timestamp: now - 20 * DAY, relpath: 'c.js' },
+    ])
     expect(plan.shrinking).toEqual([{ build: builds[2], files: ['d.js'] }])
     expect(ts(plan.surviving)).toEqual([now - DAY, now - 10 * DAY])
   })

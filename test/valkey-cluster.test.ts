@@ -32,7 +32,12 @@ describe('a 3-master cluster', () => {
     await store.close()
     expect(report.keys).toHaveLength(61)
     expect(await appKeys(cluster, app)).toEqual(
-      [...Object.keys({ ...assets(60, 'v2'), 'fed-mods.json': '' }).map((relpath) => `data:${app}:2000:${relpath}`), `data:${app}:1000:only-v1.js`, `manifest:${app}:1000`, `manifest:${app}:2000`].sort(),
+      [
+        ...Object.keys({ ...assets(60, 'v2'), 'fed-mods.json': '' }).map((relpath) => `data:${app}:2000:${relpath}`),
+        `data:${app}:1000:only-v1.js`,
+        `manifest:${app}:1000`,
+        `manifest:${app}:2000`,
+      ].sort(),
     )
   })
 

@@ -3,8 +3,8 @@ import { expect, it } from 'vitest'
 import { listKeys } from '../src/core/builds'
 import type { Store } from '../src/core/store'
 import { createValkeyStore } from '../src/stores/valkey'
-import { clusterUrl, rawClient, rawCluster, valkeyUrl } from './helpers/valkey'
 import { testStoreContract } from './helpers/store-contract'
+import { clusterUrl, rawClient, rawCluster, valkeyUrl } from './helpers/valkey'
 
 /** The contract wants an empty store: clear what its keys (`data/…`, `manifests/…`) left behind. */
 async function emptyStore(url: string): Promise<Store> {

@@ -21,9 +21,14 @@ describe('a build is visible at once or not at all', () => {
     await valkey.acl('SETUSER', app, 'on', '>pw', '~*', '&*', '+@all')
     const { host, port } = valkeyEnv().standalone
     const pusher = createValkeyStore(`valkey://${app}:pw@${host}:${port}`, {})
-    const crash = push(pusher, await fixture({ ...assets(300, 'v2'), 'fed-mods.json': 'v2' }), { app, timestamp: 2000, concurrency: 4, retries: 0 }, {
-      onProgress: ({ done }) => done.files === 20 && void valkey.acl('DELUSER', app),
-    })
+    const crash = push(
+      pusher,
+      await fixture({ ...assets(300, 'v2'), 'fed-mods.json': 'v2' }),
+      { app, timestamp: 2000, concurrency: 4, retries: 0 },
+      {
+        onProgress: ({ done }) => done.files === 20 && void valkey.acl('DELUSER', app),
+      },
+    )
     await expect(crash).rejects.toMatchObject({ code: 'UPLOAD_FAILED' })
     await pusher.close()
 
@@ -48,9 +53,14 @@ describe('a build is visible at once or not at all', () => {
     const server = await startRedis(await tempDir(), port!)
     const store = createValkeyStore(`valkey://127.0.0.1:${port}`, {})
     const started = Date.now()
-    const error = await push(store, await fixture({ ...assets(300, 'v1'), 'fed-mods.json': 'v1' }), { app: uniqueApp(), timestamp: 1000, concurrency: 4 }, {
-      onProgress: ({ done }) => done.files === 20 && server.kill('SIGKILL'),
-    }).catch((e) => e)
+    const error = await push(
+      store,
+      await fixture({ ...assets(300, 'v1'), 'fed-mods.json': 'v1' }),
+      { app: uniqueApp(), timestamp: 1000, concurrency: 4 },
+      {
+        onProgress: ({ done }) => done.files === 20 && server.kill('SIGKILL'),
+      },
+    ).catch((e) => e)
     await store.close()
     expect(error).toMatchObject({ code: 'UPLOAD_FAILED' })
     expect(error.message).toMatch(new RegExp(`Lost the connection to valkey://127.0.0.1:${port}: .*ECONNREFUSED`))

@@ -31,7 +31,7 @@ async function popTree(app: string): Promise<Record<string, string>> {
 }
 
 describe('valpop compatibility', () => {
-  it("writes the keys valpop writes, byte for byte", async () => {
+  it('writes the keys valpop writes, byte for byte', async () => {
     const files = { 'fed-mods.json': '{}', 'js/main.1a2b3c4d.js': 'export {}', 'odd:name/ü n.bin': randomBytes(256) }
     const [ours, theirs] = [uniqueApp(), uniqueApp()]
     const store = createValkeyStore(valkeyUrl(), {})
@@ -80,23 +80,29 @@ describe('valpop compatibility', () => {
     await valpopPopulate(app, 2000, { 'fed-mods.json': 'half', 'main.js': 'half' }, { unlock: false })
     await valkey.set(`manifest:${app}:2000`, JSON.stringify({ files: ['fed-mods.json', 'main.js'], timestamp: 2000 }))
 
-    expect((await listBuilds(store, app)).map((build) => [build.timestamp, build.complete])).toEqual([[2000, false], [1000, true]])
+    expect((await listBuilds(store, app)).map((build) => [build.timestamp, build.complete])).toEqual([
+      [2000, false],
+      [1000, true],
+    ])
     expect(await popTree(app)).toEqual({ 'fed-mods.json': 'done', 'main.js': 'done' })
     await valkey.del(`lock:${app}:2000`)
     expect(await popTree(app)).toEqual({ 'fed-mods.json': 'half', 'main.js': 'half' })
     await store.close()
   })
 
-  it.each([['../escape.txt'], ['/tmp/absolute.txt'], ['nul\0byte.txt'], ['back\\slash.txt']])('refuses to pop a planted key with the relpath %j, writing nothing', async (relpath) => {
-    const app = uniqueApp()
-    await valpopPopulate(app, 1000, { 'fed-mods.json': '{}' })
-    await valkey.set(`data:${app}:1000:${relpath}`, 'planted')
-    const store = createValkeyStore(valkeyUrl(), {})
-    const parent = await tempDir()
-    const error = await pop({ store, app, dest: join(parent, 'www') }).catch((e) => e)
-    await store.close()
-    expect(error.code).toBe('UNSAFE_PATH')
-    expect(await readdir(parent)).toEqual([])
-    expect(await readdir(dirname(parent))).not.toContain('escape.txt')
-  })
+  it.each([['../escape.txt'], ['/tmp/absolute.txt'], ['nul\0byte.txt'], ['back\\slash.txt']])(
+    'refuses to pop a planted key with the relpath %j, writing nothing',
+    async (relpath) => {
+      const app = uniqueApp()
+      await valpopPopulate(app, 1000, { 'fed-mods.json': '{}' })
+      await valkey.set(`data:${app}:1000:${relpath}`, 'planted')
+      const store = createValkeyStore(valkeyUrl(), {})
+      const parent = await tempDir()
+      const error = await pop({ store, app, dest: join(parent, 'www') }).catch((e) => e)
+      await store.close()
+      expect(error.code).toBe('UNSAFE_PATH')
+      expect(await readdir(parent)).toEqual([])
+      expect(await readdir(dirname(parent))).not.toContain('escape.txt')
+    },
+  )
 })

@@ -1,18 +1,23 @@
 import { join } from 'node:path'
 import { build } from 'vite'
 import { describe, expect, it } from 'vitest'
+import { fixtureConfig } from '../fixtures/app/vite.config'
 import { listBuilds } from '../src/core/builds'
 import { collectFiles } from '../src/core/files'
 import { parseManifest } from '../src/core/manifest'
 import { pop } from '../src/core/pop'
 import { prune } from '../src/core/prune-store'
-import pushCache from '../src/vite'
 import { createValkeyStore, parseValkeyUrl } from '../src/stores/valkey'
-import { fixtureConfig } from '../fixtures/app/vite.config'
+import pushCache from '../src/vite'
 import { appKeys, fixture, push, rawClient, readTree, tempDir, uniqueApp, valkeyEnv, valkeyUrl } from './helpers/valkey'
 
 const valkey = rawClient()
-const build1 = { 'fed-mods.json': '{"app":{"entry":["/apps/app/js/main.1a2b3c4d.js"]}}', 'js/main.1a2b3c4d.js': 'export {}', 'assets/a:b.css': 'a{}', 'nested/logo café.svg': '<svg/>' }
+const build1 = {
+  'fed-mods.json': '{"app":{"entry":["/apps/app/js/main.1a2b3c4d.js"]}}',
+  'js/main.1a2b3c4d.js': 'export {}',
+  'assets/a:b.css': 'a{}',
+  'nested/logo café.svg': '<svg/>',
+}
 
 describe('the Valkey store', () => {
   it("lands a build as valpop's keys, raw bytes, no expiry, plus a manifest with the headers", async () => {
@@ -34,7 +39,11 @@ describe('the Valkey store', () => {
     }
     const manifest = parseManifest((await valkey.get(`manifest:${app}:1700000000`))!, 'manifest', 0)
     expect(manifest.files).toEqual(Object.keys(build1).sort())
-    expect(manifest.entries?.['js/main.1a2b3c4d.js']).toEqual({ size: 9, contentType: 'text/javascript; charset=utf-8', cacheControl: 'public, max-age=31536000, immutable' })
+    expect(manifest.entries?.['js/main.1a2b3c4d.js']).toEqual({
+      size: 9,
+      contentType: 'text/javascript; charset=utf-8',
+      cacheControl: 'public, max-age=31536000, immutable',
+    })
     expect(manifest.entries?.['fed-mods.json']?.cacheControl).toBe('public, max-age=60, stale-while-revalidate=300')
   })
 
@@ -136,7 +145,12 @@ describe('connecting', () => {
     expect(parseValkeyUrl('valkey://u:p@h:1', { password: 'opt' }, env)).toMatchObject({ username: 'u', password: 'opt' })
     expect(parseValkeyUrl('redis://h', {}, env).tls).toBe(false)
     expect(parseValkeyUrl('valkeys://h', {}, env)).toMatchObject({ username: 'env-user', password: 'env-pw', tls: true, nodes: [{ host: 'h', port: 6379 }] })
-    expect(parseValkeyUrl('rediss+cluster://:pw@a:7000,[::1]:7001', {}, {})).toMatchObject({ cluster: true, tls: true, password: 'pw', display: 'rediss+cluster://a:7000,[::1]:7001' })
+    expect(parseValkeyUrl('rediss+cluster://:pw@a:7000,[::1]:7001', {}, {})).toMatchObject({
+      cluster: true,
+      tls: true,
+      password: 'pw',
+      display: 'rediss+cluster://a:7000,[::1]:7001',
+    })
     expect(parseValkeyUrl('redis://h:1', { cluster: ['a:1', 'b:2'] }, {}).display).toBe('redis+cluster://a:1,b:2')
     expect(() => parseValkeyUrl('valkey+cluster://:secret@a:1/2', {}, {})).toThrow(/only database 0/)
     expect(() => parseValkeyUrl('valkey://:secret@', {}, {})).toThrow(/not a Valkey URL \(valkey:\/\/\*\*\*@\)/)

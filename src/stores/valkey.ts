@@ -111,7 +111,11 @@ export function createValkeyStore(url: string, options: ValkeyOptions): Store {
       await client.connect()
     } catch (error) {
       client.disconnect()
-      throw new PushCacheError('STORE_UNREACHABLE', `Cannot connect to ${target.display}: ${describeError(lastError ?? error)}. Check the host, the port and the credentials.`, { cause: error })
+      throw new PushCacheError(
+        'STORE_UNREACHABLE',
+        `Cannot connect to ${target.display}: ${describeError(lastError ?? error)}. Check the host, the port and the credentials.`,
+        { cause: error },
+      )
     }
     return client
   }
@@ -121,21 +125,27 @@ export function createValkeyStore(url: string, options: ValkeyOptions): Store {
   async function maxValueSize(): Promise<number> {
     maxBulk ??= client()
       .then((valkey) => valkey.config('GET', 'proto-max-bulk-len'))
-      .then((reply) => Number((reply as string[])[1]) || DEFAULT_MAX_BULK, () => DEFAULT_MAX_BULK)
+      .then(
+        (reply) => Number((reply as string[])[1]) || DEFAULT_MAX_BULK,
+        () => DEFAULT_MAX_BULK,
+      )
     return maxBulk
   }
 
   /** A reply error is the server answering; any other failure means the connection is gone: say so once, clearly. */
   const guard = <T>(reply: Promise<T>): Promise<T> =>
     Promise.race([reply, ended]).catch((error: Error) => {
-      throw error.name === 'ReplyError' ? error : new PushCacheError('STORE_UNREACHABLE', `Lost the connection to ${target.display}: ${describeError(lastError ?? error)}`, { cause: error })
+      throw error.name === 'ReplyError'
+        ? error
+        : new PushCacheError('STORE_UNREACHABLE', `Lost the connection to ${target.display}: ${describeError(lastError ?? error)}`, { cause: error })
     })
 
   /** Runs `command` over `keys`, `BATCH` at a time; each batch goes out pipelined (per node in a cluster). */
   async function eachKey<T>(keys: readonly string[], command: (valkey: Redis | Cluster, key: string) => Promise<T>): Promise<T[]> {
     const valkey = await client()
     const results: T[] = []
-    for (let start = 0; start < keys.length; start += BATCH) results.push(...(await guard(Promise.all(keys.slice(start, start + BATCH).map((key) => command(valkey, key))))))
+    for (let start = 0; start < keys.length; start += BATCH)
+      results.push(...(await guard(Promise.all(keys.slice(start, start + BATCH).map((key) => command(valkey, key))))))
     return results
   }
 
@@ -149,7 +159,10 @@ export function createValkeyStore(url: string, options: ValkeyOptions): Store {
       const size = 'file' in body ? body.size : body.byteLength
       const limit = await maxValueSize()
       if (size > limit)
-        throw new PushCacheError('UPLOAD_FAILED', `${key} is ${size} bytes, above the ${limit} bytes the server accepts in one value (proto-max-bulk-len). Raise proto-max-bulk-len on the server or leave the file out with \`exclude\`.`)
+        throw new PushCacheError(
+          'UPLOAD_FAILED',
+          `${key} is ${size} bytes, above the ${limit} bytes the server accepts in one value (proto-max-bulk-len). Raise proto-max-bulk-len on the server or leave the file out with \`exclude\`.`,
+        )
       const value = 'file' in body ? await readFile(body.file) : Buffer.from(body.buffer, body.byteOffset, body.byteLength)
       const valkey = await client()
       await guard(putOptions.expiresIn ? valkey.set(key, value, 'EX', putOptions.expiresIn) : valkey.set(key, value))

@@ -6,7 +6,7 @@ import { Cluster, Redis } from 'iovalkey'
 import { afterAll, inject } from 'vitest'
 import { collectFiles } from '../../src/core/files'
 import { type Options, resolveOptions } from '../../src/core/options'
-import { populate, type PopulateInput } from '../../src/core/populate'
+import { type PopulateInput, populate } from '../../src/core/populate'
 import type { Store } from '../../src/core/store'
 import type { ValkeyEnv } from '../setup/valkey-server'
 
@@ -18,7 +18,10 @@ export function valkeyUrl(db?: number): string {
   return `valkey://${host}:${port}${db ? `/${db}` : ''}`
 }
 
-export const clusterUrl = (): string => `valkey+cluster://${valkeyEnv().cluster.map(({ host, port }) => `${host}:${port}`).join(',')}`
+export const clusterUrl = (): string =>
+  `valkey+cluster://${valkeyEnv()
+    .cluster.map(({ host, port }) => `${host}:${port}`)
+    .join(',')}`
 
 /** Plain clients for assertions on what reached the servers; closed after the file's tests. */
 export const rawClient = (): Redis => closedAfterAll(new Redis(valkeyEnv().standalone))

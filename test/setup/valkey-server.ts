@@ -49,7 +49,16 @@ export default async function setup(project: TestProject): Promise<() => Promise
     await Promise.all([
       startRedis(dir, standalone!, servers),
       ...cluster.map(({ port, busPort }) =>
-        startRedis(dir, port, servers, ['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--cluster-port', String(busPort), '--cluster-node-timeout', '2000']),
+        startRedis(dir, port, servers, [
+          '--cluster-enabled',
+          'yes',
+          '--cluster-config-file',
+          join(dir, `nodes-${port}.conf`),
+          '--cluster-port',
+          String(busPort),
+          '--cluster-node-timeout',
+          '2000',
+        ]),
       ),
     ])
     await run('redis-cli', ['--cluster', 'create', ...cluster.map(({ port }) => `${HOST}:${port}`), '--cluster-replicas', '0', '--cluster-yes'])
@@ -68,7 +77,11 @@ export default async function setup(project: TestProject): Promise<() => Promise
 /** A `redis-server` on `port` with no persistence, its files and log in `dir`; resolves once it answers. Also for tests that kill one. */
 export async function startRedis(dir: string, port: number, started: ChildProcess[] = [], extra: string[] = []): Promise<ChildProcess> {
   const log = join(dir, `redis-${port}.log`)
-  const server = spawn('redis-server', ['--bind', HOST, '--port', String(port), '--save', '', '--appendonly', 'no', '--dir', dir, '--dbfilename', `redis-${port}.rdb`, '--logfile', log, ...extra], { stdio: 'ignore' })
+  const server = spawn(
+    'redis-server',
+    ['--bind', HOST, '--port', String(port), '--save', '', '--appendonly', 'no', '--dir', dir, '--dbfilename', `redis-${port}.rdb`, '--logfile', log, ...extra],
+    { stdio: 'ignore' },
+  )
   started.push(server)
   await waitFor(`redis-server on port ${port} (log: ${log})`, async () => (await cli(port, 'ping')) === 'PONG')
   return server
@@ -90,10 +103,14 @@ async function waitFor(what: string, ready: () => Promise<boolean>, timeoutMs = 
 /** Ports the kernel handed out at once, so they are distinct; released just before the servers take them. */
 export async function freePorts(count: number): Promise<number[]> {
   const listeners = await Promise.all(
-    Array.from({ length: count }, () => new Promise<Server>((resolve, reject) => {
-      const server = createServer()
-      server.once('error', reject).listen(0, HOST, () => resolve(server))
-    })),
+    Array.from(
+      { length: count },
+      () =>
+        new Promise<Server>((resolve, reject) => {
+          const server = createServer()
+          server.once('error', reject).listen(0, HOST, () => resolve(server))
+        }),
+    ),
   )
   const ports = listeners.map((server) => (server.address() as { port: number }).port)
   await Promise.all(listeners.map((server) => new Promise((resolve) => server.close(resolve))))

@@ -208,8 +208,8 @@ export function createValkeyStore(url: string, options: ValkeyOptions): Store {
     async close() {
       const valkey = await connecting?.catch(() => undefined)
       if (!valkey) return
-      // QUIT waits for the replies in flight; a dead server must not hold the process.
-      await Promise.race([valkey.quit().catch(() => undefined), sleep(1000)])
+      // QUIT waits for the replies in flight; a dead server must not hold the process (nor the timer).
+      await Promise.race([valkey.quit().catch(() => undefined), sleep(1000, undefined, { ref: false })])
       valkey.disconnect()
     },
   }

@@ -27,9 +27,9 @@ async function tree(root: string): Promise<string[]> {
 
 const build = { 'fed-mods.json': '{"inventory":{"entry":["/apps/inventory/main.1a2b3c4d.js"]}}', 'main.1a2b3c4d.js': 'export {}', 'nested/deep/logo café.svg': '<svg/>' }
 
-async function push(storeRoot: string, outDir: string, timestamp: number) {
+async function push(storeRoot: string, outDir: string, timestamp: number, extra = {}) {
   const store = createLocalStore(storeRoot)
-  const options = resolveOptions({ app: 'inventory', timestamp }, {})
+  const options = resolveOptions({ app: 'inventory', timestamp, ...extra }, {})
   return populate({ store, options, files: await collectFiles(outDir) })
 }
 
@@ -47,6 +47,14 @@ describe('the local store', () => {
     const manifest = JSON.parse(await readFile(join(storeRoot, 'manifests/inventory/1700000000'), 'utf8'))
     expect(manifest).toMatchObject({ files: ['fed-mods.json', 'main.1a2b3c4d.js', 'nested/deep/logo café.svg'], timestamp: 1700000000, entrypoints: ['fed-mods.json'] })
     expect(manifest.entries['main.1a2b3c4d.js']).toEqual({ size: 9, contentType: 'text/javascript; charset=utf-8', cacheControl: 'public, max-age=31536000, immutable' })
+  })
+
+  it('records in the manifest only what it pushed, not what `exclude` left out', async () => {
+    const storeRoot = await tempDir()
+    const report = await push(storeRoot, await writeTree(await tempDir(), { ...build, 'main.1a2b3c4d.js.map': '{}' }), 1700000000, { exclude: '**/*.map' })
+    expect(report).toMatchObject({ uploaded: 3, excluded: 1 })
+    const manifest = JSON.parse(await readFile(join(storeRoot, 'manifests/inventory/1700000000'), 'utf8'))
+    expect(manifest.files).toEqual(['fed-mods.json', 'main.1a2b3c4d.js', 'nested/deep/logo café.svg'])
   })
 
   it('writes no entrypoint and no manifest when an asset fails', async () => {

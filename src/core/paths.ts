@@ -12,7 +12,7 @@ export function assertSafeRelpath(relpath: string, key = relpath): string {
         ? 'contains a NUL byte'
         : relpath.includes('\\')
           ? 'contains a backslash'
-          : relpath.startsWith('/') || /^[A-Za-z]:/.test(relpath)
+          : relpath.startsWith('/') || /^[A-Za-z]:(\/|$)/.test(relpath)
             ? 'is absolute'
             : relpath.split('/').some((segment) => segment === '..' || segment === '.' || segment === '')
               ? 'has an empty, `.` or `..` segment'

@@ -116,7 +116,9 @@ export async function populate({ store, options, files, logger = silentLogger, o
     for (const file of plan.entrypoints) await put(file)
     if (versioned) await persist(store, plan.entrypoints, options.timestamp)
     const manifest: Manifest = {
-      files: files.map((file) => file.relpath).sort(),
+      // What this build put in the store: readers pop and prune by it, so files left out by
+      // include/exclude are not in it.
+      files: all.map((file) => file.relpath).sort(),
       timestamp: options.timestamp,
       ...(options.image ? { image: options.image } : {}),
       entrypoints: report.entrypoints,

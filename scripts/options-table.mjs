@@ -14,7 +14,11 @@ const SECTIONS = [
   ['CacheControlOptions', 'cacheControl.'],
 ]
 
-const oneLine = (text) => text.replace(/\s*\n\s*/g, ' ').replace(/\|/g, '\\|').trim()
+const oneLine = (text) =>
+  text
+    .replace(/\s*\n\s*/g, ' ')
+    .replace(/\|/g, '\\|')
+    .trim()
 
 export function optionRows() {
   const source = ts.createSourceFile('options.ts', readFileSync(SOURCE, 'utf8'), ts.ScriptTarget.Latest, true)
@@ -27,7 +31,9 @@ export function optionRows() {
       const description = ts.getTextOfJSDocComment(doc?.comment) ?? ''
       const defaultTag = doc?.tags?.find((tag) => tag.tagName.text === 'default')
       if (!description || !defaultTag) throw new Error(`${name}.${member.name.getText()} needs a description and an @default tag`)
-      rows.push(`| \`${prefix}${member.name.getText()}\` | \`${oneLine(member.type.getText())}\` | ${oneLine(ts.getTextOfJSDocComment(defaultTag.comment) ?? '')} | ${oneLine(description)} |`)
+      rows.push(
+        `| \`${prefix}${member.name.getText()}\` | \`${oneLine(member.type.getText())}\` | ${oneLine(ts.getTextOfJSDocComment(defaultTag.comment) ?? '')} | ${oneLine(description)} |`,
+      )
     }
   }
   return ['| option | type | default | what it does |', '| --- | --- | --- | --- |', ...rows].join('\n')

@@ -9,8 +9,8 @@ import { build as esbuild, context as esbuildContext } from 'esbuild'
 import { rolldown } from 'rolldown'
 import { rollup, watch as rollupWatch } from 'rollup'
 import { build as viteBuild } from 'vite'
-import webpack from 'webpack'
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
+import webpack from 'webpack'
 import { fixtureConfig as esbuildConfig } from '../fixtures/app/esbuild.config'
 import { APP, root as fixtureRoot } from '../fixtures/app/plugins'
 import { fixtureConfig as rolldownConfig } from '../fixtures/app/rolldown.config'
@@ -85,7 +85,11 @@ async function filesUnder(dir: string): Promise<string[]> {
     .sort()
 }
 
-const exists = (path: string) => stat(path).then(() => true, () => false)
+const exists = (path: string) =>
+  stat(path).then(
+    () => true,
+    () => false,
+  )
 
 let tmp: string
 beforeAll(async () => {
@@ -99,9 +103,18 @@ function expectFixtureFiles(files: string[]) {
   expect(files).toContain('fed-mods.json')
   expect(files).toContain('index.html')
   expect(files).toContain('app-info.json')
-  expect(files.some((file) => /^assets\/logo café[.-]\w+\.svg$/.test(file)), 'the spaced, non-ASCII image').toBe(true)
-  expect(files.some((file) => /^js\/chunks\/lazy[.-][\w-]+\.js$/.test(file)), 'the nested, lazily loaded chunk').toBe(true)
-  expect(files.some((file) => file.endsWith('.css')), 'the stylesheet').toBe(true)
+  expect(
+    files.some((file) => /^assets\/logo café[.-]\w+\.svg$/.test(file)),
+    'the spaced, non-ASCII image',
+  ).toBe(true)
+  expect(
+    files.some((file) => /^js\/chunks\/lazy[.-][\w-]+\.js$/.test(file)),
+    'the nested, lazily loaded chunk',
+  ).toBe(true)
+  expect(
+    files.some((file) => file.endsWith('.css')),
+    'the stylesheet',
+  ).toBe(true)
 }
 
 describe.each(BUNDLERS)('%s', (bundler) => {
@@ -125,7 +138,9 @@ describe.each(BUNDLERS)('%s', (bundler) => {
     await build(bundler, { store: s3StoreUrl(bucket), s3: s3StoreOptions(), timestamp: 1700000001 })
 
     const built = await filesUnder(distOf(bundler))
-    expect((await listObjects(bucket)).map((object) => object.key)).toEqual([...built.map((file) => `data/${APP}/${file}`), `manifests/${APP}/1700000001`].sort())
+    expect((await listObjects(bucket)).map((object) => object.key)).toEqual(
+      [...built.map((file) => `data/${APP}/${file}`), `manifests/${APP}/1700000001`].sort(),
+    )
 
     const headers = async (file: string) => {
       const { contentType, cacheControl } = (await getObject(bucket, `data/${APP}/${file}`))!
@@ -137,7 +152,10 @@ describe.each(BUNDLERS)('%s', (bundler) => {
     expect(await headers('app-info.json')).toEqual({ contentType: 'application/json; charset=utf-8', cacheControl: short })
     // Every other file carries the headers core plans for its name (tested on their own in core-plan).
     for (const file of built)
-      expect(await headers(file), file).toEqual({ contentType: contentTypeOf(file), cacheControl: cacheControlOf(file, DEFAULT_CACHE_CONTROL, ['fed-mods.json']) })
+      expect(await headers(file), file).toEqual({
+        contentType: contentTypeOf(file),
+        cacheControl: cacheControlOf(file, DEFAULT_CACHE_CONTROL, ['fed-mods.json']),
+      })
 
     const puts = (await requestLog(bucket)).filter((request) => request.method === 'PUT' && request.status === 200)
     const entrypoint = puts.find((request) => request.key === `data/${APP}/fed-mods.json`)!
@@ -208,7 +226,10 @@ describe('failure policy and modes', () => {
     const store = join(tmp, 'multi-output')
     const common = join(tmp, 'multi-out')
     const { output, ...input } = rollupConfig([rollupPlugin({ app: APP, store, timestamp: 1700000004 })])
-    const outputs = [{ ...output, dir: join(common, 'esm') }, { ...output, dir: join(common, 'cjs'), format: 'cjs' as const }]
+    const outputs = [
+      { ...output, dir: join(common, 'esm') },
+      { ...output, dir: join(common, 'cjs'), format: 'cjs' as const },
+    ]
     // A file beside the output directories is not part of the build.
     await mkdir(common, { recursive: true })
     await writeFile(join(common, 'stray.txt'), 'not built')
@@ -216,7 +237,10 @@ describe('failure policy and modes', () => {
     for (const options of outputs) await bundle.write(options)
     await bundle.close()
 
-    const built = [...(await filesUnder(join(common, 'esm'))).map((file) => `esm/${file}`), ...(await filesUnder(join(common, 'cjs'))).map((file) => `cjs/${file}`)].sort()
+    const built = [
+      ...(await filesUnder(join(common, 'esm'))).map((file) => `esm/${file}`),
+      ...(await filesUnder(join(common, 'cjs'))).map((file) => `cjs/${file}`),
+    ].sort()
     expect(await filesUnder(join(store, 'data', APP))).toEqual(built)
     expect(JSON.parse(await readFile(join(store, 'manifests', APP, '1700000004'), 'utf8')).files).toEqual(built)
   })

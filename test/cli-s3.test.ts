@@ -2,7 +2,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { CreateBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3'
-import { afterAll, beforeAll, beforeEach, describe, expect, it, inject } from 'vitest'
+import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest'
 import { BUILD, closedPort, parseReport, readText, runCli, tempDir, tree, writeTree } from './helpers/cli'
 import { createBucket, listObjects, putObject, s3Env, s3StoreUrl } from './helpers/s3'
 
@@ -34,7 +34,9 @@ describe('push-cache with the S3 store', () => {
     const pushed = await runCli(['populate', dist, '--app', 'my-app', '--store', s3StoreUrl(bucket), '--timestamp', '1700000000', '--json'], { env })
     expect(pushed.code, pushed.stderr).toBe(0)
     expect(parseReport(pushed.stdout)).toMatchObject({ ok: true, uploaded: 4, manifestKey: 'manifests/my-app/1700000000' })
-    expect((await listObjects(bucket)).map((object) => object.key)).toEqual([...Object.keys(BUILD).map((relpath) => `data/my-app/${relpath}`), 'manifests/my-app/1700000000'].sort())
+    expect((await listObjects(bucket)).map((object) => object.key)).toEqual(
+      [...Object.keys(BUILD).map((relpath) => `data/my-app/${relpath}`), 'manifests/my-app/1700000000'].sort(),
+    )
 
     const listed = parseReport((await runCli(['ls', '--app', 'my-app', '--store', s3StoreUrl(bucket), '--json'], { env })).stdout)
     expect(listed.builds).toEqual([expect.objectContaining({ timestamp: 1700000000, files: 4 })])
@@ -54,13 +56,21 @@ describe('push-cache with the S3 store', () => {
     const result = await runCli(['pop', dest, '--app', 'my-app', '--store', s3StoreUrl(bucket)], { env: cliEnv() })
     expect(result.code).not.toBe(0)
     expect(result.stderr).toContain(`Refusing key "${crafted}"`)
-    expect(await tree(work)).toEqual(Object.keys(BUILD).map((relpath) => `dist/${relpath}`).sort())
+    expect(await tree(work)).toEqual(
+      Object.keys(BUILD)
+        .map((relpath) => `dist/${relpath}`)
+        .sort(),
+    )
   })
 
   it('an unreachable endpoint is bad configuration: exit 2, the store named, nothing written', async () => {
-    const result = await runCli(['populate', dist, '--app', 'my-app', '--store', s3StoreUrl(bucket)], { env: { ...cliEnv(), AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${await closedPort()}` } })
+    const result = await runCli(['populate', dist, '--app', 'my-app', '--store', s3StoreUrl(bucket)], {
+      env: { ...cliEnv(), AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${await closedPort()}` },
+    })
     expect(result.code).toBe(2)
-    expect(result.stderr).toMatch(new RegExp(`Option \`--store\` s3://${bucket} at http://127\\.0\\.0\\.1:\\d+ cannot be reached \\(.*ECONNREFUSED.*\\)\\. Check the host and port`))
+    expect(result.stderr).toMatch(
+      new RegExp(`Option \`--store\` s3://${bucket} at http://127\\.0\\.0\\.1:\\d+ cannot be reached \\(.*ECONNREFUSED.*\\)\\. Check the host and port`),
+    )
     expect(await listObjects(bucket)).toEqual([])
   })
 
@@ -100,7 +110,14 @@ describe.skipIf(!hasMoto)('wrong S3 credentials (needs moto_server on PATH: pip 
     const port = await closedPort()
     endpoint = `http://127.0.0.1:${port}`
     server = spawn('moto_server', ['-H', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' })
-    for (let attempt = 0; !(await fetch(endpoint).then(() => true, () => false)); attempt++) {
+    for (
+      let attempt = 0;
+      !(await fetch(endpoint).then(
+        () => true,
+        () => false,
+      ));
+      attempt++
+    ) {
       if (attempt > 300) throw new Error(`moto_server did not answer on ${endpoint}`)
       await sleep(100)
     }
@@ -114,10 +131,17 @@ describe.skipIf(!hasMoto)('wrong S3 credentials (needs moto_server on PATH: pip 
     await client.send(new CreateBucketCommand({ Bucket: 'guarded' }))
     await enforceAuth(true)
     try {
-      const env = { AWS_ENDPOINT_URL_S3: endpoint, AWS_REGION: 'us-east-1', AWS_ACCESS_KEY_ID: 'AKIAWRONGKEY0000000', AWS_SECRET_ACCESS_KEY: 'wrong-s3cret-value' }
+      const env = {
+        AWS_ENDPOINT_URL_S3: endpoint,
+        AWS_REGION: 'us-east-1',
+        AWS_ACCESS_KEY_ID: 'AKIAWRONGKEY0000000',
+        AWS_SECRET_ACCESS_KEY: 'wrong-s3cret-value',
+      }
       const result = await runCli(['populate', dist, '--app', 'my-app', '--store', 's3://guarded'], { env })
       expect(result.code).toBe(2)
-      expect(result.stderr).toMatch(/Option `--store` s3:\/\/guarded at http:\/\/127\.0\.0\.1:\d+ rejected the credentials \(.*(InvalidAccessKeyId|403).*\)\. Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY/)
+      expect(result.stderr).toMatch(
+        /Option `--store` s3:\/\/guarded at http:\/\/127\.0\.0\.1:\d+ rejected the credentials \(.*(InvalidAccessKeyId|403).*\)\. Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY/,
+      )
       expect(result.stderr + result.stdout).not.toContain('wrong-s3cret-value')
     } finally {
       await enforceAuth(false)

@@ -44,7 +44,11 @@ describe('push-cache with the Valkey store', () => {
     const result = await runCli(['pop', dest, '--app', app, '--store', valkeyUrl()])
     expect(result.code).not.toBe(0)
     expect(result.stderr).toContain(`Refusing key "${crafted}"`)
-    expect(await tree(work)).toEqual(Object.keys(BUILD).map((relpath) => `dist/${relpath}`).sort())
+    expect(await tree(work)).toEqual(
+      Object.keys(BUILD)
+        .map((relpath) => `dist/${relpath}`)
+        .sort(),
+    )
   })
 
   it('a wrong password is bad configuration, and the password is never printed', async () => {

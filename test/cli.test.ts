@@ -25,7 +25,12 @@ describe('push-cache with a local directory store', () => {
     const result = await runCli(['--version'])
     expect(result).toMatchObject({ code: 0, stderr: '' })
     expect(result.stdout).toContain(`push-cache/${version}`)
-    for (const [command, flag] of [['populate', '--prune-older-than'], ['pop', '--entrypoint'], ['prune', '--older-than'], ['ls', '--json']]) {
+    for (const [command, flag] of [
+      ['populate', '--prune-older-than'],
+      ['pop', '--entrypoint'],
+      ['prune', '--older-than'],
+      ['ls', '--json'],
+    ]) {
       const help = await runCli([command!, '--help'])
       expect(help.code).toBe(0)
       expect(help.stdout).toContain(`$ push-cache ${command}`)
@@ -37,7 +42,15 @@ describe('push-cache with a local directory store', () => {
     const pushed = await populate('--timestamp', String(NOW - 60), '--image', 'quay.io/org/my-app:abc', '--json')
     expect(pushed.code, pushed.stderr).toBe(0)
     const report = parseReport(pushed.stdout)
-    expect(report).toMatchObject({ ok: true, command: 'populate', app: 'my-app', uploaded: 4, bytes: Object.values(BUILD).join('').length, entrypoints: ['fed-mods.json'], errors: [] })
+    expect(report).toMatchObject({
+      ok: true,
+      command: 'populate',
+      app: 'my-app',
+      uploaded: 4,
+      bytes: Object.values(BUILD).join('').length,
+      entrypoints: ['fed-mods.json'],
+      errors: [],
+    })
     expect(pushed.stderr).toContain('pushed 4 files')
     expect(await tree(store)).toEqual([...Object.keys(BUILD).map((relpath) => `data/my-app/${relpath}`), `manifests/my-app/${NOW - 60}`].sort())
 
@@ -47,7 +60,9 @@ describe('push-cache with a local directory store', () => {
     expect(header).toMatch(/^TIMESTAMP\s+DATE\s+AGE\s+FILES\s+BYTES\s+IMAGE$/)
     expect(row).toMatch(new RegExp(`^${NOW - 60}\\s+\\S+Z\\s+1m\\s+4\\s+\\d+ B\\s+quay.io/org/my-app:abc$`))
     const json = parseReport((await runCli(['ls', '--app', 'my-app', '--store', store, '--json'])).stdout)
-    expect(json.builds).toEqual([expect.objectContaining({ timestamp: NOW - 60, files: 4, bytes: report.bytes, image: 'quay.io/org/my-app:abc', complete: true })])
+    expect(json.builds).toEqual([
+      expect.objectContaining({ timestamp: NOW - 60, files: 4, bytes: report.bytes, image: 'quay.io/org/my-app:abc', complete: true }),
+    ])
 
     const dest = join(work, 'www', 'my-app')
     const popped = await runCli(['pop', dest, '--app', 'my-app', '--store', store, '--json'])
@@ -83,7 +98,19 @@ describe('push-cache with a local directory store', () => {
   })
 
   it('takes repeated --include, --exclude and --entrypoint', async () => {
-    const result = await populate('--include', '*.json', '--include', 'js/**', '--exclude', '**/*.map', '--entrypoint', 'fed-mods.json', '--entrypoint', 'index.html', '--json')
+    const result = await populate(
+      '--include',
+      '*.json',
+      '--include',
+      'js/**',
+      '--exclude',
+      '**/*.map',
+      '--entrypoint',
+      'fed-mods.json',
+      '--entrypoint',
+      'index.html',
+      '--json',
+    )
     expect(parseReport(result.stdout)).toMatchObject({ uploaded: 2, excluded: 2, entrypoints: ['fed-mods.json'] })
     expect(await tree(join(store, 'data'))).toEqual(['my-app/fed-mods.json', 'my-app/js/main.1a2b3c4d.js'])
   })
@@ -125,21 +152,61 @@ describe('push-cache with a local directory store', () => {
 
 describe('bad usage and configuration: exit 2, a message that says what and how to fix, nothing written', () => {
   const cases: [name: string, args: () => Promise<string[]>, message: RegExp][] = [
-    ['an unknown store scheme', async () => ['populate', dist, '--app', 'my-app', '--store', 'ftp://host/x'], /Option `store` has the unknown scheme "ftp:".*Use s3:\/\/bucket/],
+    [
+      'an unknown store scheme',
+      async () => ['populate', dist, '--app', 'my-app', '--store', 'ftp://host/x'],
+      /Option `store` has the unknown scheme "ftp:".*Use s3:\/\/bucket/,
+    ],
     ['a missing app', async () => ['populate', dist, '--store', store], /Option `app` is missing.*--app inventory.*PUSH_CACHE_APP/],
     ['an app with /', async () => ['populate', dist, '--app', 'team/app', '--store', store], /Option `app` is "team\/app".*no `\/`/],
     ['an app with ..', async () => ['populate', dist, '--app', 'my..app', '--store', store], /Option `app` is "my\.\.app".*`\.\.`/],
-    ['a directory that does not exist', async () => ['populate', join(work, 'nope'), '--app', 'my-app', '--store', store], /nope does not exist or is not a directory/],
-    ['an empty directory', async () => ['populate', await mkdtemp(join(work, 'empty-')), '--app', 'my-app', '--store', store], /empty-\w+ holds no files.*Build first/],
-    ['an unreachable store', async () => ['populate', dist, '--app', 'my-app', '--store', `valkey://127.0.0.1:${await closedPort()}`], /Cannot connect to valkey:\/\/127\.0\.0\.1:\d+: connect ECONNREFUSED.*Check the host, the port/],
-    ['a malformed --prune-older-than', async () => ['populate', dist, '--app', 'my-app', '--store', store, '--prune-older-than', '2 fortnights'], /Option `--prune-older-than` is "2 fortnights", not a duration.*48h/],
-    ['a malformed --older-than', async () => ['prune', '--app', 'my-app', '--store', store, '--older-than', 'soon'], /Option `--older-than` is "soon", not a duration/],
+    [
+      'a directory that does not exist',
+      async () => ['populate', join(work, 'nope'), '--app', 'my-app', '--store', store],
+      /nope does not exist or is not a directory/,
+    ],
+    [
+      'an empty directory',
+      async () => ['populate', await mkdtemp(join(work, 'empty-')), '--app', 'my-app', '--store', store],
+      /empty-\w+ holds no files.*Build first/,
+    ],
+    [
+      'an unreachable store',
+      async () => ['populate', dist, '--app', 'my-app', '--store', `valkey://127.0.0.1:${await closedPort()}`],
+      /Cannot connect to valkey:\/\/127\.0\.0\.1:\d+: connect ECONNREFUSED.*Check the host, the port/,
+    ],
+    [
+      'a malformed --prune-older-than',
+      async () => ['populate', dist, '--app', 'my-app', '--store', store, '--prune-older-than', '2 fortnights'],
+      /Option `--prune-older-than` is "2 fortnights", not a duration.*48h/,
+    ],
+    [
+      'a malformed --older-than',
+      async () => ['prune', '--app', 'my-app', '--store', store, '--older-than', 'soon'],
+      /Option `--older-than` is "soon", not a duration/,
+    ],
     ['prune without --older-than', async () => ['prune', '--app', 'my-app', '--store', store], /Option `--older-than` is missing/],
-    ['--keep without an age', async () => ['populate', dist, '--app', 'my-app', '--store', store, '--keep', '2'], /Option `--keep` needs an age.*--prune-older-than 48h/],
-    ['an unknown flag', async () => ['populate', dist, '--app', 'my-app', '--store', store, '--bucket', 'x'], /Unknown option `--bucket`.*push-cache populate --help/],
+    [
+      '--keep without an age',
+      async () => ['populate', dist, '--app', 'my-app', '--store', store, '--keep', '2'],
+      /Option `--keep` needs an age.*--prune-older-than 48h/,
+    ],
+    [
+      'an unknown flag',
+      async () => ['populate', dist, '--app', 'my-app', '--store', store, '--bucket', 'x'],
+      /Unknown option `--bucket`.*push-cache populate --help/,
+    ],
     ['a flag without its value', async () => ['populate', dist, '--store', store, '--app'], /option `--app <name>` value is missing/i],
-    ['a non-numeric --concurrency', async () => ['populate', dist, '--app', 'my-app', '--store', store, '--concurrency', 'many'], /Option `--concurrency` is "many"/],
-    ['a bad --s3-checksums', async () => ['populate', dist, '--app', 'my-app', '--store', store, '--s3-checksums', 'never'], /Option `--s3-checksums` is "never".*when_required/],
+    [
+      'a non-numeric --concurrency',
+      async () => ['populate', dist, '--app', 'my-app', '--store', store, '--concurrency', 'many'],
+      /Option `--concurrency` is "many"/,
+    ],
+    [
+      'a bad --s3-checksums',
+      async () => ['populate', dist, '--app', 'my-app', '--store', store, '--s3-checksums', 'never'],
+      /Option `--s3-checksums` is "never".*when_required/,
+    ],
     ['an unknown command', async () => ['push', dist], /Unknown command `push`/],
   ]
   it.each(cases)('%s', async (_, args, message) => {
@@ -155,7 +222,11 @@ describe('bad usage and configuration: exit 2, a message that says what and how 
   it('with --json, the failure is one JSON report on stdout too', async () => {
     const result = await runCli(['populate', dist, '--app', 'a/b', '--store', store, '--json'])
     expect(result.code).toBe(2)
-    expect(parseReport(result.stdout)).toMatchObject({ ok: false, command: 'populate', errors: [{ code: 'INVALID_OPTION', message: expect.stringContaining('Option `app`') }] })
+    expect(parseReport(result.stdout)).toMatchObject({
+      ok: false,
+      command: 'populate',
+      errors: [{ code: 'INVALID_OPTION', message: expect.stringContaining('Option `app`') }],
+    })
   })
 
   it('never prints the password of a store URL, not even in a debug stack trace', async () => {

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest'
 import { formatAge, parseDuration } from '../src/core/duration'
 import { describeError, PushCacheError, redact } from '../src/core/errors'
+import { flatLayout, versionedLayout } from '../src/core/layout'
 import { parseManifest } from '../src/core/manifest'
 import { resolveOptions } from '../src/core/options'
 import { assertSafeRelpath } from '../src/core/paths'
-import { flatLayout, versionedLayout } from '../src/core/layout'
 
 const code = (action: () => unknown) => {
   try {

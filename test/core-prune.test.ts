@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { planVersionedPop } from '../src/core/pop'
 import { partitionBuilds, planFlatPrune } from '../src/core/prune'
 
 const DAY = 86400
@@ -40,5 +41,24 @@ describe('flat prune plan', () => {
 
   it('deletes nothing when nothing is old enough', () => {
     expect(planFlatPrune([build(0, ['a']), build(1, ['b'])], { ...rule, keep: 1 }).deleteFiles).toEqual([])
+  })
+})
+
+describe('versioned pop plan', () => {
+  it('takes each file from the newest complete build that has it', () => {
+    const files = planVersionedPop('app', [
+      { timestamp: 300, files: ['fed-mods.json', 'new.js'], complete: false },
+      { timestamp: 200, files: ['fed-mods.json', 'a:b.js'], complete: true },
+      { timestamp: 100, files: ['fed-mods.json', 'old.js', 'a:b.js'], complete: true },
+    ])
+    expect(files.sort((a, b) => a.key.localeCompare(b.key))).toEqual([
+      { relpath: 'old.js', key: 'data:app:100:old.js' },
+      { relpath: 'a:b.js', key: 'data:app:200:a:b.js' },
+      { relpath: 'fed-mods.json', key: 'data:app:200:fed-mods.json' },
+    ])
+  })
+
+  it('refuses a build that names a path outside the destination', () => {
+    expect(() => planVersionedPop('app', [{ timestamp: 1, files: ['../evil.sh'], complete: true }])).toThrow(/data:app:1:\.\.\/evil\.sh/)
   })
 })

@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { collectFiles } from '../src/core/files'
+import { resolveOptions } from '../src/core/options'
 import { pop } from '../src/core/pop'
 import { populate } from '../src/core/populate'
-import { resolveOptions } from '../src/core/options'
 import { createLocalStore } from '../src/stores/local'
 
 async function tempDir(): Promise<string> {
@@ -22,10 +22,17 @@ async function writeTree(root: string, files: Record<string, string>): Promise<s
 
 async function tree(root: string): Promise<string[]> {
   const entries = await readdir(root, { recursive: true, withFileTypes: true })
-  return entries.filter((entry) => entry.isFile()).map((entry) => join(entry.parentPath, entry.name).slice(root.length + 1)).sort()
+  return entries
+    .filter((entry) => entry.isFile())
+    .map((entry) => join(entry.parentPath, entry.name).slice(root.length + 1))
+    .sort()
 }
 
-const build = { 'fed-mods.json': '{"inventory":{"entry":["/apps/inventory/main.1a2b3c4d.js"]}}', 'main.1a2b3c4d.js': 'export {}', 'nested/deep/logo café.svg': '<svg/>' }
+const build = {
+  'fed-mods.json': '{"inventory":{"entry":["/apps/inventory/main.1a2b3c4d.js"]}}',
+  'main.1a2b3c4d.js': 'export {}',
+  'nested/deep/logo café.svg': '<svg/>',
+}
 
 async function push(storeRoot: string, outDir: string, timestamp: number, extra = {}) {
   const store = createLocalStore(storeRoot)
@@ -45,8 +52,16 @@ describe('the local store', () => {
       'manifests/inventory/1700000000',
     ])
     const manifest = JSON.parse(await readFile(join(storeRoot, 'manifests/inventory/1700000000'), 'utf8'))
-    expect(manifest).toMatchObject({ files: ['fed-mods.json', 'main.1a2b3c4d.js', 'nested/deep/logo café.svg'], timestamp: 1700000000, entrypoints: ['fed-mods.json'] })
-    expect(manifest.entries['main.1a2b3c4d.js']).toEqual({ size: 9, contentType: 'text/javascript; charset=utf-8', cacheControl: 'public, max-age=31536000, immutable' })
+    expect(manifest).toMatchObject({
+      files: ['fed-mods.json', 'main.1a2b3c4d.js', 'nested/deep/logo café.svg'],
+      timestamp: 1700000000,
+      entrypoints: ['fed-mods.json'],
+    })
+    expect(manifest.entries['main.1a2b3c4d.js']).toEqual({
+      size: 9,
+      contentType: 'text/javascript; charset=utf-8',
+      cacheControl: 'public, max-age=31536000, immutable',
+    })
   })
 
   it('records in the manifest only what it pushed, not what `exclude` left out', async () => {
@@ -84,7 +99,10 @@ describe('the local store', () => {
     const store = createLocalStore(storeRoot)
     const failing = { ...store, read: async (key: string) => (key.endsWith('.svg') ? Promise.reject(new Error('disk gone')) : store.read(key)) }
     const dest = await writeTree(join(await tempDir(), 'www'), { 'fed-mods.json': 'previous' })
-    await expect(pop({ store: failing, app: 'inventory', dest })).rejects.toMatchObject({ code: 'DOWNLOAD_FAILED', message: expect.stringContaining('logo café.svg') })
+    await expect(pop({ store: failing, app: 'inventory', dest })).rejects.toMatchObject({
+      code: 'DOWNLOAD_FAILED',
+      message: expect.stringContaining('logo café.svg'),
+    })
     expect(await readFile(join(dest, 'fed-mods.json'), 'utf8')).toBe('previous')
     expect(await readdir(dirname(dest))).toEqual(['www'])
   })

@@ -143,7 +143,10 @@ describe('S3: populate, prune and pop against a real server', () => {
     expect(await listObjects(bucket, `data/${APP}/big.bin`)).toEqual([{ key: `data/${APP}/big.bin`, size }])
     const requests = (await requestLog(bucket)).filter((request) => request.key === `data/${APP}/big.bin`)
     expect(requests.filter((request) => request.query.includes('partNumber='))).toHaveLength(3) // 8 + 8 + 4 MiB
-    expect(requests.filter((request) => request.method === 'POST').map((request) => request.query)).toEqual([expect.stringContaining('uploads'), expect.stringContaining('uploadId=')])
+    expect(requests.filter((request) => request.method === 'POST').map((request) => request.query)).toEqual([
+      expect.stringContaining('uploads'),
+      expect.stringContaining('uploadId='),
+    ])
   })
 
   it('prunes what only dying builds named, keeps the newest `keep`, never the entrypoint', async () => {
@@ -160,10 +163,15 @@ describe('S3: populate, prune and pop against a real server', () => {
 
   it('reads and prunes valpop manifests, object and bare array', async () => {
     for (const relpath of ['fed-mods.json', 'old.js', 'shared.js', 'mid.js', 'new.js']) await putObject(bucket, `data/${APP}/${relpath}`, relpath)
-    await putObject(bucket, `manifests/${APP}/100`, JSON.stringify({ files: ['fed-mods.json', 'old.js', 'shared.js'], image: 'quay.io/org/inventory:1', valpopImage: 'quay.io/valpop:1', timestamp: 100 }))
+    await putObject(
+      bucket,
+      `manifests/${APP}/100`,
+      JSON.stringify({ files: ['fed-mods.json', 'old.js', 'shared.js'], image: 'quay.io/org/inventory:1', valpopImage: 'quay.io/valpop:1', timestamp: 100 }),
+    )
     await putObject(bucket, `manifests/${APP}/200`, JSON.stringify(['shared.js', 'mid.js']))
     await putObject(bucket, `manifests/${APP}/300`, JSON.stringify({ files: ['new.js'], timestamp: 300 }))
-    const pruneKeeping = (keep: number) => prune({ store, app: APP, rule: { now: 300 + 30 * DAY, olderThanSeconds: DAY, keep }, entrypoints: ['fed-mods.json'] })
+    const pruneKeeping = (keep: number) =>
+      prune({ store, app: APP, rule: { now: 300 + 30 * DAY, olderThanSeconds: DAY, keep }, entrypoints: ['fed-mods.json'] })
 
     // The bare-array build 200 survives and protects shared.js; the entrypoint is never deleted.
     expect(await pruneKeeping(2)).toMatchObject({ builds: [100], keys: [`data/${APP}/old.js`] })

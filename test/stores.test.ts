@@ -34,8 +34,16 @@ testStoreContract(
       afterEach(clearFaults)
 
       it('keeps Content-Type, Cache-Control and metadata', async () => {
-        await store().put('data/app/a.css', Buffer.from('a{}'), { contentType: 'text/css; charset=utf-8', cacheControl: 'public, max-age=60', metadata: { md5chksum: 'abc' } })
-        expect(await getObject(bucket, 'data/app/a.css')).toMatchObject({ contentType: 'text/css; charset=utf-8', cacheControl: 'public, max-age=60', metadata: { md5chksum: 'abc' } })
+        await store().put('data/app/a.css', Buffer.from('a{}'), {
+          contentType: 'text/css; charset=utf-8',
+          cacheControl: 'public, max-age=60',
+          metadata: { md5chksum: 'abc' },
+        })
+        expect(await getObject(bucket, 'data/app/a.css')).toMatchObject({
+          contentType: 'text/css; charset=utf-8',
+          cacheControl: 'public, max-age=60',
+          metadata: { md5chksum: 'abc' },
+        })
       })
 
       it('puts every key under the root prefix and lists keys without it', async () => {
@@ -72,7 +80,9 @@ testStoreContract(
 
       it('leaves retries to core: a 503 fails after one request with an error core retries', async () => {
         await injectFault({ bucket, method: 'PUT', key: 'data/app/x.js', times: 1 })
-        const error = await store().put('data/app/x.js', Buffer.from('x')).catch((thrown: unknown) => thrown)
+        const error = await store()
+          .put('data/app/x.js', Buffer.from('x'))
+          .catch((thrown: unknown) => thrown)
         expect(isTransient(error)).toBe(true)
         expect((await requestLog(bucket)).filter((request) => request.key === 'data/app/x.js')).toHaveLength(1)
       })
@@ -93,7 +103,9 @@ testStoreContract(
 
       it('fails a multipart upload whose part failed with an error core retries, and aborts it', async () => {
         await injectFault({ bucket, method: 'PUT', key: 'data/app/large.bin', times: 1 })
-        const error = await store().put('data/app/large.bin', await largeFile()).catch((thrown: unknown) => thrown)
+        const error = await store()
+          .put('data/app/large.bin', await largeFile())
+          .catch((thrown: unknown) => thrown)
         expect(isTransient(error)).toBe(true)
         expect(await listObjects(bucket)).toEqual([])
         const aborts = (await requestLog(bucket)).filter((request) => request.method === 'DELETE' && request.query.includes('uploadId='))
@@ -106,7 +118,12 @@ testStoreContract(
         await injectFault({ bucket, method: 'POST', key: '', status: 400 })
         await store().delete(['data/app/a.js', 'data/app/b.js'])
         expect(await listObjects(bucket)).toEqual([])
-        expect((await requestLog(bucket)).filter((request) => request.method === 'DELETE').map((request) => request.key).sort()).toEqual(['data/app/a.js', 'data/app/b.js'])
+        expect(
+          (await requestLog(bucket))
+            .filter((request) => request.method === 'DELETE')
+            .map((request) => request.key)
+            .sort(),
+        ).toEqual(['data/app/a.js', 'data/app/b.js'])
       })
     },
   },

@@ -25,7 +25,10 @@ export function esbuildSetup(session: PushSession) {
       const out = initialOptions.outdir ?? (initialOptions.outfile && dirname(initialOptions.outfile))
       if (!out) return
       const outDir = resolve(cwd, out)
-      session.collect(outDir, Object.keys(result.metafile.outputs).map((file) => relative(outDir, resolve(cwd, file))))
+      session.collect(
+        outDir,
+        Object.keys(result.metafile.outputs).map((file) => relative(outDir, resolve(cwd, file))),
+      )
       await session.finish(rebuild)
     })
   }

@@ -66,7 +66,9 @@ export function createPushSession(userOptions: Options | undefined, options: Res
 async function mergeOutputs(outputs: Map<string, Set<string>>, scan: ResolvedOptions['scan']): Promise<{ outDir: string; emitted: string[] }> {
   const outDir = [...outputs.keys()].reduce(commonDirectory)
   const lists = await Promise.all(
-    [...outputs].map(async ([dir, files]) => (scan === 'outDir' ? (await collectFiles(dir)).map((file) => file.path) : [...files].map((file) => resolve(dir, file)))),
+    [...outputs].map(async ([dir, files]) =>
+      scan === 'outDir' ? (await collectFiles(dir)).map((file) => file.path) : [...files].map((file) => resolve(dir, file)),
+    ),
   )
   return { outDir, emitted: lists.flat().map((path) => relative(outDir, path)) }
 }

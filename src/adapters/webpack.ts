@@ -24,7 +24,11 @@ export function applyWebpackHooks(compiler: CompilerLike, session: PushSession, 
   compiler.hooks.compile.tap(name, () => session.start())
   compiler.hooks.afterEmit.tap(name, (compilation) => {
     const outDir = compilation.outputOptions.path
-    if (outDir) session.collect(outDir, compilation.getAssets().map((asset) => asset.name))
+    if (outDir)
+      session.collect(
+        outDir,
+        compilation.getAssets().map((asset) => asset.name),
+      )
   })
   compiler.hooks.done.tapPromise(name, async (stats) => {
     if (stats.hasErrors()) return

@@ -47,15 +47,22 @@ export async function populateCommand(dir: string, { options, logger, interactiv
 }
 
 export async function popCommand(dest: string, { options, logger }: Context): Promise<Report> {
-  return withStore(options, (store) => pop({ store, app: options.app, dest: resolve(dest), entrypoints: options.entrypoint, concurrency: options.concurrency, retries: options.retries, logger }))
+  return withStore(options, (store) =>
+    pop({ store, app: options.app, dest: resolve(dest), entrypoints: options.entrypoint, concurrency: options.concurrency, retries: options.retries, logger }),
+  )
 }
 
 export async function pruneCommand({ options, logger }: Context): Promise<Report> {
-  if (!options.prune) throw new PushCacheError('INVALID_OPTION', 'Option `--older-than` is missing. Say how old a build must be to go, e.g. `--older-than 48h`.')
+  if (!options.prune)
+    throw new PushCacheError('INVALID_OPTION', 'Option `--older-than` is missing. Say how old a build must be to go, e.g. `--older-than 48h`.')
   const rule = { ...options.prune, now: Math.floor(Date.now() / 1000) }
-  const report = await withStore(options, (store) => prune({ store, app: options.app, rule, entrypoints: options.entrypoint, retries: options.retries, dryRun: options.dryRun, logger }))
+  const report = await withStore(options, (store) =>
+    prune({ store, app: options.app, rule, entrypoints: options.entrypoint, retries: options.retries, dryRun: options.dryRun, logger }),
+  )
   if (report.dryRun || report.builds.length === 0)
-    logger.info(`${report.dryRun ? 'would prune' : 'pruned'} ${report.builds.length} builds (${report.keys.length} files) of ${options.app}, kept ${report.kept}`)
+    logger.info(
+      `${report.dryRun ? 'would prune' : 'pruned'} ${report.builds.length} builds (${report.keys.length} files) of ${options.app}, kept ${report.kept}`,
+    )
   return report
 }
 
@@ -67,7 +74,10 @@ function bytesOf(build: StoredBuild): number | undefined {
 
 export async function lsCommand({ options, print }: Context): Promise<Report> {
   const now = Math.floor(Date.now() / 1000)
-  const { display, stored } = await withStore(options, async (store) => ({ display: store.display, stored: await listBuilds(store, options.app, options.retries) }))
+  const { display, stored } = await withStore(options, async (store) => ({
+    display: store.display,
+    stored: await listBuilds(store, options.app, options.retries),
+  }))
   const builds = stored.map((build) => ({
     timestamp: build.timestamp,
     date: new Date(build.timestamp * 1000).toISOString(),
@@ -81,9 +91,22 @@ export async function lsCommand({ options, print }: Context): Promise<Report> {
   else {
     const rows = [['TIMESTAMP', 'DATE', 'AGE', 'FILES', 'BYTES', 'IMAGE']]
     for (const build of builds)
-      rows.push([String(build.timestamp), build.date, formatAge(build.ageSeconds), String(build.files), build.bytes === undefined ? '-' : formatBytes(build.bytes), `${build.image ?? '-'}${build.complete ? '' : ' (incomplete)'}`])
+      rows.push([
+        String(build.timestamp),
+        build.date,
+        formatAge(build.ageSeconds),
+        String(build.files),
+        build.bytes === undefined ? '-' : formatBytes(build.bytes),
+        `${build.image ?? '-'}${build.complete ? '' : ' (incomplete)'}`,
+      ])
     const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)))
-    for (const row of rows) print(row.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd())
+    for (const row of rows)
+      print(
+        row
+          .map((cell, column) => cell.padEnd(widths[column]!))
+          .join('  ')
+          .trimEnd(),
+      )
   }
   return { app: options.app, store: display, builds }
 }

@@ -1,7 +1,7 @@
 import { describeError, PushCacheError, redact, USAGE_ERROR_CODES } from '../core/errors'
 
 export const EXIT_OK = 0
-export const EXIT_FAILED = 1
+const EXIT_FAILED = 1
 export const EXIT_USAGE = 2
 
 /** A command-line mistake the argument parser found (unknown flag, missing value, extra argument). */

@@ -95,7 +95,8 @@ export function toOptions(flags: Flags): Options {
   const olderThan = duration('--older-than', flags.olderThan) ?? duration('--prune-older-than', flags.pruneOlderThan)
   const keep = integer('--keep', flags.keep)
   // Pruning is asked for by an age; a lone --keep would otherwise be ignored without a word.
-  if (keep !== undefined && olderThan === undefined) throw invalidOption('--keep', 'needs an age', 'Add `--prune-older-than 48h` to populate, or `--older-than 48h` to prune.')
+  if (keep !== undefined && olderThan === undefined)
+    throw invalidOption('--keep', 'needs an age', 'Add `--prune-older-than 48h` to populate, or `--older-than 48h` to prune.')
   return defined<Options>({
     app: text(flags.app),
     store: text(flags.store),

@@ -35,10 +35,21 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     if (flags.json) stdout(JSON.stringify({ ok: true, command: cli.matchedCommandName, ...report, errors: [] }))
   }
 
-  addFlags(cli.command('populate <dir>', 'Push a built directory to the store: assets, then entrypoints, then the manifest'), ['store', 'push', 'keep', 'entrypoint', 'concurrency', 'dryRun'])
+  addFlags(cli.command('populate <dir>', 'Push a built directory to the store: assets, then entrypoints, then the manifest'), [
+    'store',
+    'push',
+    'keep',
+    'entrypoint',
+    'concurrency',
+    'dryRun',
+  ])
     .example('  $ push-cache populate dist --app my-app --store s3://frontend-assets --image "$IMAGE" --prune-older-than 48h')
     .action((dir: string, flags: Flags) => execute((context) => populateCommand(String(dir), context))(flags))
-  addFlags(cli.command('pop <dest>', "Download the app's current files into <dest> for serving (staged, then swapped in)"), ['store', 'entrypoint', 'concurrency'])
+  addFlags(cli.command('pop <dest>', "Download the app's current files into <dest> for serving (staged, then swapped in)"), [
+    'store',
+    'entrypoint',
+    'concurrency',
+  ])
     .example('  $ push-cache pop /usr/share/nginx/html/apps/my-app --app my-app --store s3://frontend-assets')
     .action((dest: string, flags: Flags) => execute((context) => popCommand(String(dest), context))(flags))
   addFlags(cli.command('prune', 'Remove builds older than --older-than, except the newest --keep'), ['store', 'olderThan', 'keep', 'entrypoint', 'dryRun'])

@@ -32,13 +32,22 @@ export function createProgress(logger: Logger, interactive: boolean): Progress {
   }
   // The bar counts bytes, so its percentage and ETA follow the real work; files ride along as a payload.
   const bar = new cliProgress.SingleBar(
-    { format: '{bar} {percentage}% | {files} files | {bytes} | {rate} | ETA {eta_formatted}', hideCursor: true, clearOnComplete: false, stream: process.stderr },
+    {
+      format: '{bar} {percentage}% | {files} files | {bytes} | {rate} | ETA {eta_formatted}',
+      hideCursor: true,
+      clearOnComplete: false,
+      stream: process.stderr,
+    },
     cliProgress.Presets.shades_classic,
   )
   let started = false
   return {
     onProgress({ done, total }) {
-      const payload = { files: `${done.files}/${total.files}`, bytes: `${formatBytes(done.bytes)}/${formatBytes(total.bytes)}`, rate: rate(done.bytes, startedAt) }
+      const payload = {
+        files: `${done.files}/${total.files}`,
+        bytes: `${formatBytes(done.bytes)}/${formatBytes(total.bytes)}`,
+        rate: rate(done.bytes, startedAt),
+      }
       if (!started) bar.start(Math.max(total.bytes, 1), 0, payload)
       started = true
       bar.update(done.bytes, payload)

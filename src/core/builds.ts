@@ -21,11 +21,14 @@ export async function readAll(stream: Readable): Promise<Buffer> {
   return Buffer.concat(chunks)
 }
 
-export async function readText(store: Store, key: string, retries = 3): Promise<string | undefined> {
-  return withRetry(async () => {
-    const stream = await store.read(key)
-    return stream && (await readAll(stream)).toString('utf8')
-  }, { retries })
+async function readText(store: Store, key: string, retries = 3): Promise<string | undefined> {
+  return withRetry(
+    async () => {
+      const stream = await store.read(key)
+      return stream && (await readAll(stream)).toString('utf8')
+    },
+    { retries },
+  )
 }
 
 export async function listKeys(store: Store, prefix: string): Promise<string[]> {

@@ -1,6 +1,22 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 
-const TRANSIENT_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'ENOTFOUND', 'EHOSTUNREACH', 'ECONNABORTED', 'UND_ERR_SOCKET', 'TimeoutError', 'RequestTimeout', 'SlowDown', 'InternalError', 'ServiceUnavailable', 'ThrottlingException'])
+const TRANSIENT_CODES = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EAI_AGAIN',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'ECONNABORTED',
+  'UND_ERR_SOCKET',
+  'TimeoutError',
+  'RequestTimeout',
+  'SlowDown',
+  'InternalError',
+  'ServiceUnavailable',
+  'ThrottlingException',
+])
 
 /** Worth another attempt: network trouble, 5xx, 429, or a store that said so (`transient: true`). */
 export function isTransient(error: unknown): boolean {

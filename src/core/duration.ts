@@ -5,8 +5,7 @@ const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w
 /** `90s`, `30m`, `48h`, `7d`, `2w` or a bare number of seconds, to seconds. */
 export function parseDuration(text: string, option = 'duration'): number {
   const match = /^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$/i.exec(String(text))
-  if (!match)
-    throw invalidOption(option, `is ${JSON.stringify(text)}, not a duration`, 'Write a number with a unit: 90s, 30m, 48h, 7d or 2w.')
+  if (!match) throw invalidOption(option, `is ${JSON.stringify(text)}, not a duration`, 'Write a number with a unit: 90s, 30m, 48h, 7d or 2w.')
   return Math.round(Number(match[1]) * UNIT_SECONDS[(match[2] || 's').toLowerCase()]!)
 }
 

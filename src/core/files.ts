@@ -12,7 +12,10 @@ const toPosix = (path: string) => (sep === '/' ? path : path.split(sep).join('/'
 export async function collectFiles(root: string, relpaths?: readonly string[]): Promise<BuildFile[]> {
   const rootStat = await stat(root).catch(() => undefined)
   if (!rootStat?.isDirectory())
-    throw new PushCacheError('NO_FILES', `The output directory ${root} does not exist or is not a directory. Build first, or point to the directory the bundler writes.`)
+    throw new PushCacheError(
+      'NO_FILES',
+      `The output directory ${root} does not exist or is not a directory. Build first, or point to the directory the bundler writes.`,
+    )
   const paths = relpaths ? relpaths.map((relpath) => join(root, relpath)) : await walk(root)
   const files = await Promise.all(
     paths.map(async (path) => {

@@ -41,8 +41,7 @@ export function parseManifest(text: string, key: string, timestampFromKey: numbe
   const object = Array.isArray(value) ? { files: value } : value
   if (!object || typeof object !== 'object') throw unreadable(key, 'it is neither an object nor an array')
   const manifest = object as Record<string, unknown>
-  if (!Array.isArray(manifest.files) || !manifest.files.every((file) => typeof file === 'string'))
-    throw unreadable(key, '`files` is not a list of paths')
+  if (!Array.isArray(manifest.files) || !manifest.files.every((file) => typeof file === 'string')) throw unreadable(key, '`files` is not a list of paths')
   const timestamp = typeof manifest.timestamp === 'number' ? manifest.timestamp : timestampFromKey
   return { ...manifest, files: manifest.files as string[], timestamp }
 }

@@ -1,5 +1,5 @@
-import { invalidOption } from './errors'
 import { parseDuration } from './duration'
+import { invalidOption } from './errors'
 
 /** Options of the S3 store (`store: 's3://bucket[/root]'`). Unset fields fall back to the AWS SDK's own env and config chain. */
 export interface S3Options {
@@ -242,8 +242,7 @@ function envTimestamp(env: NodeJS.ProcessEnv): number | undefined {
 }
 
 function positiveInteger(name: string, value: number, min: number): number {
-  if (!Number.isInteger(value) || value < min)
-    throw invalidOption(name, `is ${value}`, `Use a whole number of at least ${min}.`)
+  if (!Number.isInteger(value) || value < min) throw invalidOption(name, `is ${value}`, `Use a whole number of at least ${min}.`)
   return value
 }
 
@@ -252,7 +251,11 @@ export function resolveOptions(options: Options = {}, env: NodeJS.ProcessEnv = p
   const disable = options.disable ?? false
   const app = options.app ?? env.PUSH_CACHE_APP ?? ''
   if (!disable && !app)
-    throw invalidOption('app', 'is missing', "Name the application, e.g. `pushCache({ app: 'inventory' })`, `--app inventory` on the command line, or PUSH_CACHE_APP=inventory.")
+    throw invalidOption(
+      'app',
+      'is missing',
+      "Name the application, e.g. `pushCache({ app: 'inventory' })`, `--app inventory` on the command line, or PUSH_CACHE_APP=inventory.",
+    )
   if (app && (!APP_NAME.test(app) || app.includes('..')))
     throw invalidOption('app', `is ${JSON.stringify(app)}`, 'Use letters, digits, `.`, `_` and `-` only (no `/`, `:` or `..`).')
 
@@ -266,8 +269,7 @@ export function resolveOptions(options: Options = {}, env: NodeJS.ProcessEnv = p
   }
 
   const scan = options.scan ?? 'outDir'
-  if (scan !== 'outDir' && scan !== 'emitted')
-    throw invalidOption('scan', `is ${JSON.stringify(scan)}`, "Use 'outDir' or 'emitted'.")
+  if (scan !== 'outDir' && scan !== 'emitted') throw invalidOption('scan', `is ${JSON.stringify(scan)}`, "Use 'outDir' or 'emitted'.")
 
   return {
     app,

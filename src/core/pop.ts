@@ -11,7 +11,7 @@ import { type Logger, silentLogger } from './logger'
 import { assertSafeRelpath } from './paths'
 import type { Store } from './store'
 
-export interface PopFile {
+interface PopFile {
   relpath: string
   key: string
 }
@@ -47,7 +47,10 @@ export function planVersionedPop(app: string, builds: readonly { timestamp: numb
     if (!build.complete) continue
     for (const relpath of build.files) if ((newest.get(relpath) ?? -1) < build.timestamp) newest.set(relpath, build.timestamp)
   }
-  return [...newest].map(([relpath, timestamp]) => ({ relpath: assertSafeRelpath(relpath, versionedLayout.dataKey(app, timestamp, relpath)), key: versionedLayout.dataKey(app, timestamp, relpath) }))
+  return [...newest].map(([relpath, timestamp]) => ({
+    relpath: assertSafeRelpath(relpath, versionedLayout.dataKey(app, timestamp, relpath)),
+    key: versionedLayout.dataKey(app, timestamp, relpath),
+  }))
 }
 
 async function listPopFiles(store: Store, app: string, retries: number): Promise<{ files: PopFile[]; timestamp?: number }> {
@@ -68,7 +71,15 @@ async function listPopFiles(store: Store, app: string, retries: number): Promise
  * `dest` first (entrypoints last); only a complete download replaces `dest`, so a failure leaves
  * the previous content as it was.
  */
-export async function pop({ store, app, dest, entrypoints = ['fed-mods.json'], concurrency = 16, retries = 3, logger = silentLogger }: PopInput): Promise<PopReport> {
+export async function pop({
+  store,
+  app,
+  dest,
+  entrypoints = ['fed-mods.json'],
+  concurrency = 16,
+  retries = 3,
+  logger = silentLogger,
+}: PopInput): Promise<PopReport> {
   const started = Date.now()
   const { files, timestamp } = await listPopFiles(store, app, retries)
   if (files.length === 0)
@@ -79,13 +90,20 @@ export async function pop({ store, app, dest, entrypoints = ['fed-mods.json'], c
     const target = join(staging, file.relpath)
     await mkdir(dirname(target), { recursive: true })
     try {
-      await withRetry(async () => {
-        const body = await store.read(file.key)
-        if (!body) throw new PushCacheError('DOWNLOAD_FAILED', `${file.key} was listed but no longer exists`)
-        await pipeline(body, createWriteStream(target))
-      }, { retries })
+      await withRetry(
+        async () => {
+          const body = await store.read(file.key)
+          if (!body) throw new PushCacheError('DOWNLOAD_FAILED', `${file.key} was listed but no longer exists`)
+          await pipeline(body, createWriteStream(target))
+        },
+        { retries },
+      )
     } catch (error) {
-      throw new PushCacheError('DOWNLOAD_FAILED', `Could not download ${file.key} from ${store.display}: ${describeError(error)}. ${dest} was left as it was.`, { cause: error })
+      throw new PushCacheError(
+        'DOWNLOAD_FAILED',
+        `Could not download ${file.key} from ${store.display}: ${describeError(error)}. ${dest} was left as it was.`,
+        { cause: error },
+      )
     }
     // Read the size first: `bytes += await ...` would add to the value read before the await and lose concurrent downloads.
     const { size } = await stat(target)
@@ -93,7 +111,11 @@ export async function pop({ store, app, dest, entrypoints = ['fed-mods.json'], c
   }
   const last = new Set(entrypoints)
   try {
-    await forEachLimited(files.filter((file) => !last.has(file.relpath)), concurrency, download)
+    await forEachLimited(
+      files.filter((file) => !last.has(file.relpath)),
+      concurrency,
+      download,
+    )
     for (const file of files.filter((file) => last.has(file.relpath))) await download(file)
     await swapInto(staging, dest)
   } catch (error) {
@@ -107,7 +129,10 @@ export async function pop({ store, app, dest, entrypoints = ['fed-mods.json'], c
 /** Replaces `dest` by `staging` with two renames; the old content is restored if the second fails. */
 async function swapInto(staging: string, dest: string): Promise<void> {
   const previous = `${staging}.previous`
-  const hadDest = await stat(dest).then(() => true, () => false)
+  const hadDest = await stat(dest).then(
+    () => true,
+    () => false,
+  )
   if (hadDest) await rename(dest, previous)
   try {
     await rename(staging, dest)

@@ -68,7 +68,10 @@ export async function populate({ store, options, files, logger = silentLogger, o
     durationMs: 0,
   }
   if (all.length === 0)
-    throw new PushCacheError('NO_FILES', `No files to push for app ${options.app}: ${files.length} found, all left out by include/exclude. Check the output directory and the \`include\`/\`exclude\` options.`)
+    throw new PushCacheError(
+      'NO_FILES',
+      `No files to push for app ${options.app}: ${files.length} found, all left out by include/exclude. Check the output directory and the \`include\`/\`exclude\` options.`,
+    )
 
   if (options.image) {
     const [newest] = await listBuilds(store, options.app, options.retries)
@@ -93,14 +96,24 @@ export async function populate({ store, options, files, logger = silentLogger, o
   const lockedAt = now()
   const put = async (file: PlannedUpload) => {
     if (expiresIn && now() - lockedAt > expiresIn * 1000)
-      throw new PushCacheError('UPLOAD_FAILED', `Build ${options.timestamp} took longer than \`valkey.lockTtl\` (${expiresIn} s) to write; it was abandoned. Raise \`valkey.lockTtl\` above the time a push takes.`)
+      throw new PushCacheError(
+        'UPLOAD_FAILED',
+        `Build ${options.timestamp} took longer than \`valkey.lockTtl\` (${expiresIn} s) to write; it was abandoned. Raise \`valkey.lockTtl\` above the time a push takes.`,
+      )
     try {
       await withRetry(
         () => store.put(file.key, { file: file.path, size: file.size }, { contentType: file.contentType, cacheControl: file.cacheControl, expiresIn }),
-        { retries: options.retries, onRetry: (error, attempt) => logger.warn(`retrying ${file.relpath} (${attempt}/${options.retries}): ${describeError(error)}`) },
+        {
+          retries: options.retries,
+          onRetry: (error, attempt) => logger.warn(`retrying ${file.relpath} (${attempt}/${options.retries}): ${describeError(error)}`),
+        },
       )
     } catch (error) {
-      throw new PushCacheError('UPLOAD_FAILED', `Could not push ${file.relpath} to ${store.display} (key ${file.key}): ${describeError(error)}. No entrypoint and no manifest of build ${options.timestamp} were written.`, { cause: error })
+      throw new PushCacheError(
+        'UPLOAD_FAILED',
+        `Could not push ${file.relpath} to ${store.display} (key ${file.key}): ${describeError(error)}. No entrypoint and no manifest of build ${options.timestamp} were written.`,
+        { cause: error },
+      )
     }
     done.files++
     done.bytes += file.size
@@ -125,7 +138,10 @@ export async function populate({ store, options, files, logger = silentLogger, o
       generator: GENERATOR,
       entries: Object.fromEntries(all.map((file) => [file.relpath, { size: file.size, contentType: file.contentType, cacheControl: file.cacheControl }])),
     }
-    await withRetry(() => store.put(manifestKey, Buffer.from(serializeManifest(manifest)), { contentType: 'application/json; charset=utf-8', cacheControl: 'no-cache' }), { retries: options.retries })
+    await withRetry(
+      () => store.put(manifestKey, Buffer.from(serializeManifest(manifest)), { contentType: 'application/json; charset=utf-8', cacheControl: 'no-cache' }),
+      { retries: options.retries },
+    )
     if (versioned) await withRetry(() => store.delete([lockKey]), { retries: options.retries })
   } catch (error) {
     if (versioned) await abandonVersionedBuild(store, all, lockKey, logger)
@@ -133,14 +149,25 @@ export async function populate({ store, options, files, logger = silentLogger, o
   }
   logger.info(`pushed ${all.length} files (${formatBytes(report.bytes)}) of ${options.app} to ${store.display}, manifest ${manifestKey}`)
 
-  if (options.prune) report.pruned = await prune({ store, app: options.app, rule: { ...options.prune, now: Math.floor(now() / 1000) }, entrypoints: options.entrypoint, retries: options.retries, logger })
+  if (options.prune)
+    report.pruned = await prune({
+      store,
+      app: options.app,
+      rule: { ...options.prune, now: Math.floor(now() / 1000) },
+      entrypoints: options.entrypoint,
+      retries: options.retries,
+      logger,
+    })
   return { ...report, durationMs: now() - started }
 }
 
 async function persist(store: Store, files: readonly PlannedUpload[], timestamp: number): Promise<void> {
   const lost = (await store.persist?.(files.map((file) => file.key))) ?? []
   if (lost.length > 0)
-    throw new PushCacheError('UPLOAD_FAILED', `${lost.length} keys of build ${timestamp} expired before the build completed (first: ${lost[0]}). Raise \`valkey.lockTtl\` above the time a push takes.`)
+    throw new PushCacheError(
+      'UPLOAD_FAILED',
+      `${lost.length} keys of build ${timestamp} expired before the build completed (first: ${lost[0]}). Raise \`valkey.lockTtl\` above the time a push takes.`,
+    )
 }
 
 /** Best effort: the keys expire on their own (`lockTtl`) if this fails too. */

@@ -4,7 +4,7 @@ import { describeError, PushCacheError } from './errors'
 import { layoutOf } from './layout'
 import { type Logger, silentLogger } from './logger'
 import { serializeManifest } from './manifest'
-import { planFlatPrune, planVersionedPrune, type PruneRule } from './prune'
+import { type PruneRule, planFlatPrune, planVersionedPrune } from './prune'
 import type { Store } from './store'
 
 export interface PruneReport {
@@ -80,8 +80,14 @@ export async function prune({ store, app, rule, entrypoints, retries = 3, dryRun
     const manifests = dying.flatMap((build) => (build.manifestKey ? [build.manifestKey] : []))
     await withRetry(() => store.delete(manifests), { retries })
   } catch (error) {
-    throw new PushCacheError('PRUNE_FAILED', `Pruning ${app} in ${store.display} failed: ${describeError(error)}. Run the prune again; it continues where it stopped.`, { cause: error })
+    throw new PushCacheError(
+      'PRUNE_FAILED',
+      `Pruning ${app} in ${store.display} failed: ${describeError(error)}. Run the prune again; it continues where it stopped.`,
+      { cause: error },
+    )
   }
-  logger.info(`pruned ${dying.length} builds (${keys.length} files) of ${app}, kept ${report.kept}${shrinking.length ? ` (${shrinking.length} of them only for files no later build rewrote)` : ''}`)
+  logger.info(
+    `pruned ${dying.length} builds (${keys.length} files) of ${app}, kept ${report.kept}${shrinking.length ? ` (${shrinking.length} of them only for files no later build rewrote)` : ''}`,
+  )
   return report
 }

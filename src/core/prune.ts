@@ -58,9 +58,13 @@ export function planVersionedPrune<T extends BuildRecord>(
 ): { surviving: T[]; dying: T[]; shrinking: { build: T; files: string[] }[]; deleteVersions: { timestamp: number; relpath: string }[] } {
   const partition = partitionBuilds(builds, rule)
   const newestVersion = new Map<string, number>()
-  for (const build of builds)
-    for (const file of build.files) newestVersion.set(file, Math.max(newestVersion.get(file) ?? -1, build.timestamp))
-  const plan = { surviving: partition.surviving, dying: [] as T[], shrinking: [] as { build: T; files: string[] }[], deleteVersions: [] as { timestamp: number; relpath: string }[] }
+  for (const build of builds) for (const file of build.files) newestVersion.set(file, Math.max(newestVersion.get(file) ?? -1, build.timestamp))
+  const plan = {
+    surviving: partition.surviving,
+    dying: [] as T[],
+    shrinking: [] as { build: T; files: string[] }[],
+    deleteVersions: [] as { timestamp: number; relpath: string }[],
+  }
   for (const build of partition.dying) {
     const held = build.files.filter((relpath) => newestVersion.get(relpath) === build.timestamp)
     const older = build.files.filter((relpath) => newestVersion.get(relpath) !== build.timestamp)

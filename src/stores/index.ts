@@ -28,5 +28,9 @@ export async function createStore(url: string, options: Pick<ResolvedOptions, 's
     const { createValkeyStore } = await import('./valkey')
     return createValkeyStore(url, options.valkey)
   }
-  throw invalidOption('store', `has the unknown scheme ${JSON.stringify(scheme)} (${redact(url)})`, 'Use s3://bucket[/root], valkey://host:6379, redis://host:6379, file:./dir or a directory path.')
+  throw invalidOption(
+    'store',
+    `has the unknown scheme ${JSON.stringify(scheme)} (${redact(url)})`,
+    'Use s3://bucket[/root], valkey://host:6379, redis://host:6379, file:./dir or a directory path.',
+  )
 }

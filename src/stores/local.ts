@@ -6,7 +6,7 @@ import type { Readable } from 'node:stream'
 import { assertSafeRelpath } from '../core/paths'
 import type { PutBody, Store, StoreEntry } from '../core/store'
 
-export const DRIVER_NAME = 'local'
+const DRIVER_NAME = 'local'
 
 /**
  * A directory with the same keys as the S3 store (`data/<app>/...`, `manifests/<app>/<ts>`), for a

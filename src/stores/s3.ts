@@ -4,10 +4,11 @@ import type { Readable } from 'node:stream'
 import {
   DeleteObjectCommand,
   DeleteObjectsCommand,
+  type DeleteObjectsCommandOutput,
   GetObjectCommand,
-  paginateListObjectsV2,
   PutObjectCommand,
   type PutObjectCommandInput,
+  paginateListObjectsV2,
   S3Client,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3'
@@ -17,7 +18,7 @@ import { invalidOption, PushCacheError, redact } from '../core/errors'
 import type { S3Options } from '../core/options'
 import type { PutBody, PutOptions, Store, StoreEntry } from '../core/store'
 
-export const DRIVER_NAME = 's3'
+const DRIVER_NAME = 's3'
 
 const MIB = 1024 * 1024
 const PART_SIZE = 8 * MIB
@@ -66,7 +67,11 @@ export function createS3Store(url: string, options: S3Options): Store {
   /** Adds what the user must do to the few errors whose SDK message does not say it. */
   const clarify = (error: unknown): unknown =>
     (error as S3Error)?.name === 'NoSuchBucket'
-      ? new PushCacheError('STORE_UNREACHABLE', `Bucket ${bucket} does not exist in ${display}. Create it (\`aws s3 mb s3://${bucket}\`) or point \`store\` at an existing bucket.`, { cause: error })
+      ? new PushCacheError(
+          'STORE_UNREACHABLE',
+          `Bucket ${bucket} does not exist in ${display}. Create it (\`aws s3 mb s3://${bucket}\`) or point \`store\` at an existing bucket.`,
+          { cause: error },
+        )
       : error
   const call = async <T>(request: (client: S3Client) => Promise<T>): Promise<T> => {
     try {
@@ -84,7 +89,7 @@ export function createS3Store(url: string, options: S3Options): Store {
 
   const deleteBatch = async (keys: readonly string[]) => {
     if (batchDeleteRejected) return deleteOneByOne(keys)
-    let errors
+    let errors: NonNullable<DeleteObjectsCommandOutput['Errors']>
     try {
       // https://docs.aws.amazon.com/AmazonS3/latest/API/API_DeleteObjects.html
       const output = await s3().send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys.map((key) => ({ Key: root + key })), Quiet: true } }))
@@ -97,7 +102,10 @@ export function createS3Store(url: string, options: S3Options): Store {
     if (errors.length > 0) {
       const listed = errors.slice(0, 3).map((entry) => `${entry.Key?.slice(root.length)} (${entry.Code}: ${entry.Message})`)
       // The first code lets `isTransient` see a SlowDown or InternalError and retry.
-      throw Object.assign(new Error(`Could not delete ${errors.length} of ${keys.length} keys from ${display}: ${listed.join(', ')}${errors.length > 3 ? ', …' : ''}`), { code: errors[0]!.Code })
+      throw Object.assign(
+        new Error(`Could not delete ${errors.length} of ${keys.length} keys from ${display}: ${listed.join(', ')}${errors.length > 3 ? ', …' : ''}`),
+        { code: errors[0]!.Code },
+      )
     }
   }
 

@@ -6,7 +6,7 @@ import { describeError, invalidOption, PushCacheError } from '../core/errors'
 import type { ValkeyOptions } from '../core/options'
 import type { PutBody, PutOptions, Store, StoreEntry } from '../core/store'
 
-export const DRIVER_NAME = 'valkey'
+const DRIVER_NAME = 'valkey'
 
 /** Keys per round of pipelined UNLINK/PERSIST: bounds what one round holds in memory. */
 const BATCH = 1000

@@ -43,7 +43,10 @@ export async function writeTree(root: string, files: Record<string, string>): Pr
 /** Every file below `root` (relpaths, sorted); `[]` when it does not exist. */
 export async function tree(root: string): Promise<string[]> {
   const entries = await readdir(root, { recursive: true, withFileTypes: true }).catch(() => [])
-  return entries.filter((entry) => entry.isFile()).map((entry) => join(entry.parentPath, entry.name).slice(root.length + 1)).sort()
+  return entries
+    .filter((entry) => entry.isFile())
+    .map((entry) => join(entry.parentPath, entry.name).slice(root.length + 1))
+    .sort()
 }
 
 export const readText = (path: string): Promise<string> => readFile(path, 'utf8')

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { CreateBucketCommand, GetObjectCommand, paginateListObjectsV2, PutObjectCommand, S3Client } from '@aws-sdk/client-s3'
+import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, paginateListObjectsV2, S3Client } from '@aws-sdk/client-s3'
 import { inject } from 'vitest'
 import type { S3Options } from '../../src/core/options'
 import type { FaultRule, RecordedRequest } from '../setup/s3-server'
@@ -27,7 +27,15 @@ let client: S3Client | undefined
 function direct(): S3Client {
   const { upstream, region, credentials, checksums } = inject('s3')
   const whenRequired = checksums === 'when_required' ? 'WHEN_REQUIRED' : undefined
-  return (client ??= new S3Client({ endpoint: upstream, region, credentials, forcePathStyle: true, requestChecksumCalculation: whenRequired, responseChecksumValidation: whenRequired }))
+  client ??= new S3Client({
+    endpoint: upstream,
+    region,
+    credentials,
+    forcePathStyle: true,
+    requestChecksumCalculation: whenRequired,
+    responseChecksumValidation: whenRequired,
+  })
+  return client
 }
 
 /** A fresh bucket, so that tests (and test files running in parallel) never see each other's objects. */
@@ -43,10 +51,18 @@ export async function listObjects(bucket: string, prefix = ''): Promise<{ key: s
   return objects.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
 }
 
-export async function getObject(bucket: string, key: string): Promise<{ body: Buffer; contentType?: string; cacheControl?: string; metadata: Record<string, string> } | undefined> {
+export async function getObject(
+  bucket: string,
+  key: string,
+): Promise<{ body: Buffer; contentType?: string; cacheControl?: string; metadata: Record<string, string> } | undefined> {
   try {
     const output = await direct().send(new GetObjectCommand({ Bucket: bucket, Key: key }))
-    return { body: Buffer.from(await output.Body!.transformToByteArray()), contentType: output.ContentType, cacheControl: output.CacheControl, metadata: output.Metadata ?? {} }
+    return {
+      body: Buffer.from(await output.Body!.transformToByteArray()),
+      contentType: output.ContentType,
+      cacheControl: output.CacheControl,
+      metadata: output.Metadata ?? {},
+    }
   } catch (error) {
     if ((error as Error).name === 'NoSuchKey') return undefined
     throw error
@@ -67,7 +83,14 @@ export async function requestLog(bucket: string): Promise<Omit<RecordedRequest, 
  * Makes the proxy answer matching requests with `status` (default 503), or reset their socket,
  * `times` times (default: always). A string `key` matches exactly, a RegExp by its source.
  */
-export async function injectFault(rule: { bucket: string; method?: string; key?: string | RegExp; status?: number; reset?: boolean; times?: number }): Promise<void> {
+export async function injectFault(rule: {
+  bucket: string
+  method?: string
+  key?: string | RegExp
+  status?: number
+  reset?: boolean
+  times?: number
+}): Promise<void> {
   const { key, ...rest } = rule
   const fault: FaultRule = { ...rest, owner: FAULT_OWNER, ...(key instanceof RegExp ? { keyPattern: key.source } : { key }) }
   await control('POST', '/faults', fault)

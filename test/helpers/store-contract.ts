@@ -3,8 +3,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { forEachLimited } from '../../src/core/concurrency'
 import { readAll } from '../../src/core/builds'
+import { forEachLimited } from '../../src/core/concurrency'
 import type { Store } from '../../src/core/store'
 
 export interface StoreContractOptions {

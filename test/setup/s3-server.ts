@@ -124,7 +124,9 @@ async function startBackend(): Promise<Backend> {
     return await startS3rver()
   } catch (error) {
     failures.push(`s3rver: ${(error as Error).message}`)
-    throw new Error(`No S3 server for the tests. Install moto (pip install 'moto[server]'), or set PUSH_CACHE_TEST_S3=http://user:pass@127.0.0.1:9000.\n${failures.join('\n')}`)
+    throw new Error(
+      `No S3 server for the tests. Install moto (pip install 'moto[server]'), or set PUSH_CACHE_TEST_S3=http://user:pass@127.0.0.1:9000.\n${failures.join('\n')}`,
+    )
   }
 }
 
@@ -180,7 +182,10 @@ async function waitUntilAnswering(endpoint: URL, child: ChildProcess): Promise<v
   const deadline = Date.now() + STARTUP_TIMEOUT_MS
   while (Date.now() < deadline) {
     if (exit) throw new Error(exit)
-    const answered = await fetch(endpoint).then(() => true, () => false)
+    const answered = await fetch(endpoint).then(
+      () => true,
+      () => false,
+    )
     if (answered) return
     await sleep(100)
   }
@@ -251,10 +256,13 @@ function createRecordingProxy(upstream: URL, requests: RecordedRequest[], faults
       return
     }
     // Forwarded unchanged, Host included: the client's signature covers it.
-    const forwarded = transport.request({ protocol: upstream.protocol, hostname: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers, agent }, (answer) => {
-      res.writeHead(answer.statusCode ?? 502, answer.headers)
-      answer.pipe(res)
-    })
+    const forwarded = transport.request(
+      { protocol: upstream.protocol, hostname: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers, agent },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers)
+        answer.pipe(res)
+      },
+    )
     forwarded.once('error', () => res.destroy())
     req.pipe(forwarded)
   })
@@ -269,7 +277,10 @@ function createControlServer(requests: RecordedRequest[], faults: FaultRule[]): 
     }
     if (req.method === 'GET' && url.pathname === '/log') {
       const bucket = url.searchParams.get('bucket')
-      return reply(200, requests.filter((request) => request.bucket === bucket))
+      return reply(
+        200,
+        requests.filter((request) => request.bucket === bucket),
+      )
     }
     if (req.method === 'POST' && url.pathname === '/faults') {
       let body = ''

@@ -170,7 +170,7 @@ it('a real Vite build of the fixture lands in Valkey', async () => {
   const app = uniqueApp()
   const config = fixtureConfig([pushCache({ app, store: valkeyUrl(), timestamp: 1700000123 })])
   const outDir = await tempDir()
-  await build({ ...config, build: { ...config.build, outDir } })
+  await build({ configFile: false, ...config, build: { ...config.build, outDir } })
   const files = (await collectFiles(outDir)).map((file) => file.relpath)
   expect(files).toContain('fed-mods.json')
   expect(await appKeys(valkey, app)).toEqual([...files.map((relpath) => `data:${app}:1700000123:${relpath}`), `manifest:${app}:1700000123`].sort())

@@ -89,6 +89,9 @@ export function createValkeyStore(url: string, options: ValkeyOptions): Store {
     const common: RedisOptions = {
       username: target.username,
       password: target.password,
+      // Node's default trust store checks the certificate against the host (an IP must be in its
+      // subjectAltName). A private CA is trusted through NODE_EXTRA_CA_CERTS=/path/ca.pem, which
+      // Node reads only at start: set it in the environment of the build or of `push-cache`.
       tls: target.tls ? {} : undefined,
       connectTimeout: CONNECT_TIMEOUT_MS,
       maxRetriesPerRequest: 2,
@@ -99,9 +102,10 @@ export function createValkeyStore(url: string, options: ValkeyOptions): Store {
     // Without a listener iovalkey prints every connection error; keep the last one for our message.
     // A server's refusal of AUTH or SELECT arrives here too, and iovalkey would reconnect and resend
     // the commands in flight forever: give up at once, so they fail instead.
-    client.on('error', (error: Error) => {
-      lastError = error
-      if (error.name === 'ReplyError') client.disconnect()
+    // A cluster wraps why its nodes failed (a refused AUTH, say) in ClusterAllFailedError's `lastNodeError`.
+    client.on('error', (error: Error & { lastNodeError?: Error | null }) => {
+      lastError = error.lastNodeError ?? error
+      if ((lastError as Error).name === 'ReplyError') client.disconnect()
     })
     // Commands in flight when the connection dropped may never settle once iovalkey gives up
     // reconnecting: `guard` fails them with this instead of hanging the build.
@@ -113,13 +117,22 @@ export function createValkeyStore(url: string, options: ValkeyOptions): Store {
       client.disconnect()
       throw new PushCacheError(
         'STORE_UNREACHABLE',
-        `Cannot connect to ${target.display}: ${describeError(lastError ?? error)}. Check the host, the port and the credentials.`,
+        `Cannot connect to ${target.display}: ${describeError(lastError ?? error)}. ${connectFix(lastError ?? error)}`,
         { cause: error },
       )
     }
     return client
   }
   const client = () => (connecting ??= open())
+
+  /** What to check after a failed connect, by why it failed. */
+  function connectFix(error: unknown): string {
+    const reason = `${(error as { code?: unknown })?.code} ${(error as Error)?.message}`
+    if (target.tls && /SELF_SIGNED|UNABLE_TO_GET_ISSUER|UNABLE_TO_VERIFY_LEAF/.test(reason))
+      return 'Node does not trust the server certificate: set NODE_EXTRA_CA_CERTS to the PEM file of its CA.'
+    if (!target.tls && /ECONNRESET|Connection is closed/.test(reason)) return 'If the server accepts TLS only, use valkeys:// or rediss://.'
+    return 'Check the host, the port and the credentials.'
+  }
 
   /** The server's largest accepted value, asked once. */
   async function maxValueSize(): Promise<number> {

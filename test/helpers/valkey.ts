@@ -27,6 +27,18 @@ export const clusterUrl = (): string =>
 export const rawClient = (): Redis => closedAfterAll(new Redis(valkeyEnv().standalone))
 export const rawCluster = (): Cluster => closedAfterAll(new Cluster(valkeyEnv().cluster))
 
+/** A client of the TLS-only server that trusts the setup's CA explicitly (not through NODE_EXTRA_CA_CERTS). */
+export async function rawTlsClient(): Promise<Redis> {
+  const { host, port, password, ca } = valkeyEnv().tls
+  return closedAfterAll(new Redis({ host, port, password, tls: { ca: await readFile(ca) } }))
+}
+
+/** A client of the password-protected cluster. */
+export function rawAuthCluster(): Cluster {
+  const { nodes, password } = valkeyEnv().authCluster
+  return closedAfterAll(new Cluster(nodes, { redisOptions: { password } }))
+}
+
 function closedAfterAll<T extends Redis | Cluster>(client: T): T {
   afterAll(() => client.disconnect())
   return client

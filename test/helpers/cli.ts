@@ -59,6 +59,11 @@ export const BUILD = {
   'img/logo.svg': '<svg/>',
 }
 
+/** What `tree(work)` shows when nothing was written beside the build in `dist/`. */
+export const ONLY_THE_BUILD = Object.keys(BUILD)
+  .map((relpath) => `dist/${relpath}`)
+  .sort()
+
 /** A loopback port nothing listens on: taken from the kernel, then released. */
 export async function closedPort(): Promise<number> {
   const server = createServer()

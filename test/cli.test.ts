@@ -142,6 +142,13 @@ describe('push-cache with a local directory store', () => {
     expect(result.stderr).not.toContain('ETA')
   })
 
+  it('logs the progress of a pop too', async () => {
+    await populate()
+    const result = await runCli(['pop', join(work, 'www'), '--app', 'my-app', '--store', store])
+    expect(result.code, result.stderr).toBe(0)
+    expect(result.stderr).toMatch(/^\[push-cache\] 4\/4 files, (\d+) B\/\1 B, .+\/s$/m)
+  })
+
   it.skipIf(process.platform !== 'linux')('draws a progress bar with files, bytes, rate and ETA on a terminal', async () => {
     // util-linux `script` gives the child a pseudo-terminal (and runs the command through a shell, hence the quotes).
     const command = ['node', CLI, 'populate', dist, '--app', 'my-app', '--store', store].map((word) => `'${word}'`).join(' ')

@@ -9,7 +9,7 @@ import { pop } from '../core/pop'
 import { formatBytes, populate } from '../core/populate'
 import { prune } from '../core/prune-store'
 import type { Store } from '../core/store'
-import { createProgress } from './progress'
+import { createProgress, type Progress } from './progress'
 import { openStore } from './store'
 
 export interface Context {
@@ -33,22 +33,40 @@ async function withStore<T>(options: ResolvedOptions, work: (store: Store) => Pr
   }
 }
 
-export async function populateCommand(dir: string, { options, logger, interactive }: Context): Promise<Report> {
-  // Read the directory before touching the store: a wrong path must leave the store untouched.
-  const files = await collectFiles(resolve(dir))
-  if (files.length === 0)
-    throw new PushCacheError('NO_FILES', `The directory ${dir} holds no files: nothing to push. Build first, or point to the directory the build writes.`)
+/** A bar or plain progress lines for the work, stopped however it ends. */
+async function withProgress<T>({ logger, interactive }: Context, work: (onProgress: Progress['onProgress']) => Promise<T>): Promise<T> {
   const progress = createProgress(logger, interactive)
   try {
-    return await withStore(options, (store) => populate({ store, options, files, logger, onProgress: progress.onProgress }))
+    return await work(progress.onProgress)
   } finally {
     progress.stop()
   }
 }
 
-export async function popCommand(dest: string, { options, logger }: Context): Promise<Report> {
-  return withStore(options, (store) =>
-    pop({ store, app: options.app, dest: resolve(dest), entrypoints: options.entrypoint, concurrency: options.concurrency, retries: options.retries, logger }),
+export async function populateCommand(dir: string, context: Context): Promise<Report> {
+  const { options, logger } = context
+  // Read the directory before touching the store: a wrong path must leave the store untouched.
+  const files = await collectFiles(resolve(dir))
+  if (files.length === 0)
+    throw new PushCacheError('NO_FILES', `The directory ${dir} holds no files: nothing to push. Build first, or point to the directory the build writes.`)
+  return withProgress(context, (onProgress) => withStore(options, (store) => populate({ store, options, files, logger, onProgress })))
+}
+
+export async function popCommand(dest: string, context: Context): Promise<Report> {
+  const { options, logger } = context
+  return withProgress(context, (onProgress) =>
+    withStore(options, (store) =>
+      pop({
+        store,
+        app: options.app,
+        dest: resolve(dest),
+        entrypoints: options.entrypoint,
+        concurrency: options.concurrency,
+        retries: options.retries,
+        logger,
+        onProgress,
+      }),
+    ),
   )
 }
 

@@ -8,12 +8,16 @@ import { forEachLimited, withRetry } from './concurrency'
 import { describeError, PushCacheError } from './errors'
 import { flatLayout, versionedLayout } from './layout'
 import { type Logger, silentLogger } from './logger'
+import type { Manifest } from './manifest'
 import { assertSafeRelpath } from './paths'
+import type { ProgressEvent } from './populate'
 import type { Store } from './store'
 
 interface PopFile {
   relpath: string
   key: string
+  /** Bytes, where the listing or the manifest says; progress totals count what is known. */
+  size?: number
 }
 
 export interface PopReport {
@@ -35,22 +39,26 @@ export interface PopInput {
   concurrency?: number
   retries?: number
   logger?: Logger
+  onProgress?: (event: ProgressEvent) => void
 }
 
 /**
  * For every relpath, the version of the newest complete build that has it: an older build pushed
  * later never wins. Pure; throws `UNSAFE_PATH` for a relpath that could escape the destination.
  */
-export function planVersionedPop(app: string, builds: readonly { timestamp: number; files: readonly string[]; complete: boolean }[]): PopFile[] {
-  const newest = new Map<string, number>()
+export function planVersionedPop(
+  app: string,
+  builds: readonly { timestamp: number; files: readonly string[]; complete: boolean; manifest?: Pick<Manifest, 'entries'> }[],
+): PopFile[] {
+  const newest = new Map<string, (typeof builds)[number]>()
   for (const build of builds) {
     if (!build.complete) continue
-    for (const relpath of build.files) if ((newest.get(relpath) ?? -1) < build.timestamp) newest.set(relpath, build.timestamp)
+    for (const relpath of build.files) if ((newest.get(relpath)?.timestamp ?? -1) < build.timestamp) newest.set(relpath, build)
   }
-  return [...newest].map(([relpath, timestamp]) => ({
-    relpath: assertSafeRelpath(relpath, versionedLayout.dataKey(app, timestamp, relpath)),
-    key: versionedLayout.dataKey(app, timestamp, relpath),
-  }))
+  return [...newest].map(([relpath, { timestamp, manifest }]) => {
+    const key = versionedLayout.dataKey(app, timestamp, relpath)
+    return { relpath: assertSafeRelpath(relpath, key), key, size: manifest?.entries?.[relpath]?.size }
+  })
 }
 
 async function listPopFiles(store: Store, app: string, retries: number): Promise<{ files: PopFile[]; timestamp?: number }> {
@@ -59,9 +67,9 @@ async function listPopFiles(store: Store, app: string, retries: number): Promise
     return { files: planVersionedPop(app, builds), timestamp: builds.find((build) => build.complete)?.timestamp }
   }
   const files: PopFile[] = []
-  for await (const { key } of store.list(flatLayout.dataPrefix(app))) {
+  for await (const { key, size } of store.list(flatLayout.dataPrefix(app))) {
     const parsed = flatLayout.parseDataKey(app, key)
-    if (parsed) files.push({ relpath: assertSafeRelpath(parsed.relpath, key), key })
+    if (parsed) files.push({ relpath: assertSafeRelpath(parsed.relpath, key), key, size })
   }
   return { files }
 }
@@ -79,13 +87,15 @@ export async function pop({
   concurrency = 16,
   retries = 3,
   logger = silentLogger,
+  onProgress,
 }: PopInput): Promise<PopReport> {
   const started = Date.now()
   const { files, timestamp } = await listPopFiles(store, app, retries)
   if (files.length === 0)
     throw new PushCacheError('DOWNLOAD_FAILED', `No files of app ${app} in ${store.display}. Check \`--app\` and \`--store\`, or populate first.`)
   const staging = join(dirname(dest), `.${basename(dest)}.staging-${randomBytes(4).toString('hex')}`)
-  let bytes = 0
+  const done = { files: 0, bytes: 0 }
+  const total = { files: files.length, bytes: files.reduce((sum, file) => sum + (file.size ?? 0), 0) }
   const download = async (file: PopFile) => {
     const target = join(staging, file.relpath)
     await mkdir(dirname(target), { recursive: true })
@@ -105,9 +115,10 @@ export async function pop({
         { cause: error },
       )
     }
-    // Read the size first: `bytes += await ...` would add to the value read before the await and lose concurrent downloads.
     const { size } = await stat(target)
-    bytes += size
+    done.files++
+    done.bytes += size
+    onProgress?.({ file: file.relpath, bytes: size, done: { ...done }, total })
   }
   const last = new Set(entrypoints)
   try {
@@ -123,7 +134,7 @@ export async function pop({
     throw error
   }
   logger.info(`popped ${files.length} files of ${app} from ${store.display} into ${dest}`)
-  return { app, store: store.display, dest, files: files.length, bytes, timestamp, durationMs: Date.now() - started }
+  return { app, store: store.display, dest, files: files.length, bytes: done.bytes, timestamp, durationMs: Date.now() - started }
 }
 
 /** Replaces `dest` by `staging` with two renames; the old content is restored if the second fails. */

@@ -1,8 +1,10 @@
 import type { Readable } from 'node:stream'
-import { withRetry } from './concurrency'
+import { forEachLimited, withRetry } from './concurrency'
 import { layoutOf, versionedLayout } from './layout'
 import { type Manifest, parseManifest } from './manifest'
 import type { Store } from './store'
+
+const MANIFEST_READS = 8
 
 /** One build of an app found in a store. */
 export interface StoredBuild {
@@ -48,14 +50,15 @@ export async function listBuilds(store: Store, app: string, retries = 3): Promis
   const layout = layoutOf(store.layout)
   const manifestKeys = await listKeys(store, layout.manifestPrefix(app))
   const builds: StoredBuild[] = []
-  for (const key of manifestKeys) {
+  // An app with months of builds has hundreds of manifests: read them a few at a time, not one by one.
+  await forEachLimited(manifestKeys, MANIFEST_READS, async (key) => {
     const timestamp = layout.parseManifestKey(app, key)
-    if (timestamp === undefined) continue
+    if (timestamp === undefined) return
     const text = await readText(store, key, retries)
-    if (text === undefined) continue // deleted since it was listed
+    if (text === undefined) return // deleted since it was listed
     const manifest = parseManifest(text, key, timestamp)
     builds.push({ timestamp, manifestKey: key, files: manifest.files, manifest, complete: true })
-  }
+  })
   if (store.layout === 'versioned') {
     const locked = new Set((await listKeys(store, versionedLayout.lockPrefix(app))).map((key) => Number(key.slice(versionedLayout.lockPrefix(app).length))))
     if (builds.length === 0) builds.push(...(await scanVersionedBuilds(store, app)))

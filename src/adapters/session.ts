@@ -1,9 +1,10 @@
 import { isAbsolute, relative, resolve, sep } from 'node:path'
 import { describeError } from '../core/errors'
-import { collectFiles } from '../core/files'
+import { collectFiles, toPosix } from '../core/files'
 import { createLogger, type Logger } from '../core/logger'
 import { type Options, type ResolvedOptions, resolveOptions } from '../core/options'
-import { pushOutput } from '../core/push'
+import type { BuildFile } from '../core/plan'
+import { pushFiles } from '../core/push'
 
 /**
  * The one piece every adapter shares: collect what a build wrote (possibly over several outputs),
@@ -50,7 +51,7 @@ export function createPushSession(userOptions: Options | undefined, options: Res
         // Options were checked at config time; resolving again only stamps this build's start
         // (each rebuild of a watched build is a build of its own), unless a timestamp was given.
         const buildOptions = resolveOptions(userOptions, process.env, () => startedAt)
-        await pushOutput({ ...(await mergeOutputs(collected, buildOptions.scan)), options: { ...buildOptions, scan: 'emitted' }, logger })
+        await pushFiles({ files: await collectBuild(collected, buildOptions.scan), options: buildOptions, logger })
       } catch (error) {
         if (options.failOnError) throw error
         logger.error(`${describeError(error)} The build goes on because \`failOnError\` is false.`)
@@ -63,14 +64,10 @@ export function createPushSession(userOptions: Options | undefined, options: Res
  * The files of one build, relative to one directory: the output directory, or the common directory
  * of several (Rollup's `output: [...]`), listing only what lies in the output directories themselves.
  */
-async function mergeOutputs(outputs: Map<string, Set<string>>, scan: ResolvedOptions['scan']): Promise<{ outDir: string; emitted: string[] }> {
-  const outDir = [...outputs.keys()].reduce(commonDirectory)
-  const lists = await Promise.all(
-    [...outputs].map(async ([dir, files]) =>
-      scan === 'outDir' ? (await collectFiles(dir)).map((file) => file.path) : [...files].map((file) => resolve(dir, file)),
-    ),
-  )
-  return { outDir, emitted: lists.flat().map((path) => relative(outDir, path)) }
+async function collectBuild(outputs: Map<string, Set<string>>, scan: ResolvedOptions['scan']): Promise<BuildFile[]> {
+  const root = [...outputs.keys()].reduce(commonDirectory)
+  const perOutput = await Promise.all([...outputs].map(([dir, files]) => collectFiles(dir, scan === 'outDir' ? undefined : [...files])))
+  return perOutput.flat().map((file) => ({ ...file, relpath: toPosix(relative(root, file.path)) }))
 }
 
 function commonDirectory(a: string, b: string): string {

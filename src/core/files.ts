@@ -3,7 +3,7 @@ import { join, relative, sep } from 'node:path'
 import { PushCacheError } from './errors'
 import type { BuildFile } from './plan'
 
-const toPosix = (path: string) => (sep === '/' ? path : path.split(sep).join('/'))
+export const toPosix = (path: string) => (sep === '/' ? path : path.split(sep).join('/'))
 
 /**
  * The files of a build under `root`: every regular file below it, or only `relpaths` when the

@@ -137,6 +137,15 @@ describe('S3: populate, prune and pop against a real server', () => {
     expect(await manifestKeys()).toEqual([`manifests/${APP}/${TIMESTAMP}`])
   })
 
+  it('compares with the newest build only, reading that one manifest', async () => {
+    await push(BUILD, { image: 'quay.io/org/inventory:abc' })
+    await push(BUILD, { image: 'quay.io/org/inventory:def', timestamp: TIMESTAMP + 60 })
+    const report = await push(BUILD, { image: 'quay.io/org/inventory:abc', timestamp: TIMESTAMP + 120 })
+    expect(report.skipped).toBeUndefined()
+    const manifestReads = (await requestLog(bucket)).filter((request) => request.method === 'GET' && request.key.startsWith(`manifests/${APP}/`))
+    expect(manifestReads.map((request) => request.key)).toEqual([`manifests/${APP}/${TIMESTAMP}`, `manifests/${APP}/${TIMESTAMP + 60}`])
+  })
+
   it('sends a large file as a multipart upload', async () => {
     const size = 20 * 1024 * 1024
     await push({ 'fed-mods.json': '{}', 'big.bin': randomBytes(size) })

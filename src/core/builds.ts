@@ -39,6 +39,27 @@ export async function listKeys(store: Store, prefix: string): Promise<string[]> 
   return keys
 }
 
+/** The build a manifest key names, or undefined when the key is not a manifest or is gone. */
+async function readBuild(store: Store, app: string, key: string, retries: number): Promise<StoredBuild | undefined> {
+  const timestamp = layoutOf(store.layout).parseManifestKey(app, key)
+  if (timestamp === undefined) return undefined
+  const text = await readText(store, key, retries)
+  if (text === undefined) return undefined // deleted since it was listed
+  const manifest = parseManifest(text, key, timestamp)
+  return { timestamp, manifestKey: key, files: manifest.files, manifest, complete: true }
+}
+
+/**
+ * The newest build that has a manifest, reading that one manifest only (valpop's duplicate-image
+ * skip asks for nothing more).
+ */
+export async function newestBuild(store: Store, app: string, retries = 3): Promise<StoredBuild | undefined> {
+  const layout = layoutOf(store.layout)
+  const keys = (await listKeys(store, layout.manifestPrefix(app))).filter((key) => layout.parseManifestKey(app, key) !== undefined)
+  const newest = keys.sort((a, b) => layout.parseManifestKey(app, b)! - layout.parseManifestKey(app, a)!)[0]
+  return newest === undefined ? undefined : readBuild(store, app, newest, retries)
+}
+
 /**
  * Every build of `app`, newest first, each with its manifest. A manifest that cannot be read
  * throws `MANIFEST_UNREADABLE`: callers that delete must never guess what it protected.
@@ -47,17 +68,12 @@ export async function listKeys(store: Store, prefix: string): Promise<string[]> 
  * (written by valpop alone) are its data keys scanned to find the builds.
  */
 export async function listBuilds(store: Store, app: string, retries = 3): Promise<StoredBuild[]> {
-  const layout = layoutOf(store.layout)
-  const manifestKeys = await listKeys(store, layout.manifestPrefix(app))
+  const manifestKeys = await listKeys(store, layoutOf(store.layout).manifestPrefix(app))
   const builds: StoredBuild[] = []
   // An app with months of builds has hundreds of manifests: read them a few at a time, not one by one.
   await forEachLimited(manifestKeys, MANIFEST_READS, async (key) => {
-    const timestamp = layout.parseManifestKey(app, key)
-    if (timestamp === undefined) return
-    const text = await readText(store, key, retries)
-    if (text === undefined) return // deleted since it was listed
-    const manifest = parseManifest(text, key, timestamp)
-    builds.push({ timestamp, manifestKey: key, files: manifest.files, manifest, complete: true })
+    const build = await readBuild(store, app, key, retries)
+    if (build) builds.push(build)
   })
   if (store.layout === 'versioned') {
     const locked = new Set((await listKeys(store, versionedLayout.lockPrefix(app))).map((key) => Number(key.slice(versionedLayout.lockPrefix(app).length))))

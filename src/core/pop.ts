@@ -10,7 +10,7 @@ import { flatLayout, versionedLayout } from './layout'
 import { type Logger, silentLogger } from './logger'
 import type { Manifest } from './manifest'
 import { assertSafeRelpath } from './paths'
-import type { ProgressEvent } from './populate'
+import { createProgressCounter, type ProgressEvent } from './progress'
 import type { Store } from './store'
 
 interface PopFile {
@@ -94,8 +94,7 @@ export async function pop({
   if (files.length === 0)
     throw new PushCacheError('DOWNLOAD_FAILED', `No files of app ${app} in ${store.display}. Check \`--app\` and \`--store\`, or populate first.`)
   const staging = join(dirname(dest), `.${basename(dest)}.staging-${randomBytes(4).toString('hex')}`)
-  const done = { files: 0, bytes: 0 }
-  const total = { files: files.length, bytes: files.reduce((sum, file) => sum + (file.size ?? 0), 0) }
+  const progress = createProgressCounter({ files: files.length, bytes: files.reduce((sum, file) => sum + (file.size ?? 0), 0) }, onProgress)
   const download = async (file: PopFile) => {
     const target = join(staging, file.relpath)
     await mkdir(dirname(target), { recursive: true })
@@ -116,9 +115,7 @@ export async function pop({
       )
     }
     const { size } = await stat(target)
-    done.files++
-    done.bytes += size
-    onProgress?.({ file: file.relpath, bytes: size, done: { ...done }, total })
+    progress.add(file.relpath, size)
   }
   const last = new Set(entrypoints)
   try {
@@ -134,7 +131,7 @@ export async function pop({
     throw error
   }
   logger.info(`popped ${files.length} files of ${app} from ${store.display} into ${dest}`)
-  return { app, store: store.display, dest, files: files.length, bytes: done.bytes, timestamp, durationMs: Date.now() - started }
+  return { app, store: store.display, dest, files: files.length, bytes: progress.done.bytes, timestamp, durationMs: Date.now() - started }
 }
 
 /** Replaces `dest` by `staging` with two renames; the old content is restored if the second fails. */

@@ -1,4 +1,4 @@
-import { listBuilds } from './builds'
+import { newestBuild } from './builds'
 import { forEachLimited, withRetry } from './concurrency'
 import { describeError, PushCacheError } from './errors'
 import { layoutOf, versionedLayout } from './layout'
@@ -6,17 +6,10 @@ import { type Logger, silentLogger } from './logger'
 import { type Manifest, serializeManifest } from './manifest'
 import type { ResolvedOptions } from './options'
 import { type BuildFile, type PlannedUpload, planUpload } from './plan'
+import { createProgressCounter, formatBytes, type ProgressEvent } from './progress'
 import { type PruneReport, prune } from './prune-store'
 import type { Store } from './store'
 import { GENERATOR } from './version'
-
-export interface ProgressEvent {
-  file: string
-  bytes: number
-  /** Files and bytes done so far, of the totals. */
-  done: { files: number; bytes: number }
-  total: { files: number; bytes: number }
-}
 
 export interface PopulateReport {
   app: string
@@ -74,7 +67,7 @@ export async function populate({ store, options, files, logger = silentLogger, o
     )
 
   if (options.image) {
-    const [newest] = await listBuilds(store, options.app, options.retries)
+    const newest = await newestBuild(store, options.app, options.retries)
     if (newest?.manifest?.image === options.image) {
       logger.info(`Build ${newest.timestamp} already records image ${options.image}; nothing to push.`)
       return { ...report, uploaded: 0, bytes: 0, skipped: 'same-image', durationMs: now() - started }
@@ -89,11 +82,15 @@ export async function populate({ store, options, files, logger = silentLogger, o
   const versioned = store.layout === 'versioned'
   const expiresIn = versioned ? (options.valkey.lockTtl ?? 3600) : undefined
   const lockKey = versionedLayout.lockKey(options.app, options.timestamp)
-  const done = { files: 0, bytes: 0 }
-  const total = { files: all.length, bytes: report.bytes }
+  const progress = createProgressCounter({ files: all.length, bytes: report.bytes }, onProgress)
   // A crashed build's keys must expire before its lock, or readers would take them for a build:
   // the lock lives twice `lockTtl`, and data keys are written only during the first `lockTtl`.
   const lockedAt = now()
+  const retry = (what: string, attempt: () => Promise<void>) =>
+    withRetry(attempt, {
+      retries: options.retries,
+      onRetry: (error, count) => logger.warn(`retrying ${what} (${count}/${options.retries}): ${describeError(error)}`),
+    })
   const put = async (file: PlannedUpload) => {
     if (expiresIn && now() - lockedAt > expiresIn * 1000)
       throw new PushCacheError(
@@ -101,12 +98,8 @@ export async function populate({ store, options, files, logger = silentLogger, o
         `Build ${options.timestamp} took longer than \`valkey.lockTtl\` (${expiresIn} s) to write; it was abandoned. Raise \`valkey.lockTtl\` above the time a push takes.`,
       )
     try {
-      await withRetry(
-        () => store.put(file.key, { file: file.path, size: file.size }, { contentType: file.contentType, cacheControl: file.cacheControl, expiresIn }),
-        {
-          retries: options.retries,
-          onRetry: (error, attempt) => logger.warn(`retrying ${file.relpath} (${attempt}/${options.retries}): ${describeError(error)}`),
-        },
+      await retry(file.relpath, () =>
+        store.put(file.key, { file: file.path, size: file.size }, { contentType: file.contentType, cacheControl: file.cacheControl, expiresIn }),
       )
     } catch (error) {
       throw new PushCacheError(
@@ -115,14 +108,12 @@ export async function populate({ store, options, files, logger = silentLogger, o
         { cause: error },
       )
     }
-    done.files++
-    done.bytes += file.size
     logger.debug(`pushed ${file.key}`)
-    onProgress?.({ file: file.relpath, bytes: file.size, done: { ...done }, total })
+    progress.add(file.relpath, file.size)
   }
 
   try {
-    if (versioned) await withRetry(() => store.put(lockKey, Buffer.from('in-progress'), { expiresIn: 2 * expiresIn! }), { retries: options.retries })
+    if (versioned) await retry(lockKey, () => store.put(lockKey, Buffer.from('in-progress'), { expiresIn: 2 * expiresIn! }))
     await forEachLimited(plan.assets, options.concurrency, put)
     if (versioned) await persist(store, plan.assets, options.timestamp)
     // Entrypoints name the assets: they are published only now that every asset is in place.
@@ -138,11 +129,10 @@ export async function populate({ store, options, files, logger = silentLogger, o
       generator: GENERATOR,
       entries: Object.fromEntries(all.map((file) => [file.relpath, { size: file.size, contentType: file.contentType, cacheControl: file.cacheControl }])),
     }
-    await withRetry(
-      () => store.put(manifestKey, Buffer.from(serializeManifest(manifest)), { contentType: 'application/json; charset=utf-8', cacheControl: 'no-cache' }),
-      { retries: options.retries },
+    await retry(manifestKey, () =>
+      store.put(manifestKey, Buffer.from(serializeManifest(manifest)), { contentType: 'application/json; charset=utf-8', cacheControl: 'no-cache' }),
     )
-    if (versioned) await withRetry(() => store.delete([lockKey]), { retries: options.retries })
+    if (versioned) await retry(lockKey, () => store.delete([lockKey]))
   } catch (error) {
     if (versioned) await abandonVersionedBuild(store, all, lockKey, logger)
     throw error
@@ -178,15 +168,4 @@ async function abandonVersionedBuild(store: Store, files: readonly PlannedUpload
   } catch (error) {
     logger.warn(`could not remove the partial build (its keys expire on their own): ${describeError(error)}`)
   }
-}
-
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
-  let value = bytes
-  let unit = 0
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024
-    unit++
-  }
-  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`
 }

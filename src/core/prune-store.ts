@@ -29,8 +29,6 @@ export interface PruneInput {
   logger?: Logger
 }
 
-const DELETE_BATCH = 1000 // S3 DeleteObjects takes at most 1000 keys
-
 /**
  * Removes aged-out builds of one app: data first, then the dying manifests, so that a crash in
  * between leaves manifests that protect nothing rather than files that no manifest names. An
@@ -63,10 +61,8 @@ export async function prune({ store, app, rule, entrypoints, retries = 3, dryRun
   if (dryRun || (dying.length === 0 && keys.length === 0)) return report
 
   try {
-    for (let start = 0; start < keys.length; start += DELETE_BATCH) {
-      const batch = keys.slice(start, start + DELETE_BATCH)
-      await withRetry(() => store.delete(batch), { retries })
-    }
+    // Stores batch deletes themselves; a retry of an idempotent delete costs nothing.
+    await withRetry(() => store.delete(keys), { retries })
     // Only now: a crash before this leaves a manifest naming deleted older versions, which pop
     // never picks (a newer build names the same relpath), rather than keys no manifest names.
     for (const { build, files } of shrinking) {

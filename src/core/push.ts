@@ -2,7 +2,8 @@ import { createStore } from '../stores'
 import type { Logger } from './logger'
 import type { ResolvedOptions } from './options'
 import type { BuildFile } from './plan'
-import { type PopulateReport, type ProgressEvent, populate } from './populate'
+import { type PopulateReport, populate } from './populate'
+import type { ProgressEvent } from './progress'
 
 /** What a bundler adapter calls once per build: open the store, push the build's files, close. */
 export async function pushFiles(input: {

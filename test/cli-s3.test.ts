@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { CreateBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3'
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest'
-import { BUILD, closedPort, ONLY_THE_BUILD, parseReport, readText, runCli, tempDir, tree, writeTree } from './helpers/cli'
+import { BUILD, closedPort, ONLY_THE_BUILD, parseReport, readText, runCli, tree, workspaceWithBuild } from './helpers/cli'
 import { createBucket, listObjects, putObject, s3Env, s3StoreUrl } from './helpers/s3'
 
 /** How a user points the CLI at an S3-compatible server: the standard AWS_* variables, no secret on the command line. */
@@ -23,8 +23,7 @@ let work: string
 let dist: string
 let bucket: string
 beforeEach(async () => {
-  work = await tempDir()
-  dist = await writeTree(join(work, 'dist'), BUILD)
+  ;({ work, dist } = await workspaceWithBuild())
   bucket = await createBucket()
 })
 

@@ -1,6 +1,6 @@
 import { join } from 'node:path'
 import { beforeEach, describe, expect, it } from 'vitest'
-import { BUILD, ONLY_THE_BUILD, parseReport, readText, runCli, tempDir, tree, writeTree } from './helpers/cli'
+import { BUILD, ONLY_THE_BUILD, parseReport, readText, runCli, tree, workspaceWithBuild, writeTree } from './helpers/cli'
 import { appKeys, rawClient, uniqueApp, valkeyEnv, valkeyUrl } from './helpers/valkey'
 
 const client = rawClient()
@@ -9,8 +9,7 @@ let work: string
 let dist: string
 let app: string
 beforeEach(async () => {
-  work = await tempDir()
-  dist = await writeTree(join(work, 'dist'), BUILD)
+  ;({ work, dist } = await workspaceWithBuild())
   app = uniqueApp()
 })
 

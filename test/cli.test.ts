@@ -3,7 +3,7 @@ import { mkdtemp, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { beforeEach, describe, expect, it } from 'vitest'
-import { BUILD, CLI, closedPort, parseReport, readText, runCli, tempDir, tree, writeTree } from './helpers/cli'
+import { BUILD, CLI, closedPort, parseReport, readText, runCli, tree, workspaceWithBuild, writeTree } from './helpers/cli'
 
 const NOW = Math.floor(Date.now() / 1000)
 const DAY = 86400
@@ -12,8 +12,7 @@ let work: string
 let dist: string
 let store: string
 beforeEach(async () => {
-  work = await tempDir()
-  dist = await writeTree(join(work, 'dist'), BUILD)
+  ;({ work, dist } = await workspaceWithBuild())
   store = join(work, 'store')
 })
 

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
+import { basename, dirname, join } from 'node:path'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { collectFiles } from '../src/core/files'
 import { type Options, resolveOptions } from '../src/core/options'
@@ -10,6 +10,7 @@ import { populate } from '../src/core/populate'
 import { prune } from '../src/core/prune-store'
 import type { Store } from '../src/core/store'
 import { createS3Store } from '../src/stores/s3'
+import { writeTree } from './helpers/fs'
 import { clearFaults, createBucket, getObject, injectFault, listObjects, putObject, requestLog, s3StoreOptions, s3StoreUrl } from './helpers/s3'
 
 const APP = 'inventory'
@@ -41,12 +42,7 @@ afterAll(async () => {
 })
 
 async function writeBuild(files: Record<string, string | Buffer>): Promise<string> {
-  const directory = await mkdtemp(join(root, 'dist-'))
-  for (const [relpath, content] of Object.entries(files)) {
-    await mkdir(dirname(join(directory, relpath)), { recursive: true })
-    await writeFile(join(directory, relpath), content)
-  }
-  return directory
+  return writeTree(await mkdtemp(join(root, 'dist-')), files)
 }
 
 describe('S3: populate, prune and pop against a real server', () => {
@@ -210,5 +206,18 @@ describe('S3: populate, prune and pop against a real server', () => {
     const report = await pop({ store, app: APP, dest })
     expect(report.files).toBe(Object.keys(BUILD).length)
     for (const [relpath, content] of Object.entries(BUILD)) expect(await readFile(join(dest, relpath), 'utf8')).toBe(content)
+  })
+
+  it('leaves the destination as it was when a download keeps failing', async () => {
+    await push(BUILD)
+    await injectFault({ bucket, method: 'GET', key: `data/${APP}/images/logo.svg` })
+    const dest = await writeBuild({ 'fed-mods.json': 'previous', 'css/style.css': 'previous' })
+    await expect(pop({ store, app: APP, dest, retries: 1 })).rejects.toMatchObject({
+      code: 'DOWNLOAD_FAILED',
+      message: expect.stringContaining(`data/${APP}/images/logo.svg`),
+    })
+    expect(await readFile(join(dest, 'fed-mods.json'), 'utf8')).toBe('previous')
+    expect(await readFile(join(dest, 'css/style.css'), 'utf8')).toBe('previous')
+    expect((await readdir(dirname(dest))).filter((name) => name.includes(basename(dest)))).toEqual([basename(dest)]) // no staging left behind
   })
 })

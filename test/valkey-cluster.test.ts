@@ -4,10 +4,9 @@ import { listKeys } from '../src/core/builds'
 import { pop } from '../src/core/pop'
 import { prune } from '../src/core/prune-store'
 import { createValkeyStore } from '../src/stores/valkey'
-import { appKeys, clusterUrl, fixture, push, rawCluster, readTree, tempDir, uniqueApp } from './helpers/valkey'
+import { appKeys, assets, clusterUrl, fixture, push, rawCluster, readTree, tempDir, uniqueApp } from './helpers/valkey'
 
 const cluster = rawCluster()
-const assets = (count: number, version: string) => Object.fromEntries(Array.from({ length: count }, (_, i) => [`js/chunk-${i}.js`, version]))
 
 describe('a 3-master cluster', () => {
   it('takes a build whose keys spread over every master: populate, list, pop, prune', async () => {

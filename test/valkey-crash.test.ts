@@ -4,11 +4,10 @@ import { describe, expect, it } from 'vitest'
 import { listBuilds } from '../src/core/builds'
 import { pop } from '../src/core/pop'
 import { createValkeyStore } from '../src/stores/valkey'
-import { appKeys, fixture, push, rawClient, readTree, tempDir, uniqueApp, valkeyEnv, valkeyUrl } from './helpers/valkey'
+import { appKeys, assets, fixture, push, rawClient, readTree, tempDir, uniqueApp, valkeyEnv, valkeyUrl } from './helpers/valkey'
 import { freePorts, startRedis } from './setup/valkey-server'
 
 const valkey = rawClient()
-const assets = (count: number, version: string) => Object.fromEntries(Array.from({ length: count }, (_, i) => [`js/chunk-${i}.js`, version]))
 
 describe('a build is visible at once or not at all', () => {
   it('leaves no visible partial build when the connection dies mid-populate, and its keys expire before its lock', async () => {

@@ -1,6 +1,6 @@
 import { join } from 'node:path'
 import { beforeEach, describe, expect, it } from 'vitest'
-import { BUILD, parseReport, readText, runCli, tempDir, tree, writeTree } from './helpers/cli'
+import { BUILD, parseReport, readText, runCli, tree, workspaceWithBuild, writeTree } from './helpers/cli'
 import { appKeys, rawAuthCluster, rawTlsClient, uniqueApp, valkeyEnv } from './helpers/valkey'
 
 // Node reads NODE_EXTRA_CA_CERTS only when the process starts, so the store goes through the built
@@ -15,8 +15,7 @@ let work: string
 let dist: string
 let app: string
 beforeEach(async () => {
-  work = await tempDir()
-  dist = await writeTree(join(work, 'dist'), BUILD)
+  ;({ work, dist } = await workspaceWithBuild())
   app = uniqueApp()
 })
 

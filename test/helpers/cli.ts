@@ -1,9 +1,11 @@
 import { execFile } from 'node:child_process'
-import { mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
-import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { tempDir, writeTree } from './fs'
+
+export { tree, writeTree } from './fs'
 
 /** The built bin, as `npm i` installs it: the tests run what users run (`npm run build` first). */
 export const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url))
@@ -27,28 +29,6 @@ export function runCli(args: readonly string[], { env = {}, cwd }: { env?: Recor
   })
 }
 
-export async function tempDir(): Promise<string> {
-  return mkdtemp(join(tmpdir(), 'push-cache-cli-'))
-}
-
-/** A directory with these files, as a build leaves it. */
-export async function writeTree(root: string, files: Record<string, string>): Promise<string> {
-  for (const [relpath, content] of Object.entries(files)) {
-    await mkdir(dirname(join(root, relpath)), { recursive: true })
-    await writeFile(join(root, relpath), content)
-  }
-  return root
-}
-
-/** Every file below `root` (relpaths, sorted); `[]` when it does not exist. */
-export async function tree(root: string): Promise<string[]> {
-  const entries = await readdir(root, { recursive: true, withFileTypes: true }).catch(() => [])
-  return entries
-    .filter((entry) => entry.isFile())
-    .map((entry) => join(entry.parentPath, entry.name).slice(root.length + 1))
-    .sort()
-}
-
 export const readText = (path: string): Promise<string> => readFile(path, 'utf8')
 
 /** A small frontend build: an entrypoint, a hashed script, an index and a nested asset. */
@@ -57,6 +37,12 @@ export const BUILD = {
   'index.html': '<!doctype html><script src="js/main.1a2b3c4d.js"></script>',
   'js/main.1a2b3c4d.js': 'console.log("hello")',
   'img/logo.svg': '<svg/>',
+}
+
+/** A fresh work directory holding BUILD in `dist/`, for one test. */
+export async function workspaceWithBuild(): Promise<{ work: string; dist: string }> {
+  const work = await tempDir()
+  return { work, dist: await writeTree(join(work, 'dist'), BUILD) }
 }
 
 /** What `tree(work)` shows when nothing was written beside the build in `dist/`. */

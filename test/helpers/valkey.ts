@@ -1,7 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
+import { readFile } from 'node:fs/promises'
 import { Cluster, Redis } from 'iovalkey'
 import { afterAll, inject } from 'vitest'
 import { collectFiles } from '../../src/core/files'
@@ -9,6 +7,9 @@ import { type Options, resolveOptions } from '../../src/core/options'
 import { type PopulateInput, populate } from '../../src/core/populate'
 import type { Store } from '../../src/core/store'
 import type { ValkeyEnv } from '../setup/valkey-server'
+import { tempDir, writeTree } from './fs'
+
+export { readTree, tempDir } from './fs'
 
 /** The servers test/setup/valkey-server.ts started. */
 export const valkeyEnv = (): ValkeyEnv => inject('valkey')
@@ -47,30 +48,12 @@ function closedAfterAll<T extends Redis | Cluster>(client: T): T {
 /** An app name no other test uses, so tests share a server without seeing each other's keys. */
 export const uniqueApp = (): string => `app-${randomBytes(4).toString('hex')}`
 
-export async function tempDir(): Promise<string> {
-  return mkdtemp(join(tmpdir(), 'push-cache-valkey-'))
-}
-
 /** A build's output directory with these files. */
-export async function fixture(files: Record<string, string | Uint8Array>): Promise<string> {
-  const root = await tempDir()
-  for (const [relpath, content] of Object.entries(files)) {
-    await mkdir(dirname(join(root, relpath)), { recursive: true })
-    await writeFile(join(root, relpath), content)
-  }
-  return root
-}
+export const fixture = async (files: Record<string, string | Uint8Array>): Promise<string> => writeTree(await tempDir(), files)
 
 /** Pushes `outDir` as build `timestamp` of `app`, the way the plugin does. */
 export async function push(store: Store, outDir: string, options: Options & { app: string; timestamp: number }, input: Partial<PopulateInput> = {}) {
   return populate({ store, options: resolveOptions(options, {}), files: await collectFiles(outDir), ...input })
-}
-
-/** Every file under `root` with its text, keyed by relpath. */
-export async function readTree(root: string): Promise<Record<string, string>> {
-  const entries = await readdir(root, { recursive: true, withFileTypes: true })
-  const files = entries.filter((entry) => entry.isFile()).map((entry) => join(entry.parentPath, entry.name))
-  return Object.fromEntries(await Promise.all(files.map(async (path) => [path.slice(root.length + 1), await readFile(path, 'utf8')])))
 }
 
 /** Every key of `app` on the server (data, manifest and lock), sorted. */
@@ -80,3 +63,7 @@ export async function appKeys(client: Redis | Cluster, app: string): Promise<str
   const keys = await Promise.all(nodes.flatMap((node) => ['data', 'manifest', 'lock'].map((kind) => node.keys(`${kind}:${app}:*`))))
   return keys.flat().sort()
 }
+
+/** `count` chunks whose content is `version`: a build big enough to spread over every cluster master. */
+export const assets = (count: number, version: string): Record<string, string> =>
+  Object.fromEntries(Array.from({ length: count }, (_, i) => [`js/chunk-${i}.js`, version]))

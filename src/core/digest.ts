@@ -1,0 +1,12 @@
+import { createHash } from 'node:crypto'
+import { createReadStream } from 'node:fs'
+
+/** Hex MD5 of a file, streamed: what a single-part S3 ETag is, and what manifests record per file. */
+export async function md5File(path: string): Promise<string> {
+  const hash = createHash('md5')
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer)
+  return hash.digest('hex')
+}
+
+/** A plain (single-part, non-KMS) S3 ETag is the MD5 of the bytes; a multipart one ends in `-<parts>`. */
+export const isMd5 = (etag: string | undefined): etag is string => etag !== undefined && /^[0-9a-f]{32}$/i.test(etag)

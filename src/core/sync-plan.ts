@@ -1,0 +1,49 @@
+/**
+ * One planner for every transfer: populate (build → store), pop and watch (store → directory).
+ * Each compares what one side wants with what the other side holds, and moves only what differs.
+ */
+
+/** What one side knows of a copy of a file. Unknown fields are left out, never guessed. */
+export interface HeldFile {
+  size?: number
+  /** Hex MD5 of the bytes. */
+  md5?: string
+  contentType?: string
+  cacheControl?: string
+}
+
+export interface WantedFile extends HeldFile {
+  relpath: string
+}
+
+export interface SyncPlan<T> {
+  /** Held with the same bytes (and the same headers, where the wanted file names them): nothing to do. */
+  unchanged: T[]
+  /** Not held at all: nothing can be serving them yet, so they go first. */
+  added: T[]
+  /** Held with other bytes or headers, or held but unknown: they replace what is served. */
+  changed: T[]
+}
+
+/**
+ * Sorts `wanted` by what `held` has. A file is unchanged only when both sides know its MD5 and
+ * they agree, sizes agree where both are known, and every header the wanted file names is held
+ * with the same value. Anything unknown counts as changed: a needless transfer costs time, a wrong
+ * skip serves the wrong bytes. Pure, in the order of `wanted`.
+ */
+export function planSync<T extends WantedFile>(wanted: readonly T[], held: ReadonlyMap<string, HeldFile>): SyncPlan<T> {
+  const plan: SyncPlan<T> = { unchanged: [], added: [], changed: [] }
+  for (const file of wanted) {
+    const copy = held.get(file.relpath)
+    if (!copy) plan.added.push(file)
+    else if (sameFile(file, copy)) plan.unchanged.push(file)
+    else plan.changed.push(file)
+  }
+  return plan
+}
+
+function sameFile(wanted: HeldFile, held: HeldFile): boolean {
+  if (!wanted.md5 || !held.md5 || wanted.md5.toLowerCase() !== held.md5.toLowerCase()) return false
+  if (wanted.size !== undefined && held.size !== undefined && wanted.size !== held.size) return false
+  return (['contentType', 'cacheControl'] as const).every((header) => wanted[header] === undefined || wanted[header] === held[header])
+}

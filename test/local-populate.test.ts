@@ -41,6 +41,8 @@ describe('the local store', () => {
       size: 9,
       contentType: 'text/javascript; charset=utf-8',
       cacheControl: 'public, max-age=31536000, immutable',
+      md5: expect.stringMatching(/^[0-9a-f]{32}$/),
+      etag: expect.any(String),
     })
   })
 

@@ -72,7 +72,7 @@ describe('a build is visible at once or not at all', () => {
     const monitor = await rawClient().monitor()
     const seen: string[] = []
     monitor.on('monitor', (_time: string, args: string[]) => {
-      if (args[1]?.includes(`:${app}:`)) seen.push(`${args[0]!.toUpperCase()} ${args[1].replace(`:${app}:1000`, '')}`)
+      if (args[1]?.includes(`:${app}:`) && !args[1].startsWith('lease:')) seen.push(`${args[0]!.toUpperCase()} ${args[1].replace(`:${app}:1000`, '')}`)
     })
     const store = createValkeyStore(valkeyUrl(), {})
     await push(store, await fixture({ ...assets(30, 'v1'), 'fed-mods.json': 'v1' }), { app, timestamp: 1000 })

@@ -50,14 +50,23 @@ async function readBuild(store: Store, app: string, key: string, retries: number
 }
 
 /**
- * The newest build that has a manifest, reading that one manifest only (valpop's duplicate-image
- * skip asks for nothing more).
+ * The newest complete build that has a manifest, reading that one manifest only (valpop's
+ * duplicate-image skip and the push's plan ask for nothing more).
  */
 export async function newestBuild(store: Store, app: string, retries = 3): Promise<StoredBuild | undefined> {
   const layout = layoutOf(store.layout)
-  const keys = (await listKeys(store, layout.manifestPrefix(app))).filter((key) => layout.parseManifestKey(app, key) !== undefined)
-  const newest = keys.sort((a, b) => layout.parseManifestKey(app, b)! - layout.parseManifestKey(app, a)!)[0]
+  const [keys, locked] = await Promise.all([listKeys(store, layout.manifestPrefix(app)), lockedTimestamps(store, app)])
+  const newest = keys
+    .filter((key) => layout.parseManifestKey(app, key) !== undefined && !locked.has(layout.parseManifestKey(app, key)!))
+    .sort((a, b) => layout.parseManifestKey(app, b)! - layout.parseManifestKey(app, a)!)[0]
   return newest === undefined ? undefined : readBuild(store, app, newest, retries)
+}
+
+/** Versioned builds still being written (their lock key exists); flat stores have no locks. */
+async function lockedTimestamps(store: Store, app: string): Promise<Set<number>> {
+  if (store.layout !== 'versioned') return new Set()
+  const prefix = versionedLayout.lockPrefix(app)
+  return new Set((await listKeys(store, prefix)).map((key) => Number(key.slice(prefix.length))))
 }
 
 /**
@@ -76,7 +85,7 @@ export async function listBuilds(store: Store, app: string, retries = 3): Promis
     if (build) builds.push(build)
   })
   if (store.layout === 'versioned') {
-    const locked = new Set((await listKeys(store, versionedLayout.lockPrefix(app))).map((key) => Number(key.slice(versionedLayout.lockPrefix(app).length))))
+    const locked = await lockedTimestamps(store, app)
     if (builds.length === 0) builds.push(...(await scanVersionedBuilds(store, app)))
     for (const build of builds) build.complete = !locked.has(build.timestamp)
   }

@@ -47,21 +47,39 @@ export async function withRetry<T>(attempt: () => Promise<T>, { retries, baseDel
   }
 }
 
+/** Bounds what tasks hold at once, in some unit (bytes in memory): a share is awaited before a task starts. */
+export interface Budget<T> {
+  limit: number
+  /** A share larger than `limit` runs once nothing else holds any. */
+  cost(item: T): number
+}
+
 /**
- * Runs `task` over `items` with at most `limit` in flight. After the first failure no new task
- * starts; the ones in flight settle, then the first error is thrown (so nothing runs on after the
- * caller has given up).
+ * Runs `task` over `items` in order, with at most `limit` in flight and, with a `budget`, at most
+ * `budget.limit` units held by those in flight. After the first failure no new task starts; the
+ * ones in flight settle, then the first error is thrown (so nothing runs on after the caller has
+ * given up).
  */
-export async function forEachLimited<T>(items: readonly T[], limit: number, task: (item: T) => Promise<void>): Promise<void> {
+export async function forEachLimited<T>(items: readonly T[], limit: number, task: (item: T) => Promise<unknown>, budget?: Budget<T>): Promise<void> {
   let next = 0
   let failure: { error: unknown } | undefined
+  let held = 0
+  let waiting: (() => void)[] = []
+  const freed = () => new Promise<void>((resolve) => waiting.push(resolve))
   const worker = async () => {
     while (!failure && next < items.length) {
       const item = items[next++]!
+      const cost = budget ? Math.min(budget.cost(item), budget.limit) : 0
+      while (budget && held > 0 && held + cost > budget.limit) await freed()
+      held += cost
       try {
         await task(item)
       } catch (error) {
         failure ??= { error }
+      } finally {
+        held -= cost
+        for (const wake of waiting) wake()
+        waiting = []
       }
     }
   }

@@ -14,6 +14,8 @@ export interface Layout {
   manifestKey(app: string, timestamp: number): string
   /** The timestamp a manifest key names, or undefined for a key that is not a manifest. */
   parseManifestKey(app: string, key: string): number | undefined
+  /** Where running pushes and prunes of the app leave their leases (see `leases.ts`). */
+  leasePrefix(app: string): string
 }
 
 const TIMESTAMP = /^\d+$/
@@ -28,6 +30,7 @@ export const flatLayout: Layout = {
   manifestPrefix: (app) => `manifests/${app}/`,
   manifestKey: (app, timestamp) => `manifests/${app}/${timestamp}`,
   parseManifestKey: (app, key) => parseTimestampAfter(`manifests/${app}/`, key),
+  leasePrefix: (app) => `locks/${app}/`,
 }
 
 /** `data:<app>:<ts>:<relpath>`: the relpath is everything after the third `:`, so it may hold `:` itself. */
@@ -46,6 +49,7 @@ export const versionedLayout: Layout & { lockKey(app: string, timestamp: number)
   manifestPrefix: (app) => `manifest:${app}:`,
   manifestKey: (app, timestamp) => `manifest:${app}:${timestamp}`,
   parseManifestKey: (app, key) => parseTimestampAfter(`manifest:${app}:`, key),
+  leasePrefix: (app) => `lease:${app}:`,
   lockPrefix: (app) => `lock:${app}:`,
   lockKey: (app, timestamp) => `lock:${app}:${timestamp}`,
 }

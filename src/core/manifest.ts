@@ -5,6 +5,15 @@ export interface ManifestEntry {
   size?: number
   contentType?: string
   cacheControl?: string
+  /** Hex MD5 of the bytes. */
+  md5?: string
+  /** Flat stores: the object's version tag when this build wrote or checked it (see `StoreEntry.etag`). */
+  etag?: string
+  /**
+   * Versioned stores: the build whose key holds the bytes, when this build found them unchanged in
+   * an older build instead of writing them again. Absent: this build's own key.
+   */
+  version?: number
 }
 
 /**
@@ -12,7 +21,10 @@ export interface ManifestEntry {
  * `timestamp` and ignores the rest (Go's json), so fields may be added but these two never change.
  */
 export interface Manifest {
-  /** Paths relative to the output root, `/`-separated: every file of the build, pushed or not. */
+  /**
+   * Paths relative to the output root, `/`-separated: every file of the build, written by it or
+   * found unchanged in the store (then `entries[path].version` names the key on versioned stores).
+   */
   files: string[]
   /** The build's timestamp in seconds. */
   timestamp: number

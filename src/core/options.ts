@@ -144,8 +144,9 @@ export interface Options {
   /** `Cache-Control` of every pushed file. @default the `cacheControl.*` defaults below */
   cacheControl?: CacheControlOptions
   /**
-   * Uploads in flight at once.
-   * @default 16
+   * Uploads in flight at once. Whatever the count, at most 32 MiB of file contents are held in
+   * memory at a time (larger files stream).
+   * @default 16 (S3, local directory), 512 (Valkey: writes share pipelined round trips)
    */
   concurrency?: number
   /**
@@ -178,6 +179,11 @@ export interface Options {
    */
   failOnError?: boolean
   /**
+   * Upload every file, even those the store already holds with the same content and headers.
+   * @default false
+   */
+  force?: boolean
+  /**
    * Plan and print, but write nothing to the store.
    * @default false
    */
@@ -205,12 +211,14 @@ export interface ResolvedOptions {
   timestamp: number
   image?: string
   cacheControl: Required<CacheControlOptions>
-  concurrency: number
+  /** Undefined: the store's own default. */
+  concurrency?: number
   retries: number
   prune: { olderThanSeconds: number; keep: number } | false
   scan: 'outDir' | 'emitted'
   watch: boolean
   failOnError: boolean
+  force: boolean
   dryRun: boolean
   disable: boolean
   debug: boolean
@@ -286,12 +294,13 @@ export function resolveOptions(options: Options = {}, env: NodeJS.ProcessEnv = p
       ...options.cacheControl,
       rules: { ...options.cacheControl?.rules },
     },
-    concurrency: positiveInteger('concurrency', options.concurrency ?? 16, 1),
+    concurrency: options.concurrency === undefined ? undefined : positiveInteger('concurrency', options.concurrency, 1),
     retries: positiveInteger('retries', options.retries ?? 3, 0),
     prune,
     scan,
     watch: options.watch ?? false,
     failOnError: options.failOnError ?? true,
+    force: options.force ?? false,
     dryRun: options.dryRun ?? false,
     disable,
     debug: options.debug ?? env.PUSH_CACHE_DEBUG === '1',

@@ -43,7 +43,7 @@ export interface PopInput {
 }
 
 /**
- * For every relpath, the version of the newest complete build that has it: an older build pushed
+ * For every relpath, the key the newest complete build that has it names: an older build pushed
  * later never wins. Pure; throws `UNSAFE_PATH` for a relpath that could escape the destination.
  */
 export function planVersionedPop(
@@ -56,7 +56,8 @@ export function planVersionedPop(
     for (const relpath of build.files) if ((newest.get(relpath)?.timestamp ?? -1) < build.timestamp) newest.set(relpath, build)
   }
   return [...newest].map(([relpath, { timestamp, manifest }]) => {
-    const key = versionedLayout.dataKey(app, timestamp, relpath)
+    // A build that found a file unchanged names the older build whose key holds it.
+    const key = versionedLayout.dataKey(app, manifest?.entries?.[relpath]?.version ?? timestamp, relpath)
     return { relpath: assertSafeRelpath(relpath, key), key, size: manifest?.entries?.[relpath]?.size }
   })
 }

@@ -1,15 +1,25 @@
-import { newestBuild } from './builds'
+import { newestBuild, type StoredBuild } from './builds'
 import { forEachLimited, withRetry } from './concurrency'
+import { md5File } from './digest'
 import { describeError, PushCacheError } from './errors'
 import { layoutOf, versionedLayout } from './layout'
+import { LEASE_SECONDS, type Lease, pruneRunning, takeLease } from './leases'
 import { type Logger, silentLogger } from './logger'
-import { type Manifest, serializeManifest } from './manifest'
+import { type Manifest, type ManifestEntry, serializeManifest } from './manifest'
 import type { ResolvedOptions } from './options'
 import { type BuildFile, type PlannedUpload, planUpload } from './plan'
 import { createProgressCounter, formatBytes, type ProgressEvent } from './progress'
 import { type PruneReport, prune } from './prune-store'
 import type { Store } from './store'
+import { readStoreState, type StoredFile } from './store-state'
+import { planSync, type SyncPlan } from './sync-plan'
 import { GENERATOR } from './version'
+
+/** File contents held in memory at once across all uploads in flight; larger files stream. */
+const BYTES_IN_FLIGHT = 32 * 1024 * 1024
+/** Files hashed at once: enough to keep the disk busy, few enough to leave it to the uploads. */
+const HASHING = 8
+const DEFAULT_CONCURRENCY = 16
 
 export interface PopulateReport {
   app: string
@@ -18,7 +28,15 @@ export interface PopulateReport {
   manifestKey: string
   /** Files written (or, with `dryRun`, that would be). */
   uploaded: number
+  /** Bytes written (or that would be). */
   bytes: number
+  /** Of the files written: names the store did not hold. */
+  added: number
+  /** Of the files written: names the store held with other content or headers (or unknown ones). */
+  changed: number
+  /** Files the store already held with the same content and headers: not written. */
+  unchanged: number
+  unchangedBytes: number
   /** Files that `include`/`exclude` left out. */
   excluded: number
   entrypoints: string[]
@@ -26,6 +44,8 @@ export interface PopulateReport {
   skipped?: 'same-image'
   dryRun: boolean
   durationMs: number
+  /** Milliseconds spent in each phase that ran: plan, added, changed, entrypoints, manifest, prune. */
+  phases: Partial<Record<'plan' | 'added' | 'changed' | 'entrypoints' | 'manifest' | 'prune', number>>
   pruned?: PruneReport
 }
 
@@ -38,9 +58,14 @@ export interface PopulateInput {
   now?: () => number
 }
 
+type HashedUpload = PlannedUpload & { md5: string }
+
 /**
- * Pushes one build: every asset, then the entrypoints once all of them landed, then the manifest,
- * then (optionally) prunes. A failure at any step leaves no entrypoint and no manifest of this build.
+ * Pushes one build in phases, so that every file served at any moment names only files already in
+ * place: files the store does not hold yet, then files that replace others, then the entrypoints,
+ * then the manifest; files the store holds with the same content and headers are not written.
+ * A failure at any step leaves no entrypoint and no manifest of this build; a failure before the
+ * second phase leaves everything served as it was.
  */
 export async function populate({ store, options, files, logger = silentLogger, onProgress, now = Date.now }: PopulateInput): Promise<PopulateReport> {
   const started = now()
@@ -48,17 +73,23 @@ export async function populate({ store, options, files, logger = silentLogger, o
   const plan = planUpload(files, options, layout)
   const all = [...plan.assets, ...plan.entrypoints]
   const manifestKey = layout.manifestKey(options.app, options.timestamp)
+  const phases: PopulateReport['phases'] = {}
   const report: PopulateReport = {
     app: options.app,
     store: store.display,
     timestamp: options.timestamp,
     manifestKey,
-    uploaded: all.length,
-    bytes: all.reduce((sum, file) => sum + file.size, 0),
+    uploaded: 0,
+    bytes: 0,
+    added: 0,
+    changed: 0,
+    unchanged: 0,
+    unchangedBytes: 0,
     excluded: plan.excluded.length,
     entrypoints: plan.entrypoints.map((file) => file.relpath),
     dryRun: options.dryRun,
     durationMs: 0,
+    phases,
   }
   if (all.length === 0)
     throw new PushCacheError(
@@ -66,89 +97,219 @@ export async function populate({ store, options, files, logger = silentLogger, o
       `No files to push for app ${options.app}: ${files.length} found, all left out by include/exclude. Check the output directory and the \`include\`/\`exclude\` options.`,
     )
 
+  // `null`: read, and there is none; the plan reuses it.
+  let newest: StoredBuild | null | undefined
   if (options.image) {
-    const newest = await newestBuild(store, options.app, options.retries)
+    newest = (await newestBuild(store, options.app, options.retries)) ?? null
     if (newest?.manifest?.image === options.image) {
       logger.info(`Build ${newest.timestamp} already records image ${options.image}; nothing to push.`)
-      return { ...report, uploaded: 0, bytes: 0, skipped: 'same-image', durationMs: now() - started }
+      return { ...report, skipped: 'same-image', durationMs: now() - started }
     }
   }
 
-  if (options.dryRun) {
-    for (const file of all) logger.info(`would push ${file.key} (${file.size} B, ${file.contentType}, ${file.cacheControl})`)
-    return { ...report, durationMs: now() - started }
+  const timed = async <T>(phase: keyof PopulateReport['phases'], work: () => Promise<T>): Promise<T> => {
+    const start = now()
+    try {
+      return await work()
+    } finally {
+      phases[phase] = now() - start
+    }
   }
-
-  const versioned = store.layout === 'versioned'
-  const expiresIn = versioned ? (options.valkey.lockTtl ?? 3600) : undefined
-  const lockKey = versionedLayout.lockKey(options.app, options.timestamp)
-  const progress = createProgressCounter({ files: all.length, bytes: report.bytes }, onProgress)
-  // A crashed build's keys must expire before its lock, or readers would take them for a build:
-  // the lock lives twice `lockTtl`, and data keys are written only during the first `lockTtl`.
-  const lockedAt = now()
-  const retry = (what: string, attempt: () => Promise<void>) =>
+  const retry = <T>(what: string, attempt: () => Promise<T>) =>
     withRetry(attempt, {
       retries: options.retries,
       onRetry: (error, count) => logger.warn(`retrying ${what} (${count}/${options.retries}): ${describeError(error)}`),
     })
-  const put = async (file: PlannedUpload) => {
-    if (expiresIn && now() - lockedAt > expiresIn * 1000)
-      throw new PushCacheError(
-        'UPLOAD_FAILED',
-        `Build ${options.timestamp} took longer than \`valkey.lockTtl\` (${expiresIn} s) to write; it was abandoned. Raise \`valkey.lockTtl\` above the time a push takes.`,
-      )
-    try {
-      await retry(file.relpath, () =>
-        store.put(file.key, { file: file.path, size: file.size }, { contentType: file.contentType, cacheControl: file.cacheControl, expiresIn }),
-      )
-    } catch (error) {
-      throw new PushCacheError(
-        'UPLOAD_FAILED',
-        `Could not push ${file.relpath} to ${store.display} (key ${file.key}): ${describeError(error)}. No entrypoint and no manifest of build ${options.timestamp} were written.`,
-        { cause: error },
-      )
-    }
-    logger.debug(`pushed ${file.key}`)
-    progress.add(file.relpath, file.size)
-  }
 
+  const versioned = store.layout === 'versioned'
+  const expiresIn = versioned ? (options.valkey.lockTtl ?? 3600) : undefined
+  const lockKey = versionedLayout.lockKey(options.app, options.timestamp)
+  // A crashed build's keys must expire before its lock, or readers would take them for a build:
+  // the lock lives twice `lockTtl`, and data keys are written only during the first `lockTtl`.
+  const lockedAt = now()
+  const written: PlannedUpload[] = []
+  let lease: Lease | undefined
   try {
-    if (versioned) await retry(lockKey, () => store.put(lockKey, Buffer.from('in-progress'), { expiresIn: 2 * expiresIn! }))
-    await forEachLimited(plan.assets, options.concurrency, put)
-    if (versioned) await persist(store, plan.assets, options.timestamp)
-    // Entrypoints name the assets: they are published only now that every asset is in place.
-    for (const file of plan.entrypoints) await put(file)
-    if (versioned) await persist(store, plan.entrypoints, options.timestamp)
+    if (versioned && !options.dryRun) await retry(lockKey, () => store.put(lockKey, Buffer.from('in-progress'), { expiresIn: 2 * expiresIn! }))
+    const planned = await timed('plan', () => planAgainstStore(store, options, all, newest, logger))
+    lease = planned.lease
+    const { sync, held } = planned
+    const toWrite = [...sync.added, ...sync.changed]
+    Object.assign(report, {
+      uploaded: toWrite.length,
+      bytes: sum(toWrite),
+      added: sync.added.length,
+      changed: sync.changed.length,
+      unchanged: sync.unchanged.length,
+      unchangedBytes: sum(sync.unchanged),
+    })
+    if (options.dryRun) {
+      for (const file of toWrite) logger.info(`would push ${file.key} (${file.size} B, ${file.contentType}, ${file.cacheControl})`)
+      return { ...report, durationMs: now() - started }
+    }
+
+    const etags = new Map<string, string>()
+    const progress = createProgressCounter({ files: toWrite.length, bytes: report.bytes }, onProgress)
+    const put = async (file: PlannedUpload) => {
+      if (expiresIn && now() - lockedAt > expiresIn * 1000)
+        throw new PushCacheError(
+          'UPLOAD_FAILED',
+          `Build ${options.timestamp} took longer than \`valkey.lockTtl\` (${expiresIn} s) to write; it was abandoned. Raise \`valkey.lockTtl\` above the time a push takes.`,
+        )
+      written.push(file)
+      try {
+        const { etag } = await retry(file.relpath, () =>
+          store.put(file.key, { file: file.path, size: file.size }, { contentType: file.contentType, cacheControl: file.cacheControl, expiresIn }),
+        )
+        if (etag) etags.set(file.relpath, etag)
+      } catch (error) {
+        throw new PushCacheError(
+          'UPLOAD_FAILED',
+          `Could not push ${file.relpath} to ${store.display} (key ${file.key}): ${describeError(error)}. No entrypoint and no manifest of build ${options.timestamp} were written.`,
+          { cause: error },
+        )
+      }
+      logger.debug(`pushed ${file.key}`)
+      progress.add(file.relpath, file.size)
+    }
+    const concurrency = options.concurrency ?? store.concurrency ?? DEFAULT_CONCURRENCY
+    const budget = { limit: BYTES_IN_FLIGHT, cost: (file: PlannedUpload) => store.bufferedBytes?.(file.size) ?? file.size }
+    const putAll = (phase: 'added' | 'changed', batch: readonly PlannedUpload[]) =>
+      batch.length > 0 && timed(phase, () => forEachLimited(batch, concurrency, put, budget))
+
+    // Versioned keys are new whatever their content: both phases write keys nobody reads yet.
+    await putAll(
+      'added',
+      sync.added.filter((file) => !file.entrypoint),
+    )
+    await putAll(
+      'changed',
+      sync.changed.filter((file) => !file.entrypoint),
+    )
+    if (versioned) await persist(store, written, options.timestamp)
+    if (lease && !lease.live())
+      throw new PushCacheError(
+        'UPLOAD_FAILED',
+        `Build ${options.timestamp} took longer than ${LEASE_SECONDS / 60 - 1} minutes before its entrypoints: a prune may since have removed files it found unchanged. Push again (or with \`force\`).`,
+      )
+    // Entrypoints name the other files: they are published only now that all of them are in place.
+    const entrypoints = toWrite.filter((file) => file.entrypoint).sort((a, b) => plan.entrypoints.indexOf(a) - plan.entrypoints.indexOf(b))
+    if (entrypoints.length > 0)
+      await timed('entrypoints', async () => {
+        for (const file of entrypoints) await put(file)
+        if (versioned) await persist(store, entrypoints, options.timestamp)
+      })
+
+    const unchanged = new Set(sync.unchanged)
+    const entry = (file: HashedUpload): ManifestEntry => {
+      const reused = unchanged.has(file) ? held.get(file.relpath) : undefined
+      return {
+        size: file.size,
+        contentType: file.contentType,
+        cacheControl: file.cacheControl,
+        md5: file.md5,
+        ...(versioned ? (reused?.version !== undefined ? { version: reused.version } : {}) : { etag: etags.get(file.relpath) ?? reused?.etag }),
+      }
+    }
     const manifest: Manifest = {
-      // What this build put in the store: readers pop and prune by it, so files left out by
-      // include/exclude are not in it.
+      // Every file of the build, written now or found unchanged: readers pop and prune by it, so
+      // files left out by include/exclude are not in it.
       files: all.map((file) => file.relpath).sort(),
       timestamp: options.timestamp,
       ...(options.image ? { image: options.image } : {}),
       entrypoints: report.entrypoints,
       generator: GENERATOR,
-      entries: Object.fromEntries(all.map((file) => [file.relpath, { size: file.size, contentType: file.contentType, cacheControl: file.cacheControl }])),
+      entries: Object.fromEntries([...sync.unchanged, ...toWrite].map((file) => [file.relpath, entry(file)])),
     }
-    await retry(manifestKey, () =>
-      store.put(manifestKey, Buffer.from(serializeManifest(manifest)), { contentType: 'application/json; charset=utf-8', cacheControl: 'no-cache' }),
-    )
-    if (versioned) await retry(lockKey, () => store.delete([lockKey]))
+    await timed('manifest', async () => {
+      await retry(manifestKey, () =>
+        store.put(manifestKey, Buffer.from(serializeManifest(manifest)), { contentType: 'application/json; charset=utf-8', cacheControl: 'no-cache' }),
+      )
+      if (versioned) await retry(lockKey, () => store.delete([lockKey]))
+    })
   } catch (error) {
-    if (versioned) await abandonVersionedBuild(store, all, lockKey, logger)
+    if (versioned && !options.dryRun) await abandonVersionedBuild(store, written, lockKey, logger)
+    throw error
+  } finally {
+    await lease?.release()
+  }
+  logger.info(
+    `pushed ${report.uploaded} files (${formatBytes(report.bytes)}: ${report.added} new, ${report.changed} changed) of ${options.app} to ${store.display}, ${report.unchanged} unchanged (${formatBytes(report.unchangedBytes)}) skipped, manifest ${manifestKey}`,
+  )
+
+  if (options.prune) {
+    const rule = { ...options.prune, now: Math.floor(now() / 1000) }
+    report.pruned = await timed('prune', () => prune({ store, app: options.app, rule, entrypoints: options.entrypoint, retries: options.retries, logger }))
+  }
+  return { ...report, durationMs: now() - started }
+}
+
+const sum = (files: readonly BuildFile[]) => files.reduce((total, file) => total + file.size, 0)
+
+/**
+ * Sorts the build's files by what the store holds for them. Unless everything is to be written
+ * (`force`, or a prune of the app is running), the push first leases its relpaths, so that a prune
+ * starting later keeps them; what it then reads of the store is what it may rely on.
+ */
+async function planAgainstStore(
+  store: Store,
+  options: ResolvedOptions,
+  files: readonly PlannedUpload[],
+  newest: StoredBuild | null | undefined,
+  logger: Logger,
+): Promise<{ sync: SyncPlan<HashedUpload>; held: Map<string, StoredFile>; lease?: Lease }> {
+  const hashing = hashAll(files)
+  hashing.catch(() => {}) // awaited below; a store error must not leave it unhandled
+  let lease: Lease | undefined
+  let skipNothing = options.force
+  if (!options.force && !options.dryRun) {
+    lease = await takeLease(
+      store,
+      options.app,
+      'push',
+      files.map((file) => file.relpath),
+      options.retries,
+    )
+    if (await pruneRunning(store, options.app)) {
+      logger.info(`a prune of ${options.app} is running: every file is uploaded, none is taken as unchanged`)
+      skipNothing = true
+    }
+  }
+  try {
+    const [hashed, held] = await Promise.all([hashing, readStoreState(store, options.app, options.retries, newest)])
+    // A versioned store keeps headers in the manifest, not with the bytes: only content decides.
+    const withHeaders = store.layout === 'flat'
+    const wanted = hashed.map(({ relpath, size, md5, contentType, cacheControl }) =>
+      withHeaders ? { relpath, size, md5, contentType, cacheControl } : { relpath, size, md5 },
+    )
+    const byRelpath = new Map(hashed.map((file) => [file.relpath, file]))
+    const planned = planSync(wanted, held)
+    const original = (files: readonly { relpath: string }[]) => files.map((file) => byRelpath.get(file.relpath)!)
+    const sync = { unchanged: original(planned.unchanged), added: original(planned.added), changed: original(planned.changed) }
+    if (skipNothing) {
+      sync.changed.push(...sync.unchanged)
+      sync.unchanged = []
+    }
+    if (store.exists && sync.unchanged.length > 0) {
+      // A key deleted behind our back (eviction, a hand-made cleanup) is written again.
+      const present = await store.exists(sync.unchanged.map((file) => held.get(file.relpath)!.key))
+      sync.added.push(...sync.unchanged.filter((_, index) => !present[index]))
+      sync.unchanged = sync.unchanged.filter((_, index) => present[index])
+    }
+    return { sync, held, lease }
+  } catch (error) {
+    await lease?.release()
     throw error
   }
-  logger.info(`pushed ${all.length} files (${formatBytes(report.bytes)}) of ${options.app} to ${store.display}, manifest ${manifestKey}`)
+}
 
-  if (options.prune)
-    report.pruned = await prune({
-      store,
-      app: options.app,
-      rule: { ...options.prune, now: Math.floor(now() / 1000) },
-      entrypoints: options.entrypoint,
-      retries: options.retries,
-      logger,
-    })
-  return { ...report, durationMs: now() - started }
+async function hashAll(files: readonly PlannedUpload[]): Promise<HashedUpload[]> {
+  const hashed: HashedUpload[] = []
+  await forEachLimited(files, HASHING, async (file) => {
+    hashed.push({ ...file, md5: await md5File(file.path) })
+  })
+  const order = new Map(files.map((file, index) => [file.relpath, index]))
+  return hashed.sort((a, b) => order.get(a.relpath)! - order.get(b.relpath)!)
 }
 
 async function persist(store: Store, files: readonly PlannedUpload[], timestamp: number): Promise<void> {
@@ -160,7 +321,7 @@ async function persist(store: Store, files: readonly PlannedUpload[], timestamp:
     )
 }
 
-/** Best effort: the keys expire on their own (`lockTtl`) if this fails too. */
+/** Best effort: the keys expire on their own (`lockTtl`) if this fails too. Only keys this build wrote go. */
 async function abandonVersionedBuild(store: Store, files: readonly PlannedUpload[], lockKey: string, logger: Logger): Promise<void> {
   try {
     await store.delete(files.map((file) => file.key))

@@ -2,6 +2,10 @@
 export interface BuildRecord {
   timestamp: number
   files: readonly string[]
+  /** Versioned stores: for files found unchanged in an older build, that build's timestamp (the key's version). */
+  versions?: Readonly<Record<string, number>>
+  /** Versioned stores: found by scanning data keys, without a manifest (written by valpop alone). */
+  scanned?: boolean
 }
 
 export interface PruneRule {
@@ -44,34 +48,37 @@ export function planFlatPrune<T extends BuildRecord>(builds: readonly T[], rule:
 }
 
 /**
- * Versioned layout (Valkey): one key per build and relpath. A dying build loses its keys, except
- * the newest version of each relpath, which stays whatever its age (valpop's promise: a file a
- * later build did not rewrite is never lost).
+ * Versioned layout (Valkey): one key per build and relpath, and a build names the key of each of
+ * its files (its own, or an older build's it found unchanged). A key dies with the last build that
+ * names it: the keys that dying builds name and no surviving build names go, except those of
+ * `protect` (relpaths a running push may be relying on).
  *
- * Builds are listed from their manifests, so a dying build that still holds such a version must
- * keep a manifest or the version becomes invisible: it `shrinks` to the files it still holds. One
- * that holds nothing else dies; one whose every version is still the newest stays whole.
+ * Builds that valpop wrote without a manifest keep valpop's promise: the newest version of each
+ * relpath stays, whatever its age.
  */
 export function planVersionedPrune<T extends BuildRecord>(
   builds: readonly T[],
-  rule: Omit<PruneRule, 'protect'>,
-): { surviving: T[]; dying: T[]; shrinking: { build: T; files: string[] }[]; deleteVersions: { timestamp: number; relpath: string }[] } {
-  const partition = partitionBuilds(builds, rule)
+  rule: PruneRule,
+): { surviving: T[]; dying: T[]; deleteVersions: { timestamp: number; relpath: string }[] } {
+  const { surviving, dying: aged } = partitionBuilds(builds, rule)
+  const versionOf = (build: BuildRecord, relpath: string) => build.versions?.[relpath] ?? build.timestamp
+  const id = (timestamp: number, relpath: string) => `${timestamp}\0${relpath}`
+  const named = new Set(surviving.flatMap((build) => build.files.map((relpath) => id(versionOf(build, relpath), relpath))))
+  const protect = new Set(rule.protect)
   const newestVersion = new Map<string, number>()
-  for (const build of builds) for (const file of build.files) newestVersion.set(file, Math.max(newestVersion.get(file) ?? -1, build.timestamp))
-  const plan = {
-    surviving: partition.surviving,
-    dying: [] as T[],
-    shrinking: [] as { build: T; files: string[] }[],
-    deleteVersions: [] as { timestamp: number; relpath: string }[],
+  for (const build of builds)
+    for (const relpath of build.files) newestVersion.set(relpath, Math.max(newestVersion.get(relpath) ?? -1, versionOf(build, relpath)))
+  const deleteVersions = new Map<string, { timestamp: number; relpath: string }>()
+  const dying: T[] = []
+  for (const build of aged) {
+    const valpopKeeps = build.files.filter((relpath) => build.scanned && newestVersion.get(relpath) === build.timestamp)
+    // A scanned build is its keys: one that keeps any is still there.
+    ;(valpopKeeps.length > 0 ? surviving : dying).push(build)
+    for (const relpath of build.files) {
+      const timestamp = versionOf(build, relpath)
+      if (!named.has(id(timestamp, relpath)) && !protect.has(relpath) && !valpopKeeps.includes(relpath))
+        deleteVersions.set(id(timestamp, relpath), { timestamp, relpath })
+    }
   }
-  for (const build of partition.dying) {
-    const held = build.files.filter((relpath) => newestVersion.get(relpath) === build.timestamp)
-    const older = build.files.filter((relpath) => newestVersion.get(relpath) !== build.timestamp)
-    plan.deleteVersions.push(...older.map((relpath) => ({ timestamp: build.timestamp, relpath })))
-    if (held.length === 0) plan.dying.push(build)
-    else if (older.length === 0) plan.surviving.push(build)
-    else plan.shrinking.push({ build, files: held })
-  }
-  return plan
+  return { surviving, dying, deleteVersions: [...deleteVersions.values()] }
 }

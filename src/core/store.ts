@@ -23,12 +23,21 @@ export interface PutOptions {
   expiresIn?: number
 }
 
+/** What a store tells of an object it just wrote. */
+export interface PutResult {
+  /** The object's version tag, as {@link StoreEntry.etag} lists it; a later listing with the same tag means the same bytes. */
+  etag?: string
+}
+
 export interface StoreEntry {
   key: string
   /** Bytes, when the store knows it cheaply. */
   size?: number
   lastModified?: Date
-  /** An opaque version tag (S3 ETag, quotes stripped). Not always a content hash. */
+  /**
+   * An opaque version tag that changes whenever the object is written (S3 ETag, quotes stripped;
+   * a local file's inode and mtime). Not always a content hash.
+   */
   etag?: string
 }
 
@@ -43,7 +52,17 @@ export interface Store {
   readonly layout: StoreLayout
   /** Where the store points, with every secret redacted: safe to print. */
   readonly display: string
-  put(key: string, body: PutBody, options?: PutOptions): Promise<void>
+  /**
+   * Writes an object. Bodies on disk are read by the store; `bufferedBytes` says how much of one it
+   * holds in memory at once, so that core can bound the bytes in flight.
+   */
+  put(key: string, body: PutBody, options?: PutOptions): Promise<PutResult>
+  /** Bytes held in memory while a body of `size` bytes is put (default: all of them). */
+  bufferedBytes?(size: number): number
+  /** Uploads in flight that suit the store when the user names none (default 16). */
+  readonly concurrency?: number
+  /** Whether each key exists, cheaper than listing for stores with no prefix listing (Valkey). */
+  exists?(keys: readonly string[]): Promise<boolean[]>
   /** The value as a stream, or `undefined` when the key does not exist. */
   read(key: string): Promise<Readable | undefined>
   /** Every key that starts with `prefix` (a plain string, not a pattern), in no particular order. */

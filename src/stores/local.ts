@@ -1,12 +1,16 @@
 import { randomBytes } from 'node:crypto'
+import type { Stats } from 'node:fs'
 import { createReadStream } from 'node:fs'
 import { copyFile, mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { dirname, join, relative, sep } from 'node:path'
 import type { Readable } from 'node:stream'
 import { assertSafeRelpath } from '../core/paths'
-import type { PutBody, Store, StoreEntry } from '../core/store'
+import type { PutBody, PutResult, Store, StoreEntry } from '../core/store'
 
 const DRIVER_NAME = 'local'
+
+/** Every write renames a new file into place: a new inode, so the tag changes even within one mtime tick. */
+const etagOf = (info: Stats) => `${info.ino.toString(16)}-${info.mtimeMs.toString(16)}-${info.size.toString(16)}`
 
 /**
  * A directory with the same keys as the S3 store (`data/<app>/...`, `manifests/<app>/<ts>`), for a
@@ -19,13 +23,16 @@ export function createLocalStore(root: string): Store {
     kind: DRIVER_NAME,
     layout: 'flat',
     display: root,
-    async put(key: string, body: PutBody) {
+    // The kernel copies a file on disk: nothing is held in memory.
+    bufferedBytes: () => 0,
+    async put(key: string, body: PutBody): Promise<PutResult> {
       const target = pathOf(key)
       const temporary = `${target}.${randomBytes(4).toString('hex')}.tmp`
       await mkdir(dirname(target), { recursive: true })
       try {
         await ('file' in body ? copyFile(body.file, temporary) : writeFile(temporary, body))
         await rename(temporary, target)
+        return { etag: etagOf(await stat(target)) }
       } catch (error) {
         await rm(temporary, { force: true })
         throw error
@@ -43,7 +50,7 @@ export function createLocalStore(root: string): Store {
         const key = relative(root, path).split(sep).join('/')
         if (key.startsWith(prefix) && !key.endsWith('.tmp')) {
           const info = await stat(path)
-          yield { key, size: info.size, lastModified: info.mtime }
+          yield { key, size: info.size, lastModified: info.mtime, etag: etagOf(info) }
         }
       }
     },

@@ -16,14 +16,14 @@ import { Upload } from '@aws-sdk/lib-storage'
 import { forEachLimited } from '../core/concurrency'
 import { invalidOption, PushCacheError, redact } from '../core/errors'
 import type { S3Options } from '../core/options'
-import type { PutBody, PutOptions, Store, StoreEntry } from '../core/store'
+import type { PutBody, PutOptions, PutResult, Store, StoreEntry } from '../core/store'
 
 const DRIVER_NAME = 's3'
 
 const MIB = 1024 * 1024
 const PART_SIZE = 8 * MIB
-/** Parts in flight per multipart upload: memory stays at most PART_SIZE × this per file. */
-const PART_QUEUE = 4
+/** Parts in flight per multipart upload; lib-storage buffers one more while it reads the next. */
+const PART_QUEUE = 2
 /** DeleteObjects takes at most 1000 keys. */
 const DELETE_BATCH = 1000
 const SINGLE_DELETE_CONCURRENCY = 8
@@ -113,19 +113,21 @@ export function createS3Store(url: string, options: S3Options): Store {
     kind: DRIVER_NAME,
     layout: 'flat',
     display,
-    async put(key: string, body: PutBody, { contentType, cacheControl, metadata }: PutOptions = {}) {
+    bufferedBytes: (size) => (size > multipartThreshold ? PART_SIZE * (PART_QUEUE + 1) : size),
+    async put(key: string, body: PutBody, { contentType, cacheControl, metadata }: PutOptions = {}): Promise<PutResult> {
       const params: PutObjectCommandInput = { Bucket: bucket, Key: root + key, ContentType: contentType, CacheControl: cacheControl, Metadata: metadata }
       if ('file' in body && body.size > multipartThreshold) {
         // A fresh stream per attempt; Upload holds at most PART_QUEUE parts in memory.
         // https://docs.aws.amazon.com/AmazonS3/latest/API/API_CreateMultipartUpload.html
         const upload = new Upload({ client: s3(), params: { ...params, Body: createReadStream(body.file) }, partSize: PART_SIZE, queueSize: PART_QUEUE })
-        await call(() => upload.done())
-        return
+        const { ETag } = await call(() => upload.done())
+        return { etag: ETag?.replaceAll('"', '') }
       }
       // A Buffer, unlike a stream, can be sent again when core retries.
       const bytes = 'file' in body ? await readFile(body.file) : body
       // https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html
-      await call((c) => c.send(new PutObjectCommand({ ...params, Body: bytes, ContentLength: bytes.byteLength })))
+      const { ETag } = await call((c) => c.send(new PutObjectCommand({ ...params, Body: bytes, ContentLength: bytes.byteLength })))
+      return { etag: ETag?.replaceAll('"', '') }
     },
     async read(key: string): Promise<Readable | undefined> {
       try {

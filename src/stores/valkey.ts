@@ -4,11 +4,16 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { Cluster, Redis, type RedisOptions } from 'iovalkey'
 import { describeError, invalidOption, PushCacheError } from '../core/errors'
 import type { ValkeyOptions } from '../core/options'
-import type { PutBody, PutOptions, Store, StoreEntry } from '../core/store'
+import type { PutBody, PutOptions, PutResult, Store, StoreEntry } from '../core/store'
 
 const DRIVER_NAME = 'valkey'
 
-/** Keys per round of pipelined UNLINK/PERSIST: bounds what one round holds in memory. */
+/**
+ * Writes in flight by default: each `SET` costs no connection, and auto-pipelining sends all that
+ * are ready in one round trip, so many in flight means few round trips (core still caps their bytes).
+ */
+const CONCURRENCY = 512
+/** Keys per round of pipelined UNLINK/PERSIST/EXISTS: bounds what one round holds in memory. */
 const BATCH = 1000
 /** What Redis and Valkey accept by default when CONFIG GET is not allowed. */
 const DEFAULT_MAX_BULK = 512 * 1024 * 1024
@@ -170,8 +175,10 @@ export function createValkeyStore(url: string, options: ValkeyOptions): Store {
     layout: 'versioned',
     display: target.display,
 
+    concurrency: CONCURRENCY,
+
     // https://valkey.io/commands/set/ ; a value is sent whole, so the file is read into memory.
-    async put(key: string, body: PutBody, putOptions: PutOptions = {}) {
+    async put(key: string, body: PutBody, putOptions: PutOptions = {}): Promise<PutResult> {
       const size = 'file' in body ? body.size : body.byteLength
       const limit = await maxValueSize()
       if (size > limit)
@@ -182,6 +189,12 @@ export function createValkeyStore(url: string, options: ValkeyOptions): Store {
       const value = 'file' in body ? await readFile(body.file) : Buffer.from(body.buffer, body.byteOffset, body.byteLength)
       const valkey = await client()
       await guard(putOptions.expiresIn ? valkey.set(key, value, 'EX', putOptions.expiresIn) : valkey.set(key, value))
+      return {}
+    },
+
+    // https://valkey.io/commands/exists/
+    async exists(keys: readonly string[]) {
+      return (await eachKey(keys, (valkey, key) => valkey.exists(key))).map((count) => count === 1)
     },
 
     // https://valkey.io/commands/get/

@@ -1,0 +1,55 @@
+import { newestBuild, type StoredBuild } from './builds'
+import { isMd5 } from './digest'
+import { flatLayout, versionedLayout } from './layout'
+import type { Store } from './store'
+import type { HeldFile } from './sync-plan'
+
+/** A file the store serves now, with what is known of its bytes (and, on flat stores, headers). */
+export interface StoredFile extends HeldFile {
+  key: string
+  /** Flat stores: the object's version tag in the listing. */
+  etag?: string
+  /** Versioned stores: the build whose key holds the bytes. */
+  version?: number
+}
+
+/**
+ * What the store holds for `app`, by relpath, in a few requests: on flat stores one listing of the
+ * data prefix plus the newest manifest; on versioned stores the newest complete build's manifest.
+ *
+ * An MD5 is trusted only when the store vouches for it: a listed ETag that is a plain MD5, or a
+ * listed tag equal to the one the newest manifest recorded with its MD5 (multipart and SSE-KMS
+ * ETags, local files). Versioned keys are never rewritten, so their manifest's MD5 holds for as
+ * long as the key exists: callers check that with `exists`.
+ */
+export async function readStoreState(store: Store, app: string, retries: number, newestRead?: StoredBuild | null): Promise<Map<string, StoredFile>> {
+  const files = new Map<string, StoredFile>()
+  // A manifest never changes once written: one the caller read before is as good.
+  const readNewest = async () => (newestRead === undefined ? newestBuild(store, app, retries) : (newestRead ?? undefined))
+  if (store.layout === 'versioned') {
+    const newest = await readNewest()
+    for (const relpath of newest?.files ?? []) {
+      const entry = newest?.manifest?.entries?.[relpath]
+      const version = entry?.version ?? newest!.timestamp
+      files.set(relpath, { key: versionedLayout.dataKey(app, version, relpath), version, size: entry?.size, md5: entry?.md5 })
+    }
+    return files
+  }
+  const listing: { key: string; size?: number; etag?: string }[] = []
+  const [newest] = await Promise.all([
+    readNewest(),
+    (async () => {
+      for await (const entry of store.list(flatLayout.dataPrefix(app))) listing.push(entry)
+    })(),
+  ])
+  const recorded = newest?.manifest?.entries ?? {}
+  for (const { key, size, etag } of listing) {
+    const relpath = flatLayout.parseDataKey(app, key)?.relpath
+    if (relpath === undefined) continue
+    const entry = recorded[relpath]
+    const vouched = entry !== undefined && etag !== undefined && (entry.etag === etag || (isMd5(etag) && entry.md5 === etag.toLowerCase()))
+    const md5 = vouched ? entry.md5 : isMd5(etag) ? etag.toLowerCase() : undefined
+    files.set(relpath, { key, size, etag, md5, ...(vouched ? { contentType: entry.contentType, cacheControl: entry.cacheControl } : {}) })
+  }
+  return files
+}

@@ -14,6 +14,7 @@ export interface Flags {
   exclude?: unknown
   concurrency?: unknown
   dryRun?: boolean
+  force?: boolean
   json?: boolean
   pruneOlderThan?: unknown
   olderThan?: unknown
@@ -46,9 +47,10 @@ export const FLAG_GROUPS = {
     ['--include <glob>', 'Push only matching files (repeatable, default **)', repeatable],
     ['--exclude <glob>', 'Never push matching files (repeatable)', repeatable],
     ['--prune-older-than <dur>', 'After the push, prune builds older than this (90s, 48h, 7d)'],
+    ['--force', 'Upload every file, even those the store holds with the same content and headers'],
   ],
   entrypoint: [['--entrypoint <file>', 'File written last, once everything else is in place (repeatable, default fed-mods.json)', repeatable]],
-  concurrency: [['--concurrency <n>', 'Transfers in flight at once (default 16)']],
+  concurrency: [['--concurrency <n>', 'Transfers in flight at once (default 16; 512 for Valkey uploads)']],
   keep: [['--keep <n>', 'The newest N builds always survive (default 3)']],
   olderThan: [['--older-than <dur>', 'Prune builds older than this (90s, 48h, 7d)']],
   dryRun: [['--dry-run', 'Show what would be done and write nothing']],
@@ -107,6 +109,7 @@ export function toOptions(flags: Flags): Options {
     exclude: list(flags.exclude),
     concurrency: integer('--concurrency', flags.concurrency),
     dryRun: flags.dryRun,
+    force: flags.force,
     prune: olderThan === undefined ? undefined : defined({ olderThan, keep }),
     s3: defined<S3Options>({
       endpoint: text(flags['s3-endpoint']),

@@ -49,7 +49,8 @@ export function createLocalStore(root: string): Store {
       for await (const path of walk(start)) {
         const key = relative(root, path).split(sep).join('/')
         if (key.startsWith(prefix) && !key.endsWith('.tmp')) {
-          const info = await stat(path)
+          const info = await stat(path).catch(() => undefined)
+          if (!info) continue // deleted since the directory was read
           yield { key, size: info.size, lastModified: info.mtime, etag: etagOf(info) }
         }
       }

@@ -1,10 +1,15 @@
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
+import { readFile } from 'node:fs/promises'
 
-/** Hex MD5 of a file, streamed: what a single-part S3 ETag is, and what manifests record per file. */
-export async function md5File(path: string): Promise<string> {
+/** Below this a file is read in one call: a stream's 64 KiB buffer per small file costs more than it saves. */
+const READ_WHOLE = 1024 * 1024
+
+/** Hex MD5 of a file (streamed when large): what a single-part S3 ETag is, and what manifests record per file. */
+export async function md5File(path: string, size: number): Promise<string> {
   const hash = createHash('md5')
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer)
+  if (size <= READ_WHOLE) hash.update(await readFile(path))
+  else for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer)
   return hash.digest('hex')
 }
 

@@ -306,7 +306,7 @@ async function planAgainstStore(
 async function hashAll(files: readonly PlannedUpload[]): Promise<HashedUpload[]> {
   const hashed: HashedUpload[] = []
   await forEachLimited(files, HASHING, async (file) => {
-    hashed.push({ ...file, md5: await md5File(file.path) })
+    hashed.push({ ...file, md5: await md5File(file.path, file.size) })
   })
   const order = new Map(files.map((file, index) => [file.relpath, index]))
   return hashed.sort((a, b) => order.get(a.relpath)! - order.get(b.relpath)!)

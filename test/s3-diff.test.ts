@@ -132,3 +132,26 @@ describe('S3: a push writes only what the store does not hold yet', () => {
     expect(report).toMatchObject({ unchanged: 0, changed: Object.keys(build1).length })
   })
 })
+
+describe('S3: an older build pushed after a newer one', () => {
+  it('adds its new files and manifest but replaces nothing the newer build serves', async () => {
+    const bucket = await createBucket()
+    const store = createS3Store(s3StoreUrl(bucket), s3StoreOptions())
+    const push = async (files: Record<string, string>, timestamp: number) =>
+      populate({
+        store,
+        options: resolveOptions({ app: APP, store: s3StoreUrl(bucket), s3: s3StoreOptions(), timestamp }, {}),
+        files: await collectFiles(await writeTree(await tempDir(), files)),
+      })
+    try {
+      await push(build2, V2)
+      const report = await push(build1, V1)
+      expect(report).toMatchObject({ superseded: true, changed: 0, added: 2 })
+      const served = await getObject(bucket, `data/${APP}/fed-mods.json`)
+      expect(served?.body.toString()).toBe(build2['fed-mods.json'])
+      expect((await getObject(bucket, `data/${APP}/index.html`))?.body.toString()).toBe(build2['index.html'])
+    } finally {
+      await store.close()
+    }
+  })
+})

@@ -62,6 +62,13 @@ export async function newestBuild(store: Store, app: string, retries = 3): Promi
   return newest === undefined ? undefined : readBuild(store, app, newest, retries)
 }
 
+/** Whether a build of `app` newer than `timestamp` has a manifest: one listing, no reads. */
+export async function newerBuildExists(store: Store, app: string, timestamp: number): Promise<boolean> {
+  const layout = layoutOf(store.layout)
+  for await (const { key } of store.list(layout.manifestPrefix(app))) if ((layout.parseManifestKey(app, key) ?? -1) > timestamp) return true
+  return false
+}
+
 /** Versioned builds still being written (their lock key exists); flat stores have no locks. */
 async function lockedTimestamps(store: Store, app: string): Promise<Set<number>> {
   if (store.layout !== 'versioned') return new Set()

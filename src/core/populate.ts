@@ -1,4 +1,4 @@
-import { newestBuild, type StoredBuild } from './builds'
+import { newerBuildExists, newestBuild, type StoredBuild } from './builds'
 import { forEachLimited, withRetry } from './concurrency'
 import { md5File } from './digest'
 import { describeError, PushCacheError } from './errors'
@@ -42,6 +42,11 @@ export interface PopulateReport {
   entrypoints: string[]
   /** Set when the run was skipped because the newest build already records the same image. */
   skipped?: 'same-image'
+  /**
+   * Set when a newer build was found in a flat store (S3, local): this older one added its new
+   * files and its manifest, and replaced nothing served (no changed file, no entrypoint).
+   */
+  superseded?: boolean
   dryRun: boolean
   durationMs: number
   /** Milliseconds spent in each phase that ran: plan, added, changed, entrypoints, manifest, prune. */
@@ -182,10 +187,15 @@ export async function populate({ store, options, files, logger = silentLogger, o
       'added',
       sync.added.filter((file) => !file.entrypoint),
     )
-    await putAll(
-      'changed',
-      sync.changed.filter((file) => !file.entrypoint),
-    )
+    // A flat key holds one build's bytes: an older build pushed after a newer one (a re-run CI job)
+    // must not replace what the newer one serves. Versioned readers already take the newest build.
+    const supersededBy = async () => !versioned && (await newerBuildExists(store, options.app, options.timestamp))
+    report.superseded = await supersededBy()
+    if (!report.superseded)
+      await putAll(
+        'changed',
+        sync.changed.filter((file) => !file.entrypoint),
+      )
     if (versioned) await persist(store, written, options.timestamp)
     if (lease && !lease.live())
       throw new PushCacheError(
@@ -194,7 +204,13 @@ export async function populate({ store, options, files, logger = silentLogger, o
       )
     // Entrypoints name the other files: they are published only now that all of them are in place.
     const entrypoints = toWrite.filter((file) => file.entrypoint).sort((a, b) => plan.entrypoints.indexOf(a) - plan.entrypoints.indexOf(b))
-    if (entrypoints.length > 0)
+    report.superseded ||= entrypoints.length > 0 && (await supersededBy())
+    if (report.superseded) {
+      Object.assign(report, { uploaded: written.length, bytes: sum(written), added: written.length, changed: 0 })
+      logger.warn(
+        `a build newer than ${options.timestamp} is in ${store.display}: this build's new files and manifest were written, nothing it would replace (changed files, entrypoints)`,
+      )
+    } else if (entrypoints.length > 0)
       await timed('entrypoints', async () => {
         for (const file of entrypoints) await put(file)
         if (versioned) await persist(store, entrypoints, options.timestamp)

@@ -33,6 +33,9 @@ export function summarize(results) {
       runs,
     }
   })
+  // One case after another, tools in the order they ran.
+  const cases = [...new Set(rows.map((row) => row.case))]
+  rows.sort((a, b) => cases.indexOf(a.case) - cases.indexOf(b.case))
   for (const row of rows) {
     const subject = rows.find((other) => other.case === row.case && other.tool === SUBJECT)
     row.ratio = row.tool === SUBJECT || !subject ? null : subject.wallS / row.wallS

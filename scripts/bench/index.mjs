@@ -1,0 +1,324 @@
+#!/usr/bin/env node
+// `npm run bench`: push-cache's CLI against its peers on the same synthetic builds, against real
+// servers it starts on 127.0.0.1 (moto_server, redis-server). See the README's "Benchmark" section.
+import { spawnSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { mkdir, rm, writeFile } from 'node:fs/promises'
+import os from 'node:os'
+import { join, relative, resolve } from 'node:path'
+import { parseArgs } from 'node:util'
+import { Redis } from 'iovalkey'
+import { canMeasureResources, killRunning, measure } from './measure.mjs'
+import { formatBytes, formatTable, SUBJECT, summarize } from './report.mjs'
+import { killAll, LOOPBACK, startCountingProxy, startDelayProxy, startMoto, startRedis } from './servers.mjs'
+import { ensureBuilds, FULL, freshen, listFiles, QUICK } from './synthetic.mjs'
+
+const USAGE = `Usage: npm run bench -- [options]
+  --runs <n>       runs of every case; the table shows medians (default 3, 1 with --quick)
+  --rtt <ms>       add this many ms to every round trip, through a loopback proxy (default 0)
+  --quick          small data and 1 run: a smoke check in about a minute
+  --skip-big       leave out the 1 GiB case (10 files of 100 MiB)
+  --only <groups>  run only these, comma-separated: push, pop, valkey, big
+  --seed <text>    seed of the synthetic builds (default push-cache-bench)
+  --timeout <s>    kill a run that takes longer (default 900)`
+
+const { values: flags } = parseArgs({
+  options: {
+    runs: { type: 'string' },
+    rtt: { type: 'string', default: '0' },
+    quick: { type: 'boolean', default: false },
+    'skip-big': { type: 'boolean', default: false },
+    only: { type: 'string', default: 'push,pop,valkey,big' },
+    seed: { type: 'string', default: 'push-cache-bench' },
+    timeout: { type: 'string', default: '900' },
+    help: { type: 'boolean', default: false },
+  },
+})
+if (flags.help) {
+  console.log(USAGE)
+  process.exit(0)
+}
+const wholeNumber = (flag, text) => {
+  if (!/^\d+$/.test(text)) {
+    console.error(`--${flag} is ${JSON.stringify(text)}: use a whole number.\n${USAGE}`)
+    process.exit(2)
+  }
+  return Number(text)
+}
+const runs = Math.max(1, wholeNumber('runs', flags.runs ?? (flags.quick ? '1' : '3')))
+const rtt = wholeNumber('rtt', flags.rtt)
+const timeoutMs = wholeNumber('timeout', flags.timeout) * 1000
+const groups = new Set(flags.only.split(',').map((group) => group.trim()))
+for (const group of groups)
+  if (!['push', 'pop', 'valkey', 'big'].includes(group)) {
+    console.error(`--only names ${JSON.stringify(group)}: use push, pop, valkey and big.\n${USAGE}`)
+    process.exit(2)
+  }
+if (flags['skip-big']) groups.delete('big')
+
+const ROOT = resolve(import.meta.dirname, '../..')
+const BENCH = join(ROOT, '.bench')
+const SCRATCH = join(BENCH, 'scratch')
+const CLI = join(ROOT, 'dist/cli.js')
+const PEER = join(import.meta.dirname, 'peer.mjs')
+const APP = 'bench'
+const BUCKET = 'bench'
+const DATA_PREFIX = `data/${APP}/`
+const NODE = process.execPath
+const log = (line) => process.stderr.write(`${line}\n`)
+
+if (!existsSync(CLI)) {
+  log('dist/cli.js is missing: npm run build')
+  const build = spawnSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'inherit', timeout: 300_000 })
+  if (build.status !== 0) process.exit(1)
+}
+
+const aws = spawnSync('aws', ['--version'], { encoding: 'utf8', timeout: 60_000 })
+const awsVersion = aws.status === 0 ? `${aws.stdout}${aws.stderr}`.trim().split(' ')[0] : undefined
+if (!awsVersion) log('aws CLI not found (`aws --version` failed): the `aws s3 sync` peer is skipped.')
+
+// Ctrl-C or a crash must not leave servers or runs behind.
+process.once('exit', () => {
+  killRunning()
+  killAll()
+})
+for (const signal of ['SIGINT', 'SIGTERM'])
+  process.once(signal, () => {
+    log(`\n${signal}: stopping the servers and the run in progress`)
+    process.exit(130)
+  })
+
+const startedAt = performance.now()
+const loadAtStart = os.loadavg()[0]
+const sizes = flags.quick ? QUICK : FULL
+log(`Synthetic builds under ${relative(ROOT, BENCH)}/ (seed ${flags.seed}${flags.quick ? ', quick sizes' : ''})…`)
+const data = await ensureBuilds(BENCH, { seed: flags.seed, app: APP, sizes, big: groups.has('big') })
+await rm(SCRATCH, { recursive: true, force: true })
+await mkdir(SCRATCH, { recursive: true })
+
+const moto = await startMoto(BUCKET)
+const redis = await startRedis(SCRATCH)
+const counter = await startCountingProxy(moto.port)
+const delays = rtt > 0 ? [await startDelayProxy(counter.port, rtt), await startDelayProxy(redis.port, rtt)] : []
+const s3Endpoint = `http://${LOOPBACK}:${rtt > 0 ? delays[0].port : counter.port}`
+const valkeyPort = rtt > 0 ? delays[1].port : redis.port
+const valkey = new Redis({ host: LOOPBACK, port: redis.port, commandTimeout: 30_000, maxRetriesPerRequest: 1 })
+
+/** The children's environment: ours without AWS and push-cache settings, then the bench's S3 server and dummy credentials. */
+function childEnv(endpoint) {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^(AWS_|PUSH_CACHE_|BUILD_TIMESTAMP$|SOURCE_DATE_EPOCH$)/.test(name)))
+  return {
+    ...env,
+    AWS_ENDPOINT_URL_S3: endpoint,
+    AWS_ACCESS_KEY_ID: 'bench',
+    AWS_SECRET_ACCESS_KEY: 'bench',
+    AWS_REGION: 'us-east-1',
+    AWS_DEFAULT_REGION: 'us-east-1',
+    // No profile of the user's may change what is measured.
+    AWS_CONFIG_FILE: join(SCRATCH, 'aws-config'),
+    AWS_SHARED_CREDENTIALS_FILE: join(SCRATCH, 'aws-credentials'),
+    CI: 'true',
+  }
+}
+const measuredEnv = childEnv(s3Endpoint)
+/** For setting the stage: straight to moto, neither delayed nor counted. */
+const directEnv = childEnv(moto.endpoint)
+
+let timestamp = Math.floor(Date.now() / 1000)
+const nextTimestamp = () => String(++timestamp)
+
+const cases = {
+  pushCold: { title: `S3 push, cold: build A (${describe(data.a)}) into an empty bucket` },
+  pushSame: { title: 'S3 push, same build again: build A once more, fresh mtimes, onto build A' },
+  pushChanged: { title: `S3 push, 5% changed: build B (${data.b.changed} files differ from A) onto build A` },
+  popCold: { title: `S3 pop, cold: the bucket holds build A, the destination is empty` },
+  popChanged: { title: 'S3 pop, 5% changed: the bucket holds A and B, the destination holds what the last pop wrote' },
+  valkey: { title: `Valkey populate, cold: ${describe(data.valkey)} into an empty server` },
+  big: { title: `S3 push, big files: ${data.big ? describe(data.big) : ''} into an empty bucket (memory)` },
+}
+function describe({ files, bytes }) {
+  return `${files.toLocaleString('en-US')} files, ${formatBytes(bytes)}`
+}
+
+const s3Store = `s3://${BUCKET}`
+const pushTools = [
+  { tool: SUBJECT, command: (dir) => [NODE, [CLI, 'populate', dir, '--app', APP, '--store', s3Store, '--timestamp', nextTimestamp(), '--json']] },
+  awsVersion && {
+    tool: 'aws s3 sync',
+    command: (dir) => ['aws', ['s3', 'sync', dir, `s3://${BUCKET}/${DATA_PREFIX}`, '--endpoint-url', s3Endpoint, '--only-show-errors', '--no-progress']],
+  },
+  { tool: 'SDK PutObject, 1 at a time', command: (dir) => [NODE, [PEER, 's3-put', dir, BUCKET, DATA_PREFIX, '1']] },
+  { tool: 'SDK PutObject, 32 at a time', command: (dir) => [NODE, [PEER, 's3-put', dir, BUCKET, DATA_PREFIX, '32']] },
+].filter(Boolean)
+const popTools = [
+  { tool: SUBJECT, command: (dest) => [NODE, [CLI, 'pop', dest, '--app', APP, '--store', s3Store, '--json']] },
+  awsVersion && {
+    tool: 'aws s3 sync',
+    command: (dest) => ['aws', ['s3', 'sync', `s3://${BUCKET}/${DATA_PREFIX}`, dest, '--endpoint-url', s3Endpoint, '--only-show-errors', '--no-progress']],
+  },
+].filter(Boolean)
+const valkeyStore = `redis://${LOOPBACK}:${valkeyPort}`
+const valkeyTools = [
+  { tool: SUBJECT, command: (dir, ts) => [NODE, [CLI, 'populate', dir, '--app', APP, '--store', valkeyStore, '--timestamp', ts, '--json']] },
+  { tool: 'SET, 1 at a time', command: (dir, ts) => [NODE, [PEER, 'valkey-set', dir, String(valkeyPort), `data:${APP}:${ts}:`]] },
+  { tool: 'SET, pipelined', command: (dir, ts) => [NODE, [PEER, 'valkey-pipeline', dir, String(valkeyPort), `data:${APP}:${ts}:`]] },
+]
+
+const results = []
+function record(caseId, tool, run, runNumber) {
+  let entry = results.find((result) => result.case === caseId && result.tool === tool)
+  if (!entry) {
+    entry = { case: caseId, title: cases[caseId].title, tool, runs: [] }
+    results.push(entry)
+  }
+  entry.runs.push(run)
+  const resources = run.cpuS === null ? '' : `, CPU ${run.cpuS.toFixed(2)} s, peak RSS ${Math.round(run.rssMb)} MiB`
+  log(`  run ${runNumber}/${runs}  ${caseId.padEnd(11)} ${tool.padEnd(28)} ${run.wallS.toFixed(2)} s${resources}`)
+}
+
+/** push-cache's `--json` report: the last line of its stdout. */
+function reportOf(stdout) {
+  const line = stdout.trim().split('\n').at(-1)
+  try {
+    return line ? JSON.parse(line) : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** Runs `[command, args]` measured, with its S3 requests counted. */
+async function measureS3([command, args]) {
+  counter.take()
+  const run = await measure(command, args, { env: measuredEnv, timeoutMs, scratch: SCRATCH })
+  return { wallS: run.wallS, cpuS: run.cpuS, rssMb: run.rssMb, requests: counter.take(), report: reportOf(run.stdout) }
+}
+
+async function expectObjects(expected, what) {
+  const found = await moto.count(DATA_PREFIX)
+  if (found !== expected) throw new Error(`${what}: the bucket holds ${found} objects under ${DATA_PREFIX}, expected ${expected}`)
+}
+
+async function pushRuns(runNumber) {
+  for (const { tool, command } of pushTools) {
+    await moto.reset()
+    for (const [caseId, build] of [
+      ['pushCold', data.a],
+      ['pushSame', data.a],
+      ['pushChanged', data.b],
+    ]) {
+      await freshen(build.dir)
+      record(caseId, tool, await measureS3(command(build.dir)), runNumber)
+      if (caseId === 'pushCold') await expectObjects(build.files, `${tool}, cold push`)
+    }
+  }
+}
+
+async function popRuns(runNumber) {
+  await moto.reset()
+  const setStage = (build) =>
+    measure(NODE, [CLI, 'populate', build.dir, '--app', APP, '--store', s3Store, '--timestamp', nextTimestamp()], {
+      env: directEnv,
+      timeoutMs,
+      scratch: SCRATCH,
+    })
+  const destOf = (tool) => join(SCRATCH, 'pop', tool.replace(/\W+/g, '-'))
+  await setStage(data.a)
+  for (const { tool } of popTools) await rm(destOf(tool), { recursive: true, force: true })
+  for (const [caseId, build] of [
+    ['popCold', data.a],
+    ['popChanged', data.b],
+  ]) {
+    if (build === data.b) await setStage(data.b)
+    for (const { tool, command } of popTools) {
+      record(caseId, tool, await measureS3(command(destOf(tool))), runNumber)
+      const popped = (await listFiles(destOf(tool))).length
+      if (popped < build.files) throw new Error(`${tool} popped ${popped} files, fewer than the ${build.files} of the build`)
+    }
+  }
+}
+
+/** Calls per command since FLUSHALL, from INFO commandstats before and after. */
+async function commandStats() {
+  const info = await valkey.info('commandstats')
+  return Object.fromEntries([...info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)].map(([, command, calls]) => [command, Number(calls)]))
+}
+
+async function valkeyRuns(runNumber) {
+  for (const { tool, command } of valkeyTools) {
+    await valkey.flushall()
+    const before = await commandStats()
+    const ts = nextTimestamp()
+    const run = await measure(...command(data.valkey.dir, ts), { env: measuredEnv, timeoutMs, scratch: SCRATCH })
+    const after = await commandStats()
+    // The bench's own INFO (the `before` above) is not the tool's.
+    const requests = Object.fromEntries(
+      Object.entries(after)
+        .map(([name, calls]) => [name, calls - (before[name] ?? 0) - (name === 'info' ? 1 : 0)])
+        .filter(([, calls]) => calls > 0),
+    )
+    record('valkey', tool, { wallS: run.wallS, cpuS: run.cpuS, rssMb: run.rssMb, requests, report: reportOf(run.stdout) }, runNumber)
+    const keys = (await valkey.keys(`data:${APP}:${ts}:*`)).length
+    if (keys !== data.valkey.files) throw new Error(`${tool}: Valkey holds ${keys} data keys of the build, expected ${data.valkey.files}`)
+  }
+}
+
+async function bigRuns(runNumber) {
+  for (const { tool, command } of pushTools) {
+    await moto.reset()
+    await freshen(data.big.dir)
+    record('big', tool, await measureS3(command(data.big.dir)), runNumber)
+    await expectObjects(data.big.files, `${tool}, 1 GiB push`)
+  }
+  await moto.reset() // a gigabyte less for moto to hold
+}
+
+let failure
+try {
+  log(
+    `Servers: moto ${moto.endpoint}, redis-server ${LOOPBACK}:${redis.port}${rtt > 0 ? `, each behind a proxy adding ${rtt} ms per round trip` : ''}. ${runs} run(s).`,
+  )
+  for (let runNumber = 1; runNumber <= runs; runNumber++) {
+    if (groups.has('push')) await pushRuns(runNumber)
+    if (groups.has('pop')) await popRuns(runNumber)
+    if (groups.has('valkey')) await valkeyRuns(runNumber)
+    if (groups.has('big')) await bigRuns(runNumber)
+  }
+} catch (error) {
+  failure = error
+} finally {
+  valkey.disconnect()
+  await Promise.all([...delays.map((proxy) => proxy.close()), counter.close(), moto.stop(), redis.stop()])
+}
+
+const rows = summarize(results)
+const durationS = (performance.now() - startedAt) / 1000
+const machine = {
+  cpu: os.cpus()[0]?.model,
+  cores: os.cpus().length,
+  memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+  os: `${os.type()} ${os.release()}`,
+  node: process.version,
+  aws: awsVersion ?? null,
+  // Other work on the machine slows every tool: a load above the core count means the numbers are noisy.
+  loadAverage: { start: loadAtStart, end: os.loadavg()[0] },
+}
+const out = [
+  `push-cache bench, ${new Date().toISOString()}: ${runs} run(s), medians; rtt ${rtt} ms${flags.quick ? '; quick sizes' : ''}`,
+  `${machine.cores} × ${machine.cpu}, ${machine.memoryGiB} GiB, ${machine.os}, Node ${machine.node}; load average ${loadAtStart.toFixed(1)} at the start, ${machine.loadAverage.end.toFixed(1)} at the end`,
+  "pc/peer: push-cache wall time ÷ the peer's (below 1: push-cache is faster). CPU s: user + system seconds of the client process.",
+  `peak RSS: its largest resident set (GNU time)${canMeasureResources ? '' : ': /usr/bin/time is missing, so neither is measured'}. requests: S3 requests by operation, Valkey commands from INFO commandstats.`,
+  ...formatTable(rows),
+  '',
+  `Took ${Math.round(durationS)} s.`,
+]
+console.log(out.join('\n'))
+const resultsFile = join(BENCH, 'results.json')
+await writeFile(
+  resultsFile,
+  `${JSON.stringify({ date: new Date().toISOString(), machine, options: { runs, rtt, quick: flags.quick, groups: [...groups], seed: flags.seed }, data, durationS, rows, error: failure?.message }, null, 2)}\n`,
+)
+log(`Wrote ${relative(ROOT, resultsFile)}`)
+if (failure) {
+  log(`\nThe bench failed: ${failure.message}`)
+  process.exit(1)
+}

@@ -4,7 +4,7 @@ import { inject } from 'vitest'
 import type { VwatchEnv, VwatchStats } from '../setup/vwatch-server'
 
 /** The vwatch-protocol server test/setup/vwatch-server.ts started. */
-const vwatchEnv = (): VwatchEnv => inject('vwatch')
+export const vwatchEnv = (): VwatchEnv => inject('vwatch')
 
 /** A name no other test uses, with a `/` in it as push-cache's default names have. */
 export const uniqueName = (): string => `test/${randomBytes(4).toString('hex')}`

@@ -1,13 +1,17 @@
 import { mkdir } from 'node:fs/promises'
 import { createServer, type Socket } from 'node:net'
 import { join } from 'node:path'
+import { build } from 'esbuild'
 import { Redis } from 'iovalkey'
 import { describe, expect, it, onTestFinished } from 'vitest'
+import { fixtureConfig } from '../fixtures/app/esbuild.config'
+import { APP } from '../fixtures/app/plugins'
 import { collectFiles } from '../src/core/files'
 import { createLogger } from '../src/core/logger'
 import { type Options, resolveOptions } from '../src/core/options'
 import { populate } from '../src/core/populate'
 import type { Store } from '../src/core/store'
+import esbuildPlugin from '../src/esbuild'
 import { createLocalStore } from '../src/stores/local'
 import { createS3Store } from '../src/stores/s3'
 import { BUILD, closedPort, parseReport, runCli, workspaceWithBuild } from './helpers/cli'
@@ -56,6 +60,17 @@ describe('announce after a push', () => {
     // Announced only once the build was complete in the store.
     expect((await listObjects(bucket, `manifests/${app}/`)).map((object) => object.key)).toEqual([`manifests/${app}/100`, `manifests/${app}/200`])
     await store.close()
+  })
+
+  it('the plugin announces the build it pushed (esbuild)', async () => {
+    const name = uniqueName()
+    const store = await tempDir()
+    const plugin = esbuildPlugin({ app: APP, store, timestamp: 1700000000, announce: { vwatch: vwatchEnv().write, name } })
+    await build({ ...fixtureConfig([plugin]), outdir: await tempDir(), logLevel: 'silent' })
+    expect(await tree(join(store, 'manifests'))).toEqual([`${APP}/1700000000`])
+    const announced = await getVersion(name)
+    expect(versionOf(announced)).toBe('1700000000')
+    expect(await announced.json()).toMatchObject({ app: APP, manifestKey: `manifests/${APP}/1700000000`, store })
   })
 
   it('populate --announce-vwatch / --announce-name (or PUSH_CACHE_ANNOUNCE_VWATCH) announces, and --json reports it', async () => {

@@ -67,31 +67,34 @@ export async function announce(input: { store: Store; options: ResolvedOptions; 
       return `failed: ${reason}`
     }
   }
+  const target = vwatch === undefined ? undefined : vwatchTarget(vwatch, name)
   const [vwatchOutcome, channelOutcome] = await Promise.all([
-    vwatch === undefined ? undefined : attempt(`vwatch ${vwatchTarget(vwatch, name).display}`, () => putVersion(vwatch, name, announcement, build, logger)),
+    target && attempt(`vwatch ${target.url}`, () => putVersion(target, announcement, build, logger)),
     channel === undefined ? undefined : attempt(`channel ${channel}`, () => publish(store, channel, announcement, build, logger)),
   ])
   return { ...(vwatchOutcome && { vwatch: vwatchOutcome }), ...(channelOutcome && { channel: channelOutcome }) }
 }
 
-/**
- * Where a vwatch `PUT /v1/versions/<name>` goes. `fetch` refuses URLs with credentials, so those
- * move into an `Authorization` header; `display` is the URL without them.
- */
-function vwatchTarget(base: string, name: string): { url: string; display: string; headers: Record<string, string> } {
+interface VwatchTarget {
+  /** Without credentials: safe to print. */
+  url: string
+  headers: Record<string, string>
+}
+
+/** Where a vwatch `PUT /v1/versions/<name>` goes. `fetch` refuses URLs with credentials, so those move into an `Authorization` header. */
+function vwatchTarget(base: string, name: string): VwatchTarget {
   const url = new URL(base)
   const headers: Record<string, string> = {}
   if (url.username || url.password) headers.Authorization = `Basic ${btoa(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`)}`
   url.username = url.password = ''
   // Each segment is encoded, each `/` kept: vwatch takes everything after /v1/versions/ as the name.
   url.pathname = `${url.pathname.replace(/\/+$/, '')}/v1/versions/${name.split('/').map(encodeURIComponent).join('/')}`
-  return { url: url.href, display: url.href, headers }
+  return { url: url.href, headers }
 }
 
 // https://github.com/jolynch/vwatch#running: the version comes from `ETag`, its time from
 // `Last-Modified`; 204 when stored, 409 when a newer or different version is already stored.
-async function putVersion(base: string, name: string, announcement: BuildAnnouncement, build: string, logger: Logger): Promise<AnnounceOutcome> {
-  const { url, display, headers } = vwatchTarget(base, name)
+async function putVersion({ url, headers }: VwatchTarget, announcement: BuildAnnouncement, build: string, logger: Logger): Promise<AnnounceOutcome> {
   let response: Response
   try {
     response = await fetch(url, {
@@ -106,20 +109,20 @@ async function putVersion(base: string, name: string, announcement: BuildAnnounc
       signal: AbortSignal.timeout(ATTEMPT_TIMEOUT_MS),
     })
   } catch (error) {
-    const name = (error as Error).name
+    const kind = (error as Error).name
     // fetch says only "fetch failed"; the socket's reason (ECONNREFUSED...) is its cause.
     throw new AnnounceFailure(
-      name === 'TimeoutError' || name === 'AbortError' ? `no answer within ${ATTEMPT_TIMEOUT_MS / 1000} s` : describeError((error as Error).cause ?? error),
+      kind === 'TimeoutError' || kind === 'AbortError' ? `no answer within ${ATTEMPT_TIMEOUT_MS / 1000} s` : describeError((error as Error).cause ?? error),
       true,
     )
   }
   const body = (await response.text().catch(() => '')).trim().slice(0, 200)
   if (response.status === 204) {
-    logger.info(`announced ${build} to vwatch ${display}`)
+    logger.info(`announced ${build} to vwatch ${url}`)
     return 'ok'
   }
   if (response.status === 409) {
-    logger.info(`vwatch ${display} already holds version ${response.headers.get('etag') ?? '?'}, newer than ${build}: someone newer won, nothing to announce`)
+    logger.info(`vwatch ${url} already holds version ${response.headers.get('etag') ?? '?'}, newer than ${build}: someone newer won, nothing to announce`)
     return 'conflict'
   }
   throw new AnnounceFailure(`HTTP ${response.status}${body ? ` ${body}` : ''}`, response.status >= 500 || response.status === 429)

@@ -14,7 +14,7 @@ import type { Store } from '../src/core/store'
 import esbuildPlugin from '../src/esbuild'
 import { createLocalStore } from '../src/stores/local'
 import { createS3Store } from '../src/stores/s3'
-import { BUILD, closedPort, parseReport, runCli, workspaceWithBuild } from './helpers/cli'
+import { BUILD, closedPort, deployArgs, parseReport, runCli, workspaceWithBuild } from './helpers/cli'
 import { tempDir, tree, writeTree } from './helpers/fs'
 import { createBucket, listObjects, s3StoreOptions, s3StoreUrl } from './helpers/s3'
 import { uniqueApp, valkeyEnv, valkeyUrl } from './helpers/valkey'
@@ -87,6 +87,27 @@ describe('announce after a push', () => {
     })
     expect(fromEnv.code, fromEnv.stderr).toBe(0)
     expect(await vwatchStats(name)).toMatchObject({ puts: 2, version: '200' })
+  })
+
+  it('the Kubernetes Job in deploy/ announces the build it pushed (its args as written, run against a local store)', async () => {
+    const { work, dist } = await workspaceWithBuild()
+    const args = await deployArgs('k8s-job.yaml', 'push-cache')
+    const [store, vwatch] = ['--store', '--announce-vwatch'].map((flag) => args[args.indexOf(flag) + 1])
+    // Only where it runs changes: the build directory, the store and vwatch of this test.
+    const local = args.map((arg) =>
+      arg === '/srv/dist'
+        ? dist
+        : arg === store
+          ? join(work, 'cache')
+          : arg === vwatch
+            ? vwatchEnv().write
+            : arg.replace('$(FRONTEND_IMAGE)', 'quay.io/my-org/my-app:abc1234'),
+    )
+    const result = await runCli([...local, '--json'])
+    expect(result.code, result.stderr).toBe(0)
+    const report = parseReport(result.stdout)
+    expect(report).toMatchObject({ ok: true, uploaded: 4, announce: { vwatch: 'ok' } })
+    expect(await vwatchStats('push-cache/my-app')).toMatchObject({ version: String(report.timestamp) })
   })
 
   it('publishes the build on a Valkey channel once its manifest is written (populate --announce-channel)', async () => {

@@ -14,6 +14,7 @@ import type { Store } from '../src/core/store'
 import esbuildPlugin from '../src/esbuild'
 import { createLocalStore } from '../src/stores/local'
 import { createS3Store } from '../src/stores/s3'
+import { createValkeyStore } from '../src/stores/valkey'
 import { BUILD, closedPort, deployArgs, parseReport, runCli, workspaceWithBuild } from './helpers/cli'
 import { tempDir, tree, writeTree } from './helpers/fs'
 import { createBucket, listObjects, s3StoreOptions, s3StoreUrl } from './helpers/s3'
@@ -145,15 +146,28 @@ describe('announce after a push', () => {
   })
 
   it('an older build is refused by vwatch (409): logged, not a warning, and the push succeeds', async () => {
-    const store = await localStore()
+    // On Valkey every build is complete in its own keys, so an older one pushed late still announces.
+    const store = createValkeyStore(valkeyUrl(), {})
     const app = uniqueApp()
     const announce = { vwatch: vwatchEnv().write }
     await pushBuild(store, { app, timestamp: 200, announce })
     const { report, lines } = await pushBuild(store, { app, timestamp: 100, announce })
+    await store.close()
     expect(report.announce).toEqual({ vwatch: 'conflict' })
     expect(lines.filter((line) => line.includes('warning'))).toEqual([])
     expect(lines).toContainEqual(expect.stringContaining('already holds version "200", newer than build 100'))
     expect(await vwatchStats(`push-cache/${app}`)).toMatchObject({ puts: 2, version: '200' })
+  })
+
+  it('an older build that a newer one supersedes in S3 or a directory (no entrypoint written) announces nothing', async () => {
+    const store = await localStore()
+    const app = uniqueApp()
+    const announce = { vwatch: vwatchEnv().write }
+    await pushBuild(store, { app, timestamp: 200, announce })
+    const { report } = await pushBuild(store, { app, timestamp: 100, announce })
+    expect(report).toMatchObject({ superseded: true, manifestKey: `manifests/${app}/100` })
+    expect(report.announce).toBeUndefined()
+    expect(await vwatchStats(`push-cache/${app}`)).toMatchObject({ puts: 1, version: '200' })
   })
 
   it('a vwatch that is down: the push succeeds with a warning, within the bound, its password never printed', async () => {

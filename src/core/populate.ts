@@ -260,7 +260,9 @@ export async function populate({ store, options, files, logger = silentLogger, o
     const rule = { ...options.prune, now: Math.floor(now() / 1000) }
     report.pruned = await timed('prune', () => prune({ store, app: options.app, rule, entrypoints: options.entrypoint, retries: options.retries, logger }))
   }
-  if (options.announce.vwatch !== undefined || options.announce.channel !== undefined) report.announce = await announce({ store, options, manifestKey, logger })
+  // A superseded build wrote no entrypoint: nothing it pushed is served, so there is nothing to announce.
+  if (!report.superseded && (options.announce.vwatch !== undefined || options.announce.channel !== undefined))
+    report.announce = await announce({ store, options, manifestKey, logger })
   return { ...report, durationMs: now() - started }
 }
 

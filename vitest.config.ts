@@ -4,7 +4,7 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     // Each starts a real server on a free loopback port and provides its address to the tests.
-    globalSetup: ['test/setup/s3-server.ts', 'test/setup/valkey-server.ts'],
+    globalSetup: ['test/setup/s3-server.ts', 'test/setup/valkey-server.ts', 'test/setup/vwatch-server.ts'],
     testTimeout: 60_000,
     hookTimeout: 120_000,
     // Vite 8 announces its coming native config loader whenever a config imports TypeScript

@@ -11,6 +11,7 @@ const SECTIONS = [
   ['S3Options', 's3.'],
   ['ValkeyOptions', 'valkey.'],
   ['PruneOptions', 'prune.'],
+  ['AnnounceOptions', 'announce.'],
   ['CacheControlOptions', 'cacheControl.'],
 ]
 

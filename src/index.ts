@@ -36,6 +36,7 @@ export const unpluginFactory: UnpluginFactory<Options | undefined, false> = (use
 export const unplugin = /* #__PURE__ */ createUnplugin(unpluginFactory)
 export default unplugin
 
+export type { AnnounceReport, BuildAnnouncement } from './core/announce'
 export type { StoredBuild } from './core/builds'
 export { listBuilds } from './core/builds'
 export { PushCacheError, type PushCacheErrorCode } from './core/errors'
@@ -43,7 +44,7 @@ export { collectFiles } from './core/files'
 export type { Logger } from './core/logger'
 export { createLogger } from './core/logger'
 export type { Manifest, ManifestEntry } from './core/manifest'
-export type { CacheControlOptions, Options, PruneOptions, ResolvedOptions, S3Options, ValkeyOptions } from './core/options'
+export type { AnnounceOptions, CacheControlOptions, Options, PruneOptions, ResolvedOptions, S3Options, ValkeyOptions } from './core/options'
 export { resolveOptions } from './core/options'
 export type { PopReport } from './core/pop'
 export { pop } from './core/pop'

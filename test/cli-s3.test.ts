@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { CreateBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3'
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest'
-import { BUILD, closedPort, ONLY_THE_BUILD, parseReport, readText, runCli, tree, workspaceWithBuild } from './helpers/cli'
+import { BUILD, closedPort, deployArgs, ONLY_THE_BUILD, parseReport, readText, runCli, tree, workspaceWithBuild } from './helpers/cli'
 import { createBucket, listObjects, putObject, s3Env, s3StoreUrl } from './helpers/s3'
 
 /** How a user points the CLI at an S3-compatible server: the standard AWS_* variables, no secret on the command line. */
@@ -77,8 +77,7 @@ describe('push-cache with the S3 store', () => {
 
   it('the Kubernetes Job in deploy/ is accepted as written (run with --dry-run)', async () => {
     const manifest = await readText('deploy/k8s-job.yaml')
-    // The container's args are one JSON-style flow sequence, so they can be read here without a YAML parser.
-    const args = JSON.parse(/^\s+args: (\[.*\])$/m.exec(manifest)![1]!) as string[]
+    const args = await deployArgs('k8s-job.yaml', 'push-cache')
     const image = /name: FRONTEND_IMAGE\s+value: (\S+)/.exec(manifest)![1]!
     const store = args[args.indexOf('--store') + 1]!
     expect(args.slice(0, 2)).toEqual(['populate', '/srv/dist'])

@@ -55,10 +55,31 @@ describe('resolveOptions', () => {
     [{ app: 'a', prune: { olderThan: 'soon' } }, 'prune.olderThan'],
     [{ app: 'a', prune: { keep: 0 } }, 'prune.keep'],
     [{ app: 'a', scan: 'all' as never }, 'scan'],
+    [{ app: 'a', announce: { vwatch: 'vwatch:8008' } }, 'announce.vwatch'],
+    [{ app: 'a', announce: { vwatch: 'ftp://vwatch:8008' } }, 'announce.vwatch'],
+    [{ app: 'a', announce: { name: 'builds//a' } }, 'announce.name'],
+    [{ app: 'a', announce: { name: 'builds/../other' } }, 'announce.name'],
+    [{ app: 'a', announce: { name: 'my builds' } }, 'announce.name'],
+    [{ app: 'a', announce: { channel: '' } }, 'announce.channel'],
   ])('rejects %j naming `%s` and the fix', (options, option) => {
     const error = code(() => resolveOptions(options, {}))
     expect(error.code).toBe('INVALID_OPTION')
     expect(error.message).toContain(`\`${option}\``)
+  })
+
+  it('announces nothing by default; names a vwatch announce push-cache/<app>, the URL from PUSH_CACHE_ANNOUNCE_VWATCH', () => {
+    expect(resolveOptions({ app: 'inventory' }, {}).announce).toEqual({ name: 'push-cache/inventory' })
+    const env = { PUSH_CACHE_ANNOUNCE_VWATCH: 'http://vwatch:8008' }
+    expect(resolveOptions({ app: 'inventory' }, env).announce).toEqual({ vwatch: 'http://vwatch:8008', name: 'push-cache/inventory' })
+    expect(resolveOptions({ app: 'a', announce: { vwatch: 'https://v.example', name: 'team/a:latest', channel: 'builds' } }, env).announce).toEqual({
+      vwatch: 'https://v.example',
+      name: 'team/a:latest',
+      channel: 'builds',
+    })
+  })
+
+  it('never prints the password of a vwatch URL it rejects', () => {
+    expect(code(() => resolveOptions({ app: 'a', announce: { vwatch: 'ftp://deployer:s3cret@vwatch' } }, {})).message).not.toContain('s3cret')
   })
 
   it('rejects a timestamp env that is not seconds', () => {

@@ -1,7 +1,7 @@
 import type { Command } from 'cac'
 import { parseDuration } from '../core/duration'
 import { invalidOption } from '../core/errors'
-import type { Options, S3Options } from '../core/options'
+import type { AnnounceOptions, Options, S3Options } from '../core/options'
 
 /** What cac hands over: values of repeated flags are arrays, numeric-looking ones numbers. */
 export interface Flags {
@@ -19,6 +19,9 @@ export interface Flags {
   pruneOlderThan?: unknown
   olderThan?: unknown
   keep?: unknown
+  announceVwatch?: unknown
+  announceName?: unknown
+  announceChannel?: unknown
   // cac camel-cases only a dash between two letters, so these keep theirs.
   's3-endpoint'?: unknown
   's3-region'?: unknown
@@ -48,6 +51,11 @@ export const FLAG_GROUPS = {
     ['--exclude <glob>', 'Never push matching files (repeatable)', repeatable],
     ['--prune-older-than <dur>', 'After the push, prune builds older than this (90s, 48h, 7d)'],
     ['--force', 'Upload every file, even those the store holds with the same content and headers'],
+  ],
+  announce: [
+    ['--announce-vwatch <url>', "After the push, announce the build on vwatch's write port, e.g. http://vwatch:8008 (env PUSH_CACHE_ANNOUNCE_VWATCH)"],
+    ['--announce-name <name>', 'The vwatch name to announce under (default push-cache/<app>)'],
+    ['--announce-channel <name>', 'After the push, PUBLISH the build on this Valkey channel (Valkey store only)'],
   ],
   entrypoint: [['--entrypoint <file>', 'File written last, once everything else is in place (repeatable, default fed-mods.json)', repeatable]],
   concurrency: [['--concurrency <n>', 'Transfers in flight at once (default 16; 512 for Valkey uploads)']],
@@ -111,6 +119,7 @@ export function toOptions(flags: Flags): Options {
     dryRun: flags.dryRun,
     force: flags.force,
     prune: olderThan === undefined ? undefined : defined({ olderThan, keep }),
+    announce: defined<AnnounceOptions>({ vwatch: text(flags.announceVwatch), name: text(flags.announceName), channel: text(flags.announceChannel) }),
     s3: defined<S3Options>({
       endpoint: text(flags['s3-endpoint']),
       region: text(flags['s3-region']),

@@ -39,6 +39,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     'store',
     'push',
     'keep',
+    'announce',
     'entrypoint',
     'concurrency',
     'dryRun',

@@ -76,6 +76,27 @@ export interface PruneOptions {
   keep?: number
 }
 
+/** Tell servers that serve the cache about each new build, the moment it is complete. */
+export interface AnnounceOptions {
+  /**
+   * Base URL of a vwatch server's write port (`http://vwatch:8008`): after a successful push, `PUT
+   * /v1/versions/<name>` with the build timestamp as the version, so its long-pollers wake at once.
+   * Basic-auth credentials may ride in the URL (`http://user:pass@vwatch:8008`); they are never printed.
+   * @default process.env.PUSH_CACHE_ANNOUNCE_VWATCH (no vwatch announce)
+   */
+  vwatch?: string
+  /**
+   * The vwatch name of this app's builds (may contain `/`).
+   * @default `push-cache/<app>`
+   */
+  name?: string
+  /**
+   * Valkey/Redis channel to `PUBLISH` the build on, on the store's own server; Valkey store only.
+   * @default undefined (no PUBLISH)
+   */
+  channel?: string
+}
+
 export interface CacheControlOptions {
   /**
    * For entrypoints and other files that must refresh fast (`fed-mods.json`, `index.html`, `app-info*.json`).
@@ -160,6 +181,12 @@ export interface Options {
    */
   prune?: PruneOptions | false
   /**
+   * After a successful push (entrypoints and manifest written), announce the build on vwatch
+   * and/or a Valkey channel. A failed announce is a warning: the build is in the store either way.
+   * @default {} (announce nothing)
+   */
+  announce?: AnnounceOptions
+  /**
    * Which files make up the build: `'outDir'` walks the output directory after the bundler wrote it
    * (catches files copied in by other plugins, such as Vite's `public/`); `'emitted'` takes only the
    * bundler's own list of emitted files.
@@ -215,6 +242,7 @@ export interface ResolvedOptions {
   concurrency?: number
   retries: number
   prune: { olderThanSeconds: number; keep: number } | false
+  announce: { vwatch?: string; name: string; channel?: string }
   scan: 'outDir' | 'emitted'
   watch: boolean
   failOnError: boolean
@@ -254,6 +282,22 @@ function positiveInteger(name: string, value: number, min: number): number {
   return value
 }
 
+function resolveAnnounce(options: AnnounceOptions = {}, app: string, env: NodeJS.ProcessEnv): ResolvedOptions['announce'] {
+  const vwatch = options.vwatch ?? (env.PUSH_CACHE_ANNOUNCE_VWATCH || undefined)
+  if (vwatch !== undefined && !/^https?:$/.test(URL.parse(vwatch)?.protocol ?? ''))
+    throw invalidOption('announce.vwatch', `is ${JSON.stringify(vwatch)}`, "Use the base URL of vwatch's write port, e.g. `http://vwatch:8008`.")
+  // Every segment lands in a URL path, where an empty, `.` or `..` segment would name another version.
+  if (options.name?.split('/').some((segment) => ['', '.', '..'].includes(segment) || /[\s\p{Cc}]/u.test(segment)))
+    throw invalidOption(
+      'announce.name',
+      `is ${JSON.stringify(options.name)}`,
+      'Use `/`-separated segments without spaces, empty, `.` or `..` segments, e.g. `push-cache/inventory`.',
+    )
+  if (options.channel !== undefined && !/^\S+$/.test(options.channel))
+    throw invalidOption('announce.channel', `is ${JSON.stringify(options.channel)}`, 'Name a channel without spaces, e.g. `push-cache:builds`.')
+  return { vwatch, name: options.name ?? `push-cache/${app}`, channel: options.channel }
+}
+
 /** Merges defaults and env fallbacks into a fully typed object, and checks every value once. */
 export function resolveOptions(options: Options = {}, env: NodeJS.ProcessEnv = process.env, now: () => number = Date.now): ResolvedOptions {
   const disable = options.disable ?? false
@@ -276,6 +320,8 @@ export function resolveOptions(options: Options = {}, env: NodeJS.ProcessEnv = p
     prune = { olderThanSeconds: parseDuration(options.prune.olderThan ?? '48h', 'prune.olderThan'), keep }
   }
 
+  const announce = resolveAnnounce(options.announce, app, env)
+
   const scan = options.scan ?? 'outDir'
   if (scan !== 'outDir' && scan !== 'emitted') throw invalidOption('scan', `is ${JSON.stringify(scan)}`, "Use 'outDir' or 'emitted'.")
 
@@ -297,6 +343,7 @@ export function resolveOptions(options: Options = {}, env: NodeJS.ProcessEnv = p
     concurrency: options.concurrency === undefined ? undefined : positiveInteger('concurrency', options.concurrency, 1),
     retries: positiveInteger('retries', options.retries ?? 3, 0),
     prune,
+    announce,
     scan,
     watch: options.watch ?? false,
     failOnError: options.failOnError ?? true,

@@ -1,3 +1,4 @@
+import { type AnnounceReport, announce } from './announce'
 import { newerBuildExists, newestBuild, type StoredBuild } from './builds'
 import { forEachLimited, withRetry } from './concurrency'
 import { md5File } from './digest'
@@ -52,6 +53,8 @@ export interface PopulateReport {
   /** Milliseconds spent in each phase that ran: plan, added, changed, entrypoints, manifest, prune. */
   phases: Partial<Record<'plan' | 'added' | 'changed' | 'entrypoints' | 'manifest' | 'prune', number>>
   pruned?: PruneReport
+  /** How the announce of the build went, when `announce` asks for one. */
+  announce?: AnnounceReport
 }
 
 export interface PopulateInput {
@@ -257,6 +260,9 @@ export async function populate({ store, options, files, logger = silentLogger, o
     const rule = { ...options.prune, now: Math.floor(now() / 1000) }
     report.pruned = await timed('prune', () => prune({ store, app: options.app, rule, entrypoints: options.entrypoint, retries: options.retries, logger }))
   }
+  // A superseded build wrote no entrypoint: nothing it pushed is served, so there is nothing to announce.
+  if (!report.superseded && (options.announce.vwatch !== undefined || options.announce.channel !== undefined))
+    report.announce = await announce({ store, options, manifestKey, logger })
   return { ...report, durationMs: now() - started }
 }
 

@@ -71,6 +71,8 @@ export interface Store {
   delete(keys: readonly string[]): Promise<void>
   /** Removes the expiry of keys written with `expiresIn`; resolves to the keys that no longer exist. */
   persist?(keys: readonly string[]): Promise<string[]>
+  /** Sends `message` to the subscribers of `channel`; resolves to how many got it. Only stores with a message bus (Valkey) have it. */
+  publish?(channel: string, message: string): Promise<number>
   /** Releases connections so the process can exit. */
   close(): Promise<void>
 }

@@ -6,11 +6,27 @@ import type { Store } from '../core/store'
 
 const VALKEY_SCHEMES = ['valkey:', 'valkeys:', 'redis:', 'rediss:', 'valkey+cluster:', 'valkeys+cluster:', 'redis+cluster:', 'rediss+cluster:']
 
+type StoreOptions = Pick<ResolvedOptions, 's3' | 'valkey'> & Partial<Pick<ResolvedOptions, 'announce'>>
+
 /**
- * Opens the store a URL names. Remote drivers are imported on first use, so a build that pushes
- * to a directory never loads the AWS SDK or a Valkey client.
+ * Opens the store a URL names, and checks that it can do what the options ask of it. Remote
+ * drivers are imported on first use, so a build that pushes to a directory never loads the AWS
+ * SDK or a Valkey client.
  */
-export async function createStore(url: string, options: Pick<ResolvedOptions, 's3' | 'valkey'>): Promise<Store> {
+export async function createStore(url: string, options: StoreOptions): Promise<Store> {
+  const store = await openDriver(url, options)
+  if (options.announce?.channel !== undefined && !store.publish) {
+    await store.close()
+    throw invalidOption(
+      'announce.channel',
+      `needs a store with channels (Valkey or Redis), and ${store.display} is a ${store.kind} store`,
+      'Drop `announce.channel` (`--announce-channel`), or announce through vwatch with `announce.vwatch` (`--announce-vwatch`).',
+    )
+  }
+  return store
+}
+
+async function openDriver(url: string, options: StoreOptions): Promise<Store> {
   const scheme = /^([a-z][a-z0-9+.-]*:)/i.exec(url)?.[1]?.toLowerCase()
   if (!scheme || /^[a-z]:$/i.test(scheme)) {
     const { createLocalStore } = await import('./local')

@@ -234,6 +234,11 @@ export function createValkeyStore(url: string, options: ValkeyOptions): Store {
       return lost.filter((key) => key !== undefined)
     },
 
+    // https://valkey.io/commands/publish/ ; in a cluster every node forwards it to its own subscribers.
+    async publish(channel: string, message: string) {
+      return guard((await client()).publish(channel, message))
+    },
+
     async close() {
       const valkey = await connecting?.catch(() => undefined)
       if (!valkey) return

@@ -31,6 +31,18 @@ export function runCli(args: readonly string[], { env = {}, cwd }: { env?: Recor
 
 export const readText = (path: string): Promise<string> => readFile(path, 'utf8')
 
+/**
+ * The args of `container` in a manifest of deploy/. Each is written as one flow sequence on one
+ * line, so that it can be read here without a YAML parser and run as written.
+ */
+export async function deployArgs(file: string, container: string): Promise<string[]> {
+  const manifest = await readText(join('deploy', file))
+  const at = manifest.search(new RegExp(`^\\s+- name: ${container}$`, 'm'))
+  const args = at < 0 ? null : /^\s+args: (\[.*\])$/m.exec(manifest.slice(at))
+  if (!args) throw new Error(`deploy/${file} has no container ${container} with args on one line`)
+  return JSON.parse(args[1]!) as string[]
+}
+
 /** A small frontend build: an entrypoint, a hashed script, an index and a nested asset. */
 export const BUILD = {
   'fed-mods.json': '{"my-app":{"entry":["/apps/my-app/js/main.1a2b3c4d.js"]}}',

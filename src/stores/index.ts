@@ -1,7 +1,7 @@
 import { resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { invalidOption, redact } from '../core/errors'
-import type { ResolvedOptions } from '../core/options'
+import { DEFAULT_TIMEOUTS, type ResolvedOptions, type StoreTimeouts } from '../core/options'
 import type { Store } from '../core/store'
 
 const VALKEY_SCHEMES = ['valkey:', 'valkeys:', 'redis:', 'rediss:', 'valkey+cluster:', 'valkeys+cluster:', 'redis+cluster:', 'rediss+cluster:']
@@ -10,7 +10,11 @@ const VALKEY_SCHEMES = ['valkey:', 'valkeys:', 'redis:', 'rediss:', 'valkey+clus
  * Opens the store a URL names. Remote drivers are imported on first use, so a build that pushes
  * to a directory never loads the AWS SDK or a Valkey client.
  */
-export async function createStore(url: string, options: Pick<ResolvedOptions, 's3' | 'valkey'>): Promise<Store> {
+export async function createStore(url: string, options: Pick<ResolvedOptions, 's3' | 'valkey'> & Partial<StoreTimeouts>): Promise<Store> {
+  const timeouts = {
+    connectTimeout: options.connectTimeout ?? DEFAULT_TIMEOUTS.connectTimeout,
+    requestTimeout: options.requestTimeout ?? DEFAULT_TIMEOUTS.requestTimeout,
+  }
   const scheme = /^([a-z][a-z0-9+.-]*:)/i.exec(url)?.[1]?.toLowerCase()
   if (!scheme || /^[a-z]:$/i.test(scheme)) {
     const { createLocalStore } = await import('./local')
@@ -22,11 +26,11 @@ export async function createStore(url: string, options: Pick<ResolvedOptions, 's
   }
   if (scheme === 's3:') {
     const { createS3Store } = await import('./s3')
-    return createS3Store(url, options.s3)
+    return createS3Store(url, options.s3, timeouts)
   }
   if (VALKEY_SCHEMES.includes(scheme)) {
     const { createValkeyStore } = await import('./valkey')
-    return createValkeyStore(url, options.valkey)
+    return createValkeyStore(url, options.valkey, timeouts)
   }
   throw invalidOption(
     'store',

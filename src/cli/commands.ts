@@ -25,8 +25,8 @@ export interface Context {
 /** Each command returns the report that `--json` prints. */
 type Report = object
 
-async function withStore<T>(options: ResolvedOptions, work: (store: Store) => Promise<T>): Promise<T> {
-  const store = await openStore(options)
+async function withStore<T>(options: ResolvedOptions, logger: Logger, work: (store: Store) => Promise<T>): Promise<T> {
+  const store = await openStore(options, logger)
   try {
     return await work(store)
   } finally {
@@ -50,13 +50,13 @@ export async function populateCommand(dir: string, context: Context): Promise<Re
   const files = await collectFiles(resolve(dir))
   if (files.length === 0)
     throw new PushCacheError('NO_FILES', `The directory ${dir} holds no files: nothing to push. Build first, or point to the directory the build writes.`)
-  return withProgress(context, (onProgress) => withStore(options, (store) => populate({ store, options, files, logger, onProgress })))
+  return withProgress(context, (onProgress) => withStore(options, logger, (store) => populate({ store, options, files, logger, onProgress })))
 }
 
 export async function popCommand(dest: string, context: Context): Promise<Report> {
   const { options, logger } = context
   return withProgress(context, (onProgress) =>
-    withStore(options, (store) =>
+    withStore(options, logger, (store) =>
       pop({
         store,
         app: options.app,
@@ -75,7 +75,7 @@ export async function pruneCommand({ options, logger }: Context): Promise<Report
   if (!options.prune)
     throw new PushCacheError('INVALID_OPTION', 'Option `--older-than` is missing. Say how old a build must be to go, e.g. `--older-than 48h`.')
   const rule = { ...options.prune, now: Math.floor(Date.now() / 1000) }
-  const report = await withStore(options, (store) =>
+  const report = await withStore(options, logger, (store) =>
     prune({ store, app: options.app, rule, entrypoints: options.entrypoint, retries: options.retries, dryRun: options.dryRun, logger }),
   )
   if (report.dryRun || report.builds.length === 0)
@@ -91,9 +91,9 @@ function bytesOf(build: StoredBuild): number | undefined {
   return entries.length > 0 ? entries.reduce((sum, entry) => sum + (entry.size ?? 0), 0) : undefined
 }
 
-export async function lsCommand({ options, print }: Context): Promise<Report> {
+export async function lsCommand({ options, logger, print }: Context): Promise<Report> {
   const now = Math.floor(Date.now() / 1000)
-  const { display, stored } = await withStore(options, async (store) => ({
+  const { display, stored } = await withStore(options, logger, async (store) => ({
     display: store.display,
     stored: await listBuilds(store, options.app, options.retries),
   }))

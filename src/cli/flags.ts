@@ -13,6 +13,9 @@ export interface Flags {
   include?: unknown
   exclude?: unknown
   concurrency?: unknown
+  retries?: unknown
+  connectTimeout?: unknown
+  requestTimeout?: unknown
   dryRun?: boolean
   force?: boolean
   json?: boolean
@@ -42,6 +45,9 @@ export const FLAG_GROUPS = {
     ['--s3-region <region>', 'S3 region (env AWS_REGION, default us-east-1)'],
     ['--s3-path-style', 'Path-style S3 addressing (the default when an endpoint is set)'],
     ['--s3-checksums <mode>', 'when_supported or when_required (for servers that reject CRC32 checksums; env PUSH_CACHE_S3_CHECKSUMS)'],
+    ['--connect-timeout <ms>', 'Milliseconds to connect to the store (env PUSH_CACHE_CONNECT_TIMEOUT, default 5000)'],
+    ['--request-timeout <ms>', 'Milliseconds one request may take, answer included (env PUSH_CACHE_REQUEST_TIMEOUT, default 30000)'],
+    ['--retries <n>', 'Attempts after the first for a request that failed transiently (default 3)'],
     ['--json', 'Print one JSON report on stdout; logs stay on stderr'],
   ],
   push: [
@@ -116,6 +122,9 @@ export function toOptions(flags: Flags): Options {
     include: list(flags.include),
     exclude: list(flags.exclude),
     concurrency: integer('--concurrency', flags.concurrency),
+    retries: integer('--retries', flags.retries),
+    connectTimeout: integer('--connect-timeout', flags.connectTimeout),
+    requestTimeout: integer('--request-timeout', flags.requestTimeout),
     dryRun: flags.dryRun,
     force: flags.force,
     prune: olderThan === undefined ? undefined : defined({ olderThan, keep }),

@@ -1,5 +1,7 @@
+import { withRetry } from '../core/concurrency'
 import { describeError, invalidOption, PushCacheError } from '../core/errors'
 import { layoutOf } from '../core/layout'
+import type { Logger } from '../core/logger'
 import type { ResolvedOptions } from '../core/options'
 import type { Store } from '../core/store'
 import { createStore } from '../stores'
@@ -42,7 +44,8 @@ function facts(error: unknown, seen = new Set<unknown>()): string {
  */
 function asConfigurationError(error: unknown, store: Store): unknown {
   // The stores' own connection errors already name the store and the fix: only their exit code changes.
-  if (error instanceof PushCacheError && error.code === 'STORE_UNREACHABLE') return new PushCacheError('INVALID_OPTION', error.message, { cause: error })
+  if (error instanceof PushCacheError && (error.code === 'STORE_UNREACHABLE' || error.code === 'STORE_TIMEOUT'))
+    return new PushCacheError('INVALID_OPTION', error.message, { cause: error })
   const text = facts(error)
   const rule = MISCONFIGURED.find(({ pattern }) => pattern.test(text))
   if (!rule) return error
@@ -53,10 +56,20 @@ function asConfigurationError(error: unknown, store: Store): unknown {
  * Opens the store and reads the app's manifest list once before anything is written, so a wrong
  * URL, a dead server or refused credentials fail fast as bad configuration with nothing written.
  */
-export async function openStore(options: ResolvedOptions): Promise<Store> {
+export async function openStore(options: ResolvedOptions, logger: Logger): Promise<Store> {
   const store = await createStore(options.store, options)
   try {
-    for await (const _ of store.list(layoutOf(store.layout).manifestPrefix(options.app))) break
+    // Retried like any request, so a blip is not taken for a wrong URL, and a store that stalls
+    // is reported (and given up) within the same bound as every later request.
+    await withRetry(
+      async () => {
+        for await (const _ of store.list(layoutOf(store.layout).manifestPrefix(options.app))) break
+      },
+      {
+        retries: options.retries,
+        onRetry: (error, count) => logger.warn(`retrying the first request to ${store.display} (${count}/${options.retries}): ${describeError(error)}`),
+      },
+    )
   } catch (error) {
     await store.close().catch(() => {})
     throw asConfigurationError(error, store)

@@ -33,10 +33,16 @@ async function readText(store: Store, key: string, retries = 3): Promise<string 
   )
 }
 
-export async function listKeys(store: Store, prefix: string): Promise<string[]> {
-  const keys: string[] = []
-  for await (const entry of store.list(prefix)) keys.push(entry.key)
-  return keys
+/** Every key under `prefix`; a listing that fails transiently starts over. */
+export async function listKeys(store: Store, prefix: string, retries = 3): Promise<string[]> {
+  return withRetry(
+    async () => {
+      const keys: string[] = []
+      for await (const entry of store.list(prefix)) keys.push(entry.key)
+      return keys
+    },
+    { retries },
+  )
 }
 
 /** The build a manifest key names, or undefined when the key is not a manifest or is gone. */
@@ -55,7 +61,7 @@ async function readBuild(store: Store, app: string, key: string, retries: number
  */
 export async function newestBuild(store: Store, app: string, retries = 3): Promise<StoredBuild | undefined> {
   const layout = layoutOf(store.layout)
-  const [keys, locked] = await Promise.all([listKeys(store, layout.manifestPrefix(app)), lockedTimestamps(store, app)])
+  const [keys, locked] = await Promise.all([listKeys(store, layout.manifestPrefix(app), retries), lockedTimestamps(store, app, retries)])
   const newest = keys
     .filter((key) => layout.parseManifestKey(app, key) !== undefined && !locked.has(layout.parseManifestKey(app, key)!))
     .sort((a, b) => layout.parseManifestKey(app, b)! - layout.parseManifestKey(app, a)!)[0]
@@ -70,10 +76,10 @@ export async function newerBuildExists(store: Store, app: string, timestamp: num
 }
 
 /** Versioned builds still being written (their lock key exists); flat stores have no locks. */
-async function lockedTimestamps(store: Store, app: string): Promise<Set<number>> {
+async function lockedTimestamps(store: Store, app: string, retries: number): Promise<Set<number>> {
   if (store.layout !== 'versioned') return new Set()
   const prefix = versionedLayout.lockPrefix(app)
-  return new Set((await listKeys(store, prefix)).map((key) => Number(key.slice(prefix.length))))
+  return new Set((await listKeys(store, prefix, retries)).map((key) => Number(key.slice(prefix.length))))
 }
 
 /**
@@ -84,7 +90,7 @@ async function lockedTimestamps(store: Store, app: string): Promise<Set<number>>
  * (written by valpop alone) are its data keys scanned to find the builds.
  */
 export async function listBuilds(store: Store, app: string, retries = 3): Promise<StoredBuild[]> {
-  const manifestKeys = await listKeys(store, layoutOf(store.layout).manifestPrefix(app))
+  const manifestKeys = await listKeys(store, layoutOf(store.layout).manifestPrefix(app), retries)
   const builds: StoredBuild[] = []
   // An app with months of builds has hundreds of manifests: read them a few at a time, not one by one.
   await forEachLimited(manifestKeys, MANIFEST_READS, async (key) => {
@@ -92,16 +98,16 @@ export async function listBuilds(store: Store, app: string, retries = 3): Promis
     if (build) builds.push(build)
   })
   if (store.layout === 'versioned') {
-    const locked = await lockedTimestamps(store, app)
-    if (builds.length === 0) builds.push(...(await scanVersionedBuilds(store, app)))
+    const locked = await lockedTimestamps(store, app, retries)
+    if (builds.length === 0) builds.push(...(await scanVersionedBuilds(store, app, retries)))
     for (const build of builds) build.complete = !locked.has(build.timestamp)
   }
   return builds.sort((a, b) => b.timestamp - a.timestamp)
 }
 
-async function scanVersionedBuilds(store: Store, app: string): Promise<StoredBuild[]> {
+async function scanVersionedBuilds(store: Store, app: string, retries: number): Promise<StoredBuild[]> {
   const byTimestamp = new Map<number, string[]>()
-  for (const key of await listKeys(store, versionedLayout.dataPrefix(app))) {
+  for (const key of await listKeys(store, versionedLayout.dataPrefix(app), retries)) {
     const parsed = versionedLayout.parseDataKey(app, key)
     if (parsed?.timestamp === undefined) continue
     const files = byTimestamp.get(parsed.timestamp) ?? []

@@ -2,6 +2,7 @@
 export type PushCacheErrorCode =
   | 'INVALID_OPTION'
   | 'STORE_UNREACHABLE'
+  | 'STORE_TIMEOUT'
   | 'UPLOAD_FAILED'
   | 'DOWNLOAD_FAILED'
   | 'UNSAFE_PATH'
@@ -14,13 +15,34 @@ export const USAGE_ERROR_CODES: ReadonlySet<PushCacheErrorCode> = new Set(['INVA
 
 export class PushCacheError extends Error {
   override name = 'PushCacheError'
+  /** Set when another attempt may succeed: core retries it (see `isTransient`). */
+  readonly transient?: boolean
   constructor(
     readonly code: PushCacheErrorCode,
     message: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; transient?: boolean },
   ) {
     super(redact(message), options)
+    if (options?.transient) this.transient = true
   }
+}
+
+/** The option (and its CLI flag) that bounds each kind of wait, for messages that say what to raise. */
+const TIMEOUT_OPTIONS = {
+  connect: '`connectTimeout` (--connect-timeout)',
+  request: '`requestTimeout` (--request-timeout)',
+} as const
+
+/**
+ * A store that did not answer in time. Transient, so core tries again; the message names the store,
+ * what it did not do in time and the option that bounds the wait.
+ */
+export function timedOut(store: string, what: string, kind: keyof typeof TIMEOUT_OPTIONS, ms: number, cause?: unknown): PushCacheError {
+  return new PushCacheError(
+    'STORE_TIMEOUT',
+    `${store} timed out: ${what} within ${ms} ms. Check that the server is up and reachable; raise ${TIMEOUT_OPTIONS[kind]} if it is only slow`,
+    { cause, transient: true },
+  )
 }
 
 export function invalidOption(option: string, problem: string, fix: string): PushCacheError {

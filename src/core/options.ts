@@ -171,10 +171,24 @@ export interface Options {
    */
   concurrency?: number
   /**
-   * Attempts after the first for a request that failed transiently (network, 5xx, 429), with exponential backoff.
+   * Attempts after the first for a request that failed transiently (network, timeout, 5xx, 429,
+   * Valkey `LOADING`/`READONLY`), with exponential backoff.
    * @default 3
    */
   retries?: number
+  /**
+   * Milliseconds to open a connection to the store (TCP and TLS; for Valkey until the server is
+   * ready for commands, reconnects included).
+   * @default process.env.PUSH_CACHE_CONNECT_TIMEOUT ?? 5000
+   */
+  connectTimeout?: number
+  /**
+   * Milliseconds one request may take, from sending it to the last byte of its answer (an S3
+   * request or multipart part with its body, a Valkey command and its reply). A request that runs
+   * out of time is retried like any transient failure; raise it for files that take longer to transfer.
+   * @default process.env.PUSH_CACHE_REQUEST_TIMEOUT ?? 30000
+   */
+  requestTimeout?: number
   /**
    * Prune aged-out builds of this app after a successful push; `false` leaves every build.
    * @default false
@@ -241,6 +255,8 @@ export interface ResolvedOptions {
   /** Undefined: the store's own default. */
   concurrency?: number
   retries: number
+  connectTimeout: number
+  requestTimeout: number
   prune: { olderThanSeconds: number; keep: number } | false
   announce: { vwatch?: string; name: string; channel?: string }
   scan: 'outDir' | 'emitted'
@@ -298,6 +314,23 @@ function resolveAnnounce(options: AnnounceOptions = {}, app: string, env: NodeJS
   return { vwatch, name: options.name ?? `push-cache/${app}`, channel: options.channel }
 }
 
+/** Deadlines of every network call: seconds, not minutes, so a stalled store fails a CI job fast. */
+export const DEFAULT_TIMEOUTS = { connectTimeout: 5000, requestTimeout: 30_000 } as const
+
+/** What a store needs to bound its network calls. */
+export type StoreTimeouts = Pick<ResolvedOptions, 'connectTimeout' | 'requestTimeout'>
+
+/** A timeout in milliseconds from the option, else from its environment variable, else the default. */
+function timeout(name: keyof typeof DEFAULT_TIMEOUTS, variable: string, value: number | undefined, env: NodeJS.ProcessEnv): number {
+  const raw = env[variable]
+  if (value === undefined && raw !== undefined && raw !== '') {
+    if (!/^\d+$/.test(raw))
+      throw invalidOption(variable, `is ${JSON.stringify(raw)}, not a whole number of milliseconds`, `Set it to a number such as ${DEFAULT_TIMEOUTS[name]}.`)
+    return positiveInteger(variable, Number(raw), 1)
+  }
+  return positiveInteger(name, value ?? DEFAULT_TIMEOUTS[name], 1)
+}
+
 /** Merges defaults and env fallbacks into a fully typed object, and checks every value once. */
 export function resolveOptions(options: Options = {}, env: NodeJS.ProcessEnv = process.env, now: () => number = Date.now): ResolvedOptions {
   const disable = options.disable ?? false
@@ -342,6 +375,8 @@ export function resolveOptions(options: Options = {}, env: NodeJS.ProcessEnv = p
     },
     concurrency: options.concurrency === undefined ? undefined : positiveInteger('concurrency', options.concurrency, 1),
     retries: positiveInteger('retries', options.retries ?? 3, 0),
+    connectTimeout: timeout('connectTimeout', 'PUSH_CACHE_CONNECT_TIMEOUT', options.connectTimeout, env),
+    requestTimeout: timeout('requestTimeout', 'PUSH_CACHE_REQUEST_TIMEOUT', options.requestTimeout, env),
     prune,
     announce,
     scan,

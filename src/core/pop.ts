@@ -67,11 +67,18 @@ async function listPopFiles(store: Store, app: string, retries: number): Promise
     const builds = await listBuilds(store, app, retries)
     return { files: planVersionedPop(app, builds), timestamp: builds.find((build) => build.complete)?.timestamp }
   }
-  const files: PopFile[] = []
-  for await (const { key, size } of store.list(flatLayout.dataPrefix(app))) {
-    const parsed = flatLayout.parseDataKey(app, key)
-    if (parsed) files.push({ relpath: assertSafeRelpath(parsed.relpath, key), key, size })
-  }
+  // A listing that fails transiently starts over.
+  const files = await withRetry(
+    async () => {
+      const listed: PopFile[] = []
+      for await (const { key, size } of store.list(flatLayout.dataPrefix(app))) {
+        const parsed = flatLayout.parseDataKey(app, key)
+        if (parsed) listed.push({ relpath: assertSafeRelpath(parsed.relpath, key), key, size })
+      }
+      return listed
+    },
+    { retries },
+  )
   return { files }
 }
 

@@ -1,12 +1,12 @@
 import { resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { invalidOption, redact } from '../core/errors'
-import type { ResolvedOptions } from '../core/options'
+import { DEFAULT_TIMEOUTS, type ResolvedOptions, type StoreTimeouts } from '../core/options'
 import type { Store } from '../core/store'
 
 const VALKEY_SCHEMES = ['valkey:', 'valkeys:', 'redis:', 'rediss:', 'valkey+cluster:', 'valkeys+cluster:', 'redis+cluster:', 'rediss+cluster:']
 
-type StoreOptions = Pick<ResolvedOptions, 's3' | 'valkey'> & Partial<Pick<ResolvedOptions, 'announce'>>
+type StoreOptions = Pick<ResolvedOptions, 's3' | 'valkey'> & Partial<Pick<ResolvedOptions, 'announce'>> & Partial<StoreTimeouts>
 
 /**
  * Opens the store a URL names, and checks that it can do what the options ask of it. Remote
@@ -27,6 +27,10 @@ export async function createStore(url: string, options: StoreOptions): Promise<S
 }
 
 async function openDriver(url: string, options: StoreOptions): Promise<Store> {
+  const timeouts = {
+    connectTimeout: options.connectTimeout ?? DEFAULT_TIMEOUTS.connectTimeout,
+    requestTimeout: options.requestTimeout ?? DEFAULT_TIMEOUTS.requestTimeout,
+  }
   const scheme = /^([a-z][a-z0-9+.-]*:)/i.exec(url)?.[1]?.toLowerCase()
   if (!scheme || /^[a-z]:$/i.test(scheme)) {
     const { createLocalStore } = await import('./local')
@@ -38,11 +42,11 @@ async function openDriver(url: string, options: StoreOptions): Promise<Store> {
   }
   if (scheme === 's3:') {
     const { createS3Store } = await import('./s3')
-    return createS3Store(url, options.s3)
+    return createS3Store(url, options.s3, timeouts)
   }
   if (VALKEY_SCHEMES.includes(scheme)) {
     const { createValkeyStore } = await import('./valkey')
-    return createValkeyStore(url, options.valkey)
+    return createValkeyStore(url, options.valkey, timeouts)
   }
   throw invalidOption(
     'store',

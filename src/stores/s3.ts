@@ -13,9 +13,10 @@ import {
   type S3ClientConfig,
 } from '@aws-sdk/client-s3'
 import { Upload } from '@aws-sdk/lib-storage'
+import { NodeHttpHandler } from '@smithy/node-http-handler'
 import { forEachLimited } from '../core/concurrency'
-import { invalidOption, PushCacheError, redact } from '../core/errors'
-import type { S3Options } from '../core/options'
+import { invalidOption, PushCacheError, redact, timedOut } from '../core/errors'
+import { DEFAULT_TIMEOUTS, type S3Options, type StoreTimeouts } from '../core/options'
 import type { PutBody, PutOptions, PutResult, Store, StoreEntry } from '../core/store'
 
 const DRIVER_NAME = 's3'
@@ -40,16 +41,54 @@ function parseS3Url(url: string): { bucket: string; root: string } {
   return { bucket, root: root ? `${root}/` : '' }
 }
 
+type HandleArguments = Parameters<NodeHttpHandler['handle']>
+
+/**
+ * The SDK's handler with one deadline per HTTP request, from sending it to the last byte of its
+ * answer. The SDK's own `requestTimeout` stops counting at the response headers, so a body that
+ * stalls or trickles (a download, the XML of a listing) would hold the push for ever.
+ */
+class DeadlineHttpHandler extends NodeHttpHandler {
+  constructor(
+    private readonly display: string,
+    private readonly requestTimeout: number,
+    connectTimeout: number,
+  ) {
+    super({ connectionTimeout: connectTimeout })
+  }
+
+  override async handle(request: HandleArguments[0], options: HandleArguments[1] = {}) {
+    const expired = timedOut(this.display, `${request.method} ${request.path} got no complete answer`, 'request', this.requestTimeout)
+    const headers = new AbortController()
+    let body: Readable | undefined
+    // Before the headers the request is aborted; after them the body is destroyed, which fails
+    // whoever reads it (the SDK's parser, or pop's download).
+    const timer = setTimeout(() => (body ? body.destroy(expired) : headers.abort(expired)), this.requestTimeout)
+    // Upload passes its own signal (to abort the parts left when one failed): both must work.
+    const signals = [headers.signal, options.abortSignal as AbortSignal | undefined].filter((signal) => signal !== undefined)
+    try {
+      const result = await super.handle(request, { ...options, abortSignal: AbortSignal.any(signals) })
+      body = result.response.body as Readable
+      body.once('close', () => clearTimeout(timer))
+      return result
+    } catch (error) {
+      clearTimeout(timer)
+      throw headers.signal.aborted ? expired : error
+    }
+  }
+}
+
 /**
  * An S3 bucket (or a prefix of one) on AWS or any S3-compatible server. The SDK does not retry
  * (`maxAttempts: 1`): core's `withRetry` owns retries, so a failed request surfaces at once with
- * its HTTP status for `isTransient` to judge.
+ * its HTTP status (or as a transient `STORE_TIMEOUT`) for `isTransient` to judge.
  */
-export function createS3Store(url: string, options: S3Options): Store {
+export function createS3Store(url: string, options: S3Options, { connectTimeout, requestTimeout }: StoreTimeouts = DEFAULT_TIMEOUTS): Store {
   const { bucket, root } = parseS3Url(url)
   const endpoint = options.endpoint || process.env.AWS_ENDPOINT_URL_S3 || process.env.AWS_ENDPOINT_URL || undefined
   const multipartThreshold = options.multipartThreshold ?? 8 * MIB
   const whenRequired = options.checksums === 'when_required' ? 'WHEN_REQUIRED' : undefined
+  const display = redact(`s3://${bucket}${root ? `/${root.slice(0, -1)}` : ''}${endpoint ? ` at ${endpoint}` : ''}`)
   const config: S3ClientConfig = {
     region: options.region || process.env.AWS_REGION || 'us-east-1',
     endpoint,
@@ -58,21 +97,26 @@ export function createS3Store(url: string, options: S3Options): Store {
     requestChecksumCalculation: whenRequired,
     responseChecksumValidation: whenRequired,
     maxAttempts: 1,
+    requestHandler: new DeadlineHttpHandler(display, requestTimeout, connectTimeout),
   }
-  const display = redact(`s3://${bucket}${root ? `/${root.slice(0, -1)}` : ''}${endpoint ? ` at ${endpoint}` : ''}`)
   let client: S3Client | undefined
   const s3 = () => (client ??= new S3Client(config))
   let batchDeleteRejected = false
 
   /** Adds what the user must do to the few errors whose SDK message does not say it. */
-  const clarify = (error: unknown): unknown =>
-    (error as S3Error)?.name === 'NoSuchBucket'
-      ? new PushCacheError(
-          'STORE_UNREACHABLE',
-          `Bucket ${bucket} does not exist in ${display}. Create it (\`aws s3 mb s3://${bucket}\`) or point \`store\` at an existing bucket.`,
-          { cause: error },
-        )
-      : error
+  const clarify = (error: unknown): unknown => {
+    const { name, message } = (error ?? {}) as S3Error
+    if (name === 'NoSuchBucket')
+      return new PushCacheError(
+        'STORE_UNREACHABLE',
+        `Bucket ${bucket} does not exist in ${display}. Create it (\`aws s3 mb s3://${bucket}\`) or point \`store\` at an existing bucket.`,
+        { cause: error },
+      )
+    // The SDK's `connectionTimeout`; its other TimeoutErrors are resets and broken pipes.
+    if (name === 'TimeoutError' && message.includes('did not establish a connection'))
+      return timedOut(display, 'no connection was established', 'connect', connectTimeout, error)
+    return error
+  }
   const call = async <T>(request: (client: S3Client) => Promise<T>): Promise<T> => {
     try {
       return await request(s3())

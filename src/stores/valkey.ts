@@ -2,8 +2,9 @@ import { readFile } from 'node:fs/promises'
 import { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Cluster, Redis, type RedisOptions } from 'iovalkey'
-import { describeError, invalidOption, PushCacheError } from '../core/errors'
-import type { ValkeyOptions } from '../core/options'
+import { isTransient } from '../core/concurrency'
+import { describeError, invalidOption, PushCacheError, timedOut } from '../core/errors'
+import { DEFAULT_TIMEOUTS, type StoreTimeouts, type ValkeyOptions } from '../core/options'
 import type { PutBody, PutOptions, PutResult, Store, StoreEntry } from '../core/store'
 
 const DRIVER_NAME = 'valkey'
@@ -20,7 +21,13 @@ const DEFAULT_MAX_BULK = 512 * 1024 * 1024
 /** A dead server fails the build after about a second of reconnecting, instead of hanging it
  * (`maxRetriesPerRequest` also bounds how long a command waits for a reconnect). */
 const RECONNECT_ATTEMPTS = 3
-const CONNECT_TIMEOUT_MS = 5000
+/**
+ * Replies with which a server says "not now" rather than "no": it is loading its data set, is a
+ * replica (a failover in progress: reconnecting may reach the new primary), or a cluster is moving
+ * slots or electing a primary. Core retries them with backoff.
+ */
+const TRANSIENT_REPLY = /^(LOADING|READONLY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN)\b/
+const READONLY_REPLY = /^READONLY\b/
 
 interface Endpoint {
   host: string
@@ -81,10 +88,12 @@ const escapeGlob = (text: string): string => text.replace(/[*?[\]\\]/g, '\\$&')
  * Core runs up to `concurrency` puts at once; with auto-pipelining those commands leave in one
  * pipeline per tick (per node in a cluster) instead of one round trip each.
  */
-export function createValkeyStore(url: string, options: ValkeyOptions): Store {
+export function createValkeyStore(url: string, options: ValkeyOptions, { connectTimeout, requestTimeout }: StoreTimeouts = DEFAULT_TIMEOUTS): Store {
   const target = parseValkeyUrl(url, options)
   let lastError: unknown
   let connecting: Promise<Redis | Cluster> | undefined
+  /** The client `connecting` resolves to: only its end lets the next call connect afresh. */
+  let current: Redis | Cluster | undefined
   let maxBulk: Promise<number> | undefined
   /** Rejects once the client gave up for good. */
   let ended: Promise<never> = new Promise(() => {})
@@ -98,8 +107,12 @@ export function createValkeyStore(url: string, options: ValkeyOptions): Store {
       // subjectAltName). A private CA is trusted through NODE_EXTRA_CA_CERTS=/path/ca.pem, which
       // Node reads only at start: set it in the environment of the build or of `push-cache`.
       tls: target.tls ? {} : undefined,
-      connectTimeout: CONNECT_TIMEOUT_MS,
+      connectTimeout,
+      // Every command, pipelined or not, settles within this: a server that stops answering fails
+      // the command instead of holding it (and the build) for ever.
+      commandTimeout: requestTimeout,
       maxRetriesPerRequest: 2,
+      reconnectOnError: (error) => READONLY_REPLY.test(error.message),
       // iovalkey waits this long for a closed socket to say goodbye before it destroys it, and the
       // process cannot exit meanwhile: a refused login would cost every CLI run 2 s.
       disconnectTimeout: 100,
@@ -119,19 +132,41 @@ export function createValkeyStore(url: string, options: ValkeyOptions): Store {
     // reconnecting: `guard` fails them with this instead of hanging the build.
     ended = new Promise((_, reject) => client.once('end', () => reject(new Error('the client gave up reconnecting'))))
     ended.catch(() => {})
+    // A client that gave up is done for: the next command connects afresh (core retries it).
+    current = client
+    client.once('end', () => {
+      if (current === client) connecting = undefined
+    })
+    let timer: NodeJS.Timeout | undefined
     try {
-      await client.connect()
+      // `connect` waits for the server to be ready, which a server loading its data set (or one that
+      // accepted the connection and never answers) may never be.
+      const notReady = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(timedOut(target.display, 'the server was not ready for commands', 'connect', connectTimeout)), connectTimeout)
+      })
+      await Promise.race([client.connect(), notReady])
     } catch (error) {
       client.disconnect()
-      throw new PushCacheError(
-        'STORE_UNREACHABLE',
-        `Cannot connect to ${target.display}: ${describeError(lastError ?? error)}. ${connectFix(lastError ?? error)}`,
-        { cause: error },
-      )
+      if (error instanceof PushCacheError) throw error
+      const reason = lastError ?? error
+      if ((reason as { code?: unknown })?.code === 'ETIMEDOUT')
+        throw timedOut(target.display, 'no connection was established', 'connect', connectTimeout, error)
+      throw new PushCacheError('STORE_UNREACHABLE', `Cannot connect to ${target.display}: ${describeError(reason)}. ${connectFix(reason)}`, {
+        cause: error,
+        // Refused or reset: the server may be restarting. A refused login or certificate is final.
+        transient: isTransient(reason),
+      })
+    } finally {
+      clearTimeout(timer)
     }
     return client
   }
-  const client = () => (connecting ??= open())
+  // A failed connect is forgotten, so that a retry connects again.
+  const client = () =>
+    (connecting ??= open().catch((error: unknown) => {
+      connecting = undefined
+      throw error
+    }))
 
   /** What to check after a failed connect, by why it failed. */
   function connectFix(error: unknown): string {
@@ -153,12 +188,23 @@ export function createValkeyStore(url: string, options: ValkeyOptions): Store {
     return maxBulk
   }
 
-  /** A reply error is the server answering; any other failure means the connection is gone: say so once, clearly. */
+  /**
+   * A reply error is the server answering (transient when it says "not now"); a command without a
+   * reply in time timed out; any other failure means the connection is gone. Each is said once,
+   * clearly, and all but a final answer are retried by core (on a new connection once this one gave up).
+   */
   const guard = <T>(reply: Promise<T>): Promise<T> =>
     Promise.race([reply, ended]).catch((error: Error) => {
-      throw error.name === 'ReplyError'
-        ? error
-        : new PushCacheError('STORE_UNREACHABLE', `Lost the connection to ${target.display}: ${describeError(lastError ?? error)}`, { cause: error })
+      if (error.name === 'ReplyError') {
+        if (!TRANSIENT_REPLY.test(error.message)) throw error
+        throw new PushCacheError('STORE_UNREACHABLE', `${target.display} answered ${error.message}`, { cause: error, transient: true })
+      }
+      if (error.message === 'Command timed out') throw timedOut(target.display, 'a command got no reply', 'request', requestTimeout, error)
+      throw new PushCacheError('STORE_UNREACHABLE', `Lost the connection to ${target.display}: ${describeError(lastError ?? error)}`, {
+        cause: error,
+        // Dropped or refused (a restart): worth a new connection. Not when the server refused our login.
+        transient: lastError === undefined || isTransient(lastError),
+      })
     })
 
   /** Runs `command` over `keys`, `BATCH` at a time; each batch goes out pipelined (per node in a cluster). */

@@ -80,7 +80,7 @@ export async function requestLog(bucket: string): Promise<Omit<RecordedRequest, 
 }
 
 /**
- * Makes the proxy answer matching requests with `status` (default 503), or reset their socket,
+ * Makes the proxy answer matching requests with `status` (default 503) and S3 error `code`, or reset their socket,
  * `times` times (default: always). A string `key` matches exactly, a RegExp by its source.
  */
 export async function injectFault(rule: {
@@ -88,6 +88,7 @@ export async function injectFault(rule: {
   method?: string
   key?: string | RegExp
   status?: number
+  code?: string
   reset?: boolean
   times?: number
 }): Promise<void> {

@@ -60,6 +60,8 @@ export interface FaultRule {
   /** Regular expression source tested against the key. */
   keyPattern?: string
   status?: number
+  /** The S3 error code of the answer (`SlowDown`, `InternalError`); by default `ServiceUnavailable` for a 503. */
+  code?: string
   reset?: boolean
   /** Matches left; unset = every time. */
   times?: number
@@ -249,7 +251,7 @@ function createRecordingProxy(upstream: URL, requests: RecordedRequest[], faults
       // Read the whole body first, as a server would, so the client sees the answer and not a broken pipe.
       req.resume().once('end', () => {
         const status = fault.status ?? 503
-        const code = status === 503 ? 'ServiceUnavailable' : 'InjectedFault'
+        const code = fault.code ?? (status === 503 ? 'ServiceUnavailable' : 'InjectedFault')
         res.writeHead(status, { 'content-type': 'application/xml' })
         res.end(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>Fault injected by the test proxy</Message></Error>`)
       })

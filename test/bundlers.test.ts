@@ -157,7 +157,7 @@ describe.each(BUNDLERS)('%s', (bundler) => {
         cacheControl: cacheControlOf(file, DEFAULT_CACHE_CONTROL, ['fed-mods.json']),
       })
 
-    const puts = (await requestLog(bucket)).filter((request) => request.method === 'PUT' && request.status === 200)
+    const puts = (await requestLog(bucket)).filter((request) => request.method === 'PUT' && request.status === 200 && !request.key.startsWith('locks/'))
     const entrypoint = puts.find((request) => request.key === `data/${APP}/fed-mods.json`)!
     const manifest = puts.find((request) => request.key === `manifests/${APP}/1700000001`)!
     const assets = puts.filter((request) => request !== entrypoint && request !== manifest)

@@ -20,7 +20,7 @@ describe('push-cache with the Valkey store', () => {
     await writeTree(dist, { 'index.html': 'v2' })
     const second = await runCli(['populate', dist, ...store, '--timestamp', '200', '--json'])
     expect(second.code, second.stderr).toBe(0)
-    expect(parseReport(second.stdout)).toMatchObject({ ok: true, uploaded: 4, manifestKey: `manifest:${app}:200` })
+    expect(parseReport(second.stdout)).toMatchObject({ ok: true, uploaded: 1, unchanged: 3, manifestKey: `manifest:${app}:200` })
     expect(await appKeys(client, app)).toContain(`data:${app}:200:index.html`)
     expect(await appKeys(client, app)).not.toContain(`lock:${app}:200`)
 

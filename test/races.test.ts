@@ -120,7 +120,7 @@ describe.each(stores)('%s: pushes and prunes of one app at the same time', (_, o
     try {
       await push(store, app, 0)
       await push(store, app, 1)
-      const pushing = await takeLease(store, app, 'push', ['alt-0.js'], 0)
+      const pushing = await takeLease(store, app, 'push', ['alt-0.js'])
       const report = await pruneAll(store, app)
       await pushing.release()
       const layout = layoutOf(store.layout)
@@ -128,7 +128,7 @@ describe.each(stores)('%s: pushes and prunes of one app at the same time', (_, o
       expect(report.keys).not.toContain(layout.dataKey(app, 1000, 'alt-0.js'))
       expect(await store.read(layout.dataKey(app, 1000, 'alt-0.js'))).toBeDefined()
 
-      const pruning = await takeLease(store, app, 'prune', [], 0)
+      const pruning = await takeLease(store, app, 'prune', [])
       expect(await push(store, app, 3)).toMatchObject({ unchanged: 0, uploaded: 3 })
       await pruning.release()
     } finally {

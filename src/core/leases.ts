@@ -27,12 +27,11 @@ export interface Lease {
 
 const prefixOf = (store: Store, app: string, kind: LeaseKind) => `${layoutOf(store.layout).leasePrefix(app)}${kind}-`
 
-export async function takeLease(store: Store, app: string, kind: LeaseKind, relpaths: readonly string[], retries: number, now = Date.now): Promise<Lease> {
+/** Writes the lease once: callers retry. */
+export async function takeLease(store: Store, app: string, kind: LeaseKind, relpaths: readonly string[], now = Date.now): Promise<Lease> {
   const key = `${prefixOf(store, app, kind)}${now()}-${randomBytes(4).toString('hex')}`
   const takenAt = now()
-  await withRetry(() => store.put(key, Buffer.from(JSON.stringify({ relpaths })), { contentType: 'application/json', expiresIn: LEASE_SECONDS }), {
-    retries,
-  })
+  await store.put(key, Buffer.from(JSON.stringify({ relpaths })), { contentType: 'application/json', expiresIn: LEASE_SECONDS })
   return {
     // A minute of margin for the clocks of two machines.
     live: () => now() - takenAt < (LEASE_SECONDS - 60) * 1000,

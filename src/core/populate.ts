@@ -139,7 +139,7 @@ export async function populate({ store, options, files, logger = silentLogger, o
   let lease: Lease | undefined
   try {
     if (versioned && !options.dryRun) await retry(lockKey, () => store.put(lockKey, Buffer.from('in-progress'), { expiresIn: 2 * expiresIn! }))
-    const planned = await timed('plan', () => planAgainstStore(store, options, all, newest, logger))
+    const planned = await timed('plan', () => planAgainstStore(store, options, all, newest, logger, retry))
     lease = planned.lease
     const { sync, held } = planned
     const toWrite = [...sync.added, ...sync.changed]
@@ -279,26 +279,22 @@ async function planAgainstStore(
   files: readonly PlannedUpload[],
   newest: StoredBuild | null | undefined,
   logger: Logger,
+  retry: <T>(what: string, attempt: () => Promise<T>) => Promise<T>,
 ): Promise<{ sync: SyncPlan<HashedUpload>; held: Map<string, StoredFile>; lease?: Lease }> {
   const hashing = hashAll(files)
   hashing.catch(() => {}) // awaited below; a store error must not leave it unhandled
   let lease: Lease | undefined
   let skipNothing = options.force
   if (!options.force && !options.dryRun) {
-    lease = await takeLease(
-      store,
-      options.app,
-      'push',
-      files.map((file) => file.relpath),
-      options.retries,
-    )
-    if (await pruneRunning(store, options.app)) {
+    const relpaths = files.map((file) => file.relpath)
+    lease = await retry('the lease', () => takeLease(store, options.app, 'push', relpaths))
+    if (await retry('the leases of prunes', () => pruneRunning(store, options.app))) {
       logger.info(`a prune of ${options.app} is running: every file is uploaded, none is taken as unchanged`)
       skipNothing = true
     }
   }
   try {
-    const [hashed, held] = await Promise.all([hashing, readStoreState(store, options.app, options.retries, newest)])
+    const [hashed, held] = await Promise.all([hashing, retry(`the files of ${options.app}`, () => readStoreState(store, options.app, options.retries, newest))])
     // A versioned store keeps headers in the manifest, not with the bytes: only content decides.
     const withHeaders = store.layout === 'flat'
     const wanted = hashed.map(({ relpath, size, md5, contentType, cacheControl }) =>

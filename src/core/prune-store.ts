@@ -37,7 +37,7 @@ export interface PruneInput {
  */
 export async function prune({ store, app, rule, entrypoints, retries = 3, dryRun = false, logger = silentLogger }: PruneInput): Promise<PruneReport> {
   // A dry run writes nothing, not even its lease.
-  const lease = dryRun ? undefined : await takeLease(store, app, 'prune', [], retries)
+  const lease = dryRun ? undefined : await withRetry(() => takeLease(store, app, 'prune', []), { retries })
   try {
     let builds: StoredBuild[]
     let inUse: Set<string>

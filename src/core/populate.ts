@@ -139,7 +139,15 @@ export async function populate({ store, options, files, logger = silentLogger, o
   let lease: Lease | undefined
   try {
     if (versioned && !options.dryRun) await retry(lockKey, () => store.put(lockKey, Buffer.from('in-progress'), { expiresIn: 2 * expiresIn! }))
-    const planned = await timed('plan', () => planAgainstStore(store, options, all, newest, logger, retry))
+    const planned = await timed('plan', () =>
+      planAgainstStore(store, options, all, newest, logger, retry).catch((error) => {
+        throw new PushCacheError(
+          'UPLOAD_FAILED',
+          `Could not learn what ${store.display} holds for ${options.app}: ${describeError(error)}. Nothing of build ${options.timestamp} was written.`,
+          { cause: error },
+        )
+      }),
+    )
     lease = planned.lease
     const { sync, held } = planned
     const toWrite = [...sync.added, ...sync.changed]

@@ -1,8 +1,14 @@
 import { newestBuild, type StoredBuild } from './builds'
 import { isMd5 } from './digest'
+import { PushCacheError } from './errors'
 import { flatLayout, versionedLayout } from './layout'
 import type { Store } from './store'
 import type { HeldFile } from './sync-plan'
+
+const unlessUnreadable = (error: unknown): undefined => {
+  if (error instanceof PushCacheError && error.code === 'MANIFEST_UNREADABLE') return undefined
+  throw error
+}
 
 /** A file the store serves now, with what is known of its bytes (and, on flat stores, headers). */
 export interface StoredFile extends HeldFile {
@@ -25,7 +31,8 @@ export interface StoredFile extends HeldFile {
 export async function readStoreState(store: Store, app: string, retries: number, newestRead?: StoredBuild | null): Promise<Map<string, StoredFile>> {
   const files = new Map<string, StoredFile>()
   // A manifest never changes once written: one the caller read before is as good.
-  const readNewest = async () => (newestRead === undefined ? newestBuild(store, app, retries) : (newestRead ?? undefined))
+  // Without a readable newest manifest nothing is vouched for, so everything is written again.
+  const readNewest = async () => (newestRead === undefined ? newestBuild(store, app, retries).catch(unlessUnreadable) : (newestRead ?? undefined))
   if (store.layout === 'versioned') {
     const newest = await readNewest()
     for (const relpath of newest?.files ?? []) {

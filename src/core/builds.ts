@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream'
 import { forEachLimited, withRetry } from './concurrency'
 import { layoutOf, versionedLayout } from './layout'
 import { type Manifest, parseManifest } from './manifest'
-import type { Store } from './store'
+import type { Store, StoreEntry } from './store'
 
 const MANIFEST_READS = 8
 
@@ -33,16 +33,20 @@ async function readText(store: Store, key: string, retries = 3): Promise<string 
   )
 }
 
-/** Every key under `prefix`; a listing that fails transiently starts over. */
-export async function listKeys(store: Store, prefix: string, retries = 3): Promise<string[]> {
+/** Every entry under `prefix`; a listing that fails transiently starts over. */
+export async function listEntries(store: Store, prefix: string, retries = 3): Promise<StoreEntry[]> {
   return withRetry(
     async () => {
-      const keys: string[] = []
-      for await (const entry of store.list(prefix)) keys.push(entry.key)
-      return keys
+      const entries: StoreEntry[] = []
+      for await (const entry of store.list(prefix)) entries.push(entry)
+      return entries
     },
     { retries },
   )
+}
+
+export async function listKeys(store: Store, prefix: string, retries = 3): Promise<string[]> {
+  return (await listEntries(store, prefix, retries)).map((entry) => entry.key)
 }
 
 /** The build a manifest key names, or undefined when the key is not a manifest or is gone. */
@@ -69,10 +73,9 @@ export async function newestBuild(store: Store, app: string, retries = 3): Promi
 }
 
 /** Whether a build of `app` newer than `timestamp` has a manifest: one listing, no reads. */
-export async function newerBuildExists(store: Store, app: string, timestamp: number): Promise<boolean> {
+export async function newerBuildExists(store: Store, app: string, timestamp: number, retries = 3): Promise<boolean> {
   const layout = layoutOf(store.layout)
-  for await (const { key } of store.list(layout.manifestPrefix(app))) if ((layout.parseManifestKey(app, key) ?? -1) > timestamp) return true
-  return false
+  return (await listKeys(store, layout.manifestPrefix(app), retries)).some((key) => (layout.parseManifestKey(app, key) ?? -1) > timestamp)
 }
 
 /** Versioned builds still being written (their lock key exists); flat stores have no locks. */

@@ -3,7 +3,7 @@ import { createWriteStream } from 'node:fs'
 import { mkdir, rename, rm, stat } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
-import { listBuilds } from './builds'
+import { listBuilds, listEntries } from './builds'
 import { forEachLimited, withRetry } from './concurrency'
 import { describeError, PushCacheError } from './errors'
 import { flatLayout, versionedLayout } from './layout'
@@ -67,18 +67,11 @@ async function listPopFiles(store: Store, app: string, retries: number): Promise
     const builds = await listBuilds(store, app, retries)
     return { files: planVersionedPop(app, builds), timestamp: builds.find((build) => build.complete)?.timestamp }
   }
-  // A listing that fails transiently starts over.
-  const files = await withRetry(
-    async () => {
-      const listed: PopFile[] = []
-      for await (const { key, size } of store.list(flatLayout.dataPrefix(app))) {
-        const parsed = flatLayout.parseDataKey(app, key)
-        if (parsed) listed.push({ relpath: assertSafeRelpath(parsed.relpath, key), key, size })
-      }
-      return listed
-    },
-    { retries },
-  )
+  const files: PopFile[] = []
+  for (const { key, size } of await listEntries(store, flatLayout.dataPrefix(app), retries)) {
+    const parsed = flatLayout.parseDataKey(app, key)
+    if (parsed) files.push({ relpath: assertSafeRelpath(parsed.relpath, key), key, size })
+  }
   return { files }
 }
 

@@ -200,14 +200,14 @@ export async function populate({ store, options, files, logger = silentLogger, o
     )
     // A flat key holds one build's bytes: an older build pushed after a newer one (a re-run CI job)
     // must not replace what the newer one serves. Versioned readers already take the newest build.
-    const supersededBy = async () => !versioned && (await newerBuildExists(store, options.app, options.timestamp))
+    const supersededBy = async () => !versioned && (await newerBuildExists(store, options.app, options.timestamp, options.retries))
     report.superseded = await supersededBy()
     if (!report.superseded)
       await putAll(
         'changed',
         sync.changed.filter((file) => !file.entrypoint),
       )
-    if (versioned) await persist(store, written, options.timestamp)
+    if (versioned) await retry('persisting the written keys', () => persist(store, written, options.timestamp))
     if (lease && !lease.live())
       throw new PushCacheError(
         'UPLOAD_FAILED',
@@ -224,7 +224,7 @@ export async function populate({ store, options, files, logger = silentLogger, o
     } else if (entrypoints.length > 0)
       await timed('entrypoints', async () => {
         for (const file of entrypoints) await put(file)
-        if (versioned) await persist(store, entrypoints, options.timestamp)
+        if (versioned) await retry('persisting the entrypoints', () => persist(store, entrypoints, options.timestamp))
       })
 
     const unchanged = new Set(sync.unchanged)

@@ -63,7 +63,7 @@ class DeadlineHttpHandler extends NodeHttpHandler {
     let body: Readable | undefined
     // Before the headers the request is aborted; after them the body is destroyed, which fails
     // whoever reads it (the SDK's parser, or pop's download).
-    const timer = setTimeout(() => (body ? body.destroy(expired) : headers.abort(expired)), this.requestTimeout)
+    const timer = setTimeout(() => (body ? body.destroy(expired) : headers.abort(expired)), this.requestTimeout).unref()
     // Upload passes its own signal (to abort the parts left when one failed): both must work.
     const signals = [headers.signal, options.abortSignal as AbortSignal | undefined].filter((signal) => signal !== undefined)
     try {
@@ -115,6 +115,11 @@ export function createS3Store(url: string, options: S3Options, { connectTimeout,
     // The SDK's `connectionTimeout`; its other TimeoutErrors are resets and broken pipes.
     if (name === 'TimeoutError' && message.includes('did not establish a connection'))
       return timedOut(display, 'no connection was established', 'connect', connectTimeout, error)
+    // Node's network errors (ECONNRESET, EPIPE, ECONNREFUSED) name an address, not the store. The
+    // code stays, so a retry still sees them as transient.
+    const { code } = error as { code?: unknown }
+    if (typeof code === 'string' && /^E[A-Z]+$/.test(code) && (error as S3Error).$metadata?.httpStatusCode === undefined)
+      return Object.assign(new Error(`${display} could not be reached: ${message}`, { cause: error }), { code })
     return error
   }
   const call = async <T>(request: (client: S3Client) => Promise<T>): Promise<T> => {

@@ -99,7 +99,11 @@ export function createValkeyStore(url: string, options: ValkeyOptions, { connect
   let ended: Promise<never> = new Promise(() => {})
 
   async function open(): Promise<Redis | Cluster> {
-    const retryStrategy = (times: number) => (times > RECONNECT_ATTEMPTS ? null : times * 200)
+    // Only a client that was ready reconnects by itself. A first connect that fails ends the client
+    // at once, failing what it sent (their command timers would hold the process), and core's retry
+    // opens a new one.
+    let ready = false
+    const retryStrategy = (times: number) => (ready && times <= RECONNECT_ATTEMPTS ? times * 200 : null)
     const common: RedisOptions = {
       username: target.username,
       password: target.password,
@@ -145,6 +149,7 @@ export function createValkeyStore(url: string, options: ValkeyOptions, { connect
         timer = setTimeout(() => reject(timedOut(target.display, 'the server was not ready for commands', 'connect', connectTimeout)), connectTimeout)
       })
       await Promise.race([client.connect(), notReady])
+      ready = true
     } catch (error) {
       client.disconnect()
       if (error instanceof PushCacheError) throw error

@@ -6,10 +6,10 @@ const LOOPBACK = '127.0.0.1'
 
 /**
  * What the proxy does to a connection:
- * - `stall`: accepts and reads, but nothing gets through either way (held until `heal`);
- * - `reset`: resets the connection as soon as it is accepted (or at once, if it is open);
+ * - `stall`: nothing gets through either way any more (held until `heal`): a server that accepts and never answers;
+ * - `reset`: the connection is reset as soon as it opens;
  * - `trickle`: answers reach the client at `bytesPerSecond`;
- * - `drop`: closes the connection once the client sent `afterBytes` (mid-upload).
+ * - `drop`: the connection is closed once the client sent `afterBytes` on it (mid-upload).
  */
 export type Fault = { kind: 'stall' } | { kind: 'reset' } | { kind: 'trickle'; bytesPerSecond: number } | { kind: 'drop'; afterBytes: number }
 
@@ -17,11 +17,13 @@ export interface FaultProxy {
   port: number
   /** Connections accepted so far. */
   readonly accepted: number
+  /** Connections a fault acted on so far. */
+  readonly met: number
   /**
-   * `fault` for the next `connections` connections, or from now on for every connection (open
-   * ones included) when `connections` is unset.
+   * From now on, `fault` acts on every connection, open ones included (as soon as the fault
+   * applies: a drop once enough bytes went through), or only on the first `times` it acts on.
    */
-  fault(fault: Fault, connections?: number): void
+  fault(fault: Fault, times?: number): void
   /** Ends every fault: stalled bytes flow again, new connections pass. */
   heal(): void
 }
@@ -29,8 +31,9 @@ export interface FaultProxy {
 interface Link {
   client: Socket
   upstream: Socket
+  /** The fault that acted on this connection: it stays until `heal` (a trickle, for good). */
   fault?: Fault
-  /** Bytes held by a stall, per direction. */
+  /** Bytes held by a stall or a trickle, per direction. */
   up: Buffer[]
   down: Buffer[]
   sent: number
@@ -41,16 +44,25 @@ interface Link {
 /** A TCP proxy on loopback in front of `target`, that faults connections on demand. Closed after the test file. */
 export async function startFaultProxy(target: { host: string; port: number }): Promise<FaultProxy> {
   const links = new Set<Link>()
-  let lasting: Fault | undefined
-  let next: { fault: Fault; left: number } | undefined
+  let active: { fault: Fault; left?: number } | undefined
   let accepted = 0
+  let met = 0
+
+  /** The fault that acts on `link` now, if any of `kind`: its own, or the active one (which then sticks to it). */
+  const faultOf = <K extends Fault['kind']>(link: Link, kind: K, applies = true): Extract<Fault, { kind: K }> | undefined => {
+    if (link.fault) return link.fault.kind === kind ? (link.fault as Extract<Fault, { kind: K }>) : undefined
+    if (active?.fault.kind !== kind || !applies) return undefined
+    link.fault = active.fault
+    met++
+    if (active.left !== undefined && --active.left === 0) active = undefined
+    return link.fault as Extract<Fault, { kind: K }>
+  }
 
   const toUpstream = (link: Link, chunk: Buffer) => {
-    const { fault } = link
-    if (fault?.kind === 'stall') return void link.up.push(chunk)
+    if (faultOf(link, 'stall')) return void link.up.push(chunk)
     link.sent += chunk.length
-    if (fault?.kind === 'drop' && link.sent > fault.afterBytes) {
-      link.upstream.write(chunk.subarray(0, chunk.length - (link.sent - fault.afterBytes)))
+    const pending = active?.fault.kind === 'drop' ? active.fault : undefined
+    if (faultOf(link, 'drop', pending !== undefined && link.sent > pending.afterBytes)) {
       link.client.destroy()
       link.upstream.destroy()
       return
@@ -58,15 +70,14 @@ export async function startFaultProxy(target: { host: string; port: number }): P
     link.upstream.write(chunk)
   }
   const toClient = (link: Link, chunk: Buffer) => {
-    const { fault } = link
-    if (fault?.kind === 'stall') return void link.down.push(chunk)
-    if (fault?.kind !== 'trickle') return void link.client.write(chunk)
+    if (faultOf(link, 'stall')) return void link.down.push(chunk)
+    const trickle = faultOf(link, 'trickle')
+    if (!trickle) return void link.client.write(chunk)
     link.down.push(chunk)
-    trickle(link, fault.bytesPerSecond)
+    if (link.down.length === 1) startTrickle(link, trickle.bytesPerSecond)
   }
   /** Sends a tenth of the rate every 100 ms until nothing is left. */
-  const trickle = (link: Link, bytesPerSecond: number) => {
-    if (link.down.length !== 1) return // already trickling
+  const startTrickle = (link: Link, bytesPerSecond: number) => {
     const timer = setInterval(() => {
       const pending = Buffer.concat(link.down)
       const slice = pending.subarray(0, Math.max(1, Math.floor(bytesPerSecond / 10)))
@@ -80,18 +91,14 @@ export async function startFaultProxy(target: { host: string; port: number }): P
   const endIfDelivered = (link: Link) => {
     if (link.upstreamClosed && link.down.length === 0 && link.fault?.kind !== 'stall') link.client.end()
   }
-  const apply = (link: Link, fault: Fault | undefined) => {
-    link.fault = fault
-    if (fault?.kind === 'reset') {
-      link.client.resetAndDestroy()
-      link.upstream.destroy()
-    }
+  const resetIfFaulted = (link: Link) => {
+    if (!faultOf(link, 'reset')) return
+    link.client.resetAndDestroy()
+    link.upstream.destroy()
   }
 
   const server = createServer((client) => {
     accepted++
-    const fault = next ? next.fault : lasting
-    if (next && --next.left === 0) next = undefined
     const upstream = connect(target.port, target.host)
     const link: Link = { client, upstream, up: [], down: [], sent: 0, upstreamClosed: false }
     links.add(link)
@@ -110,7 +117,7 @@ export async function startFaultProxy(target: { host: string; port: number }): P
       endIfDelivered(link)
     }
     upstream.on('close', upstreamClosed).on('error', upstreamClosed)
-    apply(link, fault)
+    resetIfFaulted(link)
   })
   await new Promise<void>((ready) => server.listen(0, LOOPBACK, ready))
   afterAll(async () => {
@@ -123,17 +130,15 @@ export async function startFaultProxy(target: { host: string; port: number }): P
     get accepted() {
       return accepted
     },
-    fault(fault, connections) {
-      if (connections !== undefined) {
-        next = { fault, left: connections }
-        return
-      }
-      lasting = fault
-      for (const link of links) apply(link, fault)
+    get met() {
+      return met
+    },
+    fault(fault, times) {
+      active = { fault, left: times }
+      for (const link of links) resetIfFaulted(link)
     },
     heal() {
-      lasting = undefined
-      next = undefined
+      active = undefined
       for (const link of links) {
         if (link.fault?.kind !== 'stall') continue
         link.fault = undefined

@@ -132,9 +132,12 @@ describe('keys', () => {
     expect(flatLayout.parseManifestKey('app', 'manifests/app/latest')).toBeUndefined()
   })
 
-  it.each(['../x', 'a/../../x', '/etc/passwd', 'a\\b', 'a\0b', 'C:/x', 'C:', 'a//b', './a', ''])('refuses the unsafe relpath %j', (relpath) => {
-    expect(code(() => assertSafeRelpath(relpath, `data/app/${relpath}`))).toMatchObject({ code: 'UNSAFE_PATH' })
-  })
+  it.each(['../x', 'a/../../x', '/etc/passwd', 'a\\b', 'a\0b', 'a\nb', 'a\u001b[2Jb', 'a\u009bb', 'C:/x', 'C:', 'a//b', './a', ''])(
+    'refuses the unsafe relpath %j',
+    (relpath) => {
+      expect(code(() => assertSafeRelpath(relpath, `data/app/${relpath}`))).toMatchObject({ code: 'UNSAFE_PATH' })
+    },
+  )
 
   it('accepts spaces, non-ASCII, dots and colons inside names', () => {
     expect(assertSafeRelpath('img/logo café..svg')).toBe('img/logo café..svg')

@@ -1,9 +1,8 @@
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { join } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
-import { CreateBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3'
+import { ListObjectsV2Command } from '@aws-sdk/client-s3'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { BUILD, closedPort, deployArgs, ONLY_THE_BUILD, parseReport, readText, runCli, tree, workspaceWithBuild } from './helpers/cli'
+import { type AuthMoto, hasMoto, startAuthMoto } from './helpers/moto'
 import { createBucket, listObjects, putObject, s3CliEnv, s3StoreUrl } from './helpers/s3'
 
 let work: string
@@ -78,57 +77,29 @@ describe('push-cache with the S3 store', () => {
   })
 })
 
-/**
- * moto accepts any credentials unless told otherwise: this file starts its own moto_server and
- * turns on its IAM authentication (`/moto-api/reset-auth`), so a wrong key is refused for real.
- * The shared server is left alone: other test files use it with made-up keys.
- */
-const hasMoto = !spawnSync('moto_server', ['--help'], { stdio: 'ignore' }).error
-describe.skipIf(!hasMoto)('wrong S3 credentials (needs moto_server on PATH: pip install "moto[server]")', () => {
-  let server: ChildProcess | undefined
-  let endpoint = ''
+describe.skipIf(!hasMoto)('wrong S3 credentials (needs moto: pip install "moto[server]")', () => {
+  let moto: AuthMoto
   beforeAll(async () => {
-    const port = await closedPort()
-    endpoint = `http://127.0.0.1:${port}`
-    server = spawn('moto_server', ['-H', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' })
-    for (
-      let attempt = 0;
-      !(await fetch(endpoint).then(
-        () => true,
-        () => false,
-      ));
-      attempt++
-    ) {
-      if (attempt > 300) throw new Error(`moto_server did not answer on ${endpoint}`)
-      await sleep(100)
-    }
+    moto = await startAuthMoto()
+    await moto.createBucket('guarded')
+    await moto.enforce()
   })
-  afterAll(() => void server?.kill())
-
-  const enforceAuth = (on: boolean) => fetch(`${endpoint}/moto-api/reset-auth`, { method: 'POST', body: on ? '0' : 'inf' })
+  afterAll(() => moto?.stop())
 
   it('are bad configuration: exit 2, the fix named, the secret never printed, nothing written', async () => {
-    const client = new S3Client({ endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: 'test', secretAccessKey: 'test' } })
-    await client.send(new CreateBucketCommand({ Bucket: 'guarded' }))
-    await enforceAuth(true)
-    try {
-      const env = {
-        AWS_ENDPOINT_URL_S3: endpoint,
-        AWS_REGION: 'us-east-1',
-        AWS_ACCESS_KEY_ID: 'AKIAWRONGKEY0000000',
-        AWS_SECRET_ACCESS_KEY: 'wrong-s3cret-value',
-      }
-      const result = await runCli(['populate', dist, '--app', 'my-app', '--store', 's3://guarded'], { env })
-      expect(result.code).toBe(2)
-      expect(result.stderr).toMatch(
-        /Option `--store` s3:\/\/guarded at http:\/\/127\.0\.0\.1:\d+ rejected the credentials \(.*(InvalidAccessKeyId|403).*\)\. Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY/,
-      )
-      expect(result.stderr + result.stdout).not.toContain('wrong-s3cret-value')
-    } finally {
-      await enforceAuth(false)
+    const env = {
+      AWS_ENDPOINT_URL_S3: moto.endpoint,
+      AWS_REGION: 'us-east-1',
+      AWS_ACCESS_KEY_ID: 'AKIAWRONGKEY0000000',
+      AWS_SECRET_ACCESS_KEY: 'wrong-s3cret-value',
     }
-    const objects = await client.send(new ListObjectsV2Command({ Bucket: 'guarded' }))
+    const result = await runCli(['populate', dist, '--app', 'my-app', '--store', 's3://guarded'], { env })
+    expect(result.code).toBe(2)
+    expect(result.stderr).toMatch(
+      /Option `--store` s3:\/\/guarded at http:\/\/127\.0\.0\.1:\d+ rejected the credentials \(.*(InvalidAccessKeyId|403).*\)\. Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY/,
+    )
+    expect(result.stderr + result.stdout).not.toContain('wrong-s3cret-value')
+    const objects = await moto.admin.send(new ListObjectsV2Command({ Bucket: 'guarded' }))
     expect(objects.Contents ?? []).toEqual([])
-    client.destroy()
   })
 })

@@ -189,6 +189,9 @@ describe('secrets', () => {
     expect(redact('cannot reach redis://admin:s3cret@10.0.0.1:6379/0')).toBe('cannot reach redis://admin:***@10.0.0.1:6379/0')
     expect(redact('https://AKIA123@host/x?X-Amz-Signature=abc&y=1')).toBe('https://***@host/x?X-Amz-Signature=***&y=1')
     expect(new PushCacheError('UPLOAD_FAILED', 'valkey://:pw@h').message).toBe('valkey://:***@h')
+    // Passwords pasted unencoded: the userinfo runs to the last `@` of the word.
+    expect(redact('redis://deployer:p@ss/w:rd@cache:6379/1 failed')).toBe('redis://deployer:***@cache:6379/1 failed')
+    expect(redact('rediss://tok@en@h and s3://bucket/root')).toBe('rediss://***@h and s3://bucket/root')
     expect(describeError(new Error('auth failed for rediss://u:pw@h'))).not.toContain('pw')
   })
 })

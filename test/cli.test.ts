@@ -114,6 +114,47 @@ describe('push-cache with a local directory store', () => {
     expect(await tree(join(store, 'data'))).toEqual(['my-app/fed-mods.json', 'my-app/js/main.1a2b3c4d.js'])
   })
 
+  it('keeps the text of string flags that look like numbers: --app 007, --image 1.10, --entrypoint 010', async () => {
+    await writeTree(dist, { '010': 'an entrypoint without an extension' })
+    const result = await runCli([
+      'populate',
+      dist,
+      '--app',
+      '007',
+      '--store',
+      store,
+      '--image',
+      '1.10',
+      '--entrypoint=010',
+      '--timestamp',
+      '0001700000000',
+      '--json',
+    ])
+    expect(result.code, result.stderr).toBe(0)
+    expect(parseReport(result.stdout)).toMatchObject({ app: '007', timestamp: 1700000000, entrypoints: ['010'] })
+    expect(await tree(join(store, 'data'))).toContain('007/010')
+    const manifest = JSON.parse(await readText(join(store, 'manifests/007/1700000000')))
+    expect(manifest).toMatchObject({ image: '1.10', entrypoints: ['010'] })
+    const listed = parseReport((await runCli(['ls', '--app', '007', '--store', store, '--json'])).stdout)
+    expect(listed).toMatchObject({ app: '007', builds: [expect.objectContaining({ image: '1.10' })] })
+  })
+
+  it.each([
+    ['--timestamp', '1e9'],
+    ['--timestamp', '0x10'],
+    ['--timestamp', '99999999999999999999'],
+    ['--concurrency', '1.0'],
+    ['--keep', '+3'],
+  ])('refuses %s %s: a number flag takes the digits of a whole number', async (flag, value) => {
+    const extra = flag === '--keep' ? ['--prune-older-than', '1d'] : []
+    const result = await populate(flag, value, ...extra, '--json')
+    expect(result.code).toBe(2)
+    expect(parseReport(result.stdout)).toMatchObject({
+      errors: [{ code: 'INVALID_OPTION', message: expect.stringContaining(`Option \`${flag}\` is "${value}"`) }],
+    })
+    expect(await tree(store)).toEqual([])
+  })
+
   it('prunes old builds but the newest --keep, with --dry-run first; populate --prune-older-than does it after a push', async () => {
     for (const age of [30, 20, 10]) {
       await writeTree(dist, { [`js/build-${age}.js`]: String(age) })

@@ -62,6 +62,8 @@ describe('resolveOptions', () => {
     [{ app: 'a', announce: { name: 'builds/../other' } }, 'announce.name'],
     [{ app: 'a', announce: { name: 'my builds' } }, 'announce.name'],
     [{ app: 'a', announce: { channel: '' } }, 'announce.channel'],
+    [{ app: 'a', timestamp: Date.now() }, 'timestamp'],
+    [{ app: 'a', timestamp: 1e21 }, 'timestamp'],
   ])('rejects %j naming `%s` and the fix', (options, option) => {
     const error = code(() => resolveOptions(options, {}))
     expect(error.code).toBe('INVALID_OPTION')
@@ -118,8 +120,37 @@ describe('manifests', () => {
     expect(parseManifest('["a.js","b/c.css"]', 'k', 9)).toEqual({ files: ['a.js', 'b/c.css'], timestamp: 9 })
   })
 
-  it.each(['not json', '{"files":"a"}', '42', '{"files":[1]}'])('refuses %s with MANIFEST_UNREADABLE', (text) => {
-    expect(code(() => parseManifest(text, 'manifests/a/1', 1))).toMatchObject({ code: 'MANIFEST_UNREADABLE' })
+  it.each([
+    ['not json', 'it is not JSON'],
+    ['{"files":"a"}', '`files` is not a list of paths'],
+    ['42', 'it is neither an object nor an array'],
+    ['null', 'it is neither an object nor an array'],
+    ['{"files":[1]}', '`files` is not a list of paths'],
+    ['{"files":["../../other-app/fed-mods.json"]}', '`files` names "../../other-app/fed-mods.json", whose path has an empty, `.` or `..` segment'],
+    ['["/etc/passwd"]', '`files` names "/etc/passwd", whose path is absolute'],
+    ['{"files":["a.js"],"timestamp":"1"}', 'its `timestamp` "1" is not the 1700000000 of its key'],
+    ['{"files":["a.js"],"timestamp":32503680000}', 'its `timestamp` 32503680000 is not the 1700000000 of its key'],
+    ['{"files":["a.js"],"image":7}', '`image` is not a string'],
+    ['{"files":["a.js"],"entrypoints":"a.js"}', '`entrypoints` is not a list of paths'],
+    ['{"files":["a.js"],"entries":{"a.js":{"size":"big"}}}', '`entries` is not a map'],
+  ])('refuses %s with MANIFEST_UNREADABLE, saying why', (text, why) => {
+    expect(code(() => parseManifest(text, 'manifests/a/1700000000', 1_700_000_000, 1_700_000_000))).toMatchObject({
+      code: 'MANIFEST_UNREADABLE',
+      message: expect.stringContaining(`Manifest manifests/a/1700000000 cannot be read: ${why}`),
+    })
+  })
+
+  it('refuses a build dated more than a day ahead of the clock, and more than 16 MiB', () => {
+    const now = 1_700_000_000
+    expect(parseManifest('["a.js"]', 'k', now + 86_400, now).files).toEqual(['a.js'])
+    expect(code(() => parseManifest('["a.js"]', 'k', 32_503_680_000, now)).message).toContain('it is dated 3000-01-01T00:00:00.000Z, ahead of')
+    // Brackets inside strings, escaped quotes included, do not count as nesting.
+    expect(parseManifest(JSON.stringify({ files: ['a"[[[[.js'], note: '['.repeat(100) }), 'k', now, now).files).toEqual(['a"[[[[.js'])
+    const started = Date.now()
+    expect(code(() => parseManifest(`${'['.repeat(5_000_000)}${']'.repeat(5_000_000)}`, 'k', now, now)).message).toContain('it nests more than 64 levels deep')
+    expect(Date.now() - started).toBeLessThan(1000)
+    const huge = JSON.stringify({ files: ['a.js'], padding: 'x'.repeat(16 * 1024 * 1024) })
+    expect(code(() => parseManifest(huge, 'k', now, now)).message).toContain('more than the 16.0 MiB a manifest may')
   })
 })
 
@@ -132,9 +163,12 @@ describe('keys', () => {
     expect(flatLayout.parseManifestKey('app', 'manifests/app/latest')).toBeUndefined()
   })
 
-  it.each(['../x', 'a/../../x', '/etc/passwd', 'a\\b', 'a\0b', 'C:/x', 'C:', 'a//b', './a', ''])('refuses the unsafe relpath %j', (relpath) => {
-    expect(code(() => assertSafeRelpath(relpath, `data/app/${relpath}`))).toMatchObject({ code: 'UNSAFE_PATH' })
-  })
+  it.each(['../x', 'a/../../x', '/etc/passwd', 'a\\b', 'a\0b', 'a\nb', 'a\u001b[2Jb', 'a\u009bb', 'C:/x', 'C:', 'a//b', './a', ''])(
+    'refuses the unsafe relpath %j',
+    (relpath) => {
+      expect(code(() => assertSafeRelpath(relpath, `data/app/${relpath}`))).toMatchObject({ code: 'UNSAFE_PATH' })
+    },
+  )
 
   it('accepts spaces, non-ASCII, dots and colons inside names', () => {
     expect(assertSafeRelpath('img/logo café..svg')).toBe('img/logo café..svg')
@@ -155,6 +189,9 @@ describe('secrets', () => {
     expect(redact('cannot reach redis://admin:s3cret@10.0.0.1:6379/0')).toBe('cannot reach redis://admin:***@10.0.0.1:6379/0')
     expect(redact('https://AKIA123@host/x?X-Amz-Signature=abc&y=1')).toBe('https://***@host/x?X-Amz-Signature=***&y=1')
     expect(new PushCacheError('UPLOAD_FAILED', 'valkey://:pw@h').message).toBe('valkey://:***@h')
+    // Passwords pasted unencoded: the userinfo runs to the last `@` of the word.
+    expect(redact('redis://deployer:p@ss/w:rd@cache:6379/1 failed')).toBe('redis://deployer:***@cache:6379/1 failed')
+    expect(redact('rediss://tok@en@h and s3://bucket/root')).toBe('rediss://***@h and s3://bucket/root')
     expect(describeError(new Error('auth failed for rediss://u:pw@h'))).not.toContain('pw')
   })
 })

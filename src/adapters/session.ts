@@ -51,7 +51,7 @@ export function createPushSession(userOptions: Options | undefined, options: Res
         // Options were checked at config time; resolving again only stamps this build's start
         // (each rebuild of a watched build is a build of its own), unless a timestamp was given.
         const buildOptions = resolveOptions(userOptions, process.env, () => startedAt)
-        await pushFiles({ files: await collectBuild(collected, buildOptions.scan), options: buildOptions, logger })
+        await pushFiles({ files: await collectBuild(collected, buildOptions.scan, logger), options: buildOptions, logger })
       } catch (error) {
         if (options.failOnError) throw error
         logger.error(`${describeError(error)} The build goes on because \`failOnError\` is false.`)
@@ -64,9 +64,9 @@ export function createPushSession(userOptions: Options | undefined, options: Res
  * The files of one build, relative to one directory: the output directory, or the common directory
  * of several (Rollup's `output: [...]`), listing only what lies in the output directories themselves.
  */
-async function collectBuild(outputs: Map<string, Set<string>>, scan: ResolvedOptions['scan']): Promise<BuildFile[]> {
+async function collectBuild(outputs: Map<string, Set<string>>, scan: ResolvedOptions['scan'], logger: Logger): Promise<BuildFile[]> {
   const root = [...outputs.keys()].reduce(commonDirectory)
-  const perOutput = await Promise.all([...outputs].map(([dir, files]) => collectFiles(dir, scan === 'outDir' ? undefined : [...files])))
+  const perOutput = await Promise.all([...outputs].map(([dir, files]) => collectFiles(dir, scan === 'outDir' ? undefined : [...files], logger)))
   return perOutput.flat().map((file) => ({ ...file, relpath: toPosix(relative(root, file.path)) }))
 }
 

@@ -47,7 +47,7 @@ async function withProgress<T>({ logger, interactive }: Context, work: (onProgre
 export async function populateCommand(dir: string, context: Context): Promise<Report> {
   const { options, logger } = context
   // Read the directory before touching the store: a wrong path must leave the store untouched.
-  const files = await collectFiles(resolve(dir))
+  const files = await collectFiles(resolve(dir), undefined, logger)
   if (files.length === 0)
     throw new PushCacheError('NO_FILES', `The directory ${dir} holds no files: nothing to push. Build first, or point to the directory the build writes.`)
   return withProgress(context, (onProgress) => withStore(options, logger, (store) => populate({ store, options, files, logger, onProgress })))

@@ -17,7 +17,8 @@ export function exitCodeOf(error: unknown): number {
 export function messageOf(error: unknown, command: string | undefined): string {
   if (isParserError(error)) {
     const help = command ? `push-cache ${command} --help` : 'push-cache --help'
-    return `${error.message.replace(/^./, (first) => first.toUpperCase())}. Run \`${help}\` for the usage.`
+    // cac quotes what it did not expect, which may be a store URL with its password.
+    return redact(`${error.message.replace(/^./, (first) => first.toUpperCase())}. Run \`${help}\` for the usage.`)
   }
   if (error instanceof PushCacheError) return error.message
   return `${describeError(error)}. Run again with PUSH_CACHE_DEBUG=1 for the details.`

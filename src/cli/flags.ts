@@ -3,7 +3,7 @@ import { parseDuration } from '../core/duration'
 import { invalidOption } from '../core/errors'
 import type { AnnounceOptions, Options, S3Options } from '../core/options'
 
-/** What cac hands over: values of repeated flags are arrays, numeric-looking ones numbers. */
+/** What cac hands over: values of repeated flags are arrays; `restoreFlagText` makes every value the text typed. */
 export interface Flags {
   app?: unknown
   store?: unknown
@@ -75,6 +75,39 @@ export function addFlags(command: Command, groups: readonly (keyof typeof FLAG_G
   return command
 }
 
+/**
+ * The text given to each flag, by the flag's name as typed (`app`, `older-than`), read the way mri
+ * (inside cac) reads argv: `--name=value`, or `--name value` unless the value starts with `-`;
+ * nothing after `--`.
+ */
+function flagTexts(args: readonly string[]): Map<string, string[]> {
+  const texts = new Map<string, string[]>()
+  for (let index = 0; index < args.length; index++) {
+    const arg = args[index]!
+    if (arg === '--') break
+    const flag = /^--?(?!no-)([^=]+)(?:=(.*))?$/s.exec(arg)
+    if (!flag) continue
+    // mri reads an empty `--name=` as `--name` and takes the next argument.
+    let value = flag[2] || undefined
+    if (value === undefined && index + 1 < args.length && !args[index + 1]!.startsWith('-')) value = args[++index]
+    if (value !== undefined) texts.set(flag[1]!, [...(texts.get(flag[1]!) ?? []), value])
+  }
+  return texts
+}
+
+/**
+ * Puts back the text the user typed wherever cac holds a number: mri turns every value that looks
+ * like one into a number (`--app 007` → 7, `--image 1.10` → 1.1, `--app ''` → 0), and cac has no
+ * way to declare a flag a string. Flags that take no value are left as cac parsed them.
+ */
+export function restoreFlagText(parsed: Record<string, unknown>, options: readonly Command['options'][number][], args: readonly string[]): void {
+  const texts = flagTexts(args)
+  for (const option of options) {
+    const values = option.isBoolean ? undefined : texts.get(/--([^\s<[]+)/.exec(option.rawName)?.[1] ?? '')
+    if (values) parsed[option.name] = Array.isArray(parsed[option.name]) ? values : values.at(-1)
+  }
+}
+
 /** The last value of a flag given once or more, as the text the user typed. */
 function text(value: unknown): string | undefined {
   const last = Array.isArray(value) ? value.at(-1) : value
@@ -86,7 +119,7 @@ const list = (value: unknown): string[] | undefined => (value === undefined ? un
 function integer(flag: string, value: unknown): number | undefined {
   const raw = text(value)
   if (raw === undefined) return undefined
-  if (!/^\d+$/.test(raw)) throw invalidOption(flag, `is ${JSON.stringify(raw)}`, 'Use a whole number, e.g. 3.')
+  if (!/^\d+$/.test(raw) || !Number.isSafeInteger(Number(raw))) throw invalidOption(flag, `is ${JSON.stringify(raw)}`, 'Use a whole number, e.g. 3.')
   return Number(raw)
 }
 

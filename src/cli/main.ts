@@ -5,7 +5,7 @@ import { resolveOptions } from '../core/options'
 import { VERSION } from '../core/version'
 import { type Context, lsCommand, popCommand, populateCommand, pruneCommand } from './commands'
 import { codeOf, EXIT_OK, EXIT_USAGE, exitCodeOf, messageOf, stackOf } from './errors'
-import { addFlags, type Flags, toOptions } from './flags'
+import { addFlags, type Flags, restoreFlagText, toOptions } from './flags'
 
 const writeLine = (stream: NodeJS.WriteStream) => (line: string) => void stream.write(`${line}\n`)
 const stdout = writeLine(process.stdout)
@@ -65,6 +65,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   let json = false
   try {
     const { args, options } = cli.parse([...argv], { run: false })
+    restoreFlagText(options, [...cli.globalCommand.options, ...(cli.matchedCommand?.options ?? [])], argv.slice(2))
     json = Boolean(options.json)
     if (options.help || options.version) return EXIT_OK // cac printed them
     if (!cli.matchedCommand) {

@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream'
 import { forEachLimited, withRetry } from './concurrency'
 import { layoutOf, versionedLayout } from './layout'
-import { type Manifest, parseManifest } from './manifest'
+import { MANIFEST_MAX_BYTES, type Manifest, parseManifest } from './manifest'
 import type { Store, StoreEntry } from './store'
 
 const MANIFEST_READS = 8
@@ -17,9 +17,15 @@ export interface StoredBuild {
   complete: boolean
 }
 
-export async function readAll(stream: Readable): Promise<Buffer> {
+/** The whole stream, or its first bytes past `limit` (the stream is then closed): whoever asked can tell it was too long. */
+export async function readAll(stream: Readable, limit = Number.POSITIVE_INFINITY): Promise<Buffer> {
   const chunks: Buffer[] = []
-  for await (const chunk of stream) chunks.push(Buffer.from(chunk))
+  let bytes = 0
+  for await (const chunk of stream) {
+    chunks.push(Buffer.from(chunk))
+    bytes += chunk.length
+    if (bytes > limit) break // leaving the loop destroys the stream
+  }
   return Buffer.concat(chunks)
 }
 
@@ -27,7 +33,7 @@ async function readText(store: Store, key: string, retries = 3): Promise<string 
   return withRetry(
     async () => {
       const stream = await store.read(key)
-      return stream && (await readAll(stream)).toString('utf8')
+      return stream && (await readAll(stream, MANIFEST_MAX_BYTES)).toString('utf8')
     },
     { retries },
   )

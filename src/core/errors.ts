@@ -22,7 +22,7 @@ export class PushCacheError extends Error {
     message: string,
     options?: { cause?: unknown; transient?: boolean },
   ) {
-    super(redact(message), options)
+    super(redact(message), options && { cause: safeCause(options.cause) })
     if (options?.transient) this.transient = true
   }
 }
@@ -45,15 +45,47 @@ export function timedOut(store: string, what: string, kind: keyof typeof TIMEOUT
   )
 }
 
+/** Fields of a client's error that say what went wrong and nothing else; `facts` and `isTransient` read these. */
+const SAFE_FIELDS = ['code', 'errno', 'syscall', 'transient', '$retryable', '$fault'] as const
+/** How deep a cause chain is copied: deeper is a loop or nobody's business. */
+const MAX_CAUSES = 8
+
+/**
+ * A copy of a thrown value that is safe to hand on: name, code, message and stack (redacted), the
+ * HTTP status, and its own causes the same way. Clients hang much more on their errors: the AWS SDK
+ * the whole HTTP exchange (`$response`, whose request headers carry the session token and the key
+ * id), Valkey clients the command and its arguments. A reporter that walks errors would print them.
+ */
+function safeCause(cause: unknown, depth = 0): unknown {
+  if (cause === undefined || cause instanceof PushCacheError) return cause
+  if (!(cause instanceof Error)) return redact(String(cause))
+  const copy = new Error(redact(cause.message)) as Error & Record<string, unknown>
+  copy.name = cause.name
+  copy.stack = cause.stack && redact(cause.stack)
+  const source = cause as Error & Record<string, unknown>
+  for (const field of SAFE_FIELDS) if (source[field] !== undefined && typeof source[field] !== 'object') copy[field] = source[field]
+  const metadata = source.$metadata as { httpStatusCode?: number; requestId?: string } | undefined
+  if (metadata) copy.$metadata = { httpStatusCode: metadata.httpStatusCode, requestId: metadata.requestId }
+  if (Array.isArray(source.errors)) copy.errors = source.errors.map((inner) => safeCause(inner, depth + 1))
+  if (source.cause !== undefined && depth < MAX_CAUSES) copy.cause = safeCause(source.cause, depth + 1)
+  return copy
+}
+
 export function invalidOption(option: string, problem: string, fix: string): PushCacheError {
   return new PushCacheError('INVALID_OPTION', `Option \`${option}\` ${problem}. ${fix}`)
 }
 
-/** Hides the password of any `scheme://user:password@host` and known secret query parameters. */
+/**
+ * Hides the userinfo of any `scheme://user:password@host` (the user stays; the password may hold
+ * `@`, `/` or `:` unencoded, so it runs to the last `@` of the word) and known secret query
+ * parameters.
+ */
 export function redact(text: string): string {
   return text
-    .replace(/([a-z][a-z0-9+.-]*:\/\/)([^/@\s:]*):([^/@\s]*)@/gi, (_, scheme, user) => `${scheme}${user}:***@`)
-    .replace(/([a-z][a-z0-9+.-]*:\/\/)([^/@\s:]+)@/gi, (_, scheme) => `${scheme}***@`)
+    .replace(/([a-z][a-z0-9+.-]*:\/\/)(\S*)@(?=\S)/gi, (_, scheme: string, userinfo: string) => {
+      const separator = userinfo.indexOf(':')
+      return `${scheme}${separator < 0 ? '' : `${userinfo.slice(0, separator)}:`}***@`
+    })
     .replace(/(X-Amz-Credential|X-Amz-Signature|X-Amz-Security-Token|password|secret)=([^&\s]+)/gi, '$1=***')
 }
 

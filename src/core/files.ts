@@ -1,40 +1,129 @@
-import { readdir, stat } from 'node:fs/promises'
-import { join, relative, sep } from 'node:path'
+import type { Dirent, Stats } from 'node:fs'
+import { lstat, readdir, realpath, stat } from 'node:fs/promises'
+import { isAbsolute, join, relative, sep } from 'node:path'
 import { PushCacheError } from './errors'
+import { type Logger, silentLogger } from './logger'
+import { unsafePathReason } from './paths'
 import type { BuildFile } from './plan'
 
 export const toPosix = (path: string) => (sep === '/' ? path : path.split(sep).join('/'))
 
+const isInside = (root: string, path: string) => path === root || path.startsWith(root.endsWith(sep) ? root : `${root}${sep}`)
+
+/** What a directory entry is when it is neither a file, a directory nor a link. */
+function specialKind(entry: Dirent | Stats): string {
+  if (entry.isFIFO()) return 'a FIFO'
+  if (entry.isSocket()) return 'a socket'
+  if (entry.isBlockDevice() || entry.isCharacterDevice()) return 'a device'
+  return 'not a regular file'
+}
+
+/** Why a link cannot be followed, from the error `realpath` gave. */
+const brokenLink = (error: NodeJS.ErrnoException) =>
+  error.code === 'ELOOP'
+    ? 'a symbolic link loop'
+    : error.code === 'ENOENT'
+      ? 'a symbolic link to nothing'
+      : `a symbolic link that cannot be read (${error.code})`
+
 /**
  * The files of a build under `root`: every regular file below it, or only `relpaths` when the
- * bundler told us what it emitted. Symbolic links are followed; directories that cannot be read fail loudly.
+ * bundler told us what it emitted.
+ *
+ * Nothing outside `root` is read. A symbolic link is followed only when it resolves inside `root`
+ * (a link between two files of the build is fine); one that leads outside, dangles or loops is
+ * skipped with a warning naming it, and so are FIFOs, sockets and devices. A file whose name a
+ * store or a server could read as another path (`..`, a backslash, a control character) fails the
+ * push with `UNSAFE_PATH` before anything is written. Directories that cannot be read fail loudly.
  */
-export async function collectFiles(root: string, relpaths?: readonly string[]): Promise<BuildFile[]> {
+export async function collectFiles(root: string, relpaths?: readonly string[], logger: Pick<Logger, 'warn'> = silentLogger): Promise<BuildFile[]> {
   const rootStat = await stat(root).catch(() => undefined)
   if (!rootStat?.isDirectory())
     throw new PushCacheError(
       'NO_FILES',
       `The output directory ${root} does not exist or is not a directory. Build first, or point to the directory the bundler writes.`,
     )
-  const paths = relpaths ? relpaths.map((relpath) => join(root, relpath)) : await walk(root)
-  const files = await Promise.all(
+  const realRoot = await realpath(root)
+  const skip = (path: string, why: string) => logger.warn(`skipped ${toPosix(relative(root, path))}: ${why}; it is not pushed`)
+  const paths = relpaths ? await pickEmitted(root, realRoot, relpaths, skip) : await walk(root, realRoot, skip)
+  return Promise.all(
     paths.map(async (path) => {
-      const info = await stat(path)
-      return info.isFile() ? { relpath: toPosix(relative(root, path)), path, size: info.size } : undefined
+      const relpath = toPosix(relative(root, path))
+      const problem = unsafePathReason(relpath)
+      if (problem)
+        throw new PushCacheError(
+          'UNSAFE_PATH',
+          `Refusing ${JSON.stringify(relpath)} in ${root}: its path ${problem}, which stores and servers read differently. Rename the file in the build, or leave it out of the output directory.`,
+        )
+      return { relpath, path, size: (await stat(path)).size }
     }),
   )
-  return files.filter((file): file is BuildFile => file !== undefined)
 }
 
-async function walk(directory: string): Promise<string[]> {
-  const entries = await readdir(directory, { withFileTypes: true })
-  const nested = await Promise.all(
-    entries.map(async (entry) => {
-      const path = join(directory, entry.name)
-      if (entry.isDirectory()) return walk(path)
-      if (entry.isSymbolicLink() && (await stat(path)).isDirectory()) return walk(path)
-      return [path]
+type Skip = (path: string, why: string) => void
+
+const outside = (root: string, target: string) => `it resolves to ${target}, outside the output directory ${root}`
+
+/** The regular files among what the bundler said it emitted, each resolved inside the root. */
+async function pickEmitted(root: string, realRoot: string, relpaths: readonly string[], skip: Skip): Promise<string[]> {
+  const picked = await Promise.all(
+    relpaths.map(async (relpath) => {
+      // webpack may emit outside its output path (`../x.js`, an absolute name): resolved and skipped below.
+      const path = isAbsolute(relpath) ? relpath : join(root, relpath)
+      const skipped = (why: string) => {
+        skip(path, why)
+        return undefined
+      }
+      // A path that names no file at all is the bundler's mistake: fail as before, loudly.
+      await lstat(path)
+      let target: string
+      try {
+        target = await realpath(path)
+      } catch (error) {
+        return skipped(brokenLink(error as NodeJS.ErrnoException))
+      }
+      // Also catches `../x` and a directory on the way that links elsewhere.
+      if (!isInside(realRoot, target)) return skipped(outside(root, target))
+      const info = await stat(target)
+      if (info.isFile()) return path
+      return info.isDirectory() ? undefined : skipped(specialKind(info))
     }),
   )
-  return nested.flat()
+  return picked.filter((path) => path !== undefined)
+}
+
+/**
+ * Every regular file below `root`, links inside it followed. `branch` holds the real paths of the
+ * directories from the root down to the one being read: a link to one of them is a loop.
+ */
+async function walk(root: string, realRoot: string, skip: Skip): Promise<string[]> {
+  const visit = async (directory: string, branch: readonly string[]): Promise<string[]> => {
+    const entries = await readdir(directory, { withFileTypes: true })
+    const nested = await Promise.all(
+      entries.map(async (entry): Promise<string[]> => {
+        const path = join(directory, entry.name)
+        const skipped = (why: string) => {
+          skip(path, why)
+          return []
+        }
+        if (entry.isFile()) return [path]
+        if (entry.isDirectory()) return visit(path, [...branch, join(branch.at(-1)!, entry.name)])
+        if (!entry.isSymbolicLink()) return skipped(specialKind(entry))
+        let target: string
+        try {
+          target = await realpath(path)
+        } catch (error) {
+          return skipped(brokenLink(error as NodeJS.ErrnoException))
+        }
+        if (!isInside(realRoot, target)) return skipped(outside(root, target))
+        const info = await stat(target)
+        if (info.isFile()) return [path]
+        if (!info.isDirectory()) return skipped(specialKind(info))
+        if (branch.includes(target)) return skipped(`a symbolic link loop (to ${toPosix(relative(realRoot, target)) || '.'}, which contains it)`)
+        return visit(path, [...branch, target])
+      }),
+    )
+    return nested.flat()
+  }
+  return visit(root, [realRoot])
 }

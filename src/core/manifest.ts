@@ -1,4 +1,6 @@
 import { PushCacheError } from './errors'
+import { unsafePathReason } from './paths'
+import { formatBytes } from './progress'
 
 /** What we record of each file; every field is optional so that readers of older manifests cope. */
 export interface ManifestEntry {
@@ -39,23 +41,80 @@ export interface Manifest {
   [extra: string]: unknown
 }
 
+/** A manifest above this is not one: readers stop reading past it, and it is refused. */
+export const MANIFEST_MAX_BYTES = 16 * 1024 * 1024
+/** How far ahead of this machine's clock a build may be dated (clocks of CI runners drift, but not by a day), and its manifest's body from its key. */
+export const FUTURE_TOLERANCE_SECONDS = 24 * 60 * 60
+
+/** Ours nests three levels (`entries` → path → entry); JSON.parse spends seconds on millions. */
+const MAX_DEPTH = 64
+
+/** Whether arrays and objects nest deeper than `limit`, counting brackets outside strings. */
+function nestsDeeperThan(text: string, limit: number): boolean {
+  let depth = 0
+  let inString = false
+  for (let index = 0; index < text.length; index++) {
+    const char = text[index]
+    if (inString) {
+      if (char === '\\') index++
+      else if (char === '"') inString = false
+    } else if (char === '"') inString = true
+    else if (char === '[' || char === '{') {
+      if (++depth > limit) return true
+    } else if (char === ']' || char === '}') depth--
+  }
+  return false
+}
+
+const isStringList = (value: unknown): value is string[] => Array.isArray(value) && value.every((item) => typeof item === 'string')
+const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value)
+
+/** What is wrong with a parsed manifest's fields, or undefined. Extra fields are anyone's. */
+function fieldProblem(manifest: Record<string, unknown>, timestampFromKey: number, now: number): string | undefined {
+  if (!isStringList(manifest.files)) return '`files` is not a list of paths'
+  const unsafe = manifest.files.find((file) => unsafePathReason(file) !== undefined)
+  if (unsafe !== undefined) return `\`files\` names ${JSON.stringify(unsafe)}, whose path ${unsafePathReason(unsafe)}`
+  // valpop may read the clock twice, for the key and for the body: only a gap of more than a day is foreign.
+  const { timestamp } = manifest
+  if (timestamp !== undefined && !(Number.isSafeInteger(timestamp) && Math.abs((timestamp as number) - timestampFromKey) <= FUTURE_TOLERANCE_SECONDS))
+    return `its \`timestamp\` ${JSON.stringify(timestamp)} is not the ${timestampFromKey} of its key`
+  if (timestampFromKey > now + FUTURE_TOLERANCE_SECONDS) return `it is dated ${new Date(timestampFromKey * 1000).toISOString()}, ahead of this machine's clock`
+  if (manifest.image !== undefined && typeof manifest.image !== 'string') return '`image` is not a string'
+  if (manifest.entrypoints !== undefined && !isStringList(manifest.entrypoints)) return '`entrypoints` is not a list of paths'
+  if (manifest.entries !== undefined && !(isRecord(manifest.entries) && Object.values(manifest.entries).every(isEntry)))
+    return '`entries` is not a map of paths to { size, contentType, cacheControl }'
+  return undefined
+}
+
+const isEntry = (entry: unknown): boolean =>
+  isRecord(entry) &&
+  (entry.size === undefined || (Number.isSafeInteger(entry.size) && (entry.size as number) >= 0)) &&
+  (entry.contentType === undefined || typeof entry.contentType === 'string') &&
+  (entry.cacheControl === undefined || typeof entry.cacheControl === 'string')
+
 /**
  * Reads both formats valpop has written: the object and the older bare array of relpaths. The
  * timestamp of a bare array (or an object without one) comes from the key.
+ *
+ * Anything a reader could act on wrongly is refused with `MANIFEST_UNREADABLE`: a file path that
+ * could escape (prune would delete what it names), a timestamp a day off its key's or a key dated
+ * in the future (a build dated in 3000 would stay the newest for ever and push every real build
+ * out of `keep`), fields of the wrong type, more than `MANIFEST_MAX_BYTES`.
  */
-export function parseManifest(text: string, key: string, timestampFromKey: number): Manifest {
+export function parseManifest(text: string, key: string, timestampFromKey: number, now = Math.floor(Date.now() / 1000)): Manifest {
+  if (Buffer.byteLength(text) > MANIFEST_MAX_BYTES) throw unreadable(key, `it holds more than the ${formatBytes(MANIFEST_MAX_BYTES)} a manifest may`)
+  if (nestsDeeperThan(text, MAX_DEPTH)) throw unreadable(key, `it nests more than ${MAX_DEPTH} levels deep`)
   let value: unknown
   try {
     value = JSON.parse(text)
   } catch (error) {
     throw unreadable(key, 'it is not JSON', error)
   }
-  const object = Array.isArray(value) ? { files: value } : value
-  if (!object || typeof object !== 'object') throw unreadable(key, 'it is neither an object nor an array')
-  const manifest = object as Record<string, unknown>
-  if (!Array.isArray(manifest.files) || !manifest.files.every((file) => typeof file === 'string')) throw unreadable(key, '`files` is not a list of paths')
-  const timestamp = typeof manifest.timestamp === 'number' ? manifest.timestamp : timestampFromKey
-  return { ...manifest, files: manifest.files as string[], timestamp }
+  const manifest = Array.isArray(value) ? { files: value } : value
+  if (!isRecord(manifest)) throw unreadable(key, 'it is neither an object nor an array')
+  const problem = fieldProblem(manifest, timestampFromKey, now)
+  if (problem) throw unreadable(key, problem)
+  return { ...manifest, files: manifest.files as string[], timestamp: (manifest.timestamp as number | undefined) ?? timestampFromKey }
 }
 
 export function serializeManifest(manifest: Manifest): string {
@@ -63,5 +122,5 @@ export function serializeManifest(manifest: Manifest): string {
 }
 
 function unreadable(key: string, why: string, cause?: unknown): PushCacheError {
-  return new PushCacheError('MANIFEST_UNREADABLE', `Manifest ${key} cannot be read: ${why}. Nothing was pruned; fix or delete that object.`, { cause })
+  return new PushCacheError('MANIFEST_UNREADABLE', `Manifest ${key} cannot be read: ${why}. Nothing was pruned; fix or delete that key.`, { cause })
 }

@@ -1,5 +1,6 @@
 import { parseDuration } from './duration'
 import { invalidOption } from './errors'
+import { FUTURE_TOLERANCE_SECONDS } from './manifest'
 
 /** Options of the S3 store (`store: 's3://bucket[/root]'`). Unset fields fall back to the AWS SDK's own env and config chain. */
 export interface S3Options {
@@ -346,6 +347,9 @@ export function resolveOptions(options: Options = {}, env: NodeJS.ProcessEnv = p
 
   const timestamp = options.timestamp ?? envTimestamp(env) ?? Math.floor(now() / 1000)
   positiveInteger('timestamp', timestamp, 0)
+  // Readers refuse such a build (it would stay the newest for ever); milliseconds are the usual slip.
+  if (timestamp > Math.floor(now() / 1000) + FUTURE_TOLERANCE_SECONDS)
+    throw invalidOption('timestamp', `is ${timestamp}, more than a day ahead of the clock`, 'Give Unix seconds (`date +%s`), not milliseconds.')
 
   let prune: ResolvedOptions['prune'] = false
   if (options.prune) {

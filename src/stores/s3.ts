@@ -103,8 +103,13 @@ export function createS3Store(url: string, options: S3Options, { connectTimeout,
   const s3 = () => (client ??= new S3Client(config))
   let batchDeleteRejected = false
 
-  /** Adds what the user must do to the few errors whose SDK message does not say it. */
+  /**
+   * Adds what the user must do to the few errors whose SDK message does not say it, and drops the
+   * raw HTTP exchange the SDK hangs on every error (`$response`): its request headers carry the
+   * session token and the access key id, for anyone who walks the error to print.
+   */
   const clarify = (error: unknown): unknown => {
+    if (error instanceof Error) Reflect.deleteProperty(error, '$response')
     const { name, message } = (error ?? {}) as S3Error
     if (name === 'NoSuchBucket')
       return new PushCacheError(

@@ -1,0 +1,110 @@
+/**
+ * What each command needs on each store, and nothing more: the one list the least-privilege tests
+ * build their IAM policies and ACL users from, and the README's table (test/readme.test.ts checks
+ * that the README shows `permissionsTable()` as it is). `<app>` stands for the app's name.
+ *
+ * Some entries serve work that is landing: the push intents (`locks/<app>/push-<ts>`,
+ * `intent:<app>:<ts>`), the prune flag (`locks/<app>/prune`, `prune:<app>`) and the announce
+ * (`PUBLISH` on `push-cache:builds`).
+ */
+export const COMMANDS = ['populate', 'pop', 'prune', 'ls'] as const
+export type Command = (typeof COMMANDS)[number]
+
+/** S3 actions, each with what it applies to: key patterns, or for `s3:ListBucket` the prefixes listed. */
+export const S3_PERMISSIONS: Record<Command, Record<string, readonly string[]>> = {
+  populate: {
+    's3:ListBucket': ['data/<app>/', 'manifests/<app>/', 'locks/<app>/'],
+    's3:GetObject': ['manifests/<app>/*', 'locks/<app>/*'],
+    's3:PutObject': ['data/<app>/*', 'manifests/<app>/*', 'locks/<app>/*'],
+    's3:AbortMultipartUpload': ['data/<app>/*'],
+    's3:DeleteObject': ['locks/<app>/*'],
+  },
+  pop: {
+    's3:ListBucket': ['data/<app>/', 'manifests/<app>/'],
+    's3:GetObject': ['data/<app>/*'],
+  },
+  prune: {
+    's3:ListBucket': ['data/<app>/', 'manifests/<app>/', 'locks/<app>/'],
+    's3:GetObject': ['manifests/<app>/*', 'locks/<app>/*'],
+    's3:PutObject': ['locks/<app>/*'],
+    's3:DeleteObject': ['data/<app>/*', 'manifests/<app>/*', 'locks/<app>/*'],
+  },
+  ls: {
+    's3:ListBucket': ['manifests/<app>/', 'locks/<app>/'],
+    's3:GetObject': ['manifests/<app>/*'],
+  },
+}
+
+/** Valkey commands and the keys (`~`) and channels (`&`) they may touch. */
+export const VALKEY_PERMISSIONS: Record<Command, { commands: readonly string[]; keys: readonly string[]; channels?: readonly string[] }> = {
+  populate: {
+    commands: ['SCAN', 'STRLEN', 'GET', 'SET', 'PERSIST', 'EXISTS', 'DEL', 'UNLINK', 'PUBLISH'],
+    keys: ['data:<app>:*', 'manifest:<app>:*', 'lock:<app>:*', 'intent:<app>:*', 'prune:<app>'],
+    channels: ['push-cache:builds'],
+  },
+  pop: { commands: ['SCAN', 'STRLEN', 'GET'], keys: ['data:<app>:*', 'manifest:<app>:*', 'lock:<app>:*'] },
+  prune: {
+    commands: ['SCAN', 'STRLEN', 'GET', 'SET', 'EXISTS', 'DEL', 'UNLINK'],
+    keys: ['data:<app>:*', 'manifest:<app>:*', 'lock:<app>:*', 'intent:<app>:*', 'prune:<app>'],
+  },
+  ls: { commands: ['SCAN', 'STRLEN', 'GET'], keys: ['data:<app>:*', 'manifest:<app>:*', 'lock:<app>:*'] },
+}
+
+/** Every Valkey command needs these besides: the client's ready check, which waits while the server loads its data. */
+export const VALKEY_CONNECTION = ['INFO'] as const
+
+const forApp = (pattern: string, app: string) => pattern.replaceAll('<app>', app)
+
+/**
+ * An IAM policy granting `command` on `app` in `bucket`. `moto` adapts it to what moto checks, which
+ * is not what AWS checks: moto evaluates no conditions (so listing cannot be narrowed to prefixes),
+ * and it authorizes a DeleteObjects request against the bucket, where AWS checks every key.
+ */
+export function s3Policy(command: Command, bucket: string, app: string, { moto = false } = {}): object {
+  const statements = Object.entries(S3_PERMISSIONS[command]).map(([action, patterns]) =>
+    action === 's3:ListBucket'
+      ? {
+          Effect: 'Allow',
+          Action: action,
+          Resource: `arn:aws:s3:::${bucket}`,
+          ...(moto ? {} : { Condition: { StringLike: { 's3:prefix': patterns.map((prefix) => `${forApp(prefix, app)}*`) } } }),
+        }
+      : {
+          Effect: 'Allow',
+          Action: action,
+          Resource: [
+            ...patterns.map((pattern) => `arn:aws:s3:::${bucket}/${forApp(pattern, app)}`),
+            ...(moto && action === 's3:DeleteObject' ? [`arn:aws:s3:::${bucket}`] : []),
+          ],
+        },
+  )
+  return { Version: '2012-10-17', Statement: statements }
+}
+
+/** The rules of `ACL SETUSER` for `command` on `app`, after `on >password`. */
+export function valkeyAclRules(command: Command, app: string): string[] {
+  const { commands, keys, channels = [] } = VALKEY_PERMISSIONS[command]
+  return [
+    'resetkeys',
+    'resetchannels',
+    '-@all',
+    ...[...VALKEY_CONNECTION, ...commands].map((name) => `+${name.toLowerCase()}`),
+    ...keys.map((pattern) => `~${forApp(pattern, app)}`),
+    ...channels.map((channel) => `&${channel}`),
+  ]
+}
+
+const code = (items: readonly string[]) => items.map((item) => `\`${item}\``).join(', ')
+
+/** The README's table of permissions, rendered from the lists above. */
+export function permissionsTable(): string {
+  const rows = COMMANDS.map((command) => {
+    const s3 = Object.entries(S3_PERMISSIONS[command])
+      .map(([action, patterns]) => `${action.replace('s3:', '')} ${code(patterns)}`)
+      .join('; ')
+    const { commands, keys, channels = [] } = VALKEY_PERMISSIONS[command]
+    const valkey = `${code(commands)} on ${code(keys)}${channels.length ? `; channel ${code(channels)}` : ''}`
+    return `| \`${command}\` | ${s3} | ${valkey} |`
+  })
+  return ['| command | S3 actions (on keys, or prefixes listed) | Valkey commands on keys |', '| --- | --- | --- |', ...rows].join('\n')
+}

@@ -2,22 +2,9 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { CreateBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3'
-import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest'
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { BUILD, closedPort, deployArgs, ONLY_THE_BUILD, parseReport, readText, runCli, tree, workspaceWithBuild } from './helpers/cli'
-import { createBucket, listObjects, putObject, s3Env, s3StoreUrl } from './helpers/s3'
-
-/** How a user points the CLI at an S3-compatible server: the standard AWS_* variables, no secret on the command line. */
-function cliEnv(): Record<string, string> {
-  const { endpoint, region, credentials } = s3Env()
-  const { checksums } = inject('s3')
-  return {
-    AWS_ENDPOINT_URL_S3: endpoint,
-    AWS_REGION: region,
-    AWS_ACCESS_KEY_ID: credentials.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
-    ...(checksums ? { PUSH_CACHE_S3_CHECKSUMS: checksums } : {}),
-  }
-}
+import { createBucket, listObjects, putObject, s3CliEnv, s3StoreUrl } from './helpers/s3'
 
 let work: string
 let dist: string
@@ -29,7 +16,7 @@ beforeEach(async () => {
 
 describe('push-cache with the S3 store', () => {
   it('populates data/<app>/** and manifests/<app>/<ts>, lists and pops', async () => {
-    const env = cliEnv()
+    const env = s3CliEnv()
     const pushed = await runCli(['populate', dist, '--app', 'my-app', '--store', s3StoreUrl(bucket), '--timestamp', '1700000000', '--json'], { env })
     expect(pushed.code, pushed.stderr).toBe(0)
     expect(parseReport(pushed.stdout)).toMatchObject({ ok: true, uploaded: 4, manifestKey: 'manifests/my-app/1700000000' })
@@ -52,7 +39,7 @@ describe('push-cache with the S3 store', () => {
     await putObject(bucket, crafted, 'echo pwned')
     expect((await listObjects(bucket)).map((object) => object.key)).toContain(crafted) // the server kept the key as is
     const dest = join(work, 'serve', 'www')
-    const result = await runCli(['pop', dest, '--app', 'my-app', '--store', s3StoreUrl(bucket)], { env: cliEnv() })
+    const result = await runCli(['pop', dest, '--app', 'my-app', '--store', s3StoreUrl(bucket)], { env: s3CliEnv() })
     expect(result.code).not.toBe(0)
     expect(result.stderr).toContain(`Refusing key "${crafted}"`)
     expect(await tree(work)).toEqual(ONLY_THE_BUILD)
@@ -60,7 +47,7 @@ describe('push-cache with the S3 store', () => {
 
   it('an unreachable endpoint is bad configuration: exit 2, the store named, nothing written', async () => {
     const result = await runCli(['populate', dist, '--app', 'my-app', '--store', s3StoreUrl(bucket)], {
-      env: { ...cliEnv(), AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${await closedPort()}` },
+      env: { ...s3CliEnv(), AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${await closedPort()}` },
     })
     expect(result.code).toBe(2)
     expect(result.stderr).toMatch(
@@ -70,7 +57,7 @@ describe('push-cache with the S3 store', () => {
   })
 
   it('a bucket that does not exist is bad configuration', async () => {
-    const result = await runCli(['ls', '--app', 'my-app', '--store', s3StoreUrl(`${bucket}-missing`)], { env: cliEnv() })
+    const result = await runCli(['ls', '--app', 'my-app', '--store', s3StoreUrl(`${bucket}-missing`)], { env: s3CliEnv() })
     expect(result.code).toBe(2)
     expect(result.stderr).toMatch(/does not exist.*Create it/)
   })
@@ -84,7 +71,7 @@ describe('push-cache with the S3 store', () => {
     expect(store).toMatch(/^s3:\/\//)
     // Only where it runs changes: the build directory and the bucket of this test.
     const local = args.map((arg) => (arg === '/srv/dist' ? dist : arg === store ? s3StoreUrl(bucket) : arg.replace('$(FRONTEND_IMAGE)', image)))
-    const result = await runCli([...local, '--dry-run', '--json'], { env: cliEnv() })
+    const result = await runCli([...local, '--dry-run', '--json'], { env: s3CliEnv() })
     expect(result.code, result.stderr).toBe(0)
     expect(parseReport(result.stdout)).toMatchObject({ ok: true, dryRun: true, uploaded: 4 })
     expect(await listObjects(bucket)).toEqual([])

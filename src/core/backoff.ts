@@ -24,16 +24,35 @@ export function createBackoff({ minMs, maxMs }: BackoffBounds, random: () => num
   }
 }
 
-/** Waits `ms`, or less when `signal` aborts; never rejects. */
-export function pause(ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted || ms <= 0) return Promise.resolve()
+/** Waits `ms`, or less when any of `signals` aborts; never rejects. */
+export function pause(ms: number, ...signals: AbortSignal[]): Promise<void> {
+  if (ms <= 0 || signals.some((signal) => signal.aborted)) return Promise.resolve()
   return new Promise((resolve) => {
     const done = () => {
       clearTimeout(timer)
-      signal.removeEventListener('abort', done)
+      for (const signal of signals) signal.removeEventListener('abort', done)
       resolve()
     }
     const timer = setTimeout(done, ms)
-    signal.addEventListener('abort', done, { once: true })
+    for (const signal of signals) signal.addEventListener('abort', done, { once: true })
   })
+}
+
+/**
+ * A signal that aborts with `stop`, or with `onExpiry()` after `ms`. `dispose()` once done, so that
+ * a long-lived `stop` does not collect a listener per call.
+ */
+export function deadline(stop: AbortSignal, ms: number, onExpiry: () => Error): { signal: AbortSignal; dispose(): void } {
+  const controller = new AbortController()
+  const onStop = () => controller.abort(stop.reason)
+  const timer = setTimeout(() => controller.abort(onExpiry()), ms)
+  if (stop.aborted) onStop()
+  else stop.addEventListener('abort', onStop, { once: true })
+  return {
+    signal: controller.signal,
+    dispose() {
+      clearTimeout(timer)
+      stop.removeEventListener('abort', onStop)
+    },
+  }
 }

@@ -4,7 +4,7 @@ import { copyFile, link, mkdir } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import { listBuilds, listKeys } from './builds'
-import { forEachLimited, withRetry } from './concurrency'
+import { abortable, forEachLimited, withRetry } from './concurrency'
 import { isMd5 } from './digest'
 import { describeError, PushCacheError } from './errors'
 import { flatLayout, versionedLayout } from './layout'
@@ -97,7 +97,10 @@ export async function readStoreSnapshot(store: Store, app: string, retries = 3):
   // A listing that fails transiently starts over.
   return withRetry(
     async () => {
-      const newest = (await listKeys(store, flatLayout.manifestPrefix(app))).reduce((max, key) => Math.max(max, flatLayout.parseManifestKey(app, key) ?? -1), -1)
+      const newest = (await listKeys(store, flatLayout.manifestPrefix(app))).reduce(
+        (max, key) => Math.max(max, flatLayout.parseManifestKey(app, key) ?? -1),
+        -1,
+      )
       const files: PopFile[] = []
       for await (const { key, size, etag } of store.list(flatLayout.dataPrefix(app))) {
         const parsed = flatLayout.parseDataKey(app, key)
@@ -237,7 +240,7 @@ export async function popSnapshot({
 /** Streams one key into `target`, hashing on the way: the state records what is on disk, not what the store claimed. */
 async function downloadFile(store: Store, key: string, target: string, signal?: AbortSignal): Promise<{ size: number; md5: string }> {
   const reading = store.read(key)
-  const body = await (signal ? abortable(reading, signal) : reading)
+  const body = await (signal ? abortable(reading, signal, (late) => late?.destroy()) : reading)
   if (!body) throw new PushCacheError('DOWNLOAD_FAILED', `${key} was listed but no longer exists`)
   const hash = createHash('md5')
   let size = 0
@@ -254,20 +257,4 @@ async function downloadFile(store: Store, key: string, target: string, signal?: 
     signal ? { signal } : {},
   )
   return { size, md5: hash.digest('hex') }
-}
-
-/** Rejects as soon as `signal` aborts; a stream that arrives after that is closed, not leaked. */
-function abortable<T extends { destroy(): void } | undefined>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  return new Promise((done, fail) => {
-    const onAbort = () => {
-      fail(signal.reason)
-      promise.then(
-        (late) => late?.destroy(),
-        () => {},
-      )
-    }
-    if (signal.aborted) return onAbort()
-    signal.addEventListener('abort', onAbort, { once: true })
-    promise.then(done, fail).finally(() => signal.removeEventListener('abort', onAbort))
-  })
 }

@@ -48,7 +48,7 @@ export type Served =
 const ABANDONED_MS = 60 * 60 * 1000
 const HASH_CONCURRENCY = 8
 
-export const buildsDirOf = (dest: string): string => join(dirname(dest), `.${basename(dest)}.builds`)
+const buildsDirOf = (dest: string): string => join(dirname(dest), `.${basename(dest)}.builds`)
 
 const suffix = () => randomBytes(4).toString('hex')
 const errorCode = (error: unknown) => (error as NodeJS.ErrnoException)?.code

@@ -12,6 +12,19 @@ export function s3Env(): { endpoint: string; region: string; credentials: { acce
   return { endpoint, region, credentials }
 }
 
+/** How a user points the CLI at an S3-compatible server: the standard AWS_* variables, no secret on the command line. */
+export function s3CliEnv(): Record<string, string> {
+  const { endpoint, region, credentials } = s3Env()
+  const { checksums } = inject('s3')
+  return {
+    AWS_ENDPOINT_URL_S3: endpoint,
+    AWS_REGION: region,
+    AWS_ACCESS_KEY_ID: credentials.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
+    ...(checksums ? { PUSH_CACHE_S3_CHECKSUMS: checksums } : {}),
+  }
+}
+
 export function s3StoreUrl(bucket: string, root?: string): string {
   return root ? `s3://${bucket}/${root}` : `s3://${bucket}`
 }

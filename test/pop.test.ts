@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import { lstat, readdir, readFile, readlink, stat } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { Worker } from 'node:worker_threads'
@@ -9,8 +10,10 @@ import { populate } from '../src/core/populate'
 import type { Store } from '../src/core/store'
 import { createLocalStore } from '../src/stores/local'
 import { createS3Store } from '../src/stores/s3'
+import { createValkeyStore } from '../src/stores/valkey'
 import { tempDir, tree, writeTree } from './helpers/fs'
 import { createBucket, requestLog, s3StoreOptions, s3StoreUrl } from './helpers/s3'
+import { valkeyUrl } from './helpers/valkey'
 
 const APP = 'shop'
 
@@ -162,6 +165,28 @@ describe('pop downloads only what differs from the build dest holds (S3 ETags ar
     expect(await downloadedKeys(bucket)).toEqual([`data/${APP}/fed-mods.json`, `data/${APP}/index.html`, `data/${APP}/js/c.3333.js`])
     expect(report).toMatchObject({ downloaded: { files: 3 }, unchanged: { files: 1 } })
     expect(await tree(dest)).toEqual(Object.keys(V2).sort())
+  })
+})
+
+describe('pop downloads only what differs on Valkey and in a directory too (MD5s from the manifests)', () => {
+  // Valkey pops the newest version of every file any complete build has, each with its manifest's MD5.
+  // A directory's listing is vouched for by the newest manifest only: b, which build 200 does not
+  // name, is unknown and fetched again.
+  it.each([
+    ['Valkey', async () => createValkeyStore(valkeyUrl(), {}), { downloaded: 3, unchanged: 2 }],
+    ['a local directory', async () => createLocalStore(await tempDir()), { downloaded: 4, unchanged: 1 }],
+  ])('%s', async (_, open, expected) => {
+    const store = await open()
+    stores.push(store)
+    const app = `shop-${randomBytes(4).toString('hex')}`
+    const options = (timestamp: number) => resolveOptions({ app, timestamp }, {})
+    await populate({ store, options: options(100), files: await collectFiles(await writeTree(await tempDir(), V1)) })
+    const dest = join(await tempDir(), 'www')
+    expect(await pop({ store, app, dest })).toMatchObject({ downloaded: { files: 4 }, unchanged: { files: 0 } })
+    await populate({ store, options: options(200), files: await collectFiles(await writeTree(await tempDir(), V2)) })
+    const report = await pop({ store, app, dest })
+    expect(report).toMatchObject({ files: 5, downloaded: { files: expected.downloaded }, unchanged: { files: expected.unchanged }, timestamp: 200 })
+    expect(await readFile(join(dest, 'fed-mods.json'), 'utf8')).toBe(V2['fed-mods.json'])
   })
 })
 

@@ -3,17 +3,17 @@ import { createWriteStream } from 'node:fs'
 import { copyFile, link, mkdir } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { pipeline } from 'node:stream/promises'
-import { listBuilds, listKeys } from './builds'
+import { listBuilds, newestBuild } from './builds'
 import { abortable, forEachLimited, withRetry } from './concurrency'
-import { isMd5 } from './digest'
 import { describeError, PushCacheError } from './errors'
-import { flatLayout, versionedLayout } from './layout'
+import { versionedLayout } from './layout'
 import { type Logger, silentLogger } from './logger'
 import type { Manifest } from './manifest'
 import { assertSafeRelpath } from './paths'
 import { createProgressCounter, type ProgressEvent } from './progress'
 import { type BuildState, createBuildDir, discardBuildDir, publishBuildDir, readServed, type Served, servedFiles, writeState } from './served-dir'
 import type { Store } from './store'
+import { readStoreState } from './store-state'
 import { planSync, type WantedFile } from './sync-plan'
 
 /** A file of the app as the store holds it: where to read it, and its size and MD5 where known. */
@@ -79,15 +79,17 @@ export function planVersionedPop(
   }
   return [...newest].map(([relpath, { timestamp, manifest }]) => {
     // A build that found a file unchanged names the older build whose key holds it.
-    const key = versionedLayout.dataKey(app, manifest?.entries?.[relpath]?.version ?? timestamp, relpath)
-    return { relpath: assertSafeRelpath(relpath, key), key, size: manifest?.entries?.[relpath]?.size }
+    const entry = manifest?.entries?.[relpath]
+    const key = versionedLayout.dataKey(app, entry?.version ?? timestamp, relpath)
+    // A versioned key is never rewritten, so the MD5 its manifest recorded holds for as long as the key exists.
+    return { relpath: assertSafeRelpath(relpath, key), key, size: entry?.size, md5: entry?.md5 }
   })
 }
 
 /**
- * What the store holds for `app`, read without downloading any file. Flat stores: the newest
- * manifest's timestamp is read before the data is listed, so the files are at least that new; a
- * plain S3 ETag is the MD5 of the bytes, anything else (multipart, SSE-KMS) counts as unknown.
+ * What the store holds for `app`, read without downloading any file. Versioned stores: every file
+ * of the newest complete build that has it. Flat stores: the newest manifest is read before the data
+ * is listed, so the files are at least that new; MD5s as `readStoreState` vouches for them.
  */
 export async function readStoreSnapshot(store: Store, app: string, retries = 3): Promise<StoreSnapshot> {
   if (store.layout === 'versioned') {
@@ -97,16 +99,11 @@ export async function readStoreSnapshot(store: Store, app: string, retries = 3):
   // A listing that fails transiently starts over.
   return withRetry(
     async () => {
-      const newest = (await listKeys(store, flatLayout.manifestPrefix(app))).reduce(
-        (max, key) => Math.max(max, flatLayout.parseManifestKey(app, key) ?? -1),
-        -1,
-      )
-      const files: PopFile[] = []
-      for await (const { key, size, etag } of store.list(flatLayout.dataPrefix(app))) {
-        const parsed = flatLayout.parseDataKey(app, key)
-        if (parsed) files.push({ relpath: assertSafeRelpath(parsed.relpath, key), key, size, md5: isMd5(etag) ? etag.toLowerCase() : undefined })
-      }
-      return { files, timestamp: newest < 0 ? undefined : newest }
+      const newest = await newestBuild(store, app, retries)
+      const held = await readStoreState(store, app, retries, newest ?? null)
+      // Headers are left out: a served copy has none to compare.
+      const files = [...held].map(([relpath, { key, size, md5 }]) => ({ relpath: assertSafeRelpath(relpath, key), key, size, md5 }))
+      return { files, timestamp: newest?.timestamp }
     },
     { retries },
   )

@@ -6,9 +6,10 @@ import { afterEach, describe, expect, it } from 'vitest'
 import type { Store } from '../src/core/store'
 import { createS3Store } from '../src/stores/s3'
 import { createValkeyStore } from '../src/stores/valkey'
-import { CLI, runCli } from './helpers/cli'
+import { CLI, closedPort, runCli } from './helpers/cli'
 import { createBucket, s3CliEnv, s3StoreOptions, s3StoreUrl } from './helpers/s3'
 import { assets, fixture, push, rawClient, readTree, tempDir, uniqueApp, valkeyUrl } from './helpers/valkey'
+import { vwatchEnv, vwatchStats, waitForStats } from './helpers/vwatch'
 import { freePorts, startRedis } from './setup/valkey-server'
 
 const valkey = rawClient()
@@ -19,7 +20,7 @@ const buildOf = (version: string, count = 5) => ({ ...assets(count, version), 'i
 
 interface Running {
   child: ChildProcess
-  /** `--json` events so far. */
+  /** `--json` events so far, each with the time it arrived here (`receivedAt`). */
   events: { event: string; [field: string]: unknown }[]
   stderr(): string
   /** Resolves to the first event that matches, failing after `ms`. */
@@ -47,7 +48,7 @@ function startWatch(args: string[], env: Record<string, string> = {}): Running {
     stdout += chunk
     const lines = stdout.split('\n')
     stdout = lines.pop()!
-    for (const line of lines) if (line) events.push(JSON.parse(line))
+    for (const line of lines) if (line) events.push({ ...JSON.parse(line), receivedAt: Date.now() })
     for (const waiter of waiters) waiter()
   })
   child.stderr!.on('data', (chunk: Buffer) => {
@@ -133,37 +134,67 @@ describe('push-cache watch', () => {
     await watcher.waitFor(applied(100))
     await watcher.waitFor((event) => event.event === 'notifier-connected')
 
-    await push(store, await fixture(buildOf('v2')), { app, timestamp: 200 })
-    await store.close()
-    // Another app's announcement on the same channel is not a hint for this one; ours is.
+    // Another app's announcement on the same channel is not a hint for this one.
     await valkey.publish(channel, JSON.stringify({ app: 'some-other-app', timestamp: 300 }))
-    const announced = Date.now()
-    await valkey.publish(channel, JSON.stringify({ app, timestamp: 200, manifest: `manifest:${app}:200` }))
-    await watcher.waitFor(applied(200), 5_000)
-    const latency = Date.now() - announced
+    // populate PUBLISHes each build it pushed on the channel, after its manifest.
+    await push(store, await fixture(buildOf('v2')), { app, timestamp: 200, announce: { channel } })
+    const pushed = Date.now()
+    await store.close()
+    const latency = ((await watcher.waitFor(applied(200), 5_000)).receivedAt as number) - pushed
     expect(latency).toBeLessThan(1_000)
     expect(await readTree(dest)).toEqual(buildOf('v2'))
     expect(await watcher.stop()).toBe(0)
-    console.info(`Valkey announce → build applied in ${latency} ms`)
+    console.info(`Valkey channel: build applied ${latency} ms after the push returned`)
   })
 
-  it('with polling only, applies a new S3 build within one interval, downloading only what changed', async () => {
+  it('applies a build announced on vwatch within a second, long before the next poll', async () => {
+    const app = uniqueApp()
+    const name = `push-cache/${app}`
+    const store = createValkeyStore(valkeyUrl(), {})
+    // populate announces each build it pushed on vwatch's write port, as the Job in deploy/ does.
+    const announce = { vwatch: vwatchEnv().write }
+    await push(store, await fixture(buildOf('v1')), { app, timestamp: 100, announce })
+    const dest = join(await tempDir(), 'www')
+    const watcher = startWatch([dest, '--app', app, '--store', valkeyUrl(), '--vwatch', vwatchEnv().read, '--poll', '10m', ...FAST_BACKOFF])
+    await watcher.waitFor(applied(100))
+    // Its long-poll now holds, on the version dest serves.
+    await waitForStats(name, (stats) => stats.waiting === 1)
+
+    await push(store, await fixture(buildOf('v2')), { app, timestamp: 200, announce })
+    const pushed = Date.now()
+    await store.close()
+    expect((await vwatchStats(name)).version).toBe('200')
+    // The push announces last, after its manifest, and returns: the watch applies the build soon after (or before).
+    const latency = ((await watcher.waitFor(applied(200), 5_000)).receivedAt as number) - pushed
+    expect(latency).toBeLessThan(1_000)
+    expect(await readTree(dest)).toEqual(buildOf('v2'))
+    expect(watcher.events.find((event) => event.event === 'notifier-connected')).toMatchObject({ notifier: `vwatch ${vwatchEnv().read} (${name})` })
+    console.info(`vwatch: build applied ${latency} ms after the push returned`)
+  })
+
+  it('with polling only (vwatch down), applies a new S3 build within one interval, downloading only what changed', async () => {
     const bucket = await createBucket()
     const store = createS3Store(s3StoreUrl(bucket), s3StoreOptions())
     const app = 'shop'
     await push(store, await fixture(buildOf('v1')), { app, timestamp: 100 })
     const dest = join(await tempDir(), 'www')
-    const watcher = startWatch([dest, '--app', app, '--store', s3StoreUrl(bucket), '--poll', '1s', ...FAST_BACKOFF], s3CliEnv())
+    const vwatch = `http://127.0.0.1:${await closedPort()}`
+    const watcher = startWatch([dest, '--app', app, '--store', s3StoreUrl(bucket), '--vwatch', vwatch, '--poll', '1s', ...FAST_BACKOFF], s3CliEnv())
     await watcher.waitFor(applied(100))
+    expect(await watcher.waitFor((event) => event.event === 'notifier-lost')).toMatchObject({ error: expect.stringMatching(/ECONNREFUSED/) })
 
     await push(store, await fixture({ ...buildOf('v1'), 'index.html': 'v2', 'fed-mods.json': 'v2' }), { app, timestamp: 200 })
     await store.close()
     const pushed = Date.now()
     const event = await watcher.waitFor(applied(200), 5_000)
     const latency = Date.now() - pushed
-    expect(latency).toBeLessThan(1_500) // one interval, plus the catch-up itself
+    // The catch-up that applied it began within one interval of the push (plus a little scheduling).
+    expect(latency - (event.durationMs as number)).toBeLessThan(1_000 + 300)
     expect(event).toMatchObject({ downloaded: { files: 2 }, unchanged: { files: 5 } })
     expect(await readFile(join(dest, 'fed-mods.json'), 'utf8')).toBe('v2')
+    // One line for the lost notifier, not one per retry.
+    expect(watcher.events.filter((event) => event.event === 'notifier-lost')).toHaveLength(1)
+    expect(lines(watcher.stderr(), /vwatch .*: lost \(/)).toHaveLength(1)
     console.info(`polling every 1 s: build applied ${latency} ms after the push`)
   })
 

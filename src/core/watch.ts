@@ -31,6 +31,7 @@ interface NotifierEvents {
 /** One line of `--json` each; the log says the same for people. */
 export type WatchEvent =
   | { event: 'serving'; dest: string; timestamp?: number; files: number }
+  /** `durationMs`: the whole catch-up, reading the store included. */
   | ({ event: 'applied' } & Pick<PopReport, 'timestamp' | 'files' | 'bytes' | 'downloaded' | 'unchanged' | 'build' | 'durationMs'>)
   | { event: 'up-to-date'; timestamp?: number }
   | { event: 'kept'; timestamp?: number; storeTimestamp: number }
@@ -116,6 +117,7 @@ export async function watch(input: WatchInput): Promise<WatchReport> {
   const backoff = createBackoff(input.backoff ?? DEFAULT_BACKOFF)
 
   async function catchUp(signal: AbortSignal): Promise<void> {
+    const started = Date.now()
     const snapshot = await abortable(readStoreSnapshot(store, app, input.retries), signal)
     if (snapshot.files.length === 0) {
       if (!reported.empty) logger.warn(`no files of ${app} in ${display} yet; ${dest} stays as it is`)
@@ -148,7 +150,8 @@ export async function watch(input: WatchInput): Promise<WatchReport> {
       reported.upToDate = true
       return
     }
-    const report = await popSnapshot({ ...input, store, snapshot, served: current, logger: silentLogger, signal })
+    // The catch-up's duration counts reading the store too, not only the download.
+    const report = { ...(await popSnapshot({ ...input, store, snapshot, served: current, logger: silentLogger, signal })), durationMs: Date.now() - started }
     const after = await readServed(dest)
     held = after.kind === 'build' ? after.state : undefined
     applied++

@@ -12,6 +12,23 @@ export interface VwatchPollOptions {
   backoff: BackoffBounds
 }
 
+export interface VwatchTarget {
+  /** Without credentials: safe to print. */
+  url: string
+  headers: Record<string, string>
+}
+
+/** Where the requests about `name` go (`PUT` on the write port, `GET` on the read port). `fetch` refuses URLs with credentials, so those move into an `Authorization` header. */
+export function vwatchTarget(base: string, name: string): VwatchTarget {
+  const url = new URL(base)
+  const headers: Record<string, string> = {}
+  if (url.username || url.password) headers.Authorization = `Basic ${btoa(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`)}`
+  url.username = url.password = ''
+  // Each segment is encoded, each `/` kept: vwatch takes everything after /v1/versions/ as the name.
+  url.pathname = `${url.pathname.replace(/\/+$/, '')}/v1/versions/${name.split('/').map(encodeURIComponent).join('/')}`
+  return { url: url.href, headers }
+}
+
 /** Beyond the poll's own timeout, how long the server may take to answer before the request is dropped. */
 const GRACE_MS = 10_000
 /** After an answer without a change, the next poll waits up to this long, so that many watchers do not return in step. */
@@ -28,10 +45,9 @@ const unquote = (etag: string | null) => etag?.replace(/^W\//, '').replace(/^"|"
  * that answers without holding would otherwise be flooded.
  */
 export function vwatchPoll({ url, name, timeoutSeconds = 30, backoff: bounds }: VwatchPollOptions): Notifier {
-  const base = url.replace(/\/+$/, '')
-  const path = `/v1/versions/${name.split('/').map(encodeURIComponent).join('/')}`
+  const target = vwatchTarget(url, name)
   return {
-    name: `vwatch ${base} (${name})`,
+    name: `vwatch ${new URL(target.url).origin} (${name})`,
     async listen({ hint, status, heldVersion }, signal) {
       const backoff = createBackoff(bounds)
       let last = heldVersion()
@@ -42,7 +58,7 @@ export function vwatchPoll({ url, name, timeoutSeconds = 30, backoff: bounds }: 
         let wait: number
         try {
           const query = `${last === undefined ? '' : `version=${encodeURIComponent(last)}&`}timeout=${timeoutSeconds}s`
-          const response = await fetch(`${base}${path}?${query}`, { signal: request.signal })
+          const response = await fetch(`${target.url}?${query}`, { headers: target.headers, signal: request.signal })
           await response.arrayBuffer() // the body (at most 4 KiB) is not needed; reading it frees the connection
           if (response.status === 404) {
             status('connected')
@@ -64,7 +80,8 @@ export function vwatchPoll({ url, name, timeoutSeconds = 30, backoff: bounds }: 
           }
         } catch (error) {
           if (signal.aborted) break
-          status('lost', describeError(request.signal.aborted ? request.signal.reason : error))
+          // fetch says only "fetch failed"; the socket's reason (ECONNREFUSED...) is its cause.
+          status('lost', describeError(request.signal.aborted ? request.signal.reason : ((error as Error).cause ?? error)))
           wait = backoff.next()
         } finally {
           request.dispose()

@@ -110,7 +110,16 @@ export async function watchCommand(dest: string, context: Context, settings: Wat
         'Drop --channel (the store is polled anyway), or use --vwatch to hear of new builds at once.',
       )
     const { valkeyChannel } = await import('../stores/valkey-subscriber')
-    notifiers.push(valkeyChannel({ url: options.store, options: options.valkey, channel: settings.channel, app: options.app, backoff }))
+    notifiers.push(
+      valkeyChannel({
+        url: options.store,
+        options: options.valkey,
+        channel: settings.channel,
+        app: options.app,
+        backoff,
+        connectTimeout: options.connectTimeout,
+      }),
+    )
   }
   return untilStopped(dest, (signal) =>
     watch({

@@ -47,7 +47,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   ])
     .example('  $ push-cache populate dist --app my-app --store s3://frontend-assets --image "$IMAGE" --prune-older-than 48h')
     .action((dir: string, flags: Flags) => execute((context) => populateCommand(String(dir), context))(flags))
-  addFlags(cli.command('pop <dest>', "Download the app's current files into <dest> for serving (staged, then swapped in)"), [
+  addFlags(cli.command('pop <dest>', "Download the app's current files into <dest> for serving (only what differs, switched in atomically)"), [
     'store',
     'entrypoint',
     'concurrency',

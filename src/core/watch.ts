@@ -103,11 +103,11 @@ export async function watch(input: WatchInput): Promise<WatchReport> {
 
   const served = await readServed(dest)
   let held = served.kind === 'build' ? served.state : undefined
-  const heldFiles = Object.keys(held?.files ?? {}).length
+  const servedCount = Object.keys(held?.files ?? {}).length
   emit(
-    { event: 'serving', dest, timestamp: held?.timestamp, files: heldFiles },
+    { event: 'serving', dest, timestamp: held?.timestamp, files: servedCount },
     held
-      ? `serving build ${held.timestamp ?? '(no manifest)'} of ${app} from ${dest} (${heldFiles} files) while watching ${display}`
+      ? `serving build ${held.timestamp ?? '(no manifest)'} of ${app} from ${dest} (${servedCount} files) while watching ${display}`
       : `${dest} holds no build of ${app} yet; watching ${display}`,
   )
 
@@ -137,13 +137,14 @@ export async function watch(input: WatchInput): Promise<WatchReport> {
       reported.kept = snapshot.timestamp
       return
     }
-    // Same build and the same names: nothing to fetch, even where MD5s are unknown and a pop would fetch again.
-    const names = Object.keys(held?.files ?? {})
+    // The same build, the same names and no MD5 that differs: nothing to fetch, even where MD5s are
+    // unknown and a pop would fetch again (a new build comes with a new manifest).
+    const heldFiles = held?.files ?? {}
     if (
       sameApp &&
       held?.timestamp === snapshot.timestamp &&
-      names.length === snapshot.files.length &&
-      snapshot.files.every((file) => file.relpath in held!.files)
+      Object.keys(heldFiles).length === snapshot.files.length &&
+      snapshot.files.every((file) => heldFiles[file.relpath] && (file.md5 === undefined || file.md5 === heldFiles[file.relpath]!.md5))
     ) {
       if (!reported.upToDate)
         emit({ event: 'up-to-date', timestamp: held?.timestamp }, `${dest} is up to date with build ${held?.timestamp ?? '(no manifest)'}`)
@@ -167,7 +168,7 @@ export async function watch(input: WatchInput): Promise<WatchReport> {
     const bounded = deadline(
       stop,
       catchUpTimeoutMs,
-      () => new PushCacheError('STORE_UNREACHABLE', `${display} did not answer within ${formatAge(catchUpTimeoutMs / 1000)}`),
+      () => new PushCacheError('STORE_UNREACHABLE', `reading ${display} and downloading from it took longer than ${formatAge(catchUpTimeoutMs / 1000)}`),
     )
     try {
       await catchUp(bounded.signal)
@@ -176,7 +177,8 @@ export async function watch(input: WatchInput): Promise<WatchReport> {
       backoff.reset()
       return pollMs
     } catch (error) {
-      if (stop.aborted) return 0
+      // Stopped: a watch ends well; a single catch-up (`once`) did not happen.
+      if (stop.aborted && !input.once) return 0
       if (input.once || (error instanceof PushCacheError && error.code === 'INVALID_OPTION')) throw error
       const kind = isOutage(error) ? 'outage' : 'local'
       const reason = describeError(error)

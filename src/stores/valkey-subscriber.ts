@@ -12,6 +12,8 @@ export interface ValkeyChannelOptions {
   /** Messages that name another app (`{"app": "..."}`) are not hints for this one. */
   app: string
   backoff: BackoffBounds
+  /** Milliseconds to connect (and to subscribe). */
+  connectTimeout: number
 }
 
 /** Anything but a JSON object naming another app is a hint: a hint too many costs one read of the store. */
@@ -42,7 +44,7 @@ function untilEndOrAbort(client: { once(event: 'end', listener: () => void): unk
  * every loss and every return. After a reconnect it hints once, since an announcement made while
  * it was away went unheard.
  */
-export function valkeyChannel({ url, options, channel, app, backoff: bounds }: ValkeyChannelOptions): Notifier {
+export function valkeyChannel({ url, options, channel, app, backoff: bounds, connectTimeout }: ValkeyChannelOptions): Notifier {
   const target = parseValkeyUrl(url, options)
   return {
     name: `valkey channel ${channel} on ${target.display}`,
@@ -51,7 +53,7 @@ export function valkeyChannel({ url, options, channel, app, backoff: bounds }: V
       let heardBefore = false
       // Bounded by `signal`: every pass holds a connection until it ends, or waits out the backoff.
       while (!signal.aborted) {
-        const client = createClient(target, { retryStrategy: () => null })
+        const client = createClient(target, { retryStrategy: () => null, connectTimeout, commandTimeout: connectTimeout })
         let lastError: unknown
         client.on('error', (error: unknown) => {
           lastError = error

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { lstat, readdir, readFile, readlink, stat } from 'node:fs/promises'
+import { lstat, readdir, readFile, readlink, stat, symlink, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { Worker } from 'node:worker_threads'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -11,7 +11,7 @@ import type { Store } from '../src/core/store'
 import { createLocalStore } from '../src/stores/local'
 import { createS3Store } from '../src/stores/s3'
 import { createValkeyStore } from '../src/stores/valkey'
-import { tempDir, tree, writeTree } from './helpers/fs'
+import { readTree, tempDir, tree, writeTree } from './helpers/fs'
 import { createBucket, requestLog, s3StoreOptions, s3StoreUrl } from './helpers/s3'
 import { valkeyUrl } from './helpers/valkey'
 
@@ -105,6 +105,25 @@ describe('pop: dest is a link to one complete build directory', () => {
     await pop({ store: await localStoreWith(V2, 200), app: APP, dest })
     expect((await buildDirs(dest)).filter((name) => !name.startsWith(first.build))).not.toContain(adopted)
     expect(await besideDest(dest)).toEqual(['.www.builds', 'www'])
+  })
+
+  it('refuses a destination that is a file, and replaces a link it did not make without touching what it points at', async () => {
+    const work = await tempDir()
+    const file = join(work, 'www')
+    await writeFile(file, 'not a directory')
+    await expect(pop({ store: await localStoreWith(V1, 100), app: APP, dest: file })).rejects.toMatchObject({
+      code: 'INVALID_OPTION',
+      message: expect.stringContaining(`${file} is a file, not a directory`),
+    })
+    expect(await readFile(file, 'utf8')).toBe('not a directory')
+
+    const elsewhere = await writeTree(join(work, 'elsewhere'), { 'index.html': 'theirs' })
+    const dest = join(work, 'served')
+    await symlink(elsewhere, dest)
+    await pop({ store: await localStoreWith(V1, 100), app: APP, dest })
+    expect(await readlink(dest)).toMatch(/^\.served\.builds\/100-/)
+    expect(await tree(dest)).toEqual(Object.keys(V1).sort())
+    expect(await readTree(elsewhere)).toEqual({ 'index.html': 'theirs' })
   })
 
   it('two pops into the same destination at once leave one complete build and no half-filled directory', async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { formatAge, parseDuration } from '../src/core/duration'
+import { formatAge, parseDuration, parseDurationMs } from '../src/core/duration'
 import { describeError, PushCacheError, redact } from '../src/core/errors'
 import { flatLayout, versionedLayout } from '../src/core/layout'
 import { parseManifest } from '../src/core/manifest'
@@ -104,6 +104,12 @@ describe('durations', () => {
     ['120', 120],
     ['1.5h', 5400],
   ])('%s is %i seconds', (text, seconds) => expect(parseDuration(text)).toBe(seconds))
+
+  it.each([
+    ['250ms', 250],
+    ['1.5s', 1500],
+    ['5m', 300_000],
+  ])('%s is %i milliseconds (the watch flags)', (text, ms) => expect(parseDurationMs(text)).toBe(ms))
 
   it('rejects malformed durations naming the option', () => {
     expect(code(() => parseDuration('48 hours', '--older-than')).message).toMatch(/`--older-than`.*48h/)

@@ -72,6 +72,6 @@ describe('the local store', () => {
     const report = await pop({ store: createLocalStore(storeRoot), app: 'inventory', dest })
     expect(report.files).toBe(3)
     expect(await tree(dest)).toEqual(['fed-mods.json', 'main.1a2b3c4d.js', 'nested/deep/logo café.svg'])
-    expect(await readdir(dirname(dest))).toEqual(['www'])
+    expect(await readdir(dirname(dest))).toEqual(['.www.builds', 'www']) // dest links to a build directory beside it
   })
 })

@@ -1,7 +1,7 @@
 import { resolve } from 'node:path'
 import { listBuilds, type StoredBuild } from '../core/builds'
 import { formatAge } from '../core/duration'
-import { PushCacheError } from '../core/errors'
+import { invalidOption, PushCacheError, redact } from '../core/errors'
 import { collectFiles } from '../core/files'
 import type { Logger } from '../core/logger'
 import type { ResolvedOptions } from '../core/options'
@@ -10,6 +10,10 @@ import { populate } from '../core/populate'
 import { formatBytes } from '../core/progress'
 import { prune } from '../core/prune-store'
 import type { Store } from '../core/store'
+import { vwatchPoll } from '../core/vwatch'
+import { type Notifier, type WatchEvent, watch } from '../core/watch'
+import { createStore, isValkeyUrl } from '../stores'
+import type { WatchSettings } from './flags'
 import { createProgress, type Progress } from './progress'
 import { openStore } from './store'
 
@@ -20,6 +24,8 @@ export interface Context {
   interactive: boolean
   /** Text for stdout when not in `--json` mode. */
   print(line: string): void
+  /** One JSON line on stdout per event in `--json` mode (watch). */
+  emit(event: WatchEvent): void
 }
 
 /** Each command returns the report that `--json` prints. */
@@ -53,21 +59,85 @@ export async function populateCommand(dir: string, context: Context): Promise<Re
   return withProgress(context, (onProgress) => withStore(options, logger, (store) => populate({ store, options, files, logger, onProgress })))
 }
 
+/**
+ * Runs `work` with a signal that the first SIGTERM or SIGINT aborts (a second one is left to Node:
+ * exit at once). Downloads then stop and their directory goes; a swap under way completes.
+ */
+async function untilStopped<T>(dest: string, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const controller = new AbortController()
+  const stop = (name: string) => () =>
+    controller.abort(new PushCacheError('DOWNLOAD_FAILED', `Stopped by ${name} before the new build was in place: ${dest} was left as it was.`))
+  const listeners = { SIGTERM: stop('SIGTERM'), SIGINT: stop('SIGINT') }
+  for (const [name, listener] of Object.entries(listeners)) process.once(name, listener)
+  try {
+    return await work(controller.signal)
+  } finally {
+    for (const [name, listener] of Object.entries(listeners)) process.off(name, listener)
+  }
+}
+
 export async function popCommand(dest: string, context: Context): Promise<Report> {
   const { options, logger } = context
   return withProgress(context, (onProgress) =>
     withStore(options, logger, (store) =>
-      pop({
-        store,
-        app: options.app,
-        dest: resolve(dest),
-        entrypoints: options.entrypoint,
-        concurrency: options.concurrency,
-        retries: options.retries,
-        logger,
-        onProgress,
-      }),
+      untilStopped(dest, (signal) =>
+        pop({
+          store,
+          app: options.app,
+          dest: resolve(dest),
+          entrypoints: options.entrypoint,
+          concurrency: options.concurrency,
+          retries: options.retries,
+          logger,
+          onProgress,
+          signal,
+        }),
+      ),
     ),
+  )
+}
+
+export async function watchCommand(dest: string, context: Context, settings: WatchSettings): Promise<Report> {
+  const { options, logger, emit } = context
+  const { pollMs, backoff, once } = settings
+  const notifiers: Notifier[] = []
+  if (settings.vwatch) notifiers.push(vwatchPoll({ url: settings.vwatch, name: settings.watchName ?? `push-cache/${options.app}`, backoff }))
+  if (settings.channel) {
+    if (!isValkeyUrl(options.store))
+      throw invalidOption(
+        '--channel',
+        `needs a Valkey store, and ${redact(options.store)} is not one`,
+        'Drop --channel (the store is polled anyway), or use --vwatch to hear of new builds at once.',
+      )
+    const { valkeyChannel } = await import('../stores/valkey-subscriber')
+    notifiers.push(
+      valkeyChannel({
+        url: options.store,
+        options: options.valkey,
+        channel: settings.channel,
+        app: options.app,
+        backoff,
+        connectTimeout: options.connectTimeout,
+      }),
+    )
+  }
+  return untilStopped(dest, (signal) =>
+    watch({
+      // No fail-fast check of the store here: a watch starts serving what dest holds even while the store is down.
+      createStore: () => createStore(options.store, options),
+      app: options.app,
+      dest: resolve(dest),
+      entrypoints: options.entrypoint,
+      concurrency: options.concurrency,
+      retries: options.retries,
+      pollMs,
+      backoff,
+      notifiers,
+      once,
+      signal,
+      logger,
+      onEvent: emit,
+    }),
   )
 }
 

@@ -1,5 +1,6 @@
 import type { Command } from 'cac'
-import { parseDuration } from '../core/duration'
+import { type BackoffBounds, DEFAULT_BACKOFF } from '../core/backoff'
+import { parseDuration, parseDurationMs } from '../core/duration'
 import { invalidOption } from '../core/errors'
 import type { AnnounceOptions, Options, S3Options } from '../core/options'
 
@@ -30,6 +31,13 @@ export interface Flags {
   's3-region'?: unknown
   's3-path-style'?: boolean
   's3-checksums'?: unknown
+  vwatch?: unknown
+  watchName?: unknown
+  channel?: unknown
+  poll?: unknown
+  backoffMin?: unknown
+  backoffMax?: unknown
+  once?: boolean
 }
 
 type FlagSpec = [name: string, description: string, config?: { type?: unknown[] }]
@@ -68,6 +76,15 @@ export const FLAG_GROUPS = {
   keep: [['--keep <n>', 'The newest N builds always survive (default 3)']],
   olderThan: [['--older-than <dur>', 'Prune builds older than this (90s, 48h, 7d)']],
   dryRun: [['--dry-run', 'Show what would be done and write nothing']],
+  watch: [
+    ['--vwatch <url>', "vwatch's read port (http://vwatch:8080): long-poll it to hear of a new build at once"],
+    ['--watch-name <name>', 'The name the builds are announced under in vwatch (default push-cache/<app>)'],
+    ['--channel <name>', 'Valkey stores: SUBSCRIBE to this channel to hear of a new build at once (e.g. push-cache:builds)'],
+    ['--poll <dur>', "Read the store's newest build this often, whatever the notifiers say (default 5m)"],
+    ['--backoff-min <dur>', 'First wait after the store or a notifier failed (default 10s)'],
+    ['--backoff-max <dur>', 'Longest wait between retries; waits double up to it, with jitter (default 5m)'],
+    ['--once', 'Catch up once and exit (cron jobs, init containers)'],
+  ],
 } satisfies Record<string, FlagSpec[]>
 
 export function addFlags(command: Command, groups: readonly (keyof typeof FLAG_GROUPS)[]): Command {
@@ -130,6 +147,13 @@ function duration(flag: string, value: unknown): string | undefined {
   return raw
 }
 
+function milliseconds(flag: string, value: unknown, fallback: number): number {
+  const raw = text(value)
+  const ms = raw === undefined ? fallback : parseDurationMs(raw, flag)
+  if (ms <= 0) throw invalidOption(flag, `is ${JSON.stringify(raw)}`, 'Use a duration above zero, e.g. 500ms, 10s or 5m.')
+  return ms
+}
+
 function checksums(value: unknown): S3Options['checksums'] {
   const raw = text(value)
   if (raw === undefined || raw === 'when_supported' || raw === 'when_required') return raw
@@ -169,4 +193,33 @@ export function toOptions(flags: Flags): Options {
       checksums: checksums(flags['s3-checksums']),
     }),
   })
+}
+
+/** What `push-cache watch` takes beyond the common options. */
+export interface WatchSettings {
+  vwatch?: string
+  watchName?: string
+  channel?: string
+  pollMs: number
+  backoff: BackoffBounds
+  once: boolean
+}
+
+export function toWatchSettings(flags: Flags): WatchSettings {
+  const vwatch = text(flags.vwatch)
+  if (vwatch !== undefined && !/^https?:\/\/[^/]/i.test(vwatch))
+    throw invalidOption('--vwatch', `is ${JSON.stringify(vwatch)}`, "Give the URL of vwatch's read port, e.g. http://vwatch:8080.")
+  const backoff = {
+    minMs: milliseconds('--backoff-min', flags.backoffMin, DEFAULT_BACKOFF.minMs),
+    maxMs: milliseconds('--backoff-max', flags.backoffMax, DEFAULT_BACKOFF.maxMs),
+  }
+  if (backoff.maxMs < backoff.minMs) throw invalidOption('--backoff-max', `is below --backoff-min`, 'Make --backoff-max at least --backoff-min.')
+  return {
+    vwatch,
+    watchName: text(flags.watchName),
+    channel: text(flags.channel),
+    pollMs: milliseconds('--poll', flags.poll, 300_000),
+    backoff,
+    once: Boolean(flags.once),
+  }
 }

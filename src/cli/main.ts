@@ -3,9 +3,9 @@ import { PushCacheError } from '../core/errors'
 import { createLogger } from '../core/logger'
 import { resolveOptions } from '../core/options'
 import { VERSION } from '../core/version'
-import { type Context, lsCommand, popCommand, populateCommand, pruneCommand } from './commands'
+import { type Context, lsCommand, popCommand, populateCommand, pruneCommand, watchCommand } from './commands'
 import { codeOf, EXIT_OK, EXIT_USAGE, exitCodeOf, messageOf, stackOf } from './errors'
-import { addFlags, type Flags, restoreFlagText, toOptions } from './flags'
+import { addFlags, type Flags, restoreFlagText, toOptions, toWatchSettings } from './flags'
 
 const writeLine = (stream: NodeJS.WriteStream) => (line: string) => void stream.write(`${line}\n`)
 const stdout = writeLine(process.stdout)
@@ -30,6 +30,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
       logger,
       interactive: Boolean(process.stderr.isTTY) && !inCI(env),
       print: flags.json ? () => {} : stdout,
+      emit: flags.json ? (event) => stdout(JSON.stringify({ time: new Date().toISOString(), ...event })) : () => {},
     }
     const report = await work(context)
     if (flags.json) stdout(JSON.stringify({ ok: true, command: cli.matchedCommandName, ...report, errors: [] }))
@@ -46,13 +47,21 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   ])
     .example('  $ push-cache populate dist --app my-app --store s3://frontend-assets --image "$IMAGE" --prune-older-than 48h')
     .action((dir: string, flags: Flags) => execute((context) => populateCommand(String(dir), context))(flags))
-  addFlags(cli.command('pop <dest>', "Download the app's current files into <dest> for serving (staged, then swapped in)"), [
+  addFlags(cli.command('pop <dest>', "Download the app's current files into <dest> for serving (only what differs, switched in atomically)"), [
     'store',
     'entrypoint',
     'concurrency',
   ])
     .example('  $ push-cache pop /usr/share/nginx/html/apps/my-app --app my-app --store s3://frontend-assets')
     .action((dest: string, flags: Flags) => execute((context) => popCommand(String(dest), context))(flags))
+  addFlags(cli.command('watch <dest>', 'Keep <dest> equal to what pop would make of the store: apply each new build as it lands'), [
+    'store',
+    'entrypoint',
+    'concurrency',
+    'watch',
+  ])
+    .example('  $ push-cache watch /srv/www/my-app --app my-app --store valkey://cache:6379 --channel push-cache:builds')
+    .action((dest: string, flags: Flags) => execute((context) => watchCommand(String(dest), context, toWatchSettings(flags)))(flags))
   addFlags(cli.command('prune', 'Remove builds older than --older-than, except the newest --keep'), ['store', 'olderThan', 'keep', 'entrypoint', 'dryRun'])
     .example('  $ push-cache prune --app my-app --store s3://frontend-assets --older-than 7d --keep 3 --dry-run')
     .action(execute(pruneCommand))
@@ -73,7 +82,10 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
         cli.outputHelp()
         return EXIT_USAGE
       }
-      throw new PushCacheError('INVALID_OPTION', `Unknown command \`${args[0]}\`. Use populate, pop, prune or ls; run \`push-cache --help\` for the usage.`)
+      throw new PushCacheError(
+        'INVALID_OPTION',
+        `Unknown command \`${args[0]}\`. Use populate, pop, watch, prune or ls; run \`push-cache --help\` for the usage.`,
+      )
     }
     await cli.runMatchedCommand()
     return EXIT_OK

@@ -4,6 +4,7 @@ import { describeError } from './errors'
 import type { Logger } from './logger'
 import type { ResolvedOptions } from './options'
 import type { Store } from './store'
+import { type VwatchTarget, vwatchTarget } from './vwatch'
 
 /** What an announcement says: enough for a watcher to find the build, nothing secret. */
 export interface BuildAnnouncement {
@@ -73,23 +74,6 @@ export async function announce(input: { store: Store; options: ResolvedOptions; 
     channel === undefined ? undefined : attempt(`channel ${channel}`, () => publish(store, channel, announcement, build, logger)),
   ])
   return { ...(vwatchOutcome && { vwatch: vwatchOutcome }), ...(channelOutcome && { channel: channelOutcome }) }
-}
-
-interface VwatchTarget {
-  /** Without credentials: safe to print. */
-  url: string
-  headers: Record<string, string>
-}
-
-/** Where a vwatch `PUT /v1/versions/<name>` goes. `fetch` refuses URLs with credentials, so those move into an `Authorization` header. */
-function vwatchTarget(base: string, name: string): VwatchTarget {
-  const url = new URL(base)
-  const headers: Record<string, string> = {}
-  if (url.username || url.password) headers.Authorization = `Basic ${btoa(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`)}`
-  url.username = url.password = ''
-  // Each segment is encoded, each `/` kept: vwatch takes everything after /v1/versions/ as the name.
-  url.pathname = `${url.pathname.replace(/\/+$/, '')}/v1/versions/${name.split('/').map(encodeURIComponent).join('/')}`
-  return { url: url.href, headers }
 }
 
 // https://github.com/jolynch/vwatch#running: the version comes from `ETag`, its time from

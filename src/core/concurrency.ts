@@ -86,3 +86,19 @@ export async function forEachLimited<T>(items: readonly T[], limit: number, task
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
   if (failure) throw failure.error
 }
+
+/**
+ * `promise`, or its rejection with `signal.reason` as soon as `signal` aborts (the work itself runs
+ * on). What it resolves to after that goes to `dispose`: a late stream is closed, not leaked.
+ */
+export function abortable<T>(promise: Promise<T>, signal: AbortSignal, dispose?: (late: T) => void): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      reject(signal.reason)
+      promise.then(dispose, () => {})
+    }
+    if (signal.aborted) return onAbort()
+    signal.addEventListener('abort', onAbort, { once: true })
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
+  })
+}

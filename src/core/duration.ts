@@ -1,12 +1,17 @@
 import { invalidOption } from './errors'
 
-const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 }
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 }
 
-/** `90s`, `30m`, `48h`, `7d`, `2w` or a bare number of seconds, to seconds. */
+/** `250ms`, `90s`, `30m`, `48h`, `7d`, `2w` or a bare number of seconds, to milliseconds. */
+export function parseDurationMs(text: string, option = 'duration'): number {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|[smhdw]?)\s*$/i.exec(String(text))
+  if (!match) throw invalidOption(option, `is ${JSON.stringify(text)}, not a duration`, 'Write a number with a unit: 500ms, 90s, 30m, 48h, 7d or 2w.')
+  return Math.round(Number(match[1]) * UNIT_MS[(match[2] || 's').toLowerCase()]!)
+}
+
+/** The same, to whole seconds. */
 export function parseDuration(text: string, option = 'duration'): number {
-  const match = /^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$/i.exec(String(text))
-  if (!match) throw invalidOption(option, `is ${JSON.stringify(text)}, not a duration`, 'Write a number with a unit: 90s, 30m, 48h, 7d or 2w.')
-  return Math.round(Number(match[1]) * UNIT_SECONDS[(match[2] || 's').toLowerCase()]!)
+  return Math.round(parseDurationMs(text, option) / 1000)
 }
 
 /** 3725 → `1h 2m`; for people, not for parsing back. */

@@ -8,6 +8,9 @@ const VALKEY_SCHEMES = ['valkey:', 'valkeys:', 'redis:', 'rediss:', 'valkey+clus
 
 type StoreOptions = Pick<ResolvedOptions, 's3' | 'valkey'> & Partial<Pick<ResolvedOptions, 'announce'>> & Partial<StoreTimeouts>
 
+/** A Valkey or Redis URL: the stores whose server can also carry a notification channel. */
+export const isValkeyUrl = (url: string): boolean => VALKEY_SCHEMES.includes(/^([a-z][a-z0-9+.-]*:)/i.exec(url)?.[1]?.toLowerCase() ?? '')
+
 /**
  * Opens the store a URL names, and checks that it can do what the options ask of it. Remote
  * drivers are imported on first use, so a build that pushes to a directory never loads the AWS

@@ -76,6 +76,39 @@ function parseEndpoint(text: string): Endpoint {
   return { host: match[1] ?? match[2]!, port: Number(match[3] ?? 6379) }
 }
 
+/**
+ * A lazily connecting client for `target` (standalone or cluster). `retryStrategy` decides how long
+ * it reconnects; every command, pipelined or not, settles within `commandTimeout`.
+ */
+export function createClient(
+  target: ValkeyTarget,
+  {
+    enableAutoPipelining,
+    retryStrategy,
+    connectTimeout,
+    commandTimeout,
+  }: Pick<RedisOptions, 'enableAutoPipelining' | 'retryStrategy' | 'connectTimeout' | 'commandTimeout'>,
+): Redis | Cluster {
+  const common: RedisOptions = {
+    username: target.username,
+    password: target.password,
+    // Node's default trust store checks the certificate against the host (an IP must be in its
+    // subjectAltName). A private CA is trusted through NODE_EXTRA_CA_CERTS=/path/ca.pem, which
+    // Node reads only at start: set it in the environment of the build or of `push-cache`.
+    tls: target.tls ? {} : undefined,
+    connectTimeout,
+    commandTimeout,
+    maxRetriesPerRequest: 2,
+    reconnectOnError: (error) => READONLY_REPLY.test(error.message),
+    // iovalkey waits this long for a closed socket to say goodbye before it destroys it, and the
+    // process cannot exit meanwhile: a refused login would cost every CLI run 2 s.
+    disconnectTimeout: 100,
+  }
+  return target.cluster
+    ? new Cluster(target.nodes, { lazyConnect: true, enableAutoPipelining, clusterRetryStrategy: retryStrategy, redisOptions: common })
+    : new Redis({ ...common, ...target.nodes[0]!, db: target.db, lazyConnect: true, enableAutoPipelining, retryStrategy })
+}
+
 /** `SCAN MATCH` takes a glob: a prefix is matched literally only with its metacharacters escaped. */
 const escapeGlob = (text: string): string => text.replace(/[*?[\]\\]/g, '\\$&')
 
@@ -104,26 +137,9 @@ export function createValkeyStore(url: string, options: ValkeyOptions, { connect
     // opens a new one.
     let ready = false
     const retryStrategy = (times: number) => (ready && times <= RECONNECT_ATTEMPTS ? times * 200 : null)
-    const common: RedisOptions = {
-      username: target.username,
-      password: target.password,
-      // Node's default trust store checks the certificate against the host (an IP must be in its
-      // subjectAltName). A private CA is trusted through NODE_EXTRA_CA_CERTS=/path/ca.pem, which
-      // Node reads only at start: set it in the environment of the build or of `push-cache`.
-      tls: target.tls ? {} : undefined,
-      connectTimeout,
-      // Every command, pipelined or not, settles within this: a server that stops answering fails
-      // the command instead of holding it (and the build) for ever.
-      commandTimeout: requestTimeout,
-      maxRetriesPerRequest: 2,
-      reconnectOnError: (error) => READONLY_REPLY.test(error.message),
-      // iovalkey waits this long for a closed socket to say goodbye before it destroys it, and the
-      // process cannot exit meanwhile: a refused login would cost every CLI run 2 s.
-      disconnectTimeout: 100,
-    }
-    const client = target.cluster
-      ? new Cluster(target.nodes, { lazyConnect: true, enableAutoPipelining: true, clusterRetryStrategy: retryStrategy, redisOptions: common })
-      : new Redis({ ...common, ...target.nodes[0]!, db: target.db, lazyConnect: true, enableAutoPipelining: true, retryStrategy })
+    // Every command, pipelined or not, settles within `requestTimeout`: a server that stops
+    // answering fails the command instead of holding it (and the build) for ever.
+    const client = createClient(target, { enableAutoPipelining: true, retryStrategy, connectTimeout, commandTimeout: requestTimeout })
     // Without a listener iovalkey prints every connection error; keep the last one for our message.
     // A server's refusal of AUTH or SELECT arrives here too, and iovalkey would reconnect and resend
     // the commands in flight forever: give up at once, so they fail instead.

@@ -40,7 +40,7 @@ async function readText(store: Store, key: string, retries = 3): Promise<string 
 }
 
 /** Every entry under `prefix`; a listing that fails transiently starts over. */
-export async function listEntries(store: Store, prefix: string, retries = 3): Promise<StoreEntry[]> {
+async function listEntries(store: Store, prefix: string, retries = 3): Promise<StoreEntry[]> {
   return withRetry(
     async () => {
       const entries: StoreEntry[] = []

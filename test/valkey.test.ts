@@ -37,7 +37,7 @@ describe('the Valkey store', () => {
       expect((await valkey.getBuffer(`data:${app}:1700000000:${relpath}`))?.toString()).toBe(content)
       expect(await valkey.ttl(`data:${app}:1700000000:${relpath}`)).toBe(-1)
     }
-    const manifest = parseManifest((await valkey.get(`manifest:${app}:1700000000`))!, 'manifest', 0)
+    const manifest = parseManifest((await valkey.get(`manifest:${app}:1700000000`))!, 'manifest', 1700000000)
     expect(manifest.files).toEqual(Object.keys(build1).sort())
     expect(manifest.entries?.['js/main.1a2b3c4d.js']).toEqual({
       size: 9,

@@ -143,6 +143,16 @@ describe('S3: a lasting fault fails the push within the bound, and publishes not
     expect(await expectConsistent(NEW)).toBe('v1')
   })
 
+  it('a read that keeps failing is tried retries + 1 times, not more: the push reading the newest manifest', async () => {
+    await pushOld()
+    await injectFault({ bucket, method: 'GET', key: `manifests/${APP}/${OLD}`, status: 503 })
+    const { error } = await timedPush(options(NEW), await writeTree(await tempDir(), release('v2')))
+    expect(error?.message).toContain(`s3://${bucket}`)
+    const reads = (await requestLog(bucket)).filter((request) => request.method === 'GET' && request.key === `manifests/${APP}/${OLD}`)
+    expect(reads).toHaveLength(QUICK.retries + 1)
+    expect(await expectConsistent(NEW)).toBe('v1')
+  })
+
   it('an entrypoint that keeps failing: every asset lands, neither the entrypoint nor the manifest does', async () => {
     await pushOld()
     await injectFault({ bucket, method: 'PUT', key: `data/${APP}/fed-mods.json`, status: 503, code: 'SlowDown' })

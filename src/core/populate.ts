@@ -302,7 +302,9 @@ async function planAgainstStore(
     }
   }
   try {
-    const [hashed, held] = await Promise.all([hashing, retry(`the files of ${options.app}`, () => readStoreState(store, options.app, options.retries, newest))])
+    // Retried as a whole, so nothing inside retries: a store that keeps failing costs `retries + 1`
+    // attempts, not their square (the README's bound).
+    const [hashed, held] = await Promise.all([hashing, retry(`the files of ${options.app}`, () => readStoreState(store, options.app, 0, newest))])
     // A versioned store keeps headers in the manifest, not with the bytes: only content decides.
     const withHeaders = store.layout === 'flat'
     const wanted = hashed.map(({ relpath, size, md5, contentType, cacheControl }) =>

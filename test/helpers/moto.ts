@@ -6,7 +6,7 @@ import { closedPort } from './cli'
 /** moto importable by python3: the tests that need IAM enforced are skipped without it (s3rver has no IAM). */
 export const hasMoto = spawnSync('python3', ['-c', 'import moto.server'], { stdio: 'ignore' }).status === 0
 
-export interface AccessKey {
+interface AccessKey {
   accessKeyId: string
   secretAccessKey: string
 }

@@ -1,17 +1,15 @@
 /**
  * What each command needs on each store, and nothing more: the one list the least-privilege tests
- * build their IAM policies and ACL users from, and the README's table (test/readme.test.ts checks
- * that the README shows `permissionsTable()` as it is). `<app>` stands for the app's name.
- *
- * Some entries serve work that is landing: the push intents (`locks/<app>/push-<ts>`,
- * `intent:<app>:<ts>`), the prune flag (`locks/<app>/prune`, `prune:<app>`) and the announce
- * (`PUBLISH` on `push-cache:builds`).
+ * build their IAM policies and ACL users from, and the README's table (the test checks that the
+ * README shows `permissionsTable()` as it is). `<app>` stands for the app's name, `<channel>` for
+ * `announce.channel`. Leases (`locks/<app>/push-…`, `locks/<app>/prune-…`; `lease:<app>:…` on
+ * Valkey) are how a push and a prune of the same app see each other.
  */
 export const COMMANDS = ['populate', 'pop', 'prune', 'ls'] as const
 export type Command = (typeof COMMANDS)[number]
 
 /** S3 actions, each with what it applies to: key patterns, or for `s3:ListBucket` the prefixes listed. */
-export const S3_PERMISSIONS: Record<Command, Record<string, readonly string[]>> = {
+const S3_PERMISSIONS: Record<Command, Record<string, readonly string[]>> = {
   populate: {
     's3:ListBucket': ['data/<app>/', 'manifests/<app>/', 'locks/<app>/'],
     's3:GetObject': ['manifests/<app>/*', 'locks/<app>/*'],
@@ -30,30 +28,32 @@ export const S3_PERMISSIONS: Record<Command, Record<string, readonly string[]>> 
     's3:DeleteObject': ['data/<app>/*', 'manifests/<app>/*', 'locks/<app>/*'],
   },
   ls: {
-    's3:ListBucket': ['manifests/<app>/', 'locks/<app>/'],
+    's3:ListBucket': ['manifests/<app>/'],
     's3:GetObject': ['manifests/<app>/*'],
   },
 }
 
 /** Valkey commands and the keys (`~`) and channels (`&`) they may touch. */
-export const VALKEY_PERMISSIONS: Record<Command, { commands: readonly string[]; keys: readonly string[]; channels?: readonly string[] }> = {
+const VALKEY_PERMISSIONS: Record<Command, { commands: readonly string[]; keys: readonly string[]; channels?: readonly string[] }> = {
   populate: {
     commands: ['SCAN', 'STRLEN', 'GET', 'SET', 'PERSIST', 'EXISTS', 'DEL', 'UNLINK', 'PUBLISH'],
-    keys: ['data:<app>:*', 'manifest:<app>:*', 'lock:<app>:*', 'intent:<app>:*', 'prune:<app>'],
-    channels: ['push-cache:builds'],
+    keys: ['data:<app>:*', 'manifest:<app>:*', 'lock:<app>:*', 'lease:<app>:*'],
+    channels: ['<channel>'],
   },
   pop: { commands: ['SCAN', 'STRLEN', 'GET'], keys: ['data:<app>:*', 'manifest:<app>:*', 'lock:<app>:*'] },
   prune: {
     commands: ['SCAN', 'STRLEN', 'GET', 'SET', 'EXISTS', 'DEL', 'UNLINK'],
-    keys: ['data:<app>:*', 'manifest:<app>:*', 'lock:<app>:*', 'intent:<app>:*', 'prune:<app>'],
+    keys: ['data:<app>:*', 'manifest:<app>:*', 'lock:<app>:*', 'lease:<app>:*'],
   },
   ls: { commands: ['SCAN', 'STRLEN', 'GET'], keys: ['data:<app>:*', 'manifest:<app>:*', 'lock:<app>:*'] },
 }
 
 /** Every Valkey command needs these besides: the client's ready check, which waits while the server loads its data. */
-export const VALKEY_CONNECTION = ['INFO'] as const
+const VALKEY_CONNECTION = ['INFO'] as const
 
 const forApp = (pattern: string, app: string) => pattern.replaceAll('<app>', app)
+/** The channel the tests announce on. */
+const CHANNEL = 'push-cache:builds'
 
 /**
  * An IAM policy granting `command` on `app` in `bucket`. `moto` adapts it to what moto checks, which
@@ -90,7 +90,7 @@ export function valkeyAclRules(command: Command, app: string): string[] {
     '-@all',
     ...[...VALKEY_CONNECTION, ...commands].map((name) => `+${name.toLowerCase()}`),
     ...keys.map((pattern) => `~${forApp(pattern, app)}`),
-    ...channels.map((channel) => `&${channel}`),
+    ...channels.map((channel) => `&${channel.replace('<channel>', CHANNEL)}`),
   ]
 }
 
@@ -103,7 +103,7 @@ export function permissionsTable(): string {
       .map(([action, patterns]) => `${action.replace('s3:', '')} ${code(patterns)}`)
       .join('; ')
     const { commands, keys, channels = [] } = VALKEY_PERMISSIONS[command]
-    const valkey = `${code(commands)} on ${code(keys)}${channels.length ? `; channel ${code(channels)}` : ''}`
+    const valkey = `${code(commands)} on ${code(keys)}${channels.length ? `; channel ${code(channels)} (with \`announce.channel\`)` : ''}`
     return `| \`${command}\` | ${s3} | ${valkey} |`
   })
   return ['| command | S3 actions (on keys, or prefixes listed) | Valkey commands on keys |', '| --- | --- | --- |', ...rows].join('\n')

@@ -12,7 +12,7 @@ import { createLocalStore } from '../src/stores/local'
 import { createS3Store } from '../src/stores/s3'
 import { createValkeyStore } from '../src/stores/valkey'
 import { readTree, tempDir, tree, writeTree } from './helpers/fs'
-import { createBucket, requestLog, s3StoreOptions, s3StoreUrl } from './helpers/s3'
+import { createBucket, putObject, requestLog, s3StoreOptions, s3StoreUrl } from './helpers/s3'
 import { valkeyUrl } from './helpers/valkey'
 
 const APP = 'shop'
@@ -175,6 +175,16 @@ describe('pop downloads only what differs from the build dest holds (S3 ETags ar
     const again = await pop({ store, app: APP, dest })
     expect(again).toMatchObject({ build: first.build, downloaded: { files: 0, bytes: 0 }, unchanged: { files: 4 } })
     expect((await downloadedKeys(bucket)).length).toBe(gets)
+  })
+
+  it('still pops, incrementally, when the newest manifest cannot be read (it vouches for nothing)', async () => {
+    const { store, bucket } = await s3StoreWith(V1, 100)
+    const dest = join(await tempDir(), 'www')
+    await pop({ store, app: APP, dest })
+    await putObject(bucket, `manifests/${APP}/300`, 'not json')
+    const report = await pop({ store, app: APP, dest })
+    expect(report).toMatchObject({ files: 4, downloaded: { files: 0 }, unchanged: { files: 4 } }) // plain ETags are MD5s all the same
+    expect(await tree(dest)).toEqual(Object.keys(V1).sort())
   })
 
   it('reads the files of a plain directory left by an older pop, so its first update downloads only what differs', async () => {

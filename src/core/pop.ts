@@ -13,7 +13,7 @@ import { assertSafeRelpath } from './paths'
 import { createProgressCounter, type ProgressEvent } from './progress'
 import { type BuildState, createBuildDir, discardBuildDir, publishBuildDir, readServed, type Served, servedFiles, writeState } from './served-dir'
 import type { Store } from './store'
-import { readStoreState } from './store-state'
+import { readStoreState, unlessUnreadable } from './store-state'
 import { planSync, type WantedFile } from './sync-plan'
 
 /** A file of the app as the store holds it: where to read it, and its size and MD5 where known. */
@@ -99,7 +99,8 @@ export async function readStoreSnapshot(store: Store, app: string, retries = 3):
   // A listing that fails transiently starts over.
   return withRetry(
     async () => {
-      const newest = await newestBuild(store, app, retries)
+      // An unreadable newest manifest vouches for nothing: the files are still listed, their MD5s unknown.
+      const newest = await newestBuild(store, app, retries).catch(unlessUnreadable)
       const held = await readStoreState(store, app, retries, newest ?? null)
       // Headers are left out: a served copy has none to compare.
       const files = [...held].map(([relpath, { key, size, md5 }]) => ({ relpath: assertSafeRelpath(relpath, key), key, size, md5 }))

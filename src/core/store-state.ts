@@ -5,7 +5,8 @@ import { flatLayout, versionedLayout } from './layout'
 import type { Store } from './store'
 import type { HeldFile } from './sync-plan'
 
-const unlessUnreadable = (error: unknown): undefined => {
+/** For reads that can do without the newest manifest: an unreadable one counts as none. */
+export const unlessUnreadable = (error: unknown): undefined => {
   if (error instanceof PushCacheError && error.code === 'MANIFEST_UNREADABLE') return undefined
   throw error
 }

@@ -17,7 +17,10 @@ export function entrypointWarnings(plan: UploadPlan, entrypoints: readonly strin
         return `${entrypoint}, an entrypoint, is left out by \`include\`/\`exclude\`: the build is pushed without it. Let it through, or drop it from \`entrypoint\`.`
       const name = posix.basename(entrypoint).toLowerCase()
       const nearMisses = relpaths.filter((relpath) => posix.basename(relpath).toLowerCase() === name)
-      const found = nearMisses.length > 0 ? `Found ${nearMisses.slice(0, 3).join(', ')}: set \`entrypoint\` to it.` : `No **/${posix.basename(entrypoint)} either: check what the build writes, or set \`entrypoint\`.`
+      const found =
+        nearMisses.length > 0
+          ? `Found ${nearMisses.slice(0, 3).join(', ')}: set \`entrypoint\` to it.`
+          : `No **/${posix.basename(entrypoint)} either: check what the build writes, or set \`entrypoint\`.`
       return `${entrypoint}, an entrypoint, is not in the build: it is pushed without one. ${found}`
     })
 }

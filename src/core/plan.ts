@@ -50,8 +50,7 @@ const WORDS = /^[A-Z]?[a-z]+(?:[A-Z][a-z]+)*(?:[-_][A-Z]?[a-z]+(?:[A-Z][a-z]+)*)
  */
 const looksRandom = (token: string) =>
   /^[A-Za-z0-9_-]{8,64}$/.test(token) &&
-  (/[A-Za-z].*\d.*[A-Za-z]|\d.*[A-Za-z].*\d/.test(token) ||
-    (!/\d/.test(token) && /[A-Z]/.test(token) && /[a-z]/.test(token) && !WORDS.test(token)))
+  (/[A-Za-z].*\d.*[A-Za-z]|\d.*[A-Za-z].*\d/.test(token) || (!/\d/.test(token) && /[A-Z]/.test(token) && /[a-z]/.test(token) && !WORDS.test(token)))
 
 /**
  * The guess for a file no bundler vouched for (the CLI): a content hash in the name, as bundlers

@@ -48,7 +48,7 @@ export function createPushSession(userOptions: Options | undefined, tag: string)
     options = checkOptions(userOptions)
     if (!options.disable) storeKind(options.store)
   } catch (error) {
-    throw userOptions?.debug ? error : withoutStack(error as Error)
+    throw (userOptions?.debug ?? process.env.PUSH_CACHE_DEBUG === '1') ? error : withoutStack(error as Error)
   }
   if (options.disable) return undefined
   const logger = createLogger(tag, options.debug)

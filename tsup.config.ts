@@ -18,6 +18,7 @@ export default defineConfig({
   splitting: true,
   target: 'node20',
   shims: true,
+  keepNames: true,
   // `require('unplugin-push-cache/webpack')` is the plugin itself, not `{ default }`.
   cjsInterop: true,
   // core/version.ts reads it: `push-cache --version` and the manifests' `generator`.

@@ -1,4 +1,5 @@
 import { createEsbuildPlugin } from 'unplugin'
-import { unpluginFactory } from '.'
+import { type EsbuildPlugin, unpluginFactory } from './plugin'
 
-export default createEsbuildPlugin(unpluginFactory)
+const pushCache: EsbuildPlugin = createEsbuildPlugin(unpluginFactory)
+export default pushCache

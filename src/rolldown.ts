@@ -1,4 +1,6 @@
 import { createRolldownPlugin } from 'unplugin'
-import { unpluginFactory } from '.'
+import { type NamedPlugin, unpluginFactory } from './plugin'
 
-export default createRolldownPlugin(unpluginFactory)
+// unplugin types the result as one plugin or an array; a factory that is not nested makes one.
+const pushCache = createRolldownPlugin(unpluginFactory) as NamedPlugin
+export default pushCache

@@ -1,4 +1,6 @@
 import { createRollupPlugin } from 'unplugin'
-import { unpluginFactory } from '.'
+import { type NamedPlugin, unpluginFactory } from './plugin'
 
-export default createRollupPlugin(unpluginFactory)
+// unplugin types the result as one plugin or an array; a factory that is not nested makes one.
+const pushCache = createRollupPlugin(unpluginFactory) as NamedPlugin
+export default pushCache

@@ -1,4 +1,5 @@
 import { createRspackPlugin } from 'unplugin'
-import { unpluginFactory } from '.'
+import { unpluginFactory, type WebpackLikePlugin } from './plugin'
 
-export default createRspackPlugin(unpluginFactory)
+const pushCache: WebpackLikePlugin = createRspackPlugin(unpluginFactory)
+export default pushCache

@@ -1,4 +1,6 @@
 import { createVitePlugin } from 'unplugin'
-import { unpluginFactory } from '.'
+import { type NamedPlugin, unpluginFactory } from './plugin'
 
-export default createVitePlugin(unpluginFactory)
+// unplugin types the result as one plugin or an array; a factory that is not nested makes one.
+const pushCache = createVitePlugin(unpluginFactory) as NamedPlugin
+export default pushCache

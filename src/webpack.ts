@@ -1,4 +1,5 @@
 import { createWebpackPlugin } from 'unplugin'
-import { unpluginFactory } from '.'
+import { unpluginFactory, type WebpackLikePlugin } from './plugin'
 
-export default createWebpackPlugin(unpluginFactory)
+const pushCache: WebpackLikePlugin = createWebpackPlugin(unpluginFactory)
+export default pushCache

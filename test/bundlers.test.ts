@@ -4,11 +4,12 @@
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
+import { createRsbuild } from '@rsbuild/core'
 import { rspack } from '@rspack/core'
 import { build as esbuild, context as esbuildContext } from 'esbuild'
 import { rolldown } from 'rolldown'
 import { rollup, watch as rollupWatch } from 'rollup'
-import { build as viteBuild } from 'vite'
+import { createServer as createViteServer, build as viteBuild } from 'vite'
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
 import webpack from 'webpack'
 import { fixtureConfig as esbuildConfig } from '../fixtures/app/esbuild.config'
@@ -18,15 +19,17 @@ import { fixtureConfig as rollupConfig } from '../fixtures/app/rollup.config'
 import { fixtureConfig as rspackConfig } from '../fixtures/app/rspack.config'
 import { fixtureConfig as viteConfig } from '../fixtures/app/vite.config'
 import { fixtureConfig as webpackConfig } from '../fixtures/app/webpack.config'
-import { type Options, unplugin } from '../src'
+import type { Options } from '../src'
 import { DEFAULT_CACHE_CONTROL } from '../src/core/options'
-import { cacheControlOf, contentTypeOf } from '../src/core/plan'
+import { contentTypeOf } from '../src/core/plan'
 import esbuildPlugin from '../src/esbuild'
+import { unpluginFactory } from '../src/plugin'
 import rolldownPlugin from '../src/rolldown'
 import rollupPlugin from '../src/rollup'
 import rspackPlugin from '../src/rspack'
 import vitePlugin from '../src/vite'
 import webpackPlugin from '../src/webpack'
+import { closedPort } from './helpers/cli'
 import { clearFaults, createBucket, getObject, injectFault, listObjects, requestLog, s3StoreOptions, s3StoreUrl } from './helpers/s3'
 
 type Bundler = 'vite' | 'rollup' | 'rolldown' | 'webpack' | 'rspack' | 'esbuild'
@@ -115,6 +118,21 @@ function expectFixtureFiles(files: string[]) {
     files.some((file) => file.endsWith('.css')),
     'the stylesheet',
   ).toBe(true)
+  expect(files, 'the font copied from public/ as it is').toContain('fonts/Roboto-ExtraBold.woff2')
+  expect(
+    files.some((file) => /^(fonts\/OpenSans-SemiBold|assets\/OpenSans-SemiBold-[A-Z2-7]{8})\.woff2$/.test(file)),
+    'the imported font, as `fonts/[name][ext]` (esbuild: hashed, as its `assetNames` say)',
+  ).toBe(true)
+}
+
+/**
+ * What each file's Cache-Control must be: the fixture's bundlers name everything under `js/` and
+ * `assets/` with a hash, and fonts (`fonts/[name][ext]`, or copied from `public/`) without one,
+ * whatever their names look like (`OpenSans-SemiBold` reads like a hash to a name check).
+ */
+function expectedCacheControl(file: string): string {
+  if (['fed-mods.json', 'index.html', 'app-info.json'].includes(file)) return DEFAULT_CACHE_CONTROL.short
+  return /^(js|assets)\//.test(file) ? DEFAULT_CACHE_CONTROL.immutable : DEFAULT_CACHE_CONTROL.default
 }
 
 describe.each(BUNDLERS)('%s', (bundler) => {
@@ -150,12 +168,9 @@ describe.each(BUNDLERS)('%s', (bundler) => {
     expect(await headers('fed-mods.json')).toEqual({ contentType: 'application/json; charset=utf-8', cacheControl: short })
     expect(await headers('index.html')).toEqual({ contentType: 'text/html; charset=utf-8', cacheControl: short })
     expect(await headers('app-info.json')).toEqual({ contentType: 'application/json; charset=utf-8', cacheControl: short })
-    // Every other file carries the headers core plans for its name (tested on their own in core-plan).
-    for (const file of built)
-      expect(await headers(file), file).toEqual({
-        contentType: contentTypeOf(file),
-        cacheControl: cacheControlOf(file, DEFAULT_CACHE_CONTROL, ['fed-mods.json']),
-      })
+    // Immutable is what the bundler named with a hash, and nothing else.
+    for (const file of built) expect(await headers(file), file).toEqual({ contentType: contentTypeOf(file), cacheControl: expectedCacheControl(file) })
+    expect(await headers('fonts/Roboto-ExtraBold.woff2')).toEqual({ contentType: 'font/woff2', cacheControl: DEFAULT_CACHE_CONTROL.default })
 
     const puts = (await requestLog(bucket)).filter((request) => request.method === 'PUT' && request.status === 200 && !request.key.startsWith('locks/'))
     const entrypoint = puts.find((request) => request.key === `data/${APP}/fed-mods.json`)!
@@ -203,16 +218,86 @@ describe('failure policy and modes', () => {
 
   test('disable: true gives a plugin that pushes nothing', async () => {
     const store = join(tmp, 'disabled')
-    expect(unplugin.raw({ disable: true }, { framework: 'vite', versions: {} })).toEqual({ name: 'unplugin-push-cache' })
+    expect(unpluginFactory({ disable: true }, { framework: 'vite', versions: {} })).toEqual({ name: 'unplugin-push-cache' })
     await build('vite', { store, disable: true })
     expect(await filesUnder(distOf('vite'))).toContain('fed-mods.json')
     expect(await exists(store)).toBe(false)
   })
 
-  test('a wrong option fails when the config loads, naming the option', () => {
+  test('a wrong option or store fails when the config loads, naming the option', () => {
     expect(() => rollupPlugin({ app: 'in/ventory' })).toThrow(/`app`/)
+    expect(() => vitePlugin({ app: APP, store: 's4://x' })).toThrow(/`store` has the unknown scheme "s4:"/)
     // A webpack plugin runs its factory when the compiler applies it, still before any build.
     expect(() => webpack(webpackConfig([webpackPlugin({ app: APP, prune: { olderThan: 'soon' } })]))).toThrow(/`prune.olderThan`/)
+    expect(() => rspack(rspackConfig([rspackPlugin({ app: APP, store: 's4://x' })]))).toThrow(/`store`/)
+  })
+
+  test('a missing app fails the build, not the Vite dev server', async () => {
+    const store = join(tmp, 'no-app')
+    await expect(build('vite', { app: undefined, store })).rejects.toThrow(/`app` is missing/)
+    await expect(build('webpack', { app: undefined, store })).rejects.toThrow(/`app` is missing/)
+    const server = await createViteServer({
+      configFile: false,
+      ...viteConfig([vitePlugin({ store })]),
+      server: { host: '127.0.0.1', port: await closedPort() },
+      optimizeDeps: { noDiscovery: true },
+    })
+    await server.listen()
+    await server.close()
+    expect(await exists(store)).toBe(false)
+  })
+
+  test("a failed push is reported the bundler's way, in one line without a stack", async () => {
+    const bucket = await createBucket()
+    await injectFault({ bucket, method: 'PUT', key: `data/${APP}/index.html`, status: 403 })
+    const options = { app: APP, store: s3StoreUrl(bucket), s3: s3StoreOptions(), retries: 0 }
+    const oneLine = expect.stringMatching(/^Could not push index\.html to s3:\/\/t-\w+ at http:\/\/127\.0\.0\.1:\d+ .*HTTP 403.*\. Set AWS_ACCESS_KEY_ID/)
+
+    // webpack and Rspack: in `compilation.errors`, which their CLIs print as `ERROR in <message>`.
+    const compiler = webpack(webpackConfig([webpackPlugin(options)]))
+    const stats = await new Promise<webpack.Stats>((resolve, reject) =>
+      compiler.run((error, result) => compiler.close(() => (error ? reject(error) : resolve(result!)))),
+    )
+    expect(stats.compilation.errors.map((error) => error.message)).toEqual([oneLine])
+    expect(stats.toString('errors-only')).not.toMatch(/^\s+at /m)
+
+    // Rollup and Vite: `this.error`, so the plugin is named; esbuild: `errors` of `onEnd`.
+    const rollupError = await build('rollup', options).catch((error: { plugin?: string; stack?: string; message: string }) => error)
+    expect(rollupError).toMatchObject({ plugin: 'unplugin-push-cache', pluginCode: 'UPLOAD_FAILED', message: oneLine })
+    expect(rollupError!.stack).not.toMatch(/^\s+at /m)
+    const esbuildError = await build('esbuild', options).catch((error: { errors: { pluginName: string; text: string }[] }) => error)
+    expect(esbuildError!.errors).toEqual([expect.objectContaining({ pluginName: 'unplugin-push-cache', text: oneLine })])
+  })
+
+  test('an Rsbuild dev server that writes to disk pushes nothing, even with `watch: true`', async () => {
+    const store = join(tmp, 'rsbuild-dev-store')
+    const distPath = join(tmp, 'rsbuild-dev')
+    const rsbuild = await createRsbuild({
+      cwd: fixtureRoot,
+      rsbuildConfig: {
+        logLevel: 'warn',
+        source: { entry: { index: './src/main.js' } },
+        dev: { writeToDisk: true },
+        server: { host: '127.0.0.1', port: await closedPort(), strictPort: true },
+        output: { distPath: { root: distPath } },
+        tools: { rspack: { plugins: [rspackPlugin({ app: APP, store, watch: true })] } },
+      },
+    })
+    const { server } = await rsbuild.startDevServer()
+    try {
+      // Bounded: the first build lands on disk within seconds.
+      for (let waited = 0; !(await exists(join(distPath, 'index.html'))) && waited < 30_000; waited += 100) await new Promise((r) => setTimeout(r, 100))
+      expect(await exists(join(distPath, 'index.html'))).toBe(true)
+    } finally {
+      await server.close()
+    }
+    expect(await exists(store)).toBe(false)
+  })
+
+  test("a `mode: 'development'` build is pushed like any other", async () => {
+    const store = join(tmp, 'development')
+    await run(webpack({ ...webpackConfig([webpackPlugin({ app: APP, store, timestamp: 1700000005 })]), mode: 'development', devtool: false }))
+    expect(await filesUnder(join(store, 'data', APP))).toEqual(await filesUnder(distOf('webpack')))
   })
 
   test('a Vite SSR build is not pushed', async () => {

@@ -1,9 +1,14 @@
+import { execFile } from 'node:child_process'
+import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { promisify } from 'node:util'
 import { ListObjectsV2Command } from '@aws-sdk/client-s3'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { BUILD, closedPort, deployArgs, ONLY_THE_BUILD, parseReport, readText, runCli, tree, workspaceWithBuild } from './helpers/cli'
 import { type AuthMoto, hasMoto, startAuthMoto } from './helpers/moto'
-import { createBucket, listObjects, putObject, s3CliEnv, s3StoreUrl } from './helpers/s3'
+import { createBucket, listObjects, putObject, requestLog, s3CliEnv, s3StoreUrl } from './helpers/s3'
+
+const run = promisify(execFile)
 
 let work: string
 let dist: string
@@ -60,6 +65,55 @@ describe('push-cache with the S3 store', () => {
     expect(result.code).toBe(2)
     expect(result.stderr).toMatch(/does not exist.*Create it/)
   })
+
+  it('takes the region from the AWS profile when none is set, not a default of ours', async () => {
+    const { AWS_REGION: _, AWS_ACCESS_KEY_ID: key, AWS_SECRET_ACCESS_KEY: secret, ...env } = s3CliEnv()
+    const config = join(work, 'aws-config')
+    const credentials = join(work, 'aws-credentials')
+    await writeFile(config, '[profile eu]\nregion = eu-west-1\n')
+    await writeFile(credentials, `[eu]\naws_access_key_id = ${key}\naws_secret_access_key = ${secret}\n`)
+    const profile = { ...env, AWS_CONFIG_FILE: config, AWS_SHARED_CREDENTIALS_FILE: credentials, AWS_PROFILE: 'eu' }
+    const pushed = await runCli(['populate', dist, '--app', 'my-app', '--store', s3StoreUrl(bucket)], { env: profile })
+    expect(pushed.code, pushed.stderr).toBe(0)
+    expect(new Set((await requestLog(bucket)).map((request) => request.region))).toEqual(new Set(['eu-west-1']))
+  })
+
+  it('signs for us-east-1 at a custom endpoint when no region is configured anywhere; says where to set one for AWS itself', async () => {
+    const { AWS_REGION: _, AWS_ENDPOINT_URL_S3: endpoint, ...env } = s3CliEnv()
+    const nothing = { ...env, AWS_CONFIG_FILE: join(work, 'none'), AWS_SHARED_CREDENTIALS_FILE: join(work, 'none') }
+    const pushed = await runCli(['populate', dist, '--app', 'my-app', '--store', s3StoreUrl(bucket)], { env: { ...nothing, AWS_ENDPOINT_URL_S3: endpoint } })
+    expect(pushed.code, pushed.stderr).toBe(0)
+    expect(new Set((await requestLog(bucket)).map((request) => request.region))).toEqual(new Set(['us-east-1']))
+
+    const result = await runCli(['ls', '--app', 'my-app', '--store', s3StoreUrl(bucket)], { env: nothing })
+    expect(result.code).toBe(2)
+    expect(result.stderr).toContain('Option `s3.region` is not set, and the AWS SDK found none')
+  })
+
+  // The SDK's notice says its releases after January 2027 need Node 22; this package pins its SDK.
+  it.skipIf(Number(process.versions.node.split('.')[0]) >= 22)(
+    "prints no AWS SDK notice about Node versions, and leaves that notice to the build's own SDK clients",
+    async () => {
+      const env = { ...s3CliEnv(), AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: undefined }
+      const result = await runCli(['ls', '--app', 'my-app', '--store', s3StoreUrl(bucket)], { env })
+      expect(result.code, result.stderr).toBe(0)
+      expect(result.stderr).not.toContain('NodeVersionSupportWarning')
+
+      // In one process, as inside a build: our store's client first, then the user's own.
+      const script = `
+        import { S3Client } from '@aws-sdk/client-s3'
+        import { createStore } from './dist/index.js'
+        const store = await createStore(${JSON.stringify(s3StoreUrl(bucket))}, { s3: {}, valkey: {} })
+        for await (const _ of store.list('manifests/')) break
+        await store.close()
+        console.error('-- the build now builds its own client --')
+        new S3Client({ region: 'us-east-1' }).destroy()`
+      const { stderr } = await run(process.execPath, ['--input-type=module', '-e', script], { env: { PATH: process.env.PATH, ...env } as NodeJS.ProcessEnv })
+      const [ours, theirs] = stderr.split('-- the build now builds its own client --')
+      expect(ours).not.toContain('NodeVersionSupportWarning')
+      expect(theirs).toContain('NodeVersionSupportWarning')
+    },
+  )
 
   it('the Kubernetes Job in deploy/ is accepted as written (run with --dry-run)', async () => {
     const manifest = await readText('deploy/k8s-job.yaml')

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process'
-import { mkdtemp, readFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { beforeEach, describe, expect, it } from 'vitest'
@@ -174,6 +174,14 @@ describe('push-cache with a local directory store', () => {
     const pushed = await populate('--prune-older-than', '1d', '--keep', '1', '--json')
     expect(parseReport(pushed.stdout)).toMatchObject({ pruned: { builds: [NOW - 10 * DAY, NOW - 20 * DAY], kept: 1 } })
     expect(await manifests()).toHaveLength(1)
+  })
+
+  it('warns when the entrypoint is missing, naming where a fed-mods.json was found', async () => {
+    await rm(join(dist, 'fed-mods.json'))
+    await writeTree(dist, { 'federation/fed-mods.json': '{}' })
+    const result = await populate()
+    expect(result.code, result.stderr).toBe(0)
+    expect(result.stderr).toMatch(/warning: fed-mods\.json, an entrypoint, is not in the build.*Found federation\/fed-mods\.json/)
   })
 
   it('logs plain lines without a TTY and draws no bar', async () => {

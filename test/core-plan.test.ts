@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { entrypointWarnings } from '../src/core/entrypoints'
 import { flatLayout, versionedLayout } from '../src/core/layout'
 import { resolveOptions } from '../src/core/options'
 import { cacheControlOf, contentTypeOf, hasContentHash, planUpload } from '../src/core/plan'
@@ -28,30 +29,90 @@ describe('cache control', () => {
     ['nested/index.html', cc.short],
     ['app-info.json', cc.short],
     ['app-info.deps.json', cc.short],
-    ['js/main.3f2a1b9c0d.js', cc.immutable],
-    ['assets/index-BxY7_a9Q.js', cc.immutable],
-    ['assets/index-DhTRlqEC.css', cc.immutable],
-    ['chunk-ABCD2345.js', cc.immutable],
-    ['453.8f3c2a91e0b7d6c4a5f1.js', cc.immutable],
-    ['js/chunks/lazy-Bsle-cxw.js', cc.immutable],
-    ['main-B-RNKoMk.css', cc.immutable],
-    ['assets/logo café.44389336.svg', cc.immutable],
-    ['main-LAIVXYRB.css', cc.immutable],
-    ['my-component.js', cc.default],
-    ['widgets/date-picker-long.js', cc.default],
-    ['App-Component.js', cc.default],
-    ['logo café.svg', cc.default],
-  ])('%s gets %s', (relpath, value) => expect(cacheControlOf(relpath, cc, ['fed-mods.json'])).toBe(value))
+  ])('%s gets %s, whatever the bundler says', (relpath, value) => {
+    expect(cacheControlOf(relpath, cc, ['fed-mods.json'], true)).toBe(value)
+    expect(cacheControlOf(relpath, cc, ['fed-mods.json'])).toBe(value)
+  })
+
+  it('takes immutability from the bundler over the name, both ways', () => {
+    // fec writes fonts as `fonts/[name][ext]`: no hash, whatever the name looks like.
+    expect(cacheControlOf('fonts/OpenSans-SemiBold.woff2', cc, [], false)).toBe(cc.default)
+    expect(cacheControlOf('js/main.3f2a1b9c0d.js', cc, [], false)).toBe(cc.default)
+    // A hash the name alone would not give away (Vite's `[name]-[hash]` can be all letters).
+    expect(cacheControlOf('assets/lazy-Bsle-cxw.js', cc, [], true)).toBe(cc.immutable)
+  })
 
   it('lets a user rule win over every built-in rule', () => {
     const rules = options({ cacheControl: { rules: { '**/*.js': 'no-store', 'fed-mods.json': 'max-age=5' } } }).cacheControl
-    expect(cacheControlOf('js/main.3f2a1b9c0d.js', rules, [])).toBe('no-store')
+    expect(cacheControlOf('js/main.3f2a1b9c0d.js', rules, [], true)).toBe('no-store')
     expect(cacheControlOf('fed-mods.json', rules, ['fed-mods.json'])).toBe('max-age=5')
   })
+})
+
+describe('the name heuristic, for files no bundler vouched for (the CLI)', () => {
+  it.each([
+    'js/main.3f2a1b9c0d.js', // webpack [name].[contenthash]
+    '453.8f3c2a91e0b7d6c4a5f1.js',
+    'App.caa9037c.js',
+    'assets/index-BxY7_a9Q.js', // Vite [name]-[hash]
+    'assets/index-DhTRlqEC.css',
+    'main-B-RNKoMk.css',
+    'js/lazy-BFeHIACX.js',
+    'js/main-MMO2JUH2.js', // esbuild
+  ])('reads %s as content-hashed', (relpath) => expect(hasContentHash(relpath)).toBe(true))
+
+  it.each([
+    // fec-like names: words, not hashes. A wrongly immutable file is served stale for a year.
+    'fonts/OpenSans-SemiBold.woff2',
+    'fonts/Roboto-ExtraBold.woff2',
+    'img/BackgroundImage.png',
+    'img/logo.BackgroundImage.png',
+    'js/vendor-LegacyCode.js',
+    'my-component.js',
+    'widgets/date-picker-long.js',
+    'App-Component.js',
+    'logo café.svg',
+    'icons.material24.svg',
+    // Ambiguous, so short: all letters upper case, all digits, words a hash may spell.
+    'main-LAIVXYRB.css',
+    'assets/logo café.44389336.svg',
+    'js/chunks/lazy-Bsle-cxw.js',
+  ])('reads %s as not content-hashed', (relpath) => expect(hasContentHash(relpath)).toBe(false))
 
   it('finds no hash in the name itself or the extension', () => {
     expect(hasContentHash('abcdef0123456789.js')).toBe(false)
     expect(hasContentHash('main.ABCDEF123')).toBe(false)
+  })
+
+  it('stays fast on long word-like names', () => {
+    const started = performance.now()
+    expect(hasContentHash(`x.${'a'.repeat(60)}_.js`)).toBe(false)
+    expect(hasContentHash(`${'Ab'.repeat(30)}-.js`)).toBe(false)
+    expect(performance.now() - started).toBeLessThan(50)
+  })
+})
+
+describe('entrypoint warnings', () => {
+  const plan = (relpaths: string[], extra = {}) =>
+    planUpload(
+      relpaths.map((relpath) => file(relpath)),
+      options(extra),
+      flatLayout,
+    )
+
+  it('say nothing when every entrypoint is in the build', () => {
+    expect(entrypointWarnings(plan(['fed-mods.json', 'a.js']), ['fed-mods.json'])).toEqual([])
+  })
+
+  it('name the near misses of a missing entrypoint', () => {
+    const [warning] = entrypointWarnings(plan(['federation/fed-mods.json', 'a.js']), ['fed-mods.json'])
+    expect(warning).toMatch(/fed-mods\.json.*not in the build/)
+    expect(warning).toContain('Found federation/fed-mods.json')
+  })
+
+  it('say when there is no near miss, and when include/exclude left the entrypoint out', () => {
+    expect(entrypointWarnings(plan(['a.js']), ['fed-mods.json'])[0]).toContain('No **/fed-mods.json')
+    expect(entrypointWarnings(plan(['fed-mods.json', 'a.js'], { exclude: ['*.json'] }), ['fed-mods.json'])[0]).toContain('left out by `include`/`exclude`')
   })
 })
 

@@ -1,73 +1,149 @@
-import { isAbsolute, relative, resolve, sep } from 'node:path'
-import { describeError } from '../core/errors'
+import { isAbsolute, posix, relative, resolve, sep } from 'node:path'
+import { describeError, PushCacheError } from '../core/errors'
 import { collectFiles, toPosix } from '../core/files'
 import { createLogger, type Logger } from '../core/logger'
-import { type Options, type ResolvedOptions, resolveOptions } from '../core/options'
+import { checkOptions, type Options, type ResolvedOptions, resolveOptions } from '../core/options'
 import type { BuildFile } from '../core/plan'
 import { pushFiles } from '../core/push'
+import { storeKind } from '../stores'
+import { diagnose } from '../stores/diagnose'
+
+/** A file a bundler wrote, as its adapter reports it. */
+export interface EmittedFile {
+  /** Relative to the output directory. */
+  name: string
+  /** The bundler named it with a content hash (see `BuildFile.immutable`). */
+  immutable: boolean
+}
+
+/** What the adapter knows about the build that just ended. */
+export interface BuildContext {
+  /** A rebuild in watch mode. */
+  watchMode: boolean
+  /** The bundler's mode, where it has one (`production`, `development`). */
+  mode?: string
+}
 
 /**
  * The one piece every adapter shares: collect what a build wrote (possibly over several outputs),
- * then push it once when the build is over.
+ * then push it once when the build is over. Failures come back as one clean error for the adapter
+ * to report the bundler's way (webpack `compilation.errors`, Rollup `this.error`, esbuild `errors`).
  */
 export interface PushSession {
   readonly logger: Logger
-  /** A build starts: forget the last one's outputs and stamp this one's start time. */
+  /** A build starts: forget the last one's outputs and stamp this one's start. Throws when no build can be pushed (no `app`). */
   start(): void
-  /** Files a build wrote, relative to `outDir`. */
-  collect(outDir: string, files: Iterable<string>): void
-  /** The build is over and succeeded: push what was collected (nothing if nothing was). */
-  finish(watchMode: boolean): Promise<void>
+  /** Files a build wrote to `outDir`. */
+  collect(outDir: string, files: Iterable<EmittedFile>): void
+  /** The build is over and succeeded: push what was collected; resolves to the error to report, if any. */
+  finish(build: BuildContext): Promise<PushCacheError | undefined>
+  /** A dev server serves the build: nothing is pushed, which the log says once. */
+  devServer(): void
 }
 
-export function createPushSession(userOptions: Options | undefined, options: ResolvedOptions, tag: string): PushSession {
+/** A session for the plugin's options, checked now (when the config loads); undefined when `disable` is set. */
+export function createPushSession(userOptions: Options | undefined, tag: string): PushSession | undefined {
+  let options: ResolvedOptions
+  try {
+    options = checkOptions(userOptions)
+    if (!options.disable) storeKind(options.store)
+  } catch (error) {
+    throw (userOptions?.debug ?? process.env.PUSH_CACHE_DEBUG === '1') ? error : withoutStack(error as Error)
+  }
+  if (options.disable) return undefined
   const logger = createLogger(tag, options.debug)
-  let outputs = new Map<string, Set<string>>()
+  const once = new Set<string>()
+  const logOnce = (message: string) => {
+    if (!once.has(message)) logger.info(message)
+    once.add(message)
+  }
+  let outputs = new Map<string, Map<string, boolean>>()
   let startedAt = Date.now()
-  let watchNoticeLogged = false
 
   return {
     logger,
     start() {
       outputs = new Map()
       startedAt = Date.now()
+      try {
+        // The one check that waits for a build: a dev server needs no `app`.
+        resolveOptions(userOptions)
+      } catch (error) {
+        throw options.debug ? error : withoutStack(error as Error)
+      }
     },
     collect(outDir, files) {
       const dir = resolve(outDir)
-      const known = outputs.get(dir) ?? new Set()
-      for (const file of files) known.add(file)
+      const known = outputs.get(dir) ?? new Map<string, boolean>()
+      for (const file of files) known.set(file.name, file.immutable)
       outputs.set(dir, known)
     },
-    async finish(watchMode) {
+    async finish({ watchMode, mode }) {
       const collected = outputs
       outputs = new Map()
-      if (collected.size === 0) return
+      if (collected.size === 0) return undefined
       if (watchMode && !options.watch) {
-        if (!watchNoticeLogged) logger.info('watch mode: builds are not pushed (set `watch: true` to push every rebuild)')
-        watchNoticeLogged = true
-        return
+        logOnce('watch mode: builds are not pushed (set `watch: true` to push every rebuild)')
+        return undefined
       }
+      if (mode === 'development') logOnce("pushing a development build (mode: 'development'); `disable` keeps such builds out of the store")
+      // Each build, and each rebuild of a watched one, is stamped with its own start (unless a
+      // timestamp was given); the options themselves were checked when the config loaded.
+      const buildOptions = resolveOptions(userOptions, process.env, () => startedAt)
       try {
-        // Options were checked at config time; resolving again only stamps this build's start
-        // (each rebuild of a watched build is a build of its own), unless a timestamp was given.
-        const buildOptions = resolveOptions(userOptions, process.env, () => startedAt)
         await pushFiles({ files: await collectBuild(collected, buildOptions.scan, logger), options: buildOptions, logger })
+        return undefined
       } catch (error) {
-        if (options.failOnError) throw error
-        logger.error(`${describeError(error)} The build goes on because \`failOnError\` is false.`)
+        const failure = reportable(error, options)
+        if (options.failOnError) return failure
+        logger.error(`${failure.message} The build goes on because \`failOnError\` is false.`)
+        return undefined
       }
     },
+    devServer() {
+      logOnce('dev server: nothing is pushed, even when it writes to disk; a build (`vite build`, `webpack`, `rsbuild build`) pushes')
+    },
   }
+}
+
+/** Bundlers print an error's stack, which says nothing to a user about their build: only the message stays. */
+function withoutStack<T extends Error>(error: T): T {
+  error.stack = `${error.name}: ${error.message}`
+  return error
+}
+
+/**
+ * One line a bundler can print as it is: what failed, the store, and the fix; the stack and the
+ * `cause` (which webpack prints too) only when `debug` asks for them.
+ */
+function reportable(error: unknown, options: ResolvedOptions): PushCacheError {
+  const message = error instanceof PushCacheError ? error.message : describeError(error)
+  const fix = diagnose(error, storeKind(options.store), 'the `store` option')?.fix
+  const code = error instanceof PushCacheError ? error.code : 'UPLOAD_FAILED'
+  const failure = new PushCacheError(code, fix && !message.includes(fix) ? `${message} ${fix}` : message, options.debug ? { cause: error } : undefined)
+  return options.debug ? failure : withoutStack(failure)
 }
 
 /**
  * The files of one build, relative to one directory: the output directory, or the common directory
  * of several (Rollup's `output: [...]`), listing only what lies in the output directories themselves.
+ * A file is immutable only when its bundler said so: files it did not emit (Vite's `public/`, a
+ * copy made by another plugin) are not, except the source map of a file that is (`main.3f2a.js.map`).
  */
-async function collectBuild(outputs: Map<string, Set<string>>, scan: ResolvedOptions['scan'], logger: Logger): Promise<BuildFile[]> {
+async function collectBuild(outputs: Map<string, Map<string, boolean>>, scan: ResolvedOptions['scan'], logger: Logger): Promise<BuildFile[]> {
   const root = [...outputs.keys()].reduce(commonDirectory)
-  const perOutput = await Promise.all([...outputs].map(([dir, files]) => collectFiles(dir, scan === 'outDir' ? undefined : [...files], logger)))
-  return perOutput.flat().map((file) => ({ ...file, relpath: toPosix(relative(root, file.path)) }))
+  const perOutput = await Promise.all(
+    [...outputs].map(async ([dir, emitted]) =>
+      (await collectFiles(dir, scan === 'outDir' ? undefined : [...emitted.keys()], logger)).map((file) => ({
+        ...file,
+        immutable: emitted.get(toPosix(relative(dir, file.path))) ?? false,
+      })),
+    ),
+  )
+  const files = perOutput.flat().map((file) => ({ ...file, relpath: toPosix(relative(root, file.path)) }))
+  const hashed = new Set(files.filter((file) => file.immutable).map((file) => posix.basename(file.relpath)))
+  for (const file of files) if (file.relpath.endsWith('.map') && hashed.has(posix.basename(file.relpath).slice(0, -'.map'.length))) file.immutable = true
+  return files
 }
 
 function commonDirectory(a: string, b: string): string {

@@ -50,7 +50,7 @@ export const FLAG_GROUPS = {
     ['--app <name>', 'Application name, the namespace of its keys (env PUSH_CACHE_APP)'],
     ['--store <url>', 's3://bucket[/root], valkey://host:6379[/db], redis://..., file:./dir or a directory (env PUSH_CACHE_STORE, default ./.push-cache)'],
     ['--s3-endpoint <url>', 'S3-compatible endpoint such as MinIO (env AWS_ENDPOINT_URL_S3)'],
-    ['--s3-region <region>', 'S3 region (env AWS_REGION, default us-east-1)'],
+    ['--s3-region <region>', 'S3 region (default: the AWS SDK chain, AWS_REGION or the region of AWS_PROFILE; us-east-1 for a custom endpoint)'],
     ['--s3-path-style', 'Path-style S3 addressing (the default when an endpoint is set)'],
     ['--s3-checksums <mode>', 'when_supported or when_required (for servers that reject CRC32 checksums; env PUSH_CACHE_S3_CHECKSUMS)'],
     ['--connect-timeout <ms>', 'Milliseconds to connect to the store (env PUSH_CACHE_CONNECT_TIMEOUT, default 5000)'],

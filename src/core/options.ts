@@ -11,7 +11,7 @@ export interface S3Options {
   endpoint?: string
   /**
    * Region.
-   * @default process.env.AWS_REGION ?? 'us-east-1'
+   * @default the AWS SDK's own chain (AWS_REGION, then the region of the profile in ~/.aws/config, AWS_PROFILE choosing it); 'us-east-1' for a custom `endpoint` when that finds none
    */
   region?: string
   /**
@@ -210,7 +210,8 @@ export interface Options {
   scan?: 'outDir' | 'emitted'
   /**
    * Push on every rebuild in watch mode (`vite build --watch`, `rollup -w`, `webpack --watch`).
-   * Dev servers never push: they write nothing to disk.
+   * Dev servers (`vite`, `webpack serve`, Rspack's and Rsbuild's) never push, whatever this says,
+   * even when they write to disk (`devMiddleware.writeToDisk`).
    * @default false
    */
   watch?: boolean
@@ -334,14 +335,24 @@ function timeout(name: keyof typeof DEFAULT_TIMEOUTS, variable: string, value: n
 
 /** Merges defaults and env fallbacks into a fully typed object, and checks every value once. */
 export function resolveOptions(options: Options = {}, env: NodeJS.ProcessEnv = process.env, now: () => number = Date.now): ResolvedOptions {
-  const disable = options.disable ?? false
-  const app = options.app ?? env.PUSH_CACHE_APP ?? ''
-  if (!disable && !app)
+  const resolved = checkOptions(options, env, now)
+  if (!resolved.disable && !resolved.app)
     throw invalidOption(
       'app',
       'is missing',
       "Name the application, e.g. `pushCache({ app: 'inventory' })`, `--app inventory` on the command line, or PUSH_CACHE_APP=inventory.",
     )
+  return resolved
+}
+
+/**
+ * {@link resolveOptions} without the one check that waits for a build: `app` may be missing (`''`).
+ * The plugin checks everything else when the config loads, so a wrong value fails before any
+ * bundling, while a dev server, which pushes nothing, needs no `app` at all.
+ */
+export function checkOptions(options: Options = {}, env: NodeJS.ProcessEnv = process.env, now: () => number = Date.now): ResolvedOptions {
+  const disable = options.disable ?? false
+  const app = options.app ?? env.PUSH_CACHE_APP ?? ''
   if (app && (!APP_NAME.test(app) || app.includes('..')))
     throw invalidOption('app', `is ${JSON.stringify(app)}`, 'Use letters, digits, `.`, `_` and `-` only (no `/`, `:` or `..`).')
 

@@ -11,6 +11,12 @@ export interface BuildFile {
   /** Absolute path on disk. */
   path: string
   size: number
+  /**
+   * Whether the bundler named this file with a content hash (webpack/Rspack `assetInfo.immutable`,
+   * a `[hash]` in the Rollup/Vite/Rolldown/esbuild file name pattern that produced it). Unset where
+   * no bundler speaks (the CLI): the name alone decides then, see {@link hasContentHash}.
+   */
+  immutable?: boolean
 }
 
 export interface PlannedUpload extends BuildFile {
@@ -33,16 +39,25 @@ export interface UploadPlan {
 /** Files whose name says "fetch me often": valpop's list, plus any `app-info*.json`. */
 const SHORT_CACHED = /(^|\/)(index\.html|fed-mods\.json|app-info[^/]*\.json)$/
 
-const looksRandom = (token: string) =>
-  /^[A-Za-z0-9_-]{8,64}$/.test(token) &&
-  ((/\d/.test(token) && /[A-Za-z]/.test(token)) || /^\d+$/.test(token) || /^[A-Z0-9]+$/.test(token) || (/[A-Z]/.test(token) && /[a-z]/.test(token)))
+/** Words as people write them in file names: `SemiBold`, `BackgroundImage`, `legacy`, `Bsle-cxw`. */
+const WORDS = /^[A-Z]?[a-z]+(?:[A-Z][a-z]+)*(?:[-_][A-Z]?[a-z]+(?:[A-Z][a-z]+)*)*$/
 
 /**
- * A content hash in a file name, as the bundlers write them: a `.`-separated token after the name
- * (webpack/Rspack `[name].[contenthash]`, hex or all digits) or the 8 characters after a `-` (Vite,
- * Rollup, Rolldown base64url `[name]-[hash]`, which may itself hold `-` or `_`; esbuild base32).
- * It must look random: digits and letters, all digits, all upper case, or mixed case. Plain
- * words such as `-component` are not hashes.
+ * A token that only a hash function writes: digits and letters interleaved (`3f2a1b9c0d`,
+ * `BxY7_a9Q`, not `material24`), or mixed case that is not words (`DhTRlqEC`, `B-RNKoMk`, not
+ * `SemiBold`). All-letter upper-case tokens (`LAIVXYRB`) and all-digit ones are left out: they are
+ * as often words or dates.
+ */
+const looksRandom = (token: string) =>
+  /^[A-Za-z0-9_-]{8,64}$/.test(token) &&
+  (/[A-Za-z].*\d.*[A-Za-z]|\d.*[A-Za-z].*\d/.test(token) || (!/\d/.test(token) && /[A-Z]/.test(token) && /[a-z]/.test(token) && !WORDS.test(token)))
+
+/**
+ * The guess for a file no bundler vouched for (the CLI): a content hash in the name, as bundlers
+ * write them: a `.`-separated token after the name (webpack/Rspack `[name].[contenthash]`) or the 8
+ * characters after a `-` (Vite, Rollup, Rolldown base64url `[name]-[hash]`, which may itself hold
+ * `-` or `_`; esbuild base32). It errs towards "no": a wrongly short cache costs a request, a
+ * wrongly immutable one serves a stale file for a year (`fonts/OpenSans-SemiBold.woff2`).
  */
 export function hasContentHash(relpath: string): boolean {
   const tokens = posix.basename(relpath).split('.').slice(0, -1)
@@ -53,10 +68,16 @@ export function contentTypeOf(relpath: string): string {
   return mimeContentType(extname(relpath)) || 'application/octet-stream'
 }
 
-export function cacheControlOf(relpath: string, options: ResolvedOptions['cacheControl'], entrypoints: readonly string[]): string {
+/** `immutable` is what the bundler said ({@link BuildFile.immutable}); unset, the name decides. */
+export function cacheControlOf(
+  relpath: string,
+  options: ResolvedOptions['cacheControl'],
+  entrypoints: readonly string[],
+  immutable: boolean = hasContentHash(relpath),
+): string {
   for (const [glob, value] of Object.entries(options.rules)) if (picomatch(glob, { dot: true })(relpath)) return value
   if (entrypoints.includes(relpath) || SHORT_CACHED.test(relpath)) return options.short
-  if (hasContentHash(relpath)) return options.immutable
+  if (immutable) return options.immutable
   return options.default
 }
 
@@ -83,7 +104,7 @@ export function planUpload(
       ...file,
       key: layout.dataKey(options.app, options.timestamp, file.relpath),
       contentType: contentTypeOf(file.relpath),
-      cacheControl: cacheControlOf(file.relpath, options.cacheControl, options.entrypoint),
+      cacheControl: cacheControlOf(file.relpath, options.cacheControl, options.entrypoint, file.immutable),
       entrypoint,
     }
     ;(entrypoint ? plan.entrypoints : plan.assets).push(upload)

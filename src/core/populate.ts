@@ -2,6 +2,7 @@ import { type AnnounceReport, announce } from './announce'
 import { newerBuildExists, newestBuild, type StoredBuild } from './builds'
 import { forEachLimited, withRetry } from './concurrency'
 import { md5File } from './digest'
+import { entrypointWarnings } from './entrypoints'
 import { describeError, PushCacheError } from './errors'
 import { layoutOf, versionedLayout } from './layout'
 import { LEASE_SECONDS, type Lease, pruneRunning, takeLease } from './leases'
@@ -79,6 +80,7 @@ export async function populate({ store, options, files, logger = silentLogger, o
   const started = now()
   const layout = layoutOf(store.layout)
   const plan = planUpload(files, options, layout)
+  for (const warning of entrypointWarnings(plan, options.entrypoint)) logger.warn(warning)
   const all = [...plan.assets, ...plan.entrypoints]
   const manifestKey = layout.manifestKey(options.app, options.timestamp)
   const phases: PopulateReport['phases'] = {}

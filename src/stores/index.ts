@@ -12,6 +12,22 @@ type StoreOptions = Pick<ResolvedOptions, 's3' | 'valkey'> & Partial<Pick<Resolv
 export const isValkeyUrl = (url: string): boolean => VALKEY_SCHEMES.includes(/^([a-z][a-z0-9+.-]*:)/i.exec(url)?.[1]?.toLowerCase() ?? '')
 
 /**
+ * Which driver a store URL names, without loading it: the plugin calls this when the config loads,
+ * so a wrong scheme (`s4://x`) fails before the bundler builds anything.
+ */
+export function storeKind(url: string): 'local' | 's3' | 'valkey' {
+  const scheme = /^([a-z][a-z0-9+.-]*:)/i.exec(url)?.[1]?.toLowerCase()
+  if (!scheme || /^[a-z]:$/i.test(scheme) || scheme === 'file:') return 'local'
+  if (scheme === 's3:') return 's3'
+  if (VALKEY_SCHEMES.includes(scheme)) return 'valkey'
+  throw invalidOption(
+    'store',
+    `has the unknown scheme ${JSON.stringify(scheme)} (${redact(url)})`,
+    'Use s3://bucket[/root], valkey://host:6379, redis://host:6379, file:./dir or a directory path.',
+  )
+}
+
+/**
  * Opens the store a URL names, and checks that it can do what the options ask of it. Remote
  * drivers are imported on first use, so a build that pushes to a directory never loads the AWS
  * SDK or a Valkey client.
@@ -34,26 +50,18 @@ async function openDriver(url: string, options: StoreOptions): Promise<Store> {
     connectTimeout: options.connectTimeout ?? DEFAULT_TIMEOUTS.connectTimeout,
     requestTimeout: options.requestTimeout ?? DEFAULT_TIMEOUTS.requestTimeout,
   }
-  const scheme = /^([a-z][a-z0-9+.-]*:)/i.exec(url)?.[1]?.toLowerCase()
-  if (!scheme || /^[a-z]:$/i.test(scheme)) {
-    const { createLocalStore } = await import('./local')
-    return createLocalStore(resolve(url))
+  switch (storeKind(url)) {
+    case 's3': {
+      const { createS3Store } = await import('./s3')
+      return createS3Store(url, options.s3, timeouts)
+    }
+    case 'valkey': {
+      const { createValkeyStore } = await import('./valkey')
+      return createValkeyStore(url, options.valkey, timeouts)
+    }
+    case 'local': {
+      const { createLocalStore } = await import('./local')
+      return createLocalStore(/^file:/i.test(url) ? (url.startsWith('file://') ? fileURLToPath(url) : resolve(url.slice('file:'.length))) : resolve(url))
+    }
   }
-  if (scheme === 'file:') {
-    const { createLocalStore } = await import('./local')
-    return createLocalStore(url.startsWith('file://') ? fileURLToPath(url) : resolve(url.slice('file:'.length)))
-  }
-  if (scheme === 's3:') {
-    const { createS3Store } = await import('./s3')
-    return createS3Store(url, options.s3, timeouts)
-  }
-  if (VALKEY_SCHEMES.includes(scheme)) {
-    const { createValkeyStore } = await import('./valkey')
-    return createValkeyStore(url, options.valkey, timeouts)
-  }
-  throw invalidOption(
-    'store',
-    `has the unknown scheme ${JSON.stringify(scheme)} (${redact(url)})`,
-    'Use s3://bucket[/root], valkey://host:6379, redis://host:6379, file:./dir or a directory path.',
-  )
 }

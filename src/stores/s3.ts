@@ -12,6 +12,7 @@ import {
   S3Client,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3'
+import { state as nodeVersionNotice } from '@aws-sdk/core/client'
 import { Upload } from '@aws-sdk/lib-storage'
 import { NodeHttpHandler } from '@smithy/node-http-handler'
 import { forEachLimited } from '../core/concurrency'
@@ -79,6 +80,48 @@ class DeadlineHttpHandler extends NodeHttpHandler {
 }
 
 /**
+ * Builds an SDK client without its notice that SDK releases after January 2027 will need Node 22
+ * (aws/aws-sdk-js-v3#7983): it is printed once per process, by the first client built, and is not
+ * about the SDK this package pins. The notice is re-armed afterwards, so the build's own SDK
+ * clients still print it.
+ */
+function quietClient(config: S3ClientConfig): S3Client {
+  const emitted = nodeVersionNotice.warningEmitted
+  nodeVersionNotice.warningEmitted = true
+  try {
+    return new S3Client(config)
+  } finally {
+    nodeVersionNotice.warningEmitted = emitted
+  }
+}
+
+/**
+ * The region when `s3.region` is not set: the SDK's own chain (AWS_REGION, then the `region` of
+ * the profile in ~/.aws/config), read from a client given none, so that nothing of ours overrides
+ * the profile. A custom endpoint (MinIO, moto) still needs some region to sign with; AWS itself
+ * needs the right one, so there a missing region is an error that says where to set it.
+ */
+function regionFromChain(endpoint: string | undefined): () => Promise<string> {
+  let region: Promise<string> | undefined
+  const find = async () => {
+    const probe = quietClient({})
+    try {
+      return await probe.config.region()
+    } catch {
+      if (endpoint) return 'us-east-1'
+      throw invalidOption(
+        's3.region',
+        'is not set, and the AWS SDK found none (AWS_REGION, the `region` of the profile in ~/.aws/config)',
+        "Set `s3: { region: 'eu-west-1' }` (`--s3-region` on the command line), AWS_REGION, or a region in your AWS profile.",
+      )
+    } finally {
+      probe.destroy()
+    }
+  }
+  return () => (region ??= find())
+}
+
+/**
  * An S3 bucket (or a prefix of one) on AWS or any S3-compatible server. The SDK does not retry
  * (`maxAttempts: 1`): core's `withRetry` owns retries, so a failed request surfaces at once with
  * its HTTP status (or as a transient `STORE_TIMEOUT`) for `isTransient` to judge.
@@ -90,7 +133,7 @@ export function createS3Store(url: string, options: S3Options, { connectTimeout,
   const whenRequired = options.checksums === 'when_required' ? 'WHEN_REQUIRED' : undefined
   const display = redact(`s3://${bucket}${root ? `/${root.slice(0, -1)}` : ''}${endpoint ? ` at ${endpoint}` : ''}`)
   const config: S3ClientConfig = {
-    region: options.region || process.env.AWS_REGION || 'us-east-1',
+    region: options.region || regionFromChain(endpoint),
     endpoint,
     forcePathStyle: options.forcePathStyle ?? endpoint !== undefined,
     credentials: options.credentials,
@@ -100,7 +143,7 @@ export function createS3Store(url: string, options: S3Options, { connectTimeout,
     requestHandler: new DeadlineHttpHandler(display, requestTimeout, connectTimeout),
   }
   let client: S3Client | undefined
-  const s3 = () => (client ??= new S3Client(config))
+  const s3 = () => (client ??= quietClient(config))
   let batchDeleteRejected = false
 
   /**

@@ -47,6 +47,8 @@ export interface RecordedRequest {
   end: number
   /** 0 while in flight or when the socket was reset. */
   status: number
+  /** The region the request was signed for (from its `Authorization` header). */
+  region?: string
 }
 
 /** Answer matching requests with `status` (or reset their socket) instead of forwarding them. */
@@ -236,7 +238,14 @@ function createRecordingProxy(upstream: URL, requests: RecordedRequest[], faults
   const transport = upstream.protocol === 'https:' ? https : http
   const agent = new transport.Agent({ keepAlive: true })
   return http.createServer((req, res) => {
-    const request: RecordedRequest = { ...parseRequestPath(req.url ?? '/'), method: req.method ?? 'GET', start: performance.now(), end: Number.NaN, status: 0 }
+    const request: RecordedRequest = {
+      ...parseRequestPath(req.url ?? '/'),
+      method: req.method ?? 'GET',
+      start: performance.now(),
+      end: Number.NaN,
+      status: 0,
+      region: /Credential=[^/]+\/\d+\/([^/]+)\//.exec(req.headers.authorization ?? '')?.[1],
+    }
     requests.push(request)
     res.once('close', () => {
       request.end = performance.now()

@@ -1,0 +1,3 @@
+export default function render(root) {
+  root.textContent = 'inventory'
+}

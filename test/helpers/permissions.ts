@@ -19,7 +19,7 @@ const S3_PERMISSIONS: Record<Command, Record<string, readonly string[]>> = {
   },
   pop: {
     's3:ListBucket': ['data/<app>/', 'manifests/<app>/'],
-    's3:GetObject': ['data/<app>/*'],
+    's3:GetObject': ['data/<app>/*', 'manifests/<app>/*'],
   },
   prune: {
     's3:ListBucket': ['data/<app>/', 'manifests/<app>/', 'locks/<app>/'],

@@ -16,7 +16,7 @@ import { ensureBuilds, FULL, freshen, listFiles, QUICK } from './synthetic.mjs'
 const USAGE = `Usage: npm run bench -- [options]
   --runs <n>       runs of every case; the table shows medians (default 3, 1 with --quick)
   --rtt <ms>       add this many ms to every round trip, through a loopback proxy (default 0)
-  --quick          small data and 1 run: a smoke check in about a minute
+  --quick          small data and 1 run: a smoke check (a few minutes)
   --skip-big       leave out the 1 GiB case (10 files of 100 MiB)
   --only <groups>  run only these, comma-separated: push, pop, valkey, big
   --seed <text>    seed of the synthetic builds (default push-cache-bench)

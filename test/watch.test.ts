@@ -267,9 +267,7 @@ describe('push-cache watch', () => {
     expect(await readTree(dest)).toEqual(buildOf('v2'))
   })
 
-  // Skipped, not passing: on this loaded 2-core machine the served tree was seen to hold files of
-  // v2 next to v1's entrypoint after the stop (2 runs of 2). Open in issue 11 until understood.
-  it.skip('stopped by SIGTERM in the middle of a large update, leaves the old build whole and no directory behind', async () => {
+  it('stopped by SIGTERM in the middle of a large update, leaves the old build whole and no directory behind', async () => {
     const bucket = await createBucket()
     const store = createS3Store(s3StoreUrl(bucket), s3StoreOptions())
     const app = 'shop'

@@ -137,14 +137,15 @@ export async function watch(input: WatchInput): Promise<WatchReport> {
       reported.kept = snapshot.timestamp
       return
     }
-    // The same build, the same names and no MD5 that differs: nothing to fetch, even where MD5s are
-    // unknown and a pop would fetch again (a new build comes with a new manifest).
+    // The same build and the same names: nothing to fetch. A new build is known by its manifest, which
+    // a push writes last; bytes that changed under an old manifest belong to a push still under way
+    // (S3 and directory keys are rewritten in place), which its manifest will complete.
     const heldFiles = held?.files ?? {}
     if (
       sameApp &&
       held?.timestamp === snapshot.timestamp &&
       Object.keys(heldFiles).length === snapshot.files.length &&
-      snapshot.files.every((file) => heldFiles[file.relpath] && (file.md5 === undefined || file.md5 === heldFiles[file.relpath]!.md5))
+      snapshot.files.every((file) => file.relpath in heldFiles)
     ) {
       if (!reported.upToDate)
         emit({ event: 'up-to-date', timestamp: held?.timestamp }, `${dest} is up to date with build ${held?.timestamp ?? '(no manifest)'}`)
@@ -165,6 +166,7 @@ export async function watch(input: WatchInput): Promise<WatchReport> {
 
   /** One catch-up; resolves to how long to wait before the next. */
   async function attempt(): Promise<number> {
+    const started = Date.now()
     const bounded = deadline(
       stop,
       catchUpTimeoutMs,
@@ -175,7 +177,8 @@ export async function watch(input: WatchInput): Promise<WatchReport> {
       if (failing === 'outage') emit({ event: 'store-back', store: display }, `store ${display} is back`)
       failing = undefined
       backoff.reset()
-      return pollMs
+      // Polls start `pollMs` apart, however long each took: a build is seen within one interval.
+      return Math.max(0, pollMs - (Date.now() - started))
     } catch (error) {
       // Stopped: a watch ends well; a single catch-up (`once`) did not happen.
       if (stop.aborted && !input.once) return 0

@@ -76,20 +76,27 @@ async function pickEmitted(root: string, realRoot: string, relpaths: readonly st
       }
       // A path that names no file at all is the bundler's mistake: fail as before, loudly.
       await lstat(path)
-      let target: string
-      try {
-        target = await realpath(path)
-      } catch (error) {
-        return skipped(brokenLink(error as NodeJS.ErrnoException))
-      }
       // Also catches `../x` and a directory on the way that links elsewhere.
-      if (!isInside(realRoot, target)) return skipped(outside(root, target))
-      const info = await stat(target)
+      const resolved = await resolveInside(root, realRoot, path)
+      if ('skip' in resolved) return skipped(resolved.skip)
+      const { info } = resolved
       if (info.isFile()) return path
       return info.isDirectory() ? undefined : skipped(specialKind(info))
     }),
   )
   return picked.filter((path) => path !== undefined)
+}
+
+/** Where `path` really leads when that is inside the root, or why it is skipped (a broken link, a way out). */
+async function resolveInside(root: string, realRoot: string, path: string): Promise<{ target: string; info: Stats } | { skip: string }> {
+  let target: string
+  try {
+    target = await realpath(path)
+  } catch (error) {
+    return { skip: brokenLink(error as NodeJS.ErrnoException) }
+  }
+  if (!isInside(realRoot, target)) return { skip: outside(root, target) }
+  return { target, info: await stat(target) }
 }
 
 /**
@@ -109,14 +116,9 @@ async function walk(root: string, realRoot: string, skip: Skip): Promise<string[
         if (entry.isFile()) return [path]
         if (entry.isDirectory()) return visit(path, [...branch, join(branch.at(-1)!, entry.name)])
         if (!entry.isSymbolicLink()) return skipped(specialKind(entry))
-        let target: string
-        try {
-          target = await realpath(path)
-        } catch (error) {
-          return skipped(brokenLink(error as NodeJS.ErrnoException))
-        }
-        if (!isInside(realRoot, target)) return skipped(outside(root, target))
-        const info = await stat(target)
+        const resolved = await resolveInside(root, realRoot, path)
+        if ('skip' in resolved) return skipped(resolved.skip)
+        const { target, info } = resolved
         if (info.isFile()) return [path]
         if (!info.isDirectory()) return skipped(specialKind(info))
         if (branch.includes(target)) return skipped(`a symbolic link loop (to ${toPosix(relative(realRoot, target)) || '.'}, which contains it)`)

@@ -3,9 +3,9 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { ListObjectsV2Command } from '@aws-sdk/client-s3'
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { beforeEach, describe, expect, it } from 'vitest'
 import { BUILD, closedPort, deployArgs, ONLY_THE_BUILD, parseReport, readText, runCli, tree, workspaceWithBuild } from './helpers/cli'
-import { type AuthMoto, hasMoto, startAuthMoto } from './helpers/moto'
+import { guardedMoto, hasMoto } from './helpers/moto'
 import { createBucket, listObjects, putObject, requestLog, s3CliEnv, s3StoreUrl } from './helpers/s3'
 
 const run = promisify(execFile)
@@ -132,17 +132,11 @@ describe('push-cache with the S3 store', () => {
 })
 
 describe.skipIf(!hasMoto)('wrong S3 credentials (needs moto: pip install "moto[server]")', () => {
-  let moto: AuthMoto
-  beforeAll(async () => {
-    moto = await startAuthMoto()
-    await moto.createBucket('guarded')
-    await moto.enforce()
-  })
-  afterAll(() => moto?.stop())
+  const guarded = guardedMoto()
 
   it('are bad configuration: exit 2, the fix named, the secret never printed, nothing written', async () => {
     const env = {
-      AWS_ENDPOINT_URL_S3: moto.endpoint,
+      AWS_ENDPOINT_URL_S3: guarded.moto.endpoint,
       AWS_REGION: 'us-east-1',
       AWS_ACCESS_KEY_ID: 'AKIAWRONGKEY0000000',
       AWS_SECRET_ACCESS_KEY: 'wrong-s3cret-value',
@@ -153,7 +147,7 @@ describe.skipIf(!hasMoto)('wrong S3 credentials (needs moto: pip install "moto[s
       /Option `--store` s3:\/\/guarded at http:\/\/127\.0\.0\.1:\d+ rejected the credentials \(.*(InvalidAccessKeyId|403).*\)\. Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY/,
     )
     expect(result.stderr + result.stdout).not.toContain('wrong-s3cret-value')
-    const objects = await moto.admin.send(new ListObjectsV2Command({ Bucket: 'guarded' }))
+    const objects = await guarded.moto.admin.send(new ListObjectsV2Command({ Bucket: 'guarded' }))
     expect(objects.Contents ?? []).toEqual([])
   })
 })

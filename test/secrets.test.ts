@@ -11,7 +11,7 @@ import { resolveOptions } from '../src/core/options'
 import { pushFiles } from '../src/core/push'
 import { BUILD, type CliResult, closedPort, runCli } from './helpers/cli'
 import { tempDir, writeTree } from './helpers/fs'
-import { type AuthMoto, hasMoto, startAuthMoto } from './helpers/moto'
+import { guardedMoto, hasMoto } from './helpers/moto'
 import { createBucket, s3CliEnv, s3StoreOptions } from './helpers/s3'
 import { uniqueApp, valkeyEnv } from './helpers/valkey'
 
@@ -67,16 +67,10 @@ describe('S3', () => {
   })
 
   describe.skipIf(!hasMoto)('refused credentials (needs moto: pip install "moto[server]")', () => {
-    let moto: AuthMoto
-    beforeAll(async () => {
-      moto = await startAuthMoto()
-      await moto.createBucket('guarded')
-      await moto.enforce()
-    })
-    afterAll(() => moto?.stop())
+    const guarded = guardedMoto()
 
     it('never show either', async () => {
-      const runs = await runEveryCommand('s3://guarded', { AWS_ENDPOINT_URL_S3: moto.endpoint, AWS_REGION: 'us-east-1', ...S3_SECRETS })
+      const runs = await runEveryCommand('s3://guarded', { AWS_ENDPOINT_URL_S3: guarded.moto.endpoint, AWS_REGION: 'us-east-1', ...S3_SECRETS })
       expect(runs.map((run) => run.code)).toEqual([2, 2, 2, 2])
       expect(runs[0]!.stdout).toContain('rejected the credentials')
       expectNoSecret(runs)

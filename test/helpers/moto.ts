@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3'
+import { afterAll, beforeAll } from 'vitest'
 import { closedPort } from './cli'
 
 /** moto importable by python3: the tests that need IAM enforced are skipped without it (s3rver has no IAM). */
@@ -96,4 +97,16 @@ export async function startAuthMoto(): Promise<AuthMoto> {
       await exited
     },
   }
+}
+
+/** For the calling suite: an IAM-enforcing moto with one bucket, `guarded`, that nobody may touch yet. */
+export function guardedMoto(): { readonly moto: AuthMoto } {
+  const current = {} as { moto: AuthMoto }
+  beforeAll(async () => {
+    current.moto = await startAuthMoto()
+    await current.moto.createBucket('guarded')
+    await current.moto.enforce()
+  })
+  afterAll(() => current.moto?.stop())
+  return current
 }

@@ -41,4 +41,10 @@ describe('planSync', () => {
     const plan = planSync([{ relpath: 'a', md5: md5('a') }], new Map([['a', { md5: md5('a'), cacheControl: 'x' }]]))
     expect(names(plan.unchanged)).toEqual(['a'])
   })
+
+  it('compares content alone with `headers: false` (a versioned store keeps headers in the manifest)', () => {
+    const held = new Map([['a', { md5: md5('a'), cacheControl: 'old' }]])
+    expect(names(planSync([{ relpath: 'a', md5: md5('a'), cacheControl: 'new' }], held, { headers: false }).unchanged)).toEqual(['a'])
+    expect(names(planSync([{ relpath: 'a', md5: md5('a'), cacheControl: 'new' }], held).changed)).toEqual(['a'])
+  })
 })

@@ -307,15 +307,7 @@ async function planAgainstStore(
     // Retried as a whole, so nothing inside retries: a store that keeps failing costs `retries + 1`
     // attempts, not their square (the README's bound).
     const [hashed, held] = await Promise.all([hashing, retry(`the files of ${options.app}`, () => readStoreState(store, options.app, 0, newest))])
-    // A versioned store keeps headers in the manifest, not with the bytes: only content decides.
-    const withHeaders = store.layout === 'flat'
-    const wanted = hashed.map(({ relpath, size, md5, contentType, cacheControl }) =>
-      withHeaders ? { relpath, size, md5, contentType, cacheControl } : { relpath, size, md5 },
-    )
-    const byRelpath = new Map(hashed.map((file) => [file.relpath, file]))
-    const planned = planSync(wanted, held)
-    const original = (files: readonly { relpath: string }[]) => files.map((file) => byRelpath.get(file.relpath)!)
-    const sync = { unchanged: original(planned.unchanged), added: original(planned.added), changed: original(planned.changed) }
+    const sync = planSync(hashed, held, { headers: store.layout === 'flat' })
     if (skipNothing) {
       sync.changed.push(...sync.unchanged)
       sync.unchanged = []
@@ -335,11 +327,11 @@ async function planAgainstStore(
 
 async function hashAll(files: readonly PlannedUpload[]): Promise<HashedUpload[]> {
   const hashed: HashedUpload[] = []
-  await forEachLimited(files, HASHING, async (file) => {
-    hashed.push({ ...file, md5: await md5File(file.path, file.size) })
+  await forEachLimited([...files.keys()], HASHING, async (index) => {
+    const file = files[index]!
+    hashed[index] = { ...file, md5: await md5File(file.path, file.size) }
   })
-  const order = new Map(files.map((file, index) => [file.relpath, index]))
-  return hashed.sort((a, b) => order.get(a.relpath)! - order.get(b.relpath)!)
+  return hashed
 }
 
 async function persist(store: Store, files: readonly PlannedUpload[], timestamp: number): Promise<void> {

@@ -27,23 +27,24 @@ export interface SyncPlan<T> {
 
 /**
  * Sorts `wanted` by what `held` has. A file is unchanged only when both sides know its MD5 and
- * they agree, sizes agree where both are known, and every header the wanted file names is held
- * with the same value. Anything unknown counts as changed: a needless transfer costs time, a wrong
+ * they agree, sizes agree where both are known, and (unless `headers` is false) every header the
+ * wanted file names is held with the same value. Anything unknown counts as changed: a needless transfer costs time, a wrong
  * skip serves the wrong bytes. Pure, in the order of `wanted`.
  */
-export function planSync<T extends WantedFile>(wanted: readonly T[], held: ReadonlyMap<string, HeldFile>): SyncPlan<T> {
+export function planSync<T extends WantedFile>(wanted: readonly T[], held: ReadonlyMap<string, HeldFile>, { headers = true } = {}): SyncPlan<T> {
   const plan: SyncPlan<T> = { unchanged: [], added: [], changed: [] }
   for (const file of wanted) {
     const copy = held.get(file.relpath)
     if (!copy) plan.added.push(file)
-    else if (sameFile(file, copy)) plan.unchanged.push(file)
+    else if (sameFile(file, copy, headers)) plan.unchanged.push(file)
     else plan.changed.push(file)
   }
   return plan
 }
 
-function sameFile(wanted: HeldFile, held: HeldFile): boolean {
+function sameFile(wanted: HeldFile, held: HeldFile, headers: boolean): boolean {
   if (!wanted.md5 || !held.md5 || wanted.md5.toLowerCase() !== held.md5.toLowerCase()) return false
   if (wanted.size !== undefined && held.size !== undefined && wanted.size !== held.size) return false
-  return (['contentType', 'cacheControl'] as const).every((header) => wanted[header] === undefined || wanted[header] === held[header])
+  // A versioned store keeps headers in the manifest, not with the bytes: there only content decides.
+  return !headers || (['contentType', 'cacheControl'] as const).every((header) => wanted[header] === undefined || wanted[header] === held[header])
 }

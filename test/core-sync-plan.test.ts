@@ -1,4 +1,9 @@
+import { createHash } from 'node:crypto'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { md5File } from '../src/core/digest'
 import { planSync } from '../src/core/sync-plan'
 
 const md5 = (digit: string) => digit.repeat(32)
@@ -46,5 +51,20 @@ describe('planSync', () => {
     const held = new Map([['a', { md5: md5('a'), cacheControl: 'old' }]])
     expect(names(planSync([{ relpath: 'a', md5: md5('a'), cacheControl: 'new' }], held, { headers: false }).unchanged)).toEqual(['a'])
     expect(names(planSync([{ relpath: 'a', md5: md5('a'), cacheControl: 'new' }], held).changed)).toEqual(['a'])
+  })
+})
+
+describe('md5File', () => {
+  it('hashes small and streamed files alike, and stops a streamed one nobody wants any more', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'push-cache-md5-'))
+    for (const size of [10, 3 * 1024 * 1024]) {
+      const bytes = Buffer.alloc(size, 'x')
+      await writeFile(join(dir, 'file'), bytes)
+      expect(await md5File(join(dir, 'file'), size)).toBe(createHash('md5').update(bytes).digest('hex'))
+    }
+    let chunks = 0
+    expect(await md5File(join(dir, 'file'), 3 * 1024 * 1024, () => ++chunks < 2)).toBeUndefined()
+    expect(chunks).toBe(2)
+    await rm(dir, { recursive: true })
   })
 })

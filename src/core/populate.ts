@@ -1,7 +1,8 @@
+import { readFile } from 'node:fs/promises'
 import { type AnnounceReport, announce } from './announce'
 import { newerBuildExists, newestBuild, type StoredBuild } from './builds'
 import { forEachLimited, withRetry } from './concurrency'
-import { md5File } from './digest'
+import { md5, md5File } from './digest'
 import { entrypointWarnings } from './entrypoints'
 import { describeError, PushCacheError } from './errors'
 import { layoutOf, versionedLayout } from './layout'
@@ -67,7 +68,8 @@ export interface PopulateInput {
   now?: () => number
 }
 
-type HashedUpload = PlannedUpload & { md5: string }
+/** The plan hashes only files whose name the store holds; the others are hashed as they are written. */
+type HashedUpload = PlannedUpload & { md5?: string }
 
 /**
  * Pushes one build in phases, so that every file served at any moment names only files already in
@@ -168,7 +170,7 @@ export async function populate({ store, options, files, logger = silentLogger, o
 
     const etags = new Map<string, string>()
     const progress = createProgressCounter({ files: toWrite.length, bytes: report.bytes }, onProgress)
-    const put = async (file: PlannedUpload) => {
+    const put = async (file: HashedUpload) => {
       if (expiresIn && now() - lockedAt > expiresIn * 1000)
         throw new PushCacheError(
           'UPLOAD_FAILED',
@@ -176,9 +178,16 @@ export async function populate({ store, options, files, logger = silentLogger, o
         )
       written.push(file)
       try {
-        const { etag } = await retry(file.relpath, () =>
-          store.put(file.key, { file: file.path, size: file.size }, { contentType: file.contentType, cacheControl: file.cacheControl, expiresIn }),
-        )
+        // A file the plan did not hash is hashed from the bytes sent where the store would hold
+        // them all anyway, else read a second time beside the upload: either way, read once more at most.
+        const bytes = file.md5 === undefined && (store.bufferedBytes?.(file.size) ?? file.size) >= file.size ? await readFile(file.path) : undefined
+        if (bytes) file.md5 = md5(bytes)
+        const [{ etag }] = await Promise.all([
+          retry(file.relpath, () =>
+            store.put(file.key, bytes ?? { file: file.path, size: file.size }, { contentType: file.contentType, cacheControl: file.cacheControl, expiresIn }),
+          ),
+          file.md5 === undefined && md5File(file.path, file.size).then((digest) => (file.md5 = digest)),
+        ])
         if (etag) etags.set(file.relpath, etag)
       } catch (error) {
         throw new PushCacheError(
@@ -291,10 +300,13 @@ async function planAgainstStore(
   logger: Logger,
   retry: <T>(what: string, attempt: () => Promise<T>) => Promise<T>,
 ): Promise<{ sync: SyncPlan<HashedUpload>; held: Map<string, StoredFile>; lease?: Lease }> {
-  const hashing = hashAll(files)
+  // Hashing starts at once, beside the read of the store; once that read tells which names the
+  // store holds, only those are still hashed: a new name is written whatever its bytes.
+  let skipNothing = options.force
+  let worthHashing = (_: PlannedUpload) => !skipNothing
+  const hashing = hashWhere(files, (file) => worthHashing(file))
   hashing.catch(() => {}) // awaited below; a store error must not leave it unhandled
   let lease: Lease | undefined
-  let skipNothing = options.force
   if (!options.force && !options.dryRun) {
     const relpaths = files.map((file) => file.relpath)
     lease = await retry('the lease', () => takeLease(store, options.app, 'push', relpaths))
@@ -306,7 +318,9 @@ async function planAgainstStore(
   try {
     // Retried as a whole, so nothing inside retries: a store that keeps failing costs `retries + 1`
     // attempts, not their square (the README's bound).
-    const [hashed, held] = await Promise.all([hashing, retry(`the files of ${options.app}`, () => readStoreState(store, options.app, 0, newest))])
+    const held = await retry(`the files of ${options.app}`, () => readStoreState(store, options.app, 0, newest))
+    worthHashing = (file) => !skipNothing && held.get(file.relpath)?.md5 !== undefined
+    const hashed = await hashing
     const sync = planSync(hashed, held, { headers: store.layout === 'flat' })
     if (skipNothing) {
       sync.changed.push(...sync.unchanged)
@@ -320,16 +334,17 @@ async function planAgainstStore(
     }
     return { sync, held, lease }
   } catch (error) {
+    worthHashing = () => false
     await lease?.release()
     throw error
   }
 }
 
-async function hashAll(files: readonly PlannedUpload[]): Promise<HashedUpload[]> {
-  const hashed: HashedUpload[] = []
-  await forEachLimited([...files.keys()], HASHING, async (index) => {
-    const file = files[index]!
-    hashed[index] = { ...file, md5: await md5File(file.path, file.size) }
+/** Copies of `files`, with the MD5 of those that `worth` still wants when their turn comes. */
+async function hashWhere(files: readonly PlannedUpload[], worth: (file: PlannedUpload) => boolean): Promise<HashedUpload[]> {
+  const hashed: HashedUpload[] = files.map((file) => ({ ...file }))
+  await forEachLimited(hashed, HASHING, async (file) => {
+    if (worth(file)) file.md5 = await md5File(file.path, file.size, () => worth(file))
   })
   return hashed
 }

@@ -213,10 +213,15 @@ export function createS3Store(url: string, options: S3Options, { connectTimeout,
     bufferedBytes: (size) => (size > multipartThreshold ? PART_SIZE * (PART_QUEUE + 1) : size),
     async put(key: string, body: PutBody, { contentType, cacheControl, metadata }: PutOptions = {}): Promise<PutResult> {
       const params: PutObjectCommandInput = { Bucket: bucket, Key: root + key, ContentType: contentType, CacheControl: cacheControl, Metadata: metadata }
-      if ('file' in body && body.size > multipartThreshold) {
+      if (('file' in body ? body.size : body.byteLength) > multipartThreshold) {
         // A fresh stream per attempt; Upload holds at most PART_QUEUE parts in memory.
         // https://docs.aws.amazon.com/AmazonS3/latest/API/API_CreateMultipartUpload.html
-        const upload = new Upload({ client: s3(), params: { ...params, Body: createReadStream(body.file) }, partSize: PART_SIZE, queueSize: PART_QUEUE })
+        const upload = new Upload({
+          client: s3(),
+          params: { ...params, Body: 'file' in body ? createReadStream(body.file) : body },
+          partSize: PART_SIZE,
+          queueSize: PART_QUEUE,
+        })
         const { ETag } = await call(() => upload.done())
         return { etag: ETag?.replaceAll('"', '') }
       }

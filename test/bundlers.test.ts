@@ -330,18 +330,27 @@ describe('failure policy and modes', () => {
     expect(JSON.parse(await readFile(join(store, 'manifests', APP, '1700000004'), 'utf8')).files).toEqual(built)
   })
 
-  test('Rollup watch mode pushes no build unless `watch: true`', async () => {
+  test('Rollup watch mode pushes no build unless `watch: true`, and then each rebuild writes only what changed, as a newer build', async () => {
     const source = join(tmp, 'watched.js')
     const watchBuilds = async (options: Options) => {
       await writeFile(source, 'export const version = 1\n')
       const store = join(tmp, `watch-${options.watch ?? 'default'}`)
       const watcher = rollupWatch({
         input: source,
-        plugins: [rollupPlugin({ app: APP, store, ...options })],
+        plugins: [
+          rollupPlugin({ app: APP, store, ...options }),
+          {
+            name: 'static-asset',
+            generateBundle() {
+              this.emitFile({ type: 'asset', fileName: 'static.txt', source: 'the same in every build' })
+            },
+          },
+        ],
         output: { dir: join(tmp, `watch-out-${options.watch ?? 'default'}`), entryFileNames: '[name]-[hash].js' },
         watch: { buildDelay: 0 },
       })
       let builds = 0
+      let firstCopy: Awaited<ReturnType<typeof stat>> | undefined
       await new Promise<void>((resolve, reject) =>
         watcher.on('event', async (event) => {
           if (event.code === 'ERROR') reject(event.error)
@@ -349,17 +358,22 @@ describe('failure policy and modes', () => {
           if (event.code === 'BUNDLE_END') await event.result.close()
           if (event.code !== 'END') return
           if (++builds === 2) return resolve()
+          firstCopy = await stat(join(store, 'data', APP, 'static.txt')).catch(() => undefined)
           await writeFile(source, 'export const version = 2\n')
         }),
       )
       await watcher.close()
-      return store
+      return { store, firstCopy }
     }
-    expect(await exists(await watchBuilds({}))).toBe(false)
-    // Both builds pushed: the flat layout keeps the first build's file next to the second's.
-    const pushed = await filesUnder(await watchBuilds({ watch: true }))
+    expect(await exists((await watchBuilds({})).store)).toBe(false)
+    // Both builds pushed, the second one second newer at least: the flat layout keeps the first
+    // build's chunk next to the second's, and the unchanged asset was not written again.
+    const { store, firstCopy } = await watchBuilds({ watch: true })
+    const pushed = await filesUnder(store)
     expect(pushed.filter((file) => /^data\/inventory\/watched-.+\.js$/.test(file))).toHaveLength(2)
-    expect(pushed.some((file) => file.startsWith(`manifests/${APP}/`))).toBe(true)
+    expect(pushed.filter((file) => file.startsWith(`manifests/${APP}/`))).toHaveLength(2)
+    const secondCopy = await stat(join(store, 'data', APP, 'static.txt'))
+    expect([secondCopy.ino, secondCopy.mtimeMs]).toEqual([firstCopy?.ino, firstCopy?.mtimeMs])
   })
 
   test('vite build --watch pushes nothing by default', async () => {

@@ -176,6 +176,17 @@ describe('push-cache with a local directory store', () => {
     expect(await manifests()).toHaveLength(1)
   })
 
+  it('fails a prune (exit 1) that finds a manifest it cannot read, naming it, and deletes nothing', async () => {
+    for (const age of [30, 20]) expect((await populate('--timestamp', String(NOW - age * DAY))).code).toBe(0)
+    await writeTree(join(store, 'manifests/my-app'), { [String(NOW - 10 * DAY)]: '{"files": "not a list"' })
+    const before = await tree(store)
+    const pruned = await runCli(['prune', '--app', 'my-app', '--store', store, '--older-than', '1d'])
+    expect(pruned.code).toBe(1)
+    expect(pruned.stderr.match(new RegExp(`Manifest manifests/my-app/${NOW - 10 * DAY} cannot be read`, 'g'))).toHaveLength(1)
+    expect(pruned.stderr).toContain('Nothing was pruned; fix or delete that key.')
+    expect(await tree(store)).toEqual(before)
+  })
+
   it('warns when the entrypoint is missing, naming where a fed-mods.json was found', async () => {
     await rm(join(dist, 'fed-mods.json'))
     await writeTree(dist, { 'federation/fed-mods.json': '{}' })

@@ -59,6 +59,7 @@ export function createPushSession(userOptions: Options | undefined, tag: string)
   }
   let outputs = new Map<string, Map<string, boolean>>()
   let startedAt = Date.now()
+  let lastPushed = 0
 
   return {
     logger,
@@ -88,10 +89,13 @@ export function createPushSession(userOptions: Options | undefined, tag: string)
       }
       if (mode === 'development') logOnce("pushing a development build (mode: 'development'); `disable` keeps such builds out of the store")
       // Each build, and each rebuild of a watched one, is stamped with its own start (unless a
-      // timestamp was given); the options themselves were checked when the config loaded.
-      const buildOptions = resolveOptions(userOptions, process.env, () => startedAt)
+      // timestamp was given), and a rebuild within the same second with the next one: readers and
+      // `push-cache watch` take a build only when it is newer than the one they hold. The options
+      // themselves were checked when the config loaded.
+      const buildOptions = resolveOptions(userOptions, process.env, () => Math.max(startedAt, (lastPushed + 1) * 1000))
       try {
         await pushFiles({ files: await collectBuild(collected, buildOptions.scan, logger), options: buildOptions, logger })
+        lastPushed = buildOptions.timestamp
         return undefined
       } catch (error) {
         const failure = reportable(error, options)

@@ -148,6 +148,8 @@ export async function pruneCommand({ options, logger }: Context): Promise<Report
   const report = await withStore(options, logger, (store) =>
     prune({ store, app: options.app, rule, entrypoints: options.entrypoint, retries: options.retries, dryRun: options.dryRun, logger }),
   )
+  // A prune job that never prunes must not look green: the store would only grow.
+  if (report.aborted) throw new PushCacheError('PRUNE_FAILED', report.aborted)
   if (report.dryRun || report.builds.length === 0)
     logger.info(
       `${report.dryRun ? 'would prune' : 'pruned'} ${report.builds.length} builds (${report.keys.length} files) of ${options.app}, kept ${report.kept}`,

@@ -168,7 +168,7 @@ export interface Options {
   /**
    * Uploads in flight at once. Whatever the count, at most 32 MiB of file contents are held in
    * memory at a time (larger files stream).
-   * @default 16 (S3, local directory), 512 (Valkey: writes share pipelined round trips)
+   * @default 32 (S3), 16 (local directory), 512 (Valkey: writes share pipelined round trips)
    */
   concurrency?: number
   /**

@@ -278,6 +278,8 @@ export async function populate({ store, options, files, logger = silentLogger, o
   if (options.prune) {
     const rule = { ...options.prune, now: Math.floor(now() / 1000) }
     report.pruned = await timed('prune', () => prune({ store, app: options.app, rule, entrypoints: options.entrypoint, retries: options.retries, logger }))
+    // The build is in the store: a prune that could not run is reported, not a failed push.
+    if (report.pruned.aborted) logger.warn(report.pruned.aborted)
   }
   // A superseded build wrote no entrypoint: nothing it pushed is served, so there is nothing to announce.
   if (!report.superseded && (options.announce.vwatch !== undefined || options.announce.channel !== undefined))

@@ -33,7 +33,7 @@ export interface PruneInput {
  * Removes aged-out builds of one app: data first, then the dying manifests, so that a crash in
  * between leaves manifests that protect nothing rather than files that no manifest names. Files a
  * running push has leased are kept (see `leases.ts`). An unreadable manifest or lease stops the
- * prune with a warning.
+ * prune before it deletes anything, with the reason in `aborted`: the caller decides whether that fails.
  */
 export async function prune({ store, app, rule, entrypoints, retries = 3, dryRun = false, logger = silentLogger }: PruneInput): Promise<PruneReport> {
   // A dry run writes nothing, not even its lease.
@@ -46,7 +46,6 @@ export async function prune({ store, app, rule, entrypoints, retries = 3, dryRun
       inUse = await relpathsInUse(store, app, retries)
     } catch (error) {
       if (!(error instanceof PushCacheError) || error.code !== 'MANIFEST_UNREADABLE') throw error
-      logger.warn(error.message)
       return { builds: [], keys: [], kept: 0, dryRun, aborted: error.message }
     }
     const layout = layoutOf(store.layout)

@@ -59,22 +59,26 @@ class DeadlineHttpHandler extends NodeHttpHandler {
   }
 
   override async handle(request: HandleArguments[0], options: HandleArguments[1] = {}) {
-    const expired = timedOut(this.display, `${request.method} ${request.path} got no complete answer`, 'request', this.requestTimeout)
     const headers = new AbortController()
     let body: Readable | undefined
     // Before the headers the request is aborted; after them the body is destroyed, which fails
-    // whoever reads it (the SDK's parser, or pop's download).
-    const timer = setTimeout(() => (body ? body.destroy(expired) : headers.abort(expired)), this.requestTimeout).unref()
+    // whoever reads it (the SDK's parser, or pop's download). The error is made only then: its
+    // stack trace costs more than the rest of this per request.
+    const timer = setTimeout(() => {
+      const expired = timedOut(this.display, `${request.method} ${request.path} got no complete answer`, 'request', this.requestTimeout)
+      if (body) body.destroy(expired)
+      else headers.abort(expired)
+    }, this.requestTimeout).unref()
     // Upload passes its own signal (to abort the parts left when one failed): both must work.
-    const signals = [headers.signal, options.abortSignal as AbortSignal | undefined].filter((signal) => signal !== undefined)
+    const upload = options.abortSignal as AbortSignal | undefined
     try {
-      const result = await super.handle(request, { ...options, abortSignal: AbortSignal.any(signals) })
+      const result = await super.handle(request, { ...options, abortSignal: upload ? AbortSignal.any([headers.signal, upload]) : headers.signal })
       body = result.response.body as Readable
       body.once('close', () => clearTimeout(timer))
       return result
     } catch (error) {
       clearTimeout(timer)
-      throw headers.signal.aborted ? expired : error
+      throw headers.signal.aborted ? headers.signal.reason : error
     }
   }
 }
@@ -210,6 +214,8 @@ export function createS3Store(url: string, options: S3Options, { connectTimeout,
     kind: DRIVER_NAME,
     layout: 'flat',
     display,
+    // Small objects spend their time in round trips, and the bytes in flight are bounded anyway.
+    concurrency: 32,
     bufferedBytes: (size) => (size > multipartThreshold ? PART_SIZE * (PART_QUEUE + 1) : size),
     async put(key: string, body: PutBody, { contentType, cacheControl, metadata }: PutOptions = {}): Promise<PutResult> {
       const params: PutObjectCommandInput = { Bucket: bucket, Key: root + key, ContentType: contentType, CacheControl: cacheControl, Metadata: metadata }

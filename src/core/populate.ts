@@ -201,8 +201,17 @@ export async function populate({ store, options, files, logger = silentLogger, o
     }
     const concurrency = options.concurrency ?? store.concurrency ?? DEFAULT_CONCURRENCY
     const budget = { limit: BYTES_IN_FLIGHT, cost: (file: PlannedUpload) => store.bufferedBytes?.(file.size) ?? file.size }
+    // Largest first: a big file that started last would finish alone, long after the small ones.
     const putAll = (phase: 'added' | 'changed', batch: readonly PlannedUpload[]) =>
-      batch.length > 0 && timed(phase, () => forEachLimited(batch, concurrency, put, budget))
+      batch.length > 0 &&
+      timed(phase, () =>
+        forEachLimited(
+          [...batch].sort((a, b) => b.size - a.size),
+          concurrency,
+          put,
+          budget,
+        ),
+      )
 
     // Versioned keys are new whatever their content: both phases write keys nobody reads yet.
     await putAll(

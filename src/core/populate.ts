@@ -169,6 +169,8 @@ export async function populate({ store, options, files, logger = silentLogger, o
     }
 
     const etags = new Map<string, string>()
+    /** Bytes of a file the store holds in memory while it writes it. */
+    const heldInMemory = (file: PlannedUpload) => store.bufferedBytes?.(file.size) ?? file.size
     const progress = createProgressCounter({ files: toWrite.length, bytes: report.bytes }, onProgress)
     const put = async (file: HashedUpload) => {
       if (expiresIn && now() - lockedAt > expiresIn * 1000)
@@ -180,7 +182,7 @@ export async function populate({ store, options, files, logger = silentLogger, o
       try {
         // A file the plan did not hash is hashed from the bytes sent where the store would hold
         // them all anyway, else read a second time beside the upload: either way, read once more at most.
-        const bytes = file.md5 === undefined && (store.bufferedBytes?.(file.size) ?? file.size) >= file.size ? await readFile(file.path) : undefined
+        const bytes = file.md5 === undefined && heldInMemory(file) >= file.size ? await readFile(file.path) : undefined
         if (bytes) file.md5 = md5(bytes)
         const [{ etag }] = await Promise.all([
           retry(file.relpath, () =>
@@ -200,18 +202,11 @@ export async function populate({ store, options, files, logger = silentLogger, o
       progress.add(file.relpath, file.size)
     }
     const concurrency = options.concurrency ?? store.concurrency ?? DEFAULT_CONCURRENCY
-    const budget = { limit: BYTES_IN_FLIGHT, cost: (file: PlannedUpload) => store.bufferedBytes?.(file.size) ?? file.size }
+    const budget = { limit: BYTES_IN_FLIGHT, cost: heldInMemory }
     // Largest first: a big file that started last would finish alone, long after the small ones.
+    const largestFirst = (batch: readonly PlannedUpload[]) => [...batch].sort((a, b) => b.size - a.size)
     const putAll = (phase: 'added' | 'changed', batch: readonly PlannedUpload[]) =>
-      batch.length > 0 &&
-      timed(phase, () =>
-        forEachLimited(
-          [...batch].sort((a, b) => b.size - a.size),
-          concurrency,
-          put,
-          budget,
-        ),
-      )
+      batch.length > 0 && timed(phase, () => forEachLimited(largestFirst(batch), concurrency, put, budget))
 
     // Versioned keys are new whatever their content: both phases write keys nobody reads yet.
     await putAll(
@@ -314,8 +309,9 @@ async function planAgainstStore(
   // Hashing starts at once, beside the read of the store; once that read tells which names the
   // store holds, only those are still hashed: a new name is written whatever its bytes.
   let skipNothing = options.force
-  let worthHashing = (_: PlannedUpload) => !skipNothing
-  const hashing = hashWhere(files, (file) => worthHashing(file))
+  let held: Map<string, StoredFile> | undefined
+  let failed = false
+  const hashing = hashWhere(files, (file) => !skipNothing && !failed && (held === undefined || held.get(file.relpath)?.md5 !== undefined))
   hashing.catch(() => {}) // awaited below; a store error must not leave it unhandled
   let lease: Lease | undefined
   if (!options.force && !options.dryRun) {
@@ -329,23 +325,22 @@ async function planAgainstStore(
   try {
     // Retried as a whole, so nothing inside retries: a store that keeps failing costs `retries + 1`
     // attempts, not their square (the README's bound).
-    const held = await retry(`the files of ${options.app}`, () => readStoreState(store, options.app, 0, newest))
-    worthHashing = (file) => !skipNothing && held.get(file.relpath)?.md5 !== undefined
-    const hashed = await hashing
-    const sync = planSync(hashed, held, { headers: store.layout === 'flat' })
+    const state = await retry(`the files of ${options.app}`, () => readStoreState(store, options.app, 0, newest))
+    held = state // from now on only names the store holds are worth hashing
+    const sync = planSync(await hashing, state, { headers: store.layout === 'flat' })
     if (skipNothing) {
       sync.changed.push(...sync.unchanged)
       sync.unchanged = []
     }
     if (store.exists && sync.unchanged.length > 0) {
       // A key deleted behind our back (eviction, a hand-made cleanup) is written again.
-      const present = await store.exists(sync.unchanged.map((file) => held.get(file.relpath)!.key))
+      const present = await store.exists(sync.unchanged.map((file) => state.get(file.relpath)!.key))
       sync.added.push(...sync.unchanged.filter((_, index) => !present[index]))
       sync.unchanged = sync.unchanged.filter((_, index) => present[index])
     }
-    return { sync, held, lease }
+    return { sync, held: state, lease }
   } catch (error) {
-    worthHashing = () => false
+    failed = true
     await lease?.release()
     throw error
   }

@@ -8,15 +8,18 @@ const VALKEY_SCHEMES = ['valkey:', 'valkeys:', 'redis:', 'rediss:', 'valkey+clus
 
 type StoreOptions = Pick<ResolvedOptions, 's3' | 'valkey'> & Partial<Pick<ResolvedOptions, 'announce'>> & Partial<StoreTimeouts>
 
+/** `s3:`, `redis:`…, lower-cased; `c:` for a Windows path; undefined for a plain path. */
+const schemeOf = (url: string) => /^([a-z][a-z0-9+.-]*:)/i.exec(url)?.[1]?.toLowerCase()
+
 /** A Valkey or Redis URL: the stores whose server can also carry a notification channel. */
-export const isValkeyUrl = (url: string): boolean => VALKEY_SCHEMES.includes(/^([a-z][a-z0-9+.-]*:)/i.exec(url)?.[1]?.toLowerCase() ?? '')
+export const isValkeyUrl = (url: string): boolean => VALKEY_SCHEMES.includes(schemeOf(url) ?? '')
 
 /**
  * Which driver a store URL names, without loading it: the plugin calls this when the config loads,
  * so a wrong scheme (`s4://x`) fails before the bundler builds anything.
  */
 export function storeKind(url: string): 'local' | 's3' | 'valkey' {
-  const scheme = /^([a-z][a-z0-9+.-]*:)/i.exec(url)?.[1]?.toLowerCase()
+  const scheme = schemeOf(url)
   if (!scheme || /^[a-z]:$/i.test(scheme) || scheme === 'file:') return 'local'
   if (scheme === 's3:') return 's3'
   if (VALKEY_SCHEMES.includes(scheme)) return 'valkey'

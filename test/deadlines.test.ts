@@ -15,13 +15,7 @@ const QUICK_FLAGS = ['--connect-timeout', String(QUICK.connectTimeout), '--reque
 /** The CLI's S3 credentials, from the environment as a user sets them; no endpoint: each test names its own. */
 function s3Credentials(): Record<string, string> {
   const { region, credentials } = s3Env()
-  const { checksums } = inject('s3')
-  return {
-    AWS_REGION: region,
-    AWS_ACCESS_KEY_ID: credentials.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
-    ...(checksums ? { PUSH_CACHE_S3_CHECKSUMS: checksums } : {}),
-  }
+  return { AWS_REGION: region, AWS_ACCESS_KEY_ID: credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey }
 }
 
 /** Every command, as a user runs it against `store` (`dist` and `dest` inside `work`). */

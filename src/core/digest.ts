@@ -1,25 +1,39 @@
 import { createHash } from 'node:crypto'
-import { createReadStream } from 'node:fs'
-import { readFile } from 'node:fs/promises'
+import { open } from 'node:fs/promises'
 
-/** Below this a file is read in one call: a stream's 64 KiB buffer per small file costs more than it saves. */
-const READ_WHOLE = 1024 * 1024
+/** Bytes read at a time; most files of a build fit in one read. */
+const CHUNK = 256 * 1024
+/** Chunks kept for the next file: as many as files are hashed at once, at most. */
+const MAX_SPARE_CHUNKS = 16
+/**
+ * Read buffers handed from one file to the next: hashing a build reads it all, and a fresh buffer
+ * per file is garbage the size of the build, which the process holds until V8 gets to it.
+ */
+const spareChunks: Buffer[] = []
 
 /**
- * Hex MD5 of a file (streamed when large): what a single-part S3 ETag is, and what manifests record
- * per file. `wanted` is asked between chunks: a large file nobody needs the hash of any more stops
- * early, with `undefined`.
+ * Hex MD5 of a file: what a single-part S3 ETag is, and what manifests record per file. `wanted`
+ * is asked between chunks: a large file nobody needs the hash of any more stops early, with `undefined`.
  */
-export function md5File(path: string, size: number): Promise<string>
-export function md5File(path: string, size: number, wanted: () => boolean): Promise<string | undefined>
-export async function md5File(path: string, size: number, wanted = () => true): Promise<string | undefined> {
-  if (size <= READ_WHOLE) return md5(await readFile(path))
+export function md5File(path: string): Promise<string>
+export function md5File(path: string, wanted: () => boolean): Promise<string | undefined>
+export async function md5File(path: string, wanted = () => true): Promise<string | undefined> {
   const hash = createHash('md5')
-  for await (const chunk of createReadStream(path)) {
-    if (!wanted()) return undefined
-    hash.update(chunk as Buffer)
+  const chunk = spareChunks.pop() ?? Buffer.allocUnsafeSlow(CHUNK)
+  const file = await open(path)
+  try {
+    // A regular file reads short only at its end.
+    for (let position = 0; ; ) {
+      const { bytesRead } = await file.read(chunk, 0, CHUNK, position)
+      hash.update(chunk.subarray(0, bytesRead))
+      if (bytesRead < CHUNK) return hash.digest('hex')
+      position += bytesRead
+      if (!wanted()) return undefined
+    }
+  } finally {
+    await file.close()
+    if (spareChunks.length < MAX_SPARE_CHUNKS) spareChunks.push(chunk)
   }
-  return hash.digest('hex')
 }
 
 export const md5 = (bytes: Uint8Array): string => createHash('md5').update(bytes).digest('hex')

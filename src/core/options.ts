@@ -26,9 +26,10 @@ export interface S3Options {
    */
   credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string }
   /**
-   * `'when_required'` stops the SDK from sending CRC32 checksums that MinIO-like servers and older
-   * gateways reject (maps to `requestChecksumCalculation`/`responseChecksumValidation: 'WHEN_REQUIRED'`).
-   * @default process.env.PUSH_CACHE_S3_CHECKSUMS ?? 'when_supported'
+   * No longer has any effect: push-cache sends no CRC32 checksums for servers to reject (each body's
+   * SHA-256 is signed instead, which every S3 server checks). Still accepted so that configs that set it keep working.
+   * @deprecated since 0.2: remove it.
+   * @default 'when_supported'
    */
   checksums?: 'when_supported' | 'when_required'
   /**
@@ -376,7 +377,7 @@ export function checkOptions(options: Options = {}, env: NodeJS.ProcessEnv = pro
   return {
     app,
     store: options.store ?? env.PUSH_CACHE_STORE ?? DEFAULT_STORE,
-    s3: { checksums: env.PUSH_CACHE_S3_CHECKSUMS === 'when_required' ? 'when_required' : undefined, ...options.s3 },
+    s3: { ...options.s3 },
     valkey: { ...options.valkey },
     entrypoint: toArray(options.entrypoint, ['fed-mods.json']),
     include: toArray(options.include, ['**']),

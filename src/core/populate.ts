@@ -188,7 +188,7 @@ export async function populate({ store, options, files, logger = silentLogger, o
           retry(file.relpath, () =>
             store.put(file.key, bytes ?? { file: file.path, size: file.size }, { contentType: file.contentType, cacheControl: file.cacheControl, expiresIn }),
           ),
-          file.md5 === undefined && md5File(file.path, file.size).then((digest) => (file.md5 = digest)),
+          file.md5 === undefined && md5File(file.path).then((digest) => (file.md5 = digest)),
         ])
         if (etag) etags.set(file.relpath, etag)
       } catch (error) {
@@ -350,7 +350,7 @@ async function planAgainstStore(
 async function hashWhere(files: readonly PlannedUpload[], worth: (file: PlannedUpload) => boolean): Promise<HashedUpload[]> {
   const hashed: HashedUpload[] = files.map((file) => ({ ...file }))
   await forEachLimited(hashed, HASHING, async (file) => {
-    if (worth(file)) file.md5 = await md5File(file.path, file.size, () => worth(file))
+    if (worth(file)) file.md5 = await md5File(file.path, () => worth(file))
   })
   return hashed
 }

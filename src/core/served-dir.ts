@@ -98,7 +98,7 @@ export async function servedFiles(served: Served, hashIfUnknown: boolean): Promi
   const files = await collectFiles(served.dir).catch(() => [])
   const held = new Map<string, { size: number; md5: string }>()
   await forEachLimited(files, HASH_CONCURRENCY, async (file) => {
-    held.set(file.relpath, { size: file.size, md5: await md5File(file.path, file.size) })
+    held.set(file.relpath, { size: file.size, md5: await md5File(file.path) })
   })
   return held
 }

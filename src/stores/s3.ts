@@ -1,38 +1,30 @@
-import { createReadStream } from 'node:fs'
-import { readFile } from 'node:fs/promises'
+import { createHash } from 'node:crypto'
+import { type FileHandle, open, readFile } from 'node:fs/promises'
 import type { Readable } from 'node:stream'
-import {
-  DeleteObjectCommand,
-  DeleteObjectsCommand,
-  type DeleteObjectsCommandOutput,
-  GetObjectCommand,
-  PutObjectCommand,
-  type PutObjectCommandInput,
-  paginateListObjectsV2,
-  S3Client,
-  type S3ClientConfig,
-} from '@aws-sdk/client-s3'
-import { state as nodeVersionNotice } from '@aws-sdk/core/client'
-import { Upload } from '@aws-sdk/lib-storage'
-import { NodeHttpHandler } from '@smithy/node-http-handler'
+import { defaultProvider } from '@aws-sdk/credential-provider-node'
+import { loadConfig, NODE_REGION_CONFIG_FILE_OPTIONS, NODE_REGION_CONFIG_OPTIONS } from '@smithy/core/config'
 import { forEachLimited } from '../core/concurrency'
-import { invalidOption, PushCacheError, redact, timedOut } from '../core/errors'
+import { invalidOption, PushCacheError, redact } from '../core/errors'
 import { DEFAULT_TIMEOUTS, type S3Options, type StoreTimeouts } from '../core/options'
 import type { PutBody, PutOptions, PutResult, Store, StoreEntry } from '../core/store'
+import { createS3Client, escapeXml, type S3Client, S3ServiceError, xmlElements, xmlText } from './s3-client'
+import type { AwsCredentials } from './sigv4'
 
 const DRIVER_NAME = 's3'
 
 const MIB = 1024 * 1024
 const PART_SIZE = 8 * MIB
-/** Parts in flight per multipart upload; lib-storage buffers one more while it reads the next. */
+/** Parts of one multipart upload in flight, each read whole into memory. */
 const PART_QUEUE = 2
+/** Uploads in flight when the user names none: small objects spend their time in round trips. */
+const CONCURRENCY = 32
 /** DeleteObjects takes at most 1000 keys. */
 const DELETE_BATCH = 1000
 const SINGLE_DELETE_CONCURRENCY = 8
 /** Statuses with which a server says it does not support or accept DeleteObjects as sent. */
 const BATCH_DELETE_REJECTED = new Set([400, 405, 411, 501])
-
-type S3Error = Error & { $metadata?: { httpStatusCode?: number } }
+/** Pages of one listing: 100 million keys, far beyond any app, but a server repeating itself ends. */
+const MAX_LIST_PAGES = 100_000
 
 /** `s3://bucket[/root/prefix]` → the bucket and the key prefix (`''` or `root/prefix/`). */
 function parseS3Url(url: string): { bucket: string; root: string } {
@@ -42,141 +34,87 @@ function parseS3Url(url: string): { bucket: string; root: string } {
   return { bucket, root: root ? `${root}/` : '' }
 }
 
-type HandleArguments = Parameters<NodeHttpHandler['handle']>
-
-/**
- * The SDK's handler with one deadline per HTTP request, from sending it to the last byte of its
- * answer. The SDK's own `requestTimeout` stops counting at the response headers, so a body that
- * stalls or trickles (a download, the XML of a listing) would hold the push for ever.
- */
-class DeadlineHttpHandler extends NodeHttpHandler {
-  constructor(
-    private readonly display: string,
-    private readonly requestTimeout: number,
-    connectTimeout: number,
-  ) {
-    super({ connectionTimeout: connectTimeout })
-  }
-
-  override async handle(request: HandleArguments[0], options: HandleArguments[1] = {}) {
-    const headers = new AbortController()
-    let body: Readable | undefined
-    // Before the headers the request is aborted; after them the body is destroyed, which fails
-    // whoever reads it (the SDK's parser, or pop's download). The error is made only then: its
-    // stack trace costs more than the rest of this per request.
-    const timer = setTimeout(() => {
-      const expired = timedOut(this.display, `${request.method} ${request.path} got no complete answer`, 'request', this.requestTimeout)
-      if (body) body.destroy(expired)
-      else headers.abort(expired)
-    }, this.requestTimeout).unref()
-    // Upload passes its own signal (to abort the parts left when one failed): both must work.
-    const upload = options.abortSignal as AbortSignal | undefined
-    try {
-      const result = await super.handle(request, { ...options, abortSignal: upload ? AbortSignal.any([headers.signal, upload]) : headers.signal })
-      body = result.response.body as Readable
-      body.once('close', () => clearTimeout(timer))
-      return result
-    } catch (error) {
-      clearTimeout(timer)
-      throw headers.signal.aborted ? headers.signal.reason : error
-    }
-  }
-}
-
-/**
- * Builds an SDK client without its notice that SDK releases after January 2027 will need Node 22
- * (aws/aws-sdk-js-v3#7983): it is printed once per process, by the first client built, and is not
- * about the SDK this package pins. The notice is re-armed afterwards, so the build's own SDK
- * clients still print it.
- */
-function quietClient(config: S3ClientConfig): S3Client {
-  const emitted = nodeVersionNotice.warningEmitted
-  nodeVersionNotice.warningEmitted = true
-  try {
-    return new S3Client(config)
-  } finally {
-    nodeVersionNotice.warningEmitted = emitted
-  }
-}
-
 /**
  * The region when `s3.region` is not set: the SDK's own chain (AWS_REGION, then the `region` of
- * the profile in ~/.aws/config), read from a client given none, so that nothing of ours overrides
- * the profile. A custom endpoint (MinIO, moto) still needs some region to sign with; AWS itself
- * needs the right one, so there a missing region is an error that says where to set it.
+ * the profile in ~/.aws/config). A custom endpoint (MinIO, moto) still needs some region to sign
+ * with; AWS itself needs the right one, so there a missing region is an error that says where to set it.
  */
-function regionFromChain(endpoint: string | undefined): () => Promise<string> {
-  let region: Promise<string> | undefined
-  const find = async () => {
-    const probe = quietClient({})
-    try {
-      return await probe.config.region()
-    } catch {
-      if (endpoint) return 'us-east-1'
-      throw invalidOption(
-        's3.region',
-        'is not set, and the AWS SDK found none (AWS_REGION, the `region` of the profile in ~/.aws/config)',
-        "Set `s3: { region: 'eu-west-1' }` (`--s3-region` on the command line), AWS_REGION, or a region in your AWS profile.",
-      )
-    } finally {
-      probe.destroy()
-    }
+async function regionFromChain(endpoint: string | undefined): Promise<string> {
+  try {
+    return await loadConfig(NODE_REGION_CONFIG_OPTIONS, NODE_REGION_CONFIG_FILE_OPTIONS)()
+  } catch {
+    if (endpoint) return 'us-east-1'
+    throw invalidOption(
+      's3.region',
+      'is not set, and the AWS SDK found none (AWS_REGION, the `region` of the profile in ~/.aws/config)',
+      "Set `s3: { region: 'eu-west-1' }` (`--s3-region` on the command line), AWS_REGION, or a region in your AWS profile.",
+    )
   }
-  return () => (region ??= find())
 }
 
+/** Reads `length` bytes at `position` into `buffer`, all of them or an error: a file that shrinks while it is sent must not go up cut short. */
+async function readPart(file: FileHandle, path: string, buffer: Buffer, position: number, length: number): Promise<Buffer> {
+  for (let filled = 0; filled < length; ) {
+    const { bytesRead } = await file.read(buffer, filled, length - filled, position + filled)
+    if (bytesRead === 0) throw new Error(`${path} changed while it was pushed: it ended ${length - filled} bytes early`)
+    filled += bytesRead
+  }
+  return buffer.subarray(0, length)
+}
+
+const unquote = (etag: string | string[] | undefined) => (typeof etag === 'string' ? etag.replaceAll('"', '') : undefined)
+
 /**
- * An S3 bucket (or a prefix of one) on AWS or any S3-compatible server. The SDK does not retry
- * (`maxAttempts: 1`): core's `withRetry` owns retries, so a failed request surfaces at once with
- * its HTTP status (or as a transient `STORE_TIMEOUT`) for `isTransient` to judge.
+ * An S3 bucket (or a prefix of one) on AWS or any S3-compatible server, over the few REST calls
+ * of `s3-client`. Nothing is retried here: core's `withRetry` owns retries, so a failed request
+ * surfaces at once with its HTTP status (or as a transient `STORE_TIMEOUT`) for `isTransient` to judge.
  */
-export function createS3Store(url: string, options: S3Options, { connectTimeout, requestTimeout }: StoreTimeouts = DEFAULT_TIMEOUTS): Store {
+export function createS3Store(url: string, options: S3Options, timeouts: StoreTimeouts = DEFAULT_TIMEOUTS): Store {
   const { bucket, root } = parseS3Url(url)
   const endpoint = options.endpoint || process.env.AWS_ENDPOINT_URL_S3 || process.env.AWS_ENDPOINT_URL || undefined
   const multipartThreshold = options.multipartThreshold ?? 8 * MIB
-  const whenRequired = options.checksums === 'when_required' ? 'WHEN_REQUIRED' : undefined
   const display = redact(`s3://${bucket}${root ? `/${root.slice(0, -1)}` : ''}${endpoint ? ` at ${endpoint}` : ''}`)
-  const config: S3ClientConfig = {
-    region: options.region || regionFromChain(endpoint),
-    endpoint,
-    forcePathStyle: options.forcePathStyle ?? endpoint !== undefined,
-    credentials: options.credentials,
-    requestChecksumCalculation: whenRequired,
-    responseChecksumValidation: whenRequired,
-    maxAttempts: 1,
-    requestHandler: new DeadlineHttpHandler(display, requestTimeout, connectTimeout),
-  }
+  const given = options.credentials
+  const credentials: () => Promise<AwsCredentials> = given ? async () => given : defaultProvider()
+  let region: string | undefined
+  let connecting: Promise<S3Client> | undefined
   let client: S3Client | undefined
-  const s3 = () => (client ??= quietClient(config))
+  const s3 = () =>
+    (connecting ??= (async () => {
+      region = options.region || (await regionFromChain(endpoint))
+      const pathStyle = options.forcePathStyle ?? endpoint !== undefined
+      client = createS3Client({ bucket, endpoint: { url: endpoint, region, pathStyle }, credentials, display, timeouts, maxSockets: 2 * CONCURRENCY })
+      return client
+    })())
   let batchDeleteRejected = false
 
-  /**
-   * Adds what the user must do to the few errors whose SDK message does not say it, and drops the
-   * raw HTTP exchange the SDK hangs on every error (`$response`): its request headers carry the
-   * session token and the access key id, for anyone who walks the error to print.
-   */
+  /** Adds what the user must do to the few errors whose S3 message does not say it. */
   const clarify = (error: unknown): unknown => {
-    if (error instanceof Error) Reflect.deleteProperty(error, '$response')
-    const { name, message } = (error ?? {}) as S3Error
-    if (name === 'NoSuchBucket')
-      return new PushCacheError(
-        'STORE_UNREACHABLE',
-        `Bucket ${bucket} does not exist in ${display}. Create it (\`aws s3 mb s3://${bucket}\`) or point \`store\` at an existing bucket.`,
-        { cause: error },
-      )
-    // The SDK's `connectionTimeout`; its other TimeoutErrors are resets and broken pipes.
-    if (name === 'TimeoutError' && message.includes('did not establish a connection'))
-      return timedOut(display, 'no connection was established', 'connect', connectTimeout, error)
+    if (error instanceof S3ServiceError) {
+      if (error.name === 'NoSuchBucket')
+        return new PushCacheError(
+          'STORE_UNREACHABLE',
+          `Bucket ${bucket} does not exist in ${display}. Create it (\`aws s3 mb s3://${bucket}\`) or point \`store\` at an existing bucket.`,
+          { cause: error },
+        )
+      if (error.bucketRegion && error.bucketRegion !== region)
+        return invalidOption(
+          's3.region',
+          `is ${region}, but bucket ${bucket} is in ${error.bucketRegion} (${error.name})`,
+          `Set \`s3: { region: '${error.bucketRegion}' }\` (\`--s3-region ${error.bucketRegion}\`, or AWS_REGION).`,
+        )
+      return error
+    }
     // Node's network errors (ECONNRESET, EPIPE, ECONNREFUSED) name an address, not the store. The
     // code stays, so a retry still sees them as transient.
-    const { code } = error as { code?: unknown }
-    if (typeof code === 'string' && /^E[A-Z]+$/.test(code) && (error as S3Error).$metadata?.httpStatusCode === undefined)
+    const { code, message } = (error ?? {}) as { code?: unknown; message?: string }
+    if (!(error instanceof PushCacheError) && typeof code === 'string' && /^E[A-Z]+$/.test(code))
       return Object.assign(new Error(`${display} could not be reached: ${message}`, { cause: error }), { code })
     return error
   }
-  const call = async <T>(request: (client: S3Client) => Promise<T>): Promise<T> => {
+  const send = async (request: Parameters<S3Client['send']>[0]) => {
     try {
-      return await request(s3())
+      return await (await s3()).send(request)
     } catch (error) {
       throw clarify(error)
     }
@@ -184,29 +122,80 @@ export function createS3Store(url: string, options: S3Options, { connectTimeout,
 
   const deleteOneByOne = (keys: readonly string[]) =>
     // https://docs.aws.amazon.com/AmazonS3/latest/API/API_DeleteObject.html
-    forEachLimited(keys, SINGLE_DELETE_CONCURRENCY, async (key) => {
-      await call((c) => c.send(new DeleteObjectCommand({ Bucket: bucket, Key: root + key })))
-    })
+    forEachLimited(keys, SINGLE_DELETE_CONCURRENCY, (key) => send({ method: 'DELETE', key: root + key }))
 
   const deleteBatch = async (keys: readonly string[]) => {
     if (batchDeleteRejected) return deleteOneByOne(keys)
-    let errors: NonNullable<DeleteObjectsCommandOutput['Errors']>
+    const body = Buffer.from(`<Delete><Quiet>true</Quiet>${keys.map((key) => `<Object><Key>${escapeXml(root + key)}</Key></Object>`).join('')}</Delete>`)
+    let answer: string
     try {
-      // https://docs.aws.amazon.com/AmazonS3/latest/API/API_DeleteObjects.html
-      const output = await s3().send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys.map((key) => ({ Key: root + key })), Quiet: true } }))
-      errors = output.Errors ?? []
+      // https://docs.aws.amazon.com/AmazonS3/latest/API/API_DeleteObjects.html (Content-MD5 is required)
+      answer = (
+        await (await s3()).send({ method: 'POST', query: { delete: '' }, headers: { 'content-md5': createHash('md5').update(body).digest('base64') }, body })
+      ).text
     } catch (error) {
-      if (!BATCH_DELETE_REJECTED.has((error as S3Error)?.$metadata?.httpStatusCode ?? 0)) throw clarify(error)
+      if (!(error instanceof S3ServiceError && BATCH_DELETE_REJECTED.has(error.$metadata.httpStatusCode))) throw clarify(error)
       batchDeleteRejected = true
       return deleteOneByOne(keys)
     }
+    const errors = xmlElements(answer, 'Error').map((error) => ({
+      key: xmlText(error, 'Key') ?? '',
+      code: xmlText(error, 'Code'),
+      message: xmlText(error, 'Message'),
+    }))
     if (errors.length > 0) {
-      const listed = errors.slice(0, 3).map((entry) => `${entry.Key?.slice(root.length)} (${entry.Code}: ${entry.Message})`)
+      const listed = errors.slice(0, 3).map((entry) => `${entry.key.slice(root.length)} (${entry.code}: ${entry.message})`)
       // The first code lets `isTransient` see a SlowDown or InternalError and retry.
       throw Object.assign(
         new Error(`Could not delete ${errors.length} of ${keys.length} keys from ${display}: ${listed.join(', ')}${errors.length > 3 ? ', …' : ''}`),
-        { code: errors[0]!.Code },
+        { code: errors[0]!.code },
       )
+    }
+  }
+
+  /**
+   * A body above the threshold goes up in parts, PART_QUEUE at a time, each read from disk when
+   * its turn comes; a failed upload is aborted, so that no parts are left to pay for.
+   */
+  const putInParts = async (key: string, body: PutBody, headers: Record<string, string>): Promise<string | undefined> => {
+    // https://docs.aws.amazon.com/AmazonS3/latest/API/API_CreateMultipartUpload.html
+    const uploadId = xmlText((await send({ method: 'POST', key, query: { uploads: '' }, headers })).text, 'UploadId')
+    if (!uploadId) throw new Error(`${display} started a multipart upload of ${key} without an UploadId`)
+    const size = 'file' in body ? body.size : body.byteLength
+    const file = 'file' in body ? await open(body.file) : undefined
+    try {
+      const etags: string[] = []
+      const parts = Array.from({ length: Math.ceil(size / PART_SIZE) }, (_, index) => index)
+      // A part's buffer is read into again for a later part: PART_QUEUE buffers for the whole file.
+      const spareBuffers: Buffer[] = []
+      await forEachLimited(parts, PART_QUEUE, async (index) => {
+        const start = index * PART_SIZE
+        const length = Math.min(PART_SIZE, size - start)
+        const buffer = file ? (spareBuffers.pop() ?? Buffer.allocUnsafeSlow(PART_SIZE)) : undefined
+        const bytes = 'file' in body ? await readPart(file!, body.file, buffer!, start, length) : body.subarray(start, start + length)
+        // https://docs.aws.amazon.com/AmazonS3/latest/API/API_UploadPart.html
+        const { headers: answer } = await send({ method: 'PUT', key, query: { partNumber: String(index + 1), uploadId }, body: bytes })
+        etags[index] = answer.etag as string
+        if (buffer) spareBuffers.push(buffer)
+      })
+      const partList = etags.map((etag, index) => `<Part><PartNumber>${index + 1}</PartNumber><ETag>${escapeXml(etag)}</ETag></Part>`)
+      // https://docs.aws.amazon.com/AmazonS3/latest/API/API_CompleteMultipartUpload.html
+      const { text } = await send({
+        method: 'POST',
+        key,
+        query: { uploadId },
+        body: Buffer.from(`<CompleteMultipartUpload>${partList.join('')}</CompleteMultipartUpload>`),
+      })
+      // S3 may answer 200 and still fail: the error is then the body.
+      const code = xmlText(text, 'Code')
+      if (code) throw clarify(new S3ServiceError(code, xmlText(text, 'Message') ?? 'CompleteMultipartUpload failed', 200))
+      return unquote(xmlText(text, 'ETag'))
+    } catch (error) {
+      // https://docs.aws.amazon.com/AmazonS3/latest/API/API_AbortMultipartUpload.html
+      await send({ method: 'DELETE', key, query: { uploadId } }).catch(() => undefined)
+      throw error
+    } finally {
+      await file?.close()
     }
   }
 
@@ -214,61 +203,66 @@ export function createS3Store(url: string, options: S3Options, { connectTimeout,
     kind: DRIVER_NAME,
     layout: 'flat',
     display,
-    // Small objects spend their time in round trips, and the bytes in flight are bounded anyway.
-    concurrency: 32,
-    bufferedBytes: (size) => (size > multipartThreshold ? PART_SIZE * (PART_QUEUE + 1) : size),
-    async put(key: string, body: PutBody, { contentType, cacheControl, metadata }: PutOptions = {}): Promise<PutResult> {
-      const params: PutObjectCommandInput = { Bucket: bucket, Key: root + key, ContentType: contentType, CacheControl: cacheControl, Metadata: metadata }
-      if (('file' in body ? body.size : body.byteLength) > multipartThreshold) {
-        // A fresh stream per attempt; Upload holds at most PART_QUEUE parts in memory.
-        // https://docs.aws.amazon.com/AmazonS3/latest/API/API_CreateMultipartUpload.html
-        const upload = new Upload({
-          client: s3(),
-          params: { ...params, Body: 'file' in body ? createReadStream(body.file) : body },
-          partSize: PART_SIZE,
-          queueSize: PART_QUEUE,
-        })
-        const { ETag } = await call(() => upload.done())
-        return { etag: ETag?.replaceAll('"', '') }
-      }
+    concurrency: CONCURRENCY,
+    bufferedBytes: (size) => (size > multipartThreshold ? PART_SIZE * PART_QUEUE : size),
+    async put(key: string, body: PutBody, { contentType, cacheControl, metadata = {} }: PutOptions = {}): Promise<PutResult> {
+      const headers: Record<string, string> = {}
+      if (contentType) headers['content-type'] = contentType
+      if (cacheControl) headers['cache-control'] = cacheControl
+      for (const [name, value] of Object.entries(metadata)) headers[`x-amz-meta-${name}`] = value
+      if (('file' in body ? body.size : body.byteLength) > multipartThreshold) return { etag: await putInParts(root + key, body, headers) }
       // A Buffer, unlike a stream, can be sent again when core retries.
       const bytes = 'file' in body ? await readFile(body.file) : body
       // https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html
-      const { ETag } = await call((c) => c.send(new PutObjectCommand({ ...params, Body: bytes, ContentLength: bytes.byteLength })))
-      return { etag: ETag?.replaceAll('"', '') }
+      const { headers: answer } = await send({ method: 'PUT', key: root + key, headers, body: bytes })
+      return { etag: unquote(answer.etag) }
     },
     async read(key: string): Promise<Readable | undefined> {
       try {
         // https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html
-        const output = await s3().send(new GetObjectCommand({ Bucket: bucket, Key: root + key }))
-        // In Node the body is an `http.IncomingMessage`.
-        return output.Body as Readable
+        return (await (await s3()).open({ method: 'GET', key: root + key })).body
       } catch (error) {
-        const { name, $metadata } = (error ?? {}) as S3Error
         // A missing bucket is a 404 too, but not a missing key: it must not read as "no manifest".
-        if (name === 'NoSuchKey' || ($metadata?.httpStatusCode === 404 && name !== 'NoSuchBucket')) return undefined
+        if (error instanceof S3ServiceError && error.$metadata.httpStatusCode === 404 && error.name !== 'NoSuchBucket') return undefined
         throw clarify(error)
       }
     },
     async *list(prefix: string): AsyncIterable<StoreEntry> {
-      try {
-        // https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html
-        for await (const page of paginateListObjectsV2({ client: s3() }, { Bucket: bucket, Prefix: root + prefix })) {
-          for (const object of page.Contents ?? []) {
-            if (!object.Key) continue
-            yield { key: object.Key.slice(root.length), size: object.Size, lastModified: object.LastModified, etag: object.ETag?.replaceAll('"', '') }
+      let token: string | undefined
+      for (let page = 0; page < MAX_LIST_PAGES; page++) {
+        // https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html; url encoding
+        // carries keys that XML cannot (control characters).
+        const query: Record<string, string> = { 'list-type': '2', 'encoding-type': 'url' }
+        if (root + prefix) query.prefix = root + prefix
+        if (token) query['continuation-token'] = token
+        const { text } = await send({ method: 'GET', query })
+        const urlEncoded = xmlText(text, 'EncodingType') === 'url'
+        for (const object of xmlElements(text, 'Contents')) {
+          const key = xmlText(object, 'Key')
+          if (!key) continue
+          const size = xmlText(object, 'Size')
+          const lastModified = xmlText(object, 'LastModified')
+          yield {
+            key: (urlEncoded ? decodeURIComponent(key.replaceAll('+', ' ')) : key).slice(root.length),
+            size: size === undefined ? undefined : Number(size),
+            lastModified: lastModified === undefined ? undefined : new Date(lastModified),
+            etag: unquote(xmlText(object, 'ETag')),
           }
         }
-      } catch (error) {
-        throw clarify(error)
+        const next = xmlText(text, 'IsTruncated') === 'true' ? xmlText(text, 'NextContinuationToken') : undefined
+        if (!next) return
+        if (next === token) throw new Error(`${display} answered the same listing page twice (continuation token ${next})`)
+        token = next
       }
+      throw new Error(`${display} listed more than ${MAX_LIST_PAGES} pages under ${root + prefix}`)
     },
     async delete(keys: readonly string[]) {
       for (let start = 0; start < keys.length; start += DELETE_BATCH) await deleteBatch(keys.slice(start, start + DELETE_BATCH))
     },
     async close() {
-      client?.destroy()
+      client?.close()
       client = undefined
+      connecting = undefined
     },
   }
 }

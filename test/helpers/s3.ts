@@ -15,13 +15,11 @@ export function s3Env(): { endpoint: string; region: string; credentials: { acce
 /** How a user points the CLI at an S3-compatible server: the standard AWS_* variables, no secret on the command line. */
 export function s3CliEnv(): Record<string, string> {
   const { endpoint, region, credentials } = s3Env()
-  const { checksums } = inject('s3')
   return {
     AWS_ENDPOINT_URL_S3: endpoint,
     AWS_REGION: region,
     AWS_ACCESS_KEY_ID: credentials.accessKeyId,
     AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
-    ...(checksums ? { PUSH_CACHE_S3_CHECKSUMS: checksums } : {}),
   }
 }
 
@@ -31,8 +29,7 @@ export function s3StoreUrl(bucket: string, root?: string): string {
 
 /** What a store under test needs to reach the server through the recording proxy. */
 export function s3StoreOptions(): S3Options {
-  const { checksums } = inject('s3')
-  return { ...s3Env(), ...(checksums ? { checksums } : {}) }
+  return s3Env()
 }
 
 let client: S3Client | undefined

@@ -24,7 +24,7 @@ export interface S3TestEnv {
   control: string
   region: string
   credentials: { accessKeyId: string; secretAccessKey: string }
-  /** s3rver rejects the SDK's default CRC32 checksums. */
+  /** s3rver rejects the SDK's default CRC32 checksums: for the tests' own SDK client. */
   checksums?: 'when_required'
 }
 

@@ -141,14 +141,18 @@ function describe({ files, bytes }) {
 }
 
 const s3Store = `s3://${BUCKET}`
+const populateArgs = (dir) => [CLI, 'populate', dir, '--app', APP, '--store', s3Store, '--timestamp', nextTimestamp(), '--json']
 const pushTools = [
-  { tool: SUBJECT, command: (dir) => [NODE, [CLI, 'populate', dir, '--app', APP, '--store', s3Store, '--timestamp', nextTimestamp(), '--json']] },
+  { tool: SUBJECT, command: (dir) => [NODE, populateArgs(dir)] },
+  // What deploy/Dockerfile sets: V8's young generation kept at 1 MiB instead of growing to 32.
+  { tool: `${SUBJECT}, small young gen`, command: (dir) => [NODE, ['--max-semi-space-size=1', ...populateArgs(dir)]] },
   awsVersion && {
     tool: 'aws s3 sync',
     command: (dir) => ['aws', ['s3', 'sync', dir, `s3://${BUCKET}/${DATA_PREFIX}`, '--endpoint-url', s3Endpoint, '--only-show-errors', '--no-progress']],
   },
   { tool: 'SDK PutObject, 1 at a time', command: (dir) => [NODE, [PEER, 's3-put', dir, BUCKET, DATA_PREFIX, '1']] },
   { tool: 'SDK PutObject, 32 at a time', command: (dir) => [NODE, [PEER, 's3-put', dir, BUCKET, DATA_PREFIX, '32']] },
+  { tool: 'HTTP PUT, 32 at a time', command: (dir) => [NODE, [PEER, 'http-put', dir, BUCKET, DATA_PREFIX, '32']] },
 ].filter(Boolean)
 const popTools = [
   { tool: SUBJECT, command: (dest) => [NODE, [CLI, 'pop', dest, '--app', APP, '--store', s3Store, '--json']] },

@@ -1,15 +1,9 @@
 import { createHash } from 'node:crypto'
 import { open } from 'node:fs/promises'
+import { giveBack, takeBuffer } from './file-buffers'
 
 /** Bytes read at a time; most files of a build fit in one read. */
 const CHUNK = 256 * 1024
-/** Chunks kept for the next file: as many as files are hashed at once, at most. */
-const MAX_SPARE_CHUNKS = 16
-/**
- * Read buffers handed from one file to the next: hashing a build reads it all, and a fresh buffer
- * per file is garbage the size of the build, which the process holds until V8 gets to it.
- */
-const spareChunks: Buffer[] = []
 
 /**
  * Hex MD5 of a file: what a single-part S3 ETag is, and what manifests record per file. `wanted`
@@ -17,22 +11,36 @@ const spareChunks: Buffer[] = []
  */
 export function md5File(path: string): Promise<string>
 export function md5File(path: string, wanted: () => boolean): Promise<string | undefined>
-export async function md5File(path: string, wanted = () => true): Promise<string | undefined> {
-  const hash = createHash('md5')
-  const chunk = spareChunks.pop() ?? Buffer.allocUnsafeSlow(CHUNK)
+export function md5File(path: string, wanted = () => true): Promise<string | undefined> {
+  return digestOfFile(path, 'md5', 0, Number.POSITIVE_INFINITY, wanted)
+}
+
+/** Hex SHA-256 of `length` bytes of a file from `start` (a part of a multipart upload, whose signature needs it). */
+export async function sha256OfRange(path: string, start: number, length: number): Promise<string> {
+  return (await digestOfFile(path, 'sha256', start, length, () => true))!
+}
+
+async function digestOfFile(path: string, algorithm: 'md5' | 'sha256', start: number, length: number, wanted: () => boolean): Promise<string | undefined> {
+  const hash = createHash(algorithm)
   const file = await open(path)
+  const chunk = takeBuffer(CHUNK)
   try {
-    // A regular file reads short only at its end.
-    for (let position = 0; ; ) {
-      const { bytesRead } = await file.read(chunk, 0, CHUNK, position)
+    for (let done = 0; done < length; ) {
+      const asked = Math.min(CHUNK, length - done)
+      const { bytesRead } = await file.read(chunk, 0, asked, start + done)
       hash.update(chunk.subarray(0, bytesRead))
-      if (bytesRead < CHUNK) return hash.digest('hex')
-      position += bytesRead
-      if (!wanted()) return undefined
+      done += bytesRead
+      // A regular file reads short only at its end.
+      if (bytesRead < asked) {
+        if (length === Number.POSITIVE_INFINITY) break
+        throw new Error(`${path} changed while it was pushed: it ended ${length - done} bytes early`)
+      }
+      if (done < length && !wanted()) return undefined
     }
+    return hash.digest('hex')
   } finally {
     await file.close()
-    if (spareChunks.length < MAX_SPARE_CHUNKS) spareChunks.push(chunk)
+    giveBack(chunk)
   }
 }
 

@@ -1,10 +1,10 @@
-import { readFile } from 'node:fs/promises'
 import { type AnnounceReport, announce } from './announce'
 import { newerBuildExists, newestBuild, type StoredBuild } from './builds'
 import { forEachLimited, withRetry } from './concurrency'
 import { md5, md5File } from './digest'
 import { entrypointWarnings } from './entrypoints'
 import { describeError, PushCacheError } from './errors'
+import { dropSpareBuffers, giveBack, readWhole } from './file-buffers'
 import { layoutOf, versionedLayout } from './layout'
 import { LEASE_SECONDS, type Lease, pruneRunning, takeLease } from './leases'
 import { type Logger, silentLogger } from './logger'
@@ -182,15 +182,19 @@ export async function populate({ store, options, files, logger = silentLogger, o
       try {
         // A file the plan did not hash is hashed from the bytes sent where the store would hold
         // them all anyway, else read a second time beside the upload: either way, read once more at most.
-        const bytes = file.md5 === undefined && heldInMemory(file) >= file.size ? await readFile(file.path) : undefined
-        if (bytes) file.md5 = md5(bytes)
-        const [{ etag }] = await Promise.all([
-          retry(file.relpath, () =>
-            store.put(file.key, bytes ?? { file: file.path, size: file.size }, { contentType: file.contentType, cacheControl: file.cacheControl, expiresIn }),
-          ),
-          file.md5 === undefined && md5File(file.path).then((digest) => (file.md5 = digest)),
-        ])
-        if (etag) etags.set(file.relpath, etag)
+        const bytes = file.md5 === undefined && heldInMemory(file) >= file.size ? await readWhole(file.path, file.size) : undefined
+        try {
+          if (bytes) file.md5 = md5(bytes)
+          const [{ etag }] = await Promise.all([
+            retry(file.relpath, () =>
+              store.put(file.key, bytes ?? { file: file.path, size: file.size }, { contentType: file.contentType, cacheControl: file.cacheControl, expiresIn }),
+            ),
+            file.md5 === undefined && md5File(file.path).then((digest) => (file.md5 = digest)),
+          ])
+          if (etag) etags.set(file.relpath, etag)
+        } finally {
+          if (bytes && store.releasesBodies) giveBack(bytes)
+        }
       } catch (error) {
         throw new PushCacheError(
           'UPLOAD_FAILED',
@@ -274,6 +278,7 @@ export async function populate({ store, options, files, logger = silentLogger, o
     throw error
   } finally {
     await lease?.release()
+    dropSpareBuffers()
   }
   logger.info(
     `pushed ${report.uploaded} files (${formatBytes(report.bytes)}: ${report.added} new, ${report.changed} changed) of ${options.app} to ${store.display}, ${report.unchanged} unchanged (${formatBytes(report.unchangedBytes)}) skipped, manifest ${manifestKey}`,

@@ -59,6 +59,11 @@ export interface Store {
   put(key: string, body: PutBody, options?: PutOptions): Promise<PutResult>
   /** Bytes held in memory while a body of `size` bytes is put (default: all of them). */
   bufferedBytes?(size: number): number
+  /**
+   * Set when `put` keeps no hold on a body once it settled, so that core may read the next file into
+   * the same buffer. A client that may still send a command that timed out must leave it unset.
+   */
+  readonly releasesBodies?: boolean
   /** Uploads in flight that suit the store when the user names none (default 16). */
   readonly concurrency?: number
   /** Whether each key exists, cheaper than listing for stores with no prefix listing (Valkey). */

@@ -1,5 +1,6 @@
 import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http'
 import https from 'node:https'
+import type { Readable } from 'node:stream'
 import { timedOut } from '../core/errors'
 import type { StoreTimeouts } from '../core/options'
 import { type AwsCredentials, SigV4Signer, sha256Hex, uriEncode } from './sigv4'
@@ -42,7 +43,15 @@ interface S3Request {
   query?: Record<string, string>
   /** Lower-case names. */
   headers?: Record<string, string>
-  body?: Uint8Array
+  body?: Uint8Array | StreamedBody
+}
+
+/** A body read from disk as it is sent; its SHA-256, which the signature covers, known beforehand. */
+export interface StreamedBody {
+  length: number
+  sha256: string
+  /** A fresh stream of the bytes, for each attempt. */
+  open(): Readable
 }
 
 interface S3Response {
@@ -94,8 +103,9 @@ export function createS3Client({ bucket, endpoint, credentials, display, timeout
   const open = async ({ method, key, query = {}, headers = {}, body }: S3Request): Promise<S3Response> => {
     const path = key === undefined ? `${prefix}/` : `${prefix}/${key.split('/').map(uriEncode).join('/')}`
     const signed: Record<string, string> = { host: base.host, ...headers }
-    if (body) signed['content-length'] = String(body.byteLength)
-    signer.sign({ method, path, query, headers: signed }, await credentials(), body ? sha256Hex(body) : EMPTY_SHA256)
+    const inMemory = body instanceof Uint8Array
+    if (body) signed['content-length'] = String(inMemory ? body.byteLength : body.length)
+    signer.sign({ method, path, query, headers: signed }, await credentials(), !body ? EMPTY_SHA256 : inMemory ? sha256Hex(body) : body.sha256)
     // A flag (`?uploads`, `?delete`) goes bare on the wire and as `name=` into the signature.
     const search = Object.entries(query)
       .map(([name, value]) => (value ? `${uriEncode(name)}=${uriEncode(value)}` : uriEncode(name)))
@@ -114,7 +124,7 @@ export function createS3Client({ bucket, endpoint, credentials, display, timeout
    * stalls or trickles (a download, the XML of a listing) must end the push, not hold it. The error
    * is made only when the timer fires: its stack trace costs more than the rest of a request.
    */
-  const exchange = (options: http.RequestOptions, what: string, body?: Uint8Array) =>
+  const exchange = (options: http.RequestOptions, what: string, body?: S3Request['body']) =>
     new Promise<S3Response>((resolve, reject) => {
       let answer: IncomingMessage | undefined
       const request = transport.request(options, (response) => {
@@ -133,7 +143,8 @@ export function createS3Client({ bucket, endpoint, credentials, display, timeout
         clearTimeout(deadline)
         reject(error)
       })
-      request.end(body)
+      if (body === undefined || body instanceof Uint8Array) request.end(body)
+      else body.open().once('error', fail).pipe(request)
     })
 
   return {

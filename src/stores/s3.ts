@@ -1,21 +1,25 @@
 import { createHash } from 'node:crypto'
-import { type FileHandle, open, readFile } from 'node:fs/promises'
+import { createReadStream } from 'node:fs'
 import type { Readable } from 'node:stream'
 import { defaultProvider } from '@aws-sdk/credential-provider-node'
 import { loadConfig, NODE_REGION_CONFIG_FILE_OPTIONS, NODE_REGION_CONFIG_OPTIONS } from '@smithy/core/config'
 import { forEachLimited } from '../core/concurrency'
+import { sha256OfRange } from '../core/digest'
 import { invalidOption, PushCacheError, redact } from '../core/errors'
+import { giveBack, readWhole } from '../core/file-buffers'
 import { DEFAULT_TIMEOUTS, type S3Options, type StoreTimeouts } from '../core/options'
 import type { PutBody, PutOptions, PutResult, Store, StoreEntry } from '../core/store'
-import { createS3Client, escapeXml, type S3Client, S3ServiceError, xmlElements, xmlText } from './s3-client'
+import { createS3Client, escapeXml, type S3Client, S3ServiceError, type StreamedBody, xmlElements, xmlText } from './s3-client'
 import type { AwsCredentials } from './sigv4'
 
 const DRIVER_NAME = 's3'
 
 const MIB = 1024 * 1024
 const PART_SIZE = 8 * MIB
-/** Parts of one multipart upload in flight, each read whole into memory. */
+/** Parts of one multipart upload in flight. */
 const PART_QUEUE = 2
+/** What a streamed part holds in memory: the read stream's buffer, and the chunk that hashed it. */
+const PART_BUFFERED = 64 * 1024 + 256 * 1024
 /** Uploads in flight when the user names none: small objects spend their time in round trips. */
 const CONCURRENCY = 32
 /** DeleteObjects takes at most 1000 keys. */
@@ -50,16 +54,6 @@ async function regionFromChain(endpoint: string | undefined): Promise<string> {
       "Set `s3: { region: 'eu-west-1' }` (`--s3-region` on the command line), AWS_REGION, or a region in your AWS profile.",
     )
   }
-}
-
-/** Reads `length` bytes at `position` into `buffer`, all of them or an error: a file that shrinks while it is sent must not go up cut short. */
-async function readPart(file: FileHandle, path: string, buffer: Buffer, position: number, length: number): Promise<Buffer> {
-  for (let filled = 0; filled < length; ) {
-    const { bytesRead } = await file.read(buffer, filled, length - filled, position + filled)
-    if (bytesRead === 0) throw new Error(`${path} changed while it was pushed: it ended ${length - filled} bytes early`)
-    filled += bytesRead
-  }
-  return buffer.subarray(0, length)
 }
 
 const unquote = (etag: string | string[] | undefined) => (typeof etag === 'string' ? etag.replaceAll('"', '') : undefined)
@@ -154,29 +148,28 @@ export function createS3Store(url: string, options: S3Options, timeouts: StoreTi
   }
 
   /**
-   * A body above the threshold goes up in parts, PART_QUEUE at a time, each read from disk when
-   * its turn comes; a failed upload is aborted, so that no parts are left to pay for.
+   * A body above the threshold goes up in parts, PART_QUEUE at a time; a part on disk is hashed
+   * (its signature needs the SHA-256) and then streamed, so that no part is held in memory. A failed
+   * upload is aborted, so that no parts are left to pay for.
    */
   const putInParts = async (key: string, body: PutBody, headers: Record<string, string>): Promise<string | undefined> => {
     // https://docs.aws.amazon.com/AmazonS3/latest/API/API_CreateMultipartUpload.html
     const uploadId = xmlText((await send({ method: 'POST', key, query: { uploads: '' }, headers })).text, 'UploadId')
     if (!uploadId) throw new Error(`${display} started a multipart upload of ${key} without an UploadId`)
-    const size = 'file' in body ? body.size : body.byteLength
-    const file = 'file' in body ? await open(body.file) : undefined
     try {
+      const size = 'file' in body ? body.size : body.byteLength
       const etags: string[] = []
       const parts = Array.from({ length: Math.ceil(size / PART_SIZE) }, (_, index) => index)
-      // A part's buffer is read into again for a later part: PART_QUEUE buffers for the whole file.
-      const spareBuffers: Buffer[] = []
       await forEachLimited(parts, PART_QUEUE, async (index) => {
         const start = index * PART_SIZE
         const length = Math.min(PART_SIZE, size - start)
-        const buffer = file ? (spareBuffers.pop() ?? Buffer.allocUnsafeSlow(PART_SIZE)) : undefined
-        const bytes = 'file' in body ? await readPart(file!, body.file, buffer!, start, length) : body.subarray(start, start + length)
+        const part: StreamedBody | Uint8Array =
+          'file' in body
+            ? { length, sha256: await sha256OfRange(body.file, start, length), open: () => createReadStream(body.file, { start, end: start + length - 1 }) }
+            : body.subarray(start, start + length)
         // https://docs.aws.amazon.com/AmazonS3/latest/API/API_UploadPart.html
-        const { headers: answer } = await send({ method: 'PUT', key, query: { partNumber: String(index + 1), uploadId }, body: bytes })
+        const { headers: answer } = await send({ method: 'PUT', key, query: { partNumber: String(index + 1), uploadId }, body: part })
         etags[index] = answer.etag as string
-        if (buffer) spareBuffers.push(buffer)
       })
       const partList = etags.map((etag, index) => `<Part><PartNumber>${index + 1}</PartNumber><ETag>${escapeXml(etag)}</ETag></Part>`)
       // https://docs.aws.amazon.com/AmazonS3/latest/API/API_CompleteMultipartUpload.html
@@ -194,8 +187,6 @@ export function createS3Store(url: string, options: S3Options, timeouts: StoreTi
       // https://docs.aws.amazon.com/AmazonS3/latest/API/API_AbortMultipartUpload.html
       await send({ method: 'DELETE', key, query: { uploadId } }).catch(() => undefined)
       throw error
-    } finally {
-      await file?.close()
     }
   }
 
@@ -204,18 +195,23 @@ export function createS3Store(url: string, options: S3Options, timeouts: StoreTi
     layout: 'flat',
     display,
     concurrency: CONCURRENCY,
-    bufferedBytes: (size) => (size > multipartThreshold ? PART_SIZE * PART_QUEUE : size),
+    // A request that failed or timed out is destroyed with its socket: nothing sends its body later.
+    releasesBodies: true,
+    bufferedBytes: (size) => (size > multipartThreshold ? PART_BUFFERED * PART_QUEUE : size),
     async put(key: string, body: PutBody, { contentType, cacheControl, metadata = {} }: PutOptions = {}): Promise<PutResult> {
       const headers: Record<string, string> = {}
       if (contentType) headers['content-type'] = contentType
       if (cacheControl) headers['cache-control'] = cacheControl
       for (const [name, value] of Object.entries(metadata)) headers[`x-amz-meta-${name}`] = value
       if (('file' in body ? body.size : body.byteLength) > multipartThreshold) return { etag: await putInParts(root + key, body, headers) }
-      // A Buffer, unlike a stream, can be sent again when core retries.
-      const bytes = 'file' in body ? await readFile(body.file) : body
-      // https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html
-      const { headers: answer } = await send({ method: 'PUT', key: root + key, headers, body: bytes })
-      return { etag: unquote(answer.etag) }
+      const bytes = 'file' in body ? await readWhole(body.file, body.size) : body
+      try {
+        // https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html
+        const { headers: answer } = await send({ method: 'PUT', key: root + key, headers, body: bytes })
+        return { etag: unquote(answer.etag) }
+      } finally {
+        if ('file' in body) giveBack(bytes as Buffer)
+      }
     },
     async read(key: string): Promise<Readable | undefined> {
       try {

@@ -1,0 +1,69 @@
+import { open } from 'node:fs/promises'
+
+const KIB = 1024
+/** The smallest buffer handed out: below it, size classes would only multiply the free lists. */
+const SMALLEST = 16 * KIB
+/** Bytes of free buffers kept for the next files; what is given back beyond it is left to the GC. */
+const MAX_SPARE_BYTES = 8 * KIB * KIB
+/** The largest buffer kept: larger files are few, and a spare one would hold memory the small ones cannot use. */
+const LARGEST_KEPT = KIB * KIB
+
+/**
+ * Buffers for file contents, handed from one file to the next. A push reads its whole build once or
+ * twice; a fresh buffer per file is garbage the size of the build, and V8 frees such memory only
+ * when a full collection comes, so the process swells by tens of MiB for no work. Buffers come in
+ * power-of-two sizes, so that one freed by any file fits most of the next ones.
+ */
+const spare = new Map<number, ArrayBuffer[]>()
+let spareBytes = 0
+
+const sizeClass = (size: number) => Math.max(SMALLEST, 2 ** Math.ceil(Math.log2(size)))
+
+/** A buffer of `size` bytes (contents undefined); hand it back with {@link giveBack} when done. */
+export function takeBuffer(size: number): Buffer {
+  const capacity = sizeClass(size)
+  const reused = spare.get(capacity)?.pop()
+  if (reused) spareBytes -= capacity
+  return Buffer.from(reused ?? new ArrayBuffer(capacity), 0, size)
+}
+
+/** Returns a buffer from {@link takeBuffer}: nothing may read or write it afterwards. */
+export function giveBack(buffer: Buffer): void {
+  const whole = buffer.buffer as ArrayBuffer
+  if (whole.byteLength > LARGEST_KEPT || spareBytes + whole.byteLength > MAX_SPARE_BYTES) return
+  spareBytes += whole.byteLength
+  const list = spare.get(whole.byteLength)
+  if (list) list.push(whole)
+  else spare.set(whole.byteLength, [whole])
+}
+
+/** Drops every spare buffer: a push is over, and the process (a bundler in watch mode) lives on. */
+export function dropSpareBuffers(): void {
+  spare.clear()
+  spareBytes = 0
+}
+
+/**
+ * The whole of a file of `size` bytes, in a buffer from {@link takeBuffer}. A file whose size is
+ * no longer `size` is an error: the plan and the manifest speak of `size` bytes.
+ */
+export async function readWhole(path: string, size: number): Promise<Buffer> {
+  const changed = (what: string) => new Error(`${path} changed while it was pushed: ${what}, not the ${size} bytes collected`)
+  const bytes = takeBuffer(size)
+  const file = await open(path)
+  try {
+    const { size: now } = await file.stat()
+    if (now !== size) throw changed(`it holds ${now} bytes`)
+    for (let filled = 0; filled < size; ) {
+      const { bytesRead } = await file.read(bytes, filled, size - filled, filled)
+      if (bytesRead === 0) throw changed(`it ended after ${filled} bytes`)
+      filled += bytesRead
+    }
+    return bytes
+  } catch (error) {
+    giveBack(bytes)
+    throw error
+  } finally {
+    await file.close()
+  }
+}

@@ -13,7 +13,7 @@ describe('file buffers', () => {
     for (const size of [0, 1, 16 * 1024 + 1, 1024 * 1024 + 3]) {
       const bytes = randomBytes(size)
       await writeFile(join(dir, 'file'), bytes)
-      const read = await readWhole(join(dir, 'file'), size)
+      const read = await readWhole(join(dir, 'file'), size, true)
       expect(read.equals(bytes)).toBe(true)
       giveBack(read)
     }
@@ -21,7 +21,7 @@ describe('file buffers', () => {
 
   it('refuse a file whose size is no longer the one collected', async () => {
     await writeFile(join(dir, 'grown'), randomBytes(100))
-    await expect(readWhole(join(dir, 'grown'), 90)).rejects.toThrow(/grown changed while it was pushed: it holds 100 bytes, not the 90 bytes collected/)
+    await expect(readWhole(join(dir, 'grown'), 90, true)).rejects.toThrow(/grown changed while it was pushed: it holds 100 bytes, not the 90 bytes collected/)
   })
 
   it('hand a buffer given back to the next file of its size class, until the push drops them', () => {

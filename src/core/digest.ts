@@ -1,9 +1,5 @@
 import { createHash } from 'node:crypto'
-import { open } from 'node:fs/promises'
-import { giveBack, takeBuffer } from './file-buffers'
-
-/** Bytes read at a time; most files of a build fit in one read. */
-const CHUNK = 256 * 1024
+import { readChunks } from './file-buffers'
 
 /**
  * Hex MD5 of a file: what a single-part S3 ETag is, and what manifests record per file. `wanted`
@@ -22,26 +18,7 @@ export async function sha256OfRange(path: string, start: number, length: number)
 
 async function digestOfFile(path: string, algorithm: 'md5' | 'sha256', start: number, length: number, wanted: () => boolean): Promise<string | undefined> {
   const hash = createHash(algorithm)
-  const file = await open(path)
-  const chunk = takeBuffer(CHUNK)
-  try {
-    for (let done = 0; done < length; ) {
-      const asked = Math.min(CHUNK, length - done)
-      const { bytesRead } = await file.read(chunk, 0, asked, start + done)
-      hash.update(chunk.subarray(0, bytesRead))
-      done += bytesRead
-      // A regular file reads short only at its end.
-      if (bytesRead < asked) {
-        if (length === Number.POSITIVE_INFINITY) break
-        throw new Error(`${path} changed while it was pushed: it ended ${length - done} bytes early`)
-      }
-      if (done < length && !wanted()) return undefined
-    }
-    return hash.digest('hex')
-  } finally {
-    await file.close()
-    giveBack(chunk)
-  }
+  return (await readChunks(path, start, length, (chunk) => hash.update(chunk), wanted)) ? hash.digest('hex') : undefined
 }
 
 export const md5 = (bytes: Uint8Array): string => createHash('md5').update(bytes).digest('hex')

@@ -4,7 +4,7 @@ const KIB = 1024
 /** The smallest buffer handed out: below it, size classes would only multiply the free lists. */
 const SMALLEST = 16 * KIB
 /** Bytes of free buffers kept for the next files; what is given back beyond it is left to the GC. */
-const MAX_SPARE_BYTES = 8 * KIB * KIB
+const MAX_SPARE_BYTES = 4 * KIB * KIB
 /** The largest buffer kept: larger files are few, and a spare one would hold memory the small ones cannot use. */
 const LARGEST_KEPT = KIB * KIB
 
@@ -43,13 +43,52 @@ export function dropSpareBuffers(): void {
   spareBytes = 0
 }
 
+/** Bytes read at a time by {@link readChunks}; most files of a build fit in one read. */
+export const CHUNK = 256 * KIB
+
 /**
- * The whole of a file of `size` bytes, in a buffer from {@link takeBuffer}. A file whose size is
- * no longer `size` is an error: the plan and the manifest speak of `size` bytes.
+ * Reads `length` bytes of a file from `start` (to its end when `length` is infinite) into one pooled
+ * buffer, a chunk at a time, and hands each chunk to `visit`, which must be done with it when it
+ * returns or resolves. `wanted` is asked between chunks: resolves false when it said no. A file that
+ * ends before `length` bytes is an error.
  */
-export async function readWhole(path: string, size: number): Promise<Buffer> {
+export async function readChunks(
+  path: string,
+  start: number,
+  length: number,
+  visit: (chunk: Buffer) => unknown,
+  wanted: () => boolean = () => true,
+): Promise<boolean> {
+  const file = await open(path)
+  const chunk = takeBuffer(CHUNK)
+  try {
+    for (let done = 0; done < length; ) {
+      const asked = Math.min(CHUNK, length - done)
+      const { bytesRead } = await file.read(chunk, 0, asked, start + done)
+      await visit(chunk.subarray(0, bytesRead))
+      done += bytesRead
+      // A regular file reads short only at its end.
+      if (bytesRead < asked) {
+        if (length === Number.POSITIVE_INFINITY) return true
+        throw new Error(`${path} changed while it was pushed: it ended ${length - done} bytes early`)
+      }
+      if (done < length && !wanted()) return false
+    }
+    return true
+  } finally {
+    await file.close()
+    giveBack(chunk)
+  }
+}
+
+/**
+ * The whole of a file of `size` bytes, in a buffer from {@link takeBuffer} (or, not `pooled`, one
+ * of its own: for a holder that may keep it). A file whose size is no longer `size` is an error:
+ * the plan and the manifest speak of `size` bytes.
+ */
+export async function readWhole(path: string, size: number, pooled: boolean): Promise<Buffer> {
   const changed = (what: string) => new Error(`${path} changed while it was pushed: ${what}, not the ${size} bytes collected`)
-  const bytes = takeBuffer(size)
+  const bytes = pooled ? takeBuffer(size) : Buffer.allocUnsafeSlow(size)
   const file = await open(path)
   try {
     const { size: now } = await file.stat()
@@ -61,7 +100,7 @@ export async function readWhole(path: string, size: number): Promise<Buffer> {
     }
     return bytes
   } catch (error) {
-    giveBack(bytes)
+    if (pooled) giveBack(bytes)
     throw error
   } finally {
     await file.close()

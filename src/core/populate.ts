@@ -19,7 +19,7 @@ import { planSync, type SyncPlan } from './sync-plan'
 import { GENERATOR } from './version'
 
 /** File contents held in memory at once across all uploads in flight; larger files stream. */
-const BYTES_IN_FLIGHT = 32 * 1024 * 1024
+const BYTES_IN_FLIGHT = 16 * 1024 * 1024
 /** Files hashed at once: enough to keep the disk busy, few enough to leave it to the uploads. */
 const HASHING = 8
 const DEFAULT_CONCURRENCY = 16
@@ -182,7 +182,8 @@ export async function populate({ store, options, files, logger = silentLogger, o
       try {
         // A file the plan did not hash is hashed from the bytes sent where the store would hold
         // them all anyway, else read a second time beside the upload: either way, read once more at most.
-        const bytes = file.md5 === undefined && heldInMemory(file) >= file.size ? await readWhole(file.path, file.size) : undefined
+        const bytes =
+          file.md5 === undefined && heldInMemory(file) >= file.size ? await readWhole(file.path, file.size, store.releasesBodies === true) : undefined
         try {
           if (bytes) file.md5 = md5(bytes)
           const [{ etag }] = await Promise.all([

@@ -1,6 +1,6 @@
 import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http'
 import https from 'node:https'
-import type { Readable } from 'node:stream'
+import type { Writable } from 'node:stream'
 import { timedOut } from '../core/errors'
 import type { StoreTimeouts } from '../core/options'
 import { type AwsCredentials, SigV4Signer, sha256Hex, uriEncode } from './sigv4'
@@ -50,8 +50,8 @@ interface S3Request {
 export interface StreamedBody {
   length: number
   sha256: string
-  /** A fresh stream of the bytes, for each attempt. */
-  open(): Readable
+  /** Writes the bytes to `request`, each chunk once the previous one went out; called once per attempt. */
+  writeTo(request: Writable): Promise<void>
 }
 
 interface S3Response {
@@ -144,7 +144,7 @@ export function createS3Client({ bucket, endpoint, credentials, display, timeout
         reject(error)
       })
       if (body === undefined || body instanceof Uint8Array) request.end(body)
-      else body.open().once('error', fail).pipe(request)
+      else body.writeTo(request).then(() => request.end(), fail)
     })
 
   return {

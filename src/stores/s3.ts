@@ -1,12 +1,11 @@
 import { createHash } from 'node:crypto'
-import { createReadStream } from 'node:fs'
-import type { Readable } from 'node:stream'
+import type { Readable, Writable } from 'node:stream'
 import { defaultProvider } from '@aws-sdk/credential-provider-node'
 import { loadConfig, NODE_REGION_CONFIG_FILE_OPTIONS, NODE_REGION_CONFIG_OPTIONS } from '@smithy/core/config'
 import { forEachLimited } from '../core/concurrency'
 import { sha256OfRange } from '../core/digest'
 import { invalidOption, PushCacheError, redact } from '../core/errors'
-import { giveBack, readWhole } from '../core/file-buffers'
+import { CHUNK, giveBack, readChunks, readWhole } from '../core/file-buffers'
 import { DEFAULT_TIMEOUTS, type S3Options, type StoreTimeouts } from '../core/options'
 import type { PutBody, PutOptions, PutResult, Store, StoreEntry } from '../core/store'
 import { createS3Client, escapeXml, type S3Client, S3ServiceError, type StreamedBody, xmlElements, xmlText } from './s3-client'
@@ -18,8 +17,6 @@ const MIB = 1024 * 1024
 const PART_SIZE = 8 * MIB
 /** Parts of one multipart upload in flight. */
 const PART_QUEUE = 2
-/** What a streamed part holds in memory: the read stream's buffer, and the chunk that hashed it. */
-const PART_BUFFERED = 64 * 1024 + 256 * 1024
 /** Uploads in flight when the user names none: small objects spend their time in round trips. */
 const CONCURRENCY = 32
 /** DeleteObjects takes at most 1000 keys. */
@@ -54,6 +51,11 @@ async function regionFromChain(endpoint: string | undefined): Promise<string> {
       "Set `s3: { region: 'eu-west-1' }` (`--s3-region` on the command line), AWS_REGION, or a region in your AWS profile.",
     )
   }
+}
+
+/** Writes `length` bytes of a file from `start` to `request` through one reused chunk: a chunk is read again only once the last one went out. */
+async function sendRange(request: Writable, path: string, start: number, length: number): Promise<void> {
+  await readChunks(path, start, length, (chunk) => new Promise<void>((done, failed) => request.write(chunk, (error) => (error ? failed(error) : done()))))
 }
 
 const unquote = (etag: string | string[] | undefined) => (typeof etag === 'string' ? etag.replaceAll('"', '') : undefined)
@@ -165,7 +167,7 @@ export function createS3Store(url: string, options: S3Options, timeouts: StoreTi
         const length = Math.min(PART_SIZE, size - start)
         const part: StreamedBody | Uint8Array =
           'file' in body
-            ? { length, sha256: await sha256OfRange(body.file, start, length), open: () => createReadStream(body.file, { start, end: start + length - 1 }) }
+            ? { length, sha256: await sha256OfRange(body.file, start, length), writeTo: (request) => sendRange(request, body.file, start, length) }
             : body.subarray(start, start + length)
         // https://docs.aws.amazon.com/AmazonS3/latest/API/API_UploadPart.html
         const { headers: answer } = await send({ method: 'PUT', key, query: { partNumber: String(index + 1), uploadId }, body: part })
@@ -197,14 +199,15 @@ export function createS3Store(url: string, options: S3Options, timeouts: StoreTi
     concurrency: CONCURRENCY,
     // A request that failed or timed out is destroyed with its socket: nothing sends its body later.
     releasesBodies: true,
-    bufferedBytes: (size) => (size > multipartThreshold ? PART_BUFFERED * PART_QUEUE : size),
+    // A part in flight is read through one chunk, to hash it and then to send it.
+    bufferedBytes: (size) => (size > multipartThreshold ? CHUNK * PART_QUEUE : size),
     async put(key: string, body: PutBody, { contentType, cacheControl, metadata = {} }: PutOptions = {}): Promise<PutResult> {
       const headers: Record<string, string> = {}
       if (contentType) headers['content-type'] = contentType
       if (cacheControl) headers['cache-control'] = cacheControl
       for (const [name, value] of Object.entries(metadata)) headers[`x-amz-meta-${name}`] = value
       if (('file' in body ? body.size : body.byteLength) > multipartThreshold) return { etag: await putInParts(root + key, body, headers) }
-      const bytes = 'file' in body ? await readWhole(body.file, body.size) : body
+      const bytes = 'file' in body ? await readWhole(body.file, body.size, true) : body
       try {
         // https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html
         const { headers: answer } = await send({ method: 'PUT', key: root + key, headers, body: bytes })

@@ -99,6 +99,7 @@ export async function injectFault(rule: {
   key?: string | RegExp
   status?: number
   code?: string
+  bucketRegion?: string
   reset?: boolean
   times?: number
 }): Promise<void> {

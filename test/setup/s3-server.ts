@@ -64,6 +64,8 @@ export interface FaultRule {
   status?: number
   /** The S3 error code of the answer (`SlowDown`, `InternalError`); by default `ServiceUnavailable` for a 503. */
   code?: string
+  /** Sent as `x-amz-bucket-region`, as S3 does when a bucket is asked for in the wrong region. */
+  bucketRegion?: string
   reset?: boolean
   /** Matches left; unset = every time. */
   times?: number
@@ -261,7 +263,7 @@ function createRecordingProxy(upstream: URL, requests: RecordedRequest[], faults
       req.resume().once('end', () => {
         const status = fault.status ?? 503
         const code = fault.code ?? (status === 503 ? 'ServiceUnavailable' : 'InjectedFault')
-        res.writeHead(status, { 'content-type': 'application/xml' })
+        res.writeHead(status, { 'content-type': 'application/xml', ...(fault.bucketRegion ? { 'x-amz-bucket-region': fault.bucketRegion } : {}) })
         res.end(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>Fault injected by the test proxy</Message></Error>`)
       })
       return

@@ -167,7 +167,7 @@ export interface Options {
   /** `Cache-Control` of every pushed file. @default the `cacheControl.*` defaults below */
   cacheControl?: CacheControlOptions
   /**
-   * Uploads in flight at once. Whatever the count, at most 32 MiB of file contents are held in
+   * Uploads in flight at once. Whatever the count, at most 16 MiB of file contents are held in
    * memory at a time (larger files stream).
    * @default 32 (S3), 16 (local directory), 512 (Valkey: writes share pipelined round trips)
    */

@@ -5,7 +5,7 @@ import { resolveOptions } from '../src/core/options'
 import { runCli, tree, workspaceWithBuild } from './helpers/cli'
 import { startFaultProxy, unansweredPort } from './helpers/fault-proxy'
 import { QUICK, stepBoundMs } from './helpers/faults'
-import { createBucket, listObjects, s3Env, s3StoreUrl } from './helpers/s3'
+import { createBucket, listObjects, s3CliEnv, s3StoreUrl } from './helpers/s3'
 import { appKeys, rawClient, uniqueApp, valkeyEnv } from './helpers/valkey'
 
 /** Starting node and loading the AWS SDK on a busy 2-core machine, on top of the bound itself. */
@@ -14,8 +14,8 @@ const QUICK_FLAGS = ['--connect-timeout', String(QUICK.connectTimeout), '--reque
 
 /** The CLI's S3 credentials, from the environment as a user sets them; no endpoint: each test names its own. */
 function s3Credentials(): Record<string, string> {
-  const { region, credentials } = s3Env()
-  return { AWS_REGION: region, AWS_ACCESS_KEY_ID: credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey }
+  const { AWS_ENDPOINT_URL_S3: _, ...credentials } = s3CliEnv()
+  return credentials
 }
 
 /** Every command, as a user runs it against `store` (`dist` and `dest` inside `work`). */

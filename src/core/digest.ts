@@ -13,15 +13,16 @@ export function md5File(path: string, wanted = () => true): Promise<string | und
 
 /** Hex SHA-256 of `length` bytes of a file from `start` (a part of a multipart upload, whose signature needs it). */
 export async function sha256OfRange(path: string, start: number, length: number): Promise<string> {
-  return (await digestOfFile(path, 'sha256', start, length, () => true))!
+  return (await digestOfFile(path, 'sha256', start, length))!
 }
 
-async function digestOfFile(path: string, algorithm: 'md5' | 'sha256', start: number, length: number, wanted: () => boolean): Promise<string | undefined> {
+async function digestOfFile(path: string, algorithm: 'md5' | 'sha256', start: number, length: number, wanted?: () => boolean): Promise<string | undefined> {
   const hash = createHash(algorithm)
   return (await readChunks(path, start, length, (chunk) => hash.update(chunk), wanted)) ? hash.digest('hex') : undefined
 }
 
-export const md5 = (bytes: Uint8Array): string => createHash('md5').update(bytes).digest('hex')
+/** MD5 of bytes: hex for manifests and ETags, base64 for a `Content-MD5` header. */
+export const md5 = (bytes: Uint8Array, encoding: 'hex' | 'base64' = 'hex'): string => createHash('md5').update(bytes).digest(encoding)
 
 /** A plain (single-part, non-KMS) S3 ETag is the MD5 of the bytes; a multipart one ends in `-<parts>`. */
 export const isMd5 = (etag: string | undefined): etag is string => etag !== undefined && /^[0-9a-f]{32}$/i.test(etag)

@@ -43,6 +43,8 @@ export function dropSpareBuffers(): void {
   spareBytes = 0
 }
 
+const changedWhilePushed = (path: string, what: string) => new Error(`${path} changed while it was pushed: ${what}`)
+
 /** Bytes read at a time by {@link readChunks}; most files of a build fit in one read. */
 export const CHUNK = 256 * KIB
 
@@ -70,7 +72,7 @@ export async function readChunks(
       // A regular file reads short only at its end.
       if (bytesRead < asked) {
         if (length === Number.POSITIVE_INFINITY) return true
-        throw new Error(`${path} changed while it was pushed: it ended ${length - done} bytes early`)
+        throw changedWhilePushed(path, `it ended ${length - done} bytes early`)
       }
       if (done < length && !wanted()) return false
     }
@@ -87,15 +89,14 @@ export async function readChunks(
  * the plan and the manifest speak of `size` bytes.
  */
 export async function readWhole(path: string, size: number, pooled: boolean): Promise<Buffer> {
-  const changed = (what: string) => new Error(`${path} changed while it was pushed: ${what}, not the ${size} bytes collected`)
   const bytes = pooled ? takeBuffer(size) : Buffer.allocUnsafeSlow(size)
   const file = await open(path)
   try {
     const { size: now } = await file.stat()
-    if (now !== size) throw changed(`it holds ${now} bytes`)
+    if (now !== size) throw changedWhilePushed(path, `it holds ${now} bytes, not the ${size} bytes collected`)
     for (let filled = 0; filled < size; ) {
       const { bytesRead } = await file.read(bytes, filled, size - filled, filled)
-      if (bytesRead === 0) throw changed(`it ended after ${filled} bytes`)
+      if (bytesRead === 0) throw changedWhilePushed(path, `it ended after ${filled} bytes, not the ${size} bytes collected`)
       filled += bytesRead
     }
     return bytes

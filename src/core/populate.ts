@@ -171,6 +171,7 @@ export async function populate({ store, options, files, logger = silentLogger, o
     const etags = new Map<string, string>()
     /** Bytes of a file the store holds in memory while it writes it. */
     const heldInMemory = (file: PlannedUpload) => store.bufferedBytes?.(file.size) ?? file.size
+    const reuseBuffers = store.releasesBodies === true
     const progress = createProgressCounter({ files: toWrite.length, bytes: report.bytes }, onProgress)
     const put = async (file: HashedUpload) => {
       if (expiresIn && now() - lockedAt > expiresIn * 1000)
@@ -182,8 +183,7 @@ export async function populate({ store, options, files, logger = silentLogger, o
       try {
         // A file the plan did not hash is hashed from the bytes sent where the store would hold
         // them all anyway, else read a second time beside the upload: either way, read once more at most.
-        const bytes =
-          file.md5 === undefined && heldInMemory(file) >= file.size ? await readWhole(file.path, file.size, store.releasesBodies === true) : undefined
+        const bytes = file.md5 === undefined && heldInMemory(file) >= file.size ? await readWhole(file.path, file.size, reuseBuffers) : undefined
         try {
           if (bytes) file.md5 = md5(bytes)
           const [{ etag }] = await Promise.all([
@@ -194,7 +194,7 @@ export async function populate({ store, options, files, logger = silentLogger, o
           ])
           if (etag) etags.set(file.relpath, etag)
         } finally {
-          if (bytes && store.releasesBodies) giveBack(bytes)
+          if (bytes && reuseBuffers) giveBack(bytes)
         }
       } catch (error) {
         throw new PushCacheError(

@@ -190,7 +190,8 @@ async function errorOf({ status, headers, body }: S3Response, method: string): P
 }
 
 const ENTITIES: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" }
-const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;', '\r': '&#13;' }
+/** The entities, the other way round; and a carriage return, which parsers would drop. */
+const ESCAPES: Record<string, string> = { ...Object.fromEntries(Object.entries(ENTITIES).map(([name, char]) => [char, `&${name};`])), '\r': '&#13;' }
 
 function unescapeXml(text: string): string {
   return text.replace(/&(?:#x([0-9a-f]+)|#(\d+)|([a-z]+));/gi, (entity, hex?: string, decimal?: string, name?: string) =>

@@ -1,9 +1,8 @@
-import { createHash } from 'node:crypto'
 import type { Readable, Writable } from 'node:stream'
 import { defaultProvider } from '@aws-sdk/credential-provider-node'
 import { loadConfig, NODE_REGION_CONFIG_FILE_OPTIONS, NODE_REGION_CONFIG_OPTIONS } from '@smithy/core/config'
 import { forEachLimited } from '../core/concurrency'
-import { sha256OfRange } from '../core/digest'
+import { md5, sha256OfRange } from '../core/digest'
 import { invalidOption, PushCacheError, redact } from '../core/errors'
 import { CHUNK, giveBack, readChunks, readWhole } from '../core/file-buffers'
 import { DEFAULT_TIMEOUTS, type S3Options, type StoreTimeouts } from '../core/options'
@@ -73,14 +72,12 @@ export function createS3Store(url: string, options: S3Options, timeouts: StoreTi
   const given = options.credentials
   const credentials: () => Promise<AwsCredentials> = given ? async () => given : defaultProvider()
   let region: string | undefined
-  let connecting: Promise<S3Client> | undefined
-  let client: S3Client | undefined
+  let client: Promise<S3Client> | undefined
   const s3 = () =>
-    (connecting ??= (async () => {
+    (client ??= (async () => {
       region = options.region || (await regionFromChain(endpoint))
       const pathStyle = options.forcePathStyle ?? endpoint !== undefined
-      client = createS3Client({ bucket, endpoint: { url: endpoint, region, pathStyle }, credentials, display, timeouts, maxSockets: 2 * CONCURRENCY })
-      return client
+      return createS3Client({ bucket, endpoint: { url: endpoint, region, pathStyle }, credentials, display, timeouts, maxSockets: 2 * CONCURRENCY })
     })())
   let batchDeleteRejected = false
 
@@ -108,13 +105,15 @@ export function createS3Store(url: string, options: S3Options, timeouts: StoreTi
       return Object.assign(new Error(`${display} could not be reached: ${message}`, { cause: error }), { code })
     return error
   }
-  const send = async (request: Parameters<S3Client['send']>[0]) => {
+  /** Every request goes through here: its error comes out clarified. */
+  const call = async <T>(use: (client: S3Client) => Promise<T>): Promise<T> => {
     try {
-      return await (await s3()).send(request)
+      return await use(await s3())
     } catch (error) {
       throw clarify(error)
     }
   }
+  const send = (request: Parameters<S3Client['send']>[0]) => call((c) => c.send(request))
 
   const deleteOneByOne = (keys: readonly string[]) =>
     // https://docs.aws.amazon.com/AmazonS3/latest/API/API_DeleteObject.html
@@ -126,11 +125,9 @@ export function createS3Store(url: string, options: S3Options, timeouts: StoreTi
     let answer: string
     try {
       // https://docs.aws.amazon.com/AmazonS3/latest/API/API_DeleteObjects.html (Content-MD5 is required)
-      answer = (
-        await (await s3()).send({ method: 'POST', query: { delete: '' }, headers: { 'content-md5': createHash('md5').update(body).digest('base64') }, body })
-      ).text
+      answer = (await send({ method: 'POST', query: { delete: '' }, headers: { 'content-md5': md5(body, 'base64') }, body })).text
     } catch (error) {
-      if (!(error instanceof S3ServiceError && BATCH_DELETE_REJECTED.has(error.$metadata.httpStatusCode))) throw clarify(error)
+      if (!(error instanceof S3ServiceError && BATCH_DELETE_REJECTED.has(error.$metadata.httpStatusCode))) throw error
       batchDeleteRejected = true
       return deleteOneByOne(keys)
     }
@@ -154,12 +151,11 @@ export function createS3Store(url: string, options: S3Options, timeouts: StoreTi
    * (its signature needs the SHA-256) and then streamed, so that no part is held in memory. A failed
    * upload is aborted, so that no parts are left to pay for.
    */
-  const putInParts = async (key: string, body: PutBody, headers: Record<string, string>): Promise<string | undefined> => {
+  const putInParts = async (key: string, body: PutBody, size: number, headers: Record<string, string>): Promise<string | undefined> => {
     // https://docs.aws.amazon.com/AmazonS3/latest/API/API_CreateMultipartUpload.html
     const uploadId = xmlText((await send({ method: 'POST', key, query: { uploads: '' }, headers })).text, 'UploadId')
     if (!uploadId) throw new Error(`${display} started a multipart upload of ${key} without an UploadId`)
     try {
-      const size = 'file' in body ? body.size : body.byteLength
       const etags: string[] = []
       const parts = Array.from({ length: Math.ceil(size / PART_SIZE) }, (_, index) => index)
       await forEachLimited(parts, PART_QUEUE, async (index) => {
@@ -206,7 +202,8 @@ export function createS3Store(url: string, options: S3Options, timeouts: StoreTi
       if (contentType) headers['content-type'] = contentType
       if (cacheControl) headers['cache-control'] = cacheControl
       for (const [name, value] of Object.entries(metadata)) headers[`x-amz-meta-${name}`] = value
-      if (('file' in body ? body.size : body.byteLength) > multipartThreshold) return { etag: await putInParts(root + key, body, headers) }
+      const size = 'file' in body ? body.size : body.byteLength
+      if (size > multipartThreshold) return { etag: await putInParts(root + key, body, size, headers) }
       const bytes = 'file' in body ? await readWhole(body.file, body.size, true) : body
       try {
         // https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html
@@ -219,11 +216,11 @@ export function createS3Store(url: string, options: S3Options, timeouts: StoreTi
     async read(key: string): Promise<Readable | undefined> {
       try {
         // https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html
-        return (await (await s3()).open({ method: 'GET', key: root + key })).body
+        return (await call((c) => c.open({ method: 'GET', key: root + key }))).body
       } catch (error) {
-        // A missing bucket is a 404 too, but not a missing key: it must not read as "no manifest".
-        if (error instanceof S3ServiceError && error.$metadata.httpStatusCode === 404 && error.name !== 'NoSuchBucket') return undefined
-        throw clarify(error)
+        // A missing bucket is a 404 too, but comes out of `clarify` as STORE_UNREACHABLE: it must not read as "no manifest".
+        if (error instanceof S3ServiceError && error.$metadata.httpStatusCode === 404) return undefined
+        throw error
       }
     },
     async *list(prefix: string): AsyncIterable<StoreEntry> {
@@ -259,9 +256,11 @@ export function createS3Store(url: string, options: S3Options, timeouts: StoreTi
       for (let start = 0; start < keys.length; start += DELETE_BATCH) await deleteBatch(keys.slice(start, start + DELETE_BATCH))
     },
     async close() {
-      client?.close()
+      const opened = client
       client = undefined
-      connecting = undefined
+      // A client that never came (no region) has nothing to close.
+      const current = await opened?.catch(() => undefined)
+      current?.close()
     },
   }
 }

@@ -21,6 +21,6 @@ export default defineConfig({
   keepNames: true,
   // `require('unplugin-push-cache/webpack')` is the plugin itself, not `{ default }`.
   cjsInterop: true,
-  // core/version.ts reads it: `push-cache --version` and the manifests' `generator`.
+  // core/model/version.ts reads it: `push-cache --version` and the manifests' `generator`.
   define: { __PACKAGE_VERSION__: JSON.stringify(version) },
 })

@@ -1,10 +1,10 @@
 #!/usr/bin/env node
-// Writes the README's option tables from the JSDoc in src/core/options.ts, so the two cannot
+// Writes the README's option tables from the JSDoc in src/core/model/options.ts, so the two cannot
 // drift. `--check` exits 1 (and writes nothing) when the README is out of date.
 import { readFileSync, writeFileSync } from 'node:fs'
 import ts from 'typescript'
 
-const SOURCE = new URL('../src/core/options.ts', import.meta.url)
+const SOURCE = new URL('../src/core/model/options.ts', import.meta.url)
 const README = new URL('../README.md', import.meta.url)
 const SECTIONS = [
   ['Options', ''],

@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path'
 import { promisify } from 'node:util'
 import { beforeAll, describe, expect, it } from 'vitest'
 import packageJson from '../package.json'
-import { DEFAULT_CACHE_CONTROL } from '../src/core/options'
+import { DEFAULT_CACHE_CONTROL } from '../src/core/model/options'
 import { closedPort } from './helpers/cli'
 
 const run = promisify(execFile)

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { describe, expect, it } from 'vitest'
-import { forEachLimited } from '../src/core/concurrency'
+import { forEachLimited } from '../src/core/util/concurrency'
 
 describe('forEachLimited', () => {
   it('never holds more than the budget, and runs a share larger than the budget alone', async () => {

@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { dropSpareBuffers, giveBack, readWhole, takeBuffer } from '../src/core/file-buffers'
+import { dropSpareBuffers, giveBack, readWhole, takeBuffer } from '../src/core/util/file-buffers'
 
 const dir = await mkdtemp(join(tmpdir(), 'push-cache-buffers-'))
 afterAll(() => rm(dir, { recursive: true }))

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest'
-import { entrypointWarnings } from '../src/core/entrypoints'
-import { flatLayout, versionedLayout } from '../src/core/layout'
-import { resolveOptions } from '../src/core/options'
-import { cacheControlOf, contentTypeOf, hasContentHash, planUpload } from '../src/core/plan'
+import { resolveOptions } from '../src/core/model/options'
+import { entrypointWarnings } from '../src/core/push/entrypoints'
+import { cacheControlOf, contentTypeOf, hasContentHash, planUpload } from '../src/core/push/plan'
+import { flatLayout, versionedLayout } from '../src/core/store/layout'
 
 const options = (extra = {}) => resolveOptions({ app: 'inventory', timestamp: 1700000000, ...extra }, {})
 const file = (relpath: string, size = 10) => ({ relpath, path: `/out/${relpath}`, size })

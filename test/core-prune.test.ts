@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { planVersionedPop } from '../src/core/pop'
-import { partitionBuilds, planFlatPrune } from '../src/core/prune'
+import { partitionBuilds, planFlatPrune } from '../src/core/prune/rules'
+import { planVersionedPop } from '../src/core/serve/pop'
 
 const DAY = 86400
 const now = 100 * DAY

@@ -3,8 +3,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { md5File } from '../src/core/digest'
-import { planSync } from '../src/core/sync-plan'
+import { planSync } from '../src/core/model/sync-plan'
+import { md5File } from '../src/core/util/digest'
 
 const md5 = (digit: string) => digit.repeat(32)
 const names = (files: { relpath: string }[]) => files.map((file) => file.relpath)

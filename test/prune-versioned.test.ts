@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { planVersionedPrune } from '../src/core/prune'
+import { planVersionedPrune } from '../src/core/prune/rules'
 
 const DAY = 86400
 const now = 100 * DAY

@@ -1,8 +1,8 @@
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { listKeys } from '../src/core/builds'
-import { pop } from '../src/core/pop'
-import { prune } from '../src/core/prune-store'
+import { prune } from '../src/core/prune/prune'
+import { pop } from '../src/core/serve/pop'
+import { listKeys } from '../src/core/store/builds'
 import { createValkeyStore } from '../src/stores/valkey'
 import { appKeys, assets, clusterUrl, fixture, push, rawCluster, readTree, tempDir, uniqueApp } from './helpers/valkey'
 

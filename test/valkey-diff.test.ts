@@ -1,8 +1,8 @@
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { parseManifest } from '../src/core/manifest'
-import { pop } from '../src/core/pop'
-import { prune } from '../src/core/prune-store'
+import { parseManifest } from '../src/core/model/manifest'
+import { prune } from '../src/core/prune/prune'
+import { pop } from '../src/core/serve/pop'
 import { createValkeyStore } from '../src/stores/valkey'
 import { appKeys, fixture, push, rawClient, readTree, tempDir, uniqueApp, valkeyUrl } from './helpers/valkey'
 

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterEach, describe, expect, it } from 'vitest'
-import { vwatchPoll } from '../src/core/vwatch'
+import { vwatchPoll } from '../src/core/announce/vwatch'
 import { putVersion, uniqueName, vwatchEnv, vwatchStats, waitForStats } from './helpers/vwatch'
 
 const FAST = { minMs: 200, maxMs: 1_000 }

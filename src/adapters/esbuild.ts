@@ -1,6 +1,6 @@
 import { dirname, relative, resolve } from 'node:path'
 import type { PluginBuild } from 'esbuild'
-import { toPosix } from '../core/files'
+import { toPosix } from '../core/push/collect-files'
 import { madeByHashedTemplate } from './names'
 import type { PushSession } from './session'
 

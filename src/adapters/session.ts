@@ -1,12 +1,12 @@
 import { isAbsolute, posix, relative, resolve, sep } from 'node:path'
-import { describeError, PushCacheError } from '../core/errors'
-import { collectFiles, toPosix } from '../core/files'
-import { createLogger, type Logger } from '../core/logger'
-import { checkOptions, type Options, type ResolvedOptions, resolveOptions } from '../core/options'
-import type { BuildFile } from '../core/plan'
-import { pushFiles } from '../core/push'
+import { describeError, PushCacheError } from '../core/model/errors'
+import { checkOptions, type Options, type ResolvedOptions, resolveOptions } from '../core/model/options'
+import { collectFiles, toPosix } from '../core/push/collect-files'
+import type { BuildFile } from '../core/push/plan'
+import { createLogger, type Logger } from '../core/util/logger'
 import { storeKind } from '../stores'
 import { diagnose } from '../stores/diagnose'
+import { pushFiles } from './push-files'
 
 /** A file a bundler wrote, as its adapter reports it. */
 export interface EmittedFile {

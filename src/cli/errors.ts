@@ -1,4 +1,4 @@
-import { describeError, PushCacheError, redact, USAGE_ERROR_CODES } from '../core/errors'
+import { describeError, PushCacheError, redact, USAGE_ERROR_CODES } from '../core/model/errors'
 
 export const EXIT_OK = 0
 const EXIT_FAILED = 1

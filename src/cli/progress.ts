@@ -1,6 +1,6 @@
 import cliProgress from 'cli-progress'
-import type { Logger } from '../core/logger'
-import { formatBytes, type ProgressEvent } from '../core/progress'
+import { formatBytes, type ProgressEvent } from '../core/model/progress'
+import type { Logger } from '../core/util/logger'
 
 export interface Progress {
   onProgress(event: ProgressEvent): void

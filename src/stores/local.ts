@@ -4,8 +4,8 @@ import { createReadStream } from 'node:fs'
 import { copyFile, mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { dirname, join, relative, sep } from 'node:path'
 import type { Readable } from 'node:stream'
-import { assertSafeRelpath } from '../core/paths'
-import type { PutBody, PutResult, Store, StoreEntry } from '../core/store'
+import { assertSafeRelpath } from '../core/model/paths'
+import type { PutBody, PutResult, Store, StoreEntry } from '../core/store/store'
 
 const DRIVER_NAME = 'local'
 

@@ -1,8 +1,8 @@
 import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http'
 import https from 'node:https'
 import type { Writable } from 'node:stream'
-import { timedOut } from '../core/errors'
-import type { StoreTimeouts } from '../core/options'
+import { timedOut } from '../core/model/errors'
+import type { StoreTimeouts } from '../core/model/options'
 import { type AwsCredentials, SigV4Signer, sha256Hex, uriEncode } from './sigv4'
 
 /**

@@ -1,7 +1,7 @@
-import { type BackoffBounds, createBackoff, pause } from '../core/backoff'
-import { describeError } from '../core/errors'
-import type { ValkeyOptions } from '../core/options'
-import type { Notifier } from '../core/watch'
+import { describeError } from '../core/model/errors'
+import type { ValkeyOptions } from '../core/model/options'
+import type { Notifier } from '../core/serve/watch'
+import { type BackoffBounds, createBackoff, pause } from '../core/util/backoff'
 import { createClient, parseValkeyUrl } from './valkey'
 
 export interface ValkeyChannelOptions {

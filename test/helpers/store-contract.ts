@@ -3,9 +3,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { readAll } from '../../src/core/builds'
-import { forEachLimited } from '../../src/core/concurrency'
-import type { Store } from '../../src/core/store'
+import { readAll } from '../../src/core/store/builds'
+import type { Store } from '../../src/core/store/store'
+import { forEachLimited } from '../../src/core/util/concurrency'
 
 export interface StoreContractOptions {
   /** Lists and deletes more than 1000 keys (one S3 page, one DeleteObjects batch). Slow on some servers. */

@@ -1,4 +1,4 @@
-import { parseDuration } from './duration'
+import { parseDuration } from '../util/duration'
 import { invalidOption } from './errors'
 import { FUTURE_TOLERANCE_SECONDS } from './manifest'
 
@@ -271,7 +271,7 @@ export interface ResolvedOptions {
   debug: boolean
 }
 
-export const DEFAULT_STORE = './.push-cache'
+const DEFAULT_STORE = './.push-cache'
 export const DEFAULT_CACHE_CONTROL: Required<CacheControlOptions> = {
   short: 'public, max-age=60, stale-while-revalidate=300',
   immutable: 'public, max-age=31536000, immutable',

@@ -1,9 +1,9 @@
+import { PushCacheError } from '../model/errors'
+import type { HeldFile } from '../model/sync-plan'
+import { isMd5 } from '../util/digest'
 import { newestBuild, type StoredBuild } from './builds'
-import { isMd5 } from './digest'
-import { PushCacheError } from './errors'
 import { flatLayout, versionedLayout } from './layout'
 import type { Store } from './store'
-import type { HeldFile } from './sync-plan'
 
 /** For reads that can do without the newest manifest: an unreadable one counts as none. */
 export const unlessUnreadable = (error: unknown): undefined => {

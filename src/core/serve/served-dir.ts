@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto'
 import { lstat, mkdir, readdir, readFile, readlink, rename, rm, rmdir, symlink, writeFile } from 'node:fs/promises'
 import { basename, dirname, join, relative, resolve } from 'node:path'
-import { forEachLimited } from './concurrency'
-import { md5File } from './digest'
-import { describeError, PushCacheError } from './errors'
-import { collectFiles } from './files'
+import { describeError, PushCacheError } from '../model/errors'
+import { collectFiles } from '../push/collect-files'
+import { forEachLimited } from '../util/concurrency'
+import { md5File } from '../util/digest'
 
 /**
  * The served directory, after kubelet's AtomicWriter: `dest` is a symbolic link to one complete

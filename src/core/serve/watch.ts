@@ -1,12 +1,12 @@
-import { type BackoffBounds, createBackoff, DEFAULT_BACKOFF, deadline, pause } from './backoff'
-import { abortable, isTransient } from './concurrency'
-import { formatAge } from './duration'
-import { describeError, PushCacheError } from './errors'
-import { type Logger, silentLogger } from './logger'
+import { describeError, PushCacheError } from '../model/errors'
+import { formatBytes } from '../model/progress'
+import type { Store } from '../store/store'
+import { type BackoffBounds, createBackoff, DEFAULT_BACKOFF, deadline, pause } from '../util/backoff'
+import { abortable, isTransient } from '../util/concurrency'
+import { formatAge } from '../util/duration'
+import { type Logger, silentLogger } from '../util/logger'
 import { type PopReport, popSnapshot, readStoreSnapshot } from './pop'
-import { formatBytes } from './progress'
 import { readServed } from './served-dir'
-import type { Store } from './store'
 
 /**
  * Learns of new builds sooner than polling does (a vwatch long-poll, a Valkey channel). Only a

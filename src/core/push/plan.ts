@@ -1,8 +1,8 @@
 import { extname, posix } from 'node:path'
 import { contentType as mimeContentType } from 'mime-types'
 import picomatch from 'picomatch'
-import type { Layout } from './layout'
-import type { ResolvedOptions } from './options'
+import type { ResolvedOptions } from '../model/options'
+import type { Layout } from '../store/layout'
 
 /** A file of the build as found on disk. */
 export interface BuildFile {

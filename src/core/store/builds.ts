@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream'
-import { forEachLimited, withRetry } from './concurrency'
+import { MANIFEST_MAX_BYTES, type Manifest, parseManifest } from '../model/manifest'
+import { forEachLimited, withRetry } from '../util/concurrency'
 import { layoutOf, versionedLayout } from './layout'
-import { MANIFEST_MAX_BYTES, type Manifest, parseManifest } from './manifest'
 import type { Store, StoreEntry } from './store'
 
 const MANIFEST_READS = 8

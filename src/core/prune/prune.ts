@@ -1,11 +1,11 @@
-import { listBuilds, type StoredBuild } from './builds'
-import { withRetry } from './concurrency'
-import { describeError, PushCacheError } from './errors'
-import { layoutOf } from './layout'
-import { relpathsInUse, takeLease } from './leases'
-import { type Logger, silentLogger } from './logger'
-import { type PruneRule, planFlatPrune, planVersionedPrune } from './prune'
-import type { Store } from './store'
+import { describeError, PushCacheError } from '../model/errors'
+import { listBuilds, type StoredBuild } from '../store/builds'
+import { layoutOf } from '../store/layout'
+import { relpathsInUse, takeLease } from '../store/leases'
+import type { Store } from '../store/store'
+import { withRetry } from '../util/concurrency'
+import { type Logger, silentLogger } from '../util/logger'
+import { type PruneRule, planFlatPrune, planVersionedPrune } from './rules'
 
 export interface PruneReport {
   /** Timestamps of the builds that were (or, with `dryRun`, would be) removed. */

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
+import { PushCacheError } from '../model/errors'
+import { withRetry } from '../util/concurrency'
 import { readAll } from './builds'
-import { withRetry } from './concurrency'
-import { PushCacheError } from './errors'
 import { layoutOf } from './layout'
 import type { Store } from './store'
 

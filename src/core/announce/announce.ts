@@ -1,9 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { withRetry } from './concurrency'
-import { describeError } from './errors'
-import type { Logger } from './logger'
-import type { ResolvedOptions } from './options'
-import type { Store } from './store'
+import { describeError } from '../model/errors'
+import type { ResolvedOptions } from '../model/options'
+import type { Store } from '../store/store'
+import { withRetry } from '../util/concurrency'
+import type { Logger } from '../util/logger'
 import { type VwatchTarget, vwatchTarget } from './vwatch'
 
 /** What an announcement says: enough for a watcher to find the build, nothing secret. */

@@ -1,4 +1,4 @@
-import { redact } from './errors'
+import { redact } from '../model/errors'
 
 export interface Logger {
   info(message: string): void

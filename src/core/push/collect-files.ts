@@ -1,9 +1,9 @@
 import type { Dirent, Stats } from 'node:fs'
 import { lstat, readdir, realpath, stat } from 'node:fs/promises'
 import { isAbsolute, join, relative, sep } from 'node:path'
-import { PushCacheError } from './errors'
-import { type Logger, silentLogger } from './logger'
-import { unsafePathReason } from './paths'
+import { PushCacheError } from '../model/errors'
+import { unsafePathReason } from '../model/paths'
+import { type Logger, silentLogger } from '../util/logger'
 import type { BuildFile } from './plan'
 
 export const toPosix = (path: string) => (sep === '/' ? path : path.split(sep).join('/'))

@@ -1,9 +1,9 @@
+import type { ResolvedOptions } from '../core/model/options'
+import type { ProgressEvent } from '../core/model/progress'
+import type { BuildFile } from '../core/push/plan'
+import { type PopulateReport, populate } from '../core/push/populate'
+import type { Logger } from '../core/util/logger'
 import { createStore } from '../stores'
-import type { Logger } from './logger'
-import type { ResolvedOptions } from './options'
-import type { BuildFile } from './plan'
-import { type PopulateReport, populate } from './populate'
-import type { ProgressEvent } from './progress'
 
 /** What a bundler adapter calls once per build: open the store, push the build's files, close. */
 export async function pushFiles(input: {

@@ -1,6 +1,6 @@
-import { type BackoffBounds, createBackoff, deadline, pause } from './backoff'
-import { describeError } from './errors'
-import type { Notifier } from './watch'
+import { describeError } from '../model/errors'
+import type { Notifier } from '../serve/watch'
+import { type BackoffBounds, createBackoff, deadline, pause } from '../util/backoff'
 
 export interface VwatchPollOptions {
   /** The read port, e.g. `http://vwatch:8080`. */

@@ -1,0 +1,77 @@
+import { mkdir, readdir, readFile } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { resolveOptions } from '../../src/core/model/options'
+import { collectFiles } from '../../src/core/push/collect-files'
+import { populate } from '../../src/core/push/populate'
+import { pop } from '../../src/core/serve/pop'
+import { createLocalStore } from '../../src/stores/local'
+import { tempDir, tree, writeTree } from '../helpers/fs'
+
+const build = {
+  'fed-mods.json': '{"inventory":{"entry":["/apps/inventory/main.1a2b3c4d.js"]}}',
+  'main.1a2b3c4d.js': 'export {}',
+  'nested/deep/logo café.svg': '<svg/>',
+}
+
+async function push(storeRoot: string, outDir: string, timestamp: number, extra = {}) {
+  const store = createLocalStore(storeRoot)
+  const options = resolveOptions({ app: 'inventory', timestamp, ...extra }, {})
+  return populate({ store, options, files: await collectFiles(outDir) })
+}
+
+describe('the local store', () => {
+  it('lands a build under data/<app>/ with its manifest', async () => {
+    const storeRoot = await tempDir()
+    const report = await push(storeRoot, await writeTree(await tempDir(), build), 1700000000)
+    expect(report).toMatchObject({ uploaded: 3, entrypoints: ['fed-mods.json'], manifestKey: 'manifests/inventory/1700000000' })
+    expect(await tree(storeRoot)).toEqual([
+      'data/inventory/fed-mods.json',
+      'data/inventory/main.1a2b3c4d.js',
+      'data/inventory/nested/deep/logo café.svg',
+      'manifests/inventory/1700000000',
+    ])
+    const manifest = JSON.parse(await readFile(join(storeRoot, 'manifests/inventory/1700000000'), 'utf8'))
+    expect(manifest).toMatchObject({
+      files: ['fed-mods.json', 'main.1a2b3c4d.js', 'nested/deep/logo café.svg'],
+      timestamp: 1700000000,
+      entrypoints: ['fed-mods.json'],
+    })
+    expect(manifest.entries['main.1a2b3c4d.js']).toEqual({
+      size: 9,
+      contentType: 'text/javascript; charset=utf-8',
+      cacheControl: 'public, max-age=31536000, immutable',
+      md5: expect.stringMatching(/^[0-9a-f]{32}$/),
+      etag: expect.any(String),
+    })
+  })
+
+  it('records in the manifest only what it pushed, not what `exclude` left out', async () => {
+    const storeRoot = await tempDir()
+    const report = await push(storeRoot, await writeTree(await tempDir(), { ...build, 'main.1a2b3c4d.js.map': '{}' }), 1700000000, { exclude: '**/*.map' })
+    expect(report).toMatchObject({ uploaded: 3, excluded: 1 })
+    const manifest = JSON.parse(await readFile(join(storeRoot, 'manifests/inventory/1700000000'), 'utf8'))
+    expect(manifest.files).toEqual(['fed-mods.json', 'main.1a2b3c4d.js', 'nested/deep/logo café.svg'])
+  })
+
+  it('writes no entrypoint and no manifest when an asset fails', async () => {
+    const storeRoot = await tempDir()
+    await mkdir(join(storeRoot, 'data/inventory/main.1a2b3c4d.js'), { recursive: true }) // a directory where the file must go
+    const outDir = await writeTree(await tempDir(), build)
+    await expect(push(storeRoot, outDir, 1700000000)).rejects.toMatchObject({
+      code: 'UPLOAD_FAILED',
+      message: expect.stringMatching(/main\.1a2b3c4d\.js.*push-cache-.*No entrypoint and no manifest/s),
+    })
+    expect(await tree(storeRoot)).toEqual(['data/inventory/nested/deep/logo café.svg'])
+  })
+
+  it('pops the current files into a directory, replacing what was there', async () => {
+    const storeRoot = await tempDir()
+    await push(storeRoot, await writeTree(await tempDir(), build), 1700000000)
+    const dest = await writeTree(join(await tempDir(), 'www'), { 'stale.js': 'old' })
+    const report = await pop({ store: createLocalStore(storeRoot), app: 'inventory', dest })
+    expect(report.files).toBe(3)
+    expect(await tree(dest)).toEqual(['fed-mods.json', 'main.1a2b3c4d.js', 'nested/deep/logo café.svg'])
+    expect(await readdir(dirname(dest))).toEqual(['.www.builds', 'www']) // dest links to a build directory beside it
+  })
+})

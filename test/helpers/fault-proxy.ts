@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process'
 import { connect, createServer, type Socket } from 'node:net'
-import { afterAll } from 'vitest'
+import { afterAll, onTestFinished } from 'vitest'
 
 const LOOPBACK = '127.0.0.1'
 
@@ -151,7 +151,7 @@ export async function startFaultProxy(target: { host: string; port: number }): P
 }
 
 /**
- * A loopback port whose listener never accepts and whose backlog is full, so a connection attempt
+ * For one test (call it inside the test): a loopback port whose listener never accepts and whose backlog is full, so a connection attempt
  * waits for an answer to its SYN that never comes: what a firewalled or dead host looks like.
  */
 export async function unansweredPort(): Promise<number> {
@@ -165,11 +165,12 @@ export async function unansweredPort(): Promise<number> {
     ],
     { stdio: ['ignore', 'pipe', 'ignore'] },
   )
-  afterAll(() => void child.kill())
+  // Inside a test, only onTestFinished runs: an afterAll registered there is dropped, and the child outlived the run.
+  onTestFinished(() => void child.kill())
   const port = await new Promise<number>((resolve) => child.stdout!.once('data', (line: Buffer) => resolve(Number(String(line).trim()))))
   const fillers = [0, 1].map(() => connect(port, LOOPBACK))
   await Promise.all(fillers.map((socket) => new Promise((connected) => socket.once('connect', connected))))
-  afterAll(() => {
+  onTestFinished(() => {
     for (const socket of fillers) socket.destroy()
   })
   return port

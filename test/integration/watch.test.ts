@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { readdir, readFile, readlink } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, onTestFinished } from 'vitest'
 import type { Store } from '../../src/core/store/store'
 import { createS3Store } from '../../src/stores/s3'
 import { createValkeyStore } from '../../src/stores/valkey'
@@ -98,7 +98,8 @@ async function ownValkey() {
   const url = `valkey://127.0.0.1:${port}`
   let server = await startRedis(dir, port!)
   const stores: Store[] = []
-  afterEach(() => {
+  // An afterEach registered inside a test never runs: each of these servers outlived the run.
+  onTestFinished(() => {
     server.kill('SIGKILL')
   })
   return {

@@ -142,8 +142,8 @@ export async function watchCommand(dest: string, context: Context, settings: Wat
 }
 
 export async function pruneCommand({ options, logger }: Context): Promise<Report> {
-  if (!options.prune)
-    throw new PushCacheError('INVALID_OPTION', 'Option `--older-than` is missing. Say how old a build must be to go, e.g. `--older-than 48h`.')
+  // toOptions gives the prune command a rule always: `--older-than` and `--keep`, or their defaults.
+  if (!options.prune) throw new Error('prune needs a pruning rule')
   const rule = { ...options.prune, now: Math.floor(Date.now() / 1000) }
   const report = await withStore(options, logger, (store) =>
     prune({ store, app: options.app, rule, entrypoints: options.entrypoint, retries: options.retries, dryRun: options.dryRun, logger }),

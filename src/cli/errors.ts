@@ -1,33 +1,26 @@
 import { describeError, PushCacheError, redact, USAGE_ERROR_CODES } from '../core/model/errors'
+import { CommandLineError } from './command-line'
 
 export const EXIT_OK = 0
 const EXIT_FAILED = 1
 export const EXIT_USAGE = 2
 
-/** A command-line mistake the argument parser found (unknown flag, missing value, extra argument). */
-const isParserError = (error: unknown): error is Error => error instanceof Error && error.name === 'CACError'
-
 /** 2 for anything the user must fix in the invocation or configuration, 1 when the work itself failed. */
 export function exitCodeOf(error: unknown): number {
-  if (isParserError(error)) return EXIT_USAGE
+  if (error instanceof CommandLineError) return EXIT_USAGE
   return error instanceof PushCacheError && USAGE_ERROR_CODES.has(error.code) ? EXIT_USAGE : EXIT_FAILED
 }
 
 /** The one-line message a user sees for a failure: what, where, and how to fix it. */
-export function messageOf(error: unknown, command: string | undefined): string {
-  if (isParserError(error)) {
-    const help = command ? `push-cache ${command} --help` : 'push-cache --help'
-    // cac quotes what it did not expect, which may be a store URL with its password.
-    return redact(`${error.message.replace(/^./, (first) => first.toUpperCase())}. Run \`${help}\` for the usage.`)
-  }
-  if (error instanceof PushCacheError) return error.message
+export function messageOf(error: unknown): string {
+  if (error instanceof PushCacheError || error instanceof CommandLineError) return error.message
   return `${describeError(error)}. Run again with PUSH_CACHE_DEBUG=1 for the details.`
 }
 
 /** `code` for the JSON report: the stable `PushCacheError` code, or what kind of failure it was. */
 export function codeOf(error: unknown): string {
   if (error instanceof PushCacheError) return error.code
-  return isParserError(error) ? 'USAGE' : 'FAILED'
+  return error instanceof CommandLineError ? 'USAGE' : 'FAILED'
 }
 
 /** The stack and every `cause` below it, redacted: only for PUSH_CACHE_DEBUG=1. */

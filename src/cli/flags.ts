@@ -1,50 +1,15 @@
-import type { Command } from 'cac'
 import { invalidOption } from '../core/model/errors'
 import type { AnnounceOptions, Options, S3Options } from '../core/model/options'
 import { type BackoffBounds, DEFAULT_BACKOFF } from '../core/util/backoff'
 import { parseDuration, parseDurationMs } from '../core/util/duration'
 
-/** What cac hands over: values of repeated flags are arrays; `restoreFlagText` makes every value the text typed. */
-export interface Flags {
-  app?: unknown
-  store?: unknown
-  timestamp?: unknown
-  image?: unknown
-  entrypoint?: unknown
-  include?: unknown
-  exclude?: unknown
-  concurrency?: unknown
-  retries?: unknown
-  connectTimeout?: unknown
-  requestTimeout?: unknown
-  dryRun?: boolean
-  force?: boolean
-  json?: boolean
-  pruneOlderThan?: unknown
-  olderThan?: unknown
-  keep?: unknown
-  announceVwatch?: unknown
-  announceName?: unknown
-  announceChannel?: unknown
-  // cac camel-cases only a dash between two letters, so these keep theirs.
-  's3-endpoint'?: unknown
-  's3-region'?: unknown
-  's3-path-style'?: boolean
-  's3-checksums'?: unknown
-  vwatch?: unknown
-  watchName?: unknown
-  channel?: unknown
-  poll?: unknown
-  backoffMin?: unknown
-  backoffMax?: unknown
-  once?: boolean
-}
+/** One flag: its usage (`--app <name>`; without a `<value>` it is a switch), its help line, and whether it may be given more than once. */
+export type FlagSpec = [usage: string, description: string, repeatable?: 'repeatable']
 
-type FlagSpec = [name: string, description: string, config?: { type?: unknown[] }]
+/** The parsed flags, by name as typed (`app`, `older-than`): the text given, every text of a repeatable flag, `true` for a switch. */
+export type Flags = Record<string, string | string[] | boolean | undefined>
 
-const repeatable = { type: [String] }
-
-/** Flags by group; each command takes the groups it needs, so a flag is described in one place. */
+/** Flags by group; each command takes the groups it needs, so a flag is described in one place. Help and parsing both read it. */
 export const FLAG_GROUPS = {
   store: [
     ['--app <name>', 'Application name, the namespace of its keys (env PUSH_CACHE_APP)'],
@@ -56,13 +21,14 @@ export const FLAG_GROUPS = {
     ['--connect-timeout <ms>', 'Milliseconds to connect to the store (env PUSH_CACHE_CONNECT_TIMEOUT, default 5000)'],
     ['--request-timeout <ms>', 'Milliseconds one request may take, answer included (env PUSH_CACHE_REQUEST_TIMEOUT, default 30000)'],
     ['--retries <n>', 'Attempts after the first for a request that failed transiently (default 3)'],
-    ['--json', 'Print one JSON report on stdout; logs stay on stderr'],
   ],
+  report: [['--json', 'Print one JSON report on stdout; logs stay on stderr']],
+  events: [['--json', 'Print one JSON line on stdout per event (serving, applied, store-lost, ...), and the report when it exits; logs stay on stderr']],
   push: [
     ['--timestamp <secs>', 'Build timestamp in Unix seconds (env BUILD_TIMESTAMP, SOURCE_DATE_EPOCH; default now)'],
     ['--image <ref>', 'Container image of this build; skips the run when the newest build records the same image (env PUSH_CACHE_IMAGE)'],
-    ['--include <glob>', 'Push only matching files (repeatable, default **)', repeatable],
-    ['--exclude <glob>', 'Never push matching files (repeatable)', repeatable],
+    ['--include <glob>', 'Push only matching files (repeatable, default **)', 'repeatable'],
+    ['--exclude <glob>', 'Never push matching files (repeatable)', 'repeatable'],
     ['--prune-older-than <dur>', 'After the push, prune builds older than this (90s, 48h, 7d)'],
     ['--force', 'Upload every file, even those the store holds with the same content and headers'],
   ],
@@ -71,10 +37,10 @@ export const FLAG_GROUPS = {
     ['--announce-name <name>', 'The vwatch name to announce under (default push-cache/<app>)'],
     ['--announce-channel <name>', 'After the push, PUBLISH the build on this Valkey channel (Valkey store only)'],
   ],
-  entrypoint: [['--entrypoint <file>', 'File written last, once everything else is in place (repeatable, default fed-mods.json)', repeatable]],
+  entrypoint: [['--entrypoint <file>', 'File written last, once everything else is in place (repeatable, default fed-mods.json)', 'repeatable']],
   concurrency: [['--concurrency <n>', 'Transfers in flight at once (default 16; uploads: 32 to S3, 512 to Valkey)']],
   keep: [['--keep <n>', 'The newest N builds always survive (default 3)']],
-  olderThan: [['--older-than <dur>', 'Prune builds older than this (90s, 48h, 7d)']],
+  olderThan: [['--older-than <dur>', 'Prune builds older than this (90s, 48h, 7d; default 48h)']],
   dryRun: [['--dry-run', 'Show what would be done and write nothing']],
   watch: [
     ['--vwatch <url>', "vwatch's read port (http://vwatch:8080): long-poll it to hear of a new build at once"],
@@ -87,53 +53,17 @@ export const FLAG_GROUPS = {
   ],
 } satisfies Record<string, FlagSpec[]>
 
-export function addFlags(command: Command, groups: readonly (keyof typeof FLAG_GROUPS)[]): Command {
-  for (const group of groups) for (const [name, description, config] of FLAG_GROUPS[group] as FlagSpec[]) command.option(name, description, config)
-  return command
-}
-
-/**
- * The text given to each flag, by the flag's name as typed (`app`, `older-than`), read the way mri
- * (inside cac) reads argv: `--name=value`, or `--name value` unless the value starts with `-`;
- * nothing after `--`.
- */
-function flagTexts(args: readonly string[]): Map<string, string[]> {
-  const texts = new Map<string, string[]>()
-  for (let index = 0; index < args.length; index++) {
-    const arg = args[index]!
-    if (arg === '--') break
-    const flag = /^--?(?!no-)([^=]+)(?:=(.*))?$/s.exec(arg)
-    if (!flag) continue
-    // mri reads an empty `--name=` as `--name` and takes the next argument.
-    let value = flag[2] || undefined
-    if (value === undefined && index + 1 < args.length && !args[index + 1]!.startsWith('-')) value = args[++index]
-    if (value !== undefined) texts.set(flag[1]!, [...(texts.get(flag[1]!) ?? []), value])
-  }
-  return texts
-}
-
-/**
- * Puts back the text the user typed wherever cac holds a number: mri turns every value that looks
- * like one into a number (`--app 007` → 7, `--image 1.10` → 1.1, `--app ''` → 0), and cac has no
- * way to declare a flag a string. Flags that take no value are left as cac parsed them.
- */
-export function restoreFlagText(parsed: Record<string, unknown>, options: readonly Command['options'][number][], args: readonly string[]): void {
-  const texts = flagTexts(args)
-  for (const option of options) {
-    const values = option.isBoolean ? undefined : texts.get(/--([^\s<[]+)/.exec(option.rawName)?.[1] ?? '')
-    if (values) parsed[option.name] = Array.isArray(parsed[option.name]) ? values : values.at(-1)
-  }
-}
+export type FlagGroup = keyof typeof FLAG_GROUPS
 
 /** The last value of a flag given once or more, as the text the user typed. */
-function text(value: unknown): string | undefined {
+function text(value: Flags[string]): string | undefined {
   const last = Array.isArray(value) ? value.at(-1) : value
-  return last === undefined ? undefined : String(last)
+  return typeof last === 'string' ? last : undefined
 }
 
-const list = (value: unknown): string[] | undefined => (value === undefined ? undefined : [value].flat().map(String))
+const list = (value: Flags[string]): string[] | undefined => (value === undefined ? undefined : [value].flat().map(String))
 
-function integer(flag: string, value: unknown): number | undefined {
+function integer(flag: string, value: Flags[string]): number | undefined {
   const raw = text(value)
   if (raw === undefined) return undefined
   if (!/^\d+$/.test(raw) || !Number.isSafeInteger(Number(raw))) throw invalidOption(flag, `is ${JSON.stringify(raw)}`, 'Use a whole number, e.g. 3.')
@@ -141,20 +71,20 @@ function integer(flag: string, value: unknown): number | undefined {
 }
 
 /** Checked here as well as in core so that the message names the flag the user typed. */
-function duration(flag: string, value: unknown): string | undefined {
+function duration(flag: string, value: Flags[string]): string | undefined {
   const raw = text(value)
   if (raw !== undefined) parseDuration(raw, flag)
   return raw
 }
 
-function milliseconds(flag: string, value: unknown, fallback: number): number {
+function milliseconds(flag: string, value: Flags[string], fallback: number): number {
   const raw = text(value)
   const ms = raw === undefined ? fallback : parseDurationMs(raw, flag)
   if (ms <= 0) throw invalidOption(flag, `is ${JSON.stringify(raw)}`, 'Use a duration above zero, e.g. 500ms, 10s or 5m.')
   return ms
 }
 
-function checksums(value: unknown): S3Options['checksums'] {
+function checksums(value: Flags[string]): S3Options['checksums'] {
   const raw = text(value)
   if (raw === undefined || raw === 'when_supported' || raw === 'when_required') return raw
   throw invalidOption('--s3-checksums', `is ${JSON.stringify(raw)}`, 'Use when_supported (the default) or when_required.')
@@ -163,13 +93,17 @@ function checksums(value: unknown): S3Options['checksums'] {
 /** Drops unset fields so that they do not hide the env fallbacks `resolveOptions` applies. */
 const defined = <T extends object>(object: T): T => Object.fromEntries(Object.entries(object).filter(([, value]) => value !== undefined)) as T
 
-/** The one mapping from command-line flags to core `Options`, for every command. */
-export function toOptions(flags: Flags): Options {
-  const olderThan = duration('--older-than', flags.olderThan) ?? duration('--prune-older-than', flags.pruneOlderThan)
+/**
+ * The one mapping from command-line flags to core `Options`, for every command. `prune` always
+ * prunes, by the defaults of `prune.olderThan` and `prune.keep` unless told otherwise; `populate`
+ * prunes only when given an age.
+ */
+export function toOptions(flags: Flags, command?: string): Options {
+  const olderThan = duration('--older-than', flags['older-than']) ?? duration('--prune-older-than', flags['prune-older-than'])
   const keep = integer('--keep', flags.keep)
-  // Pruning is asked for by an age; a lone --keep would otherwise be ignored without a word.
-  if (keep !== undefined && olderThan === undefined)
-    throw invalidOption('--keep', 'needs an age', 'Add `--prune-older-than 48h` to populate, or `--older-than 48h` to prune.')
+  // Pruning after a push is asked for by an age; a lone --keep would otherwise be ignored without a word.
+  if (keep !== undefined && olderThan === undefined && command !== 'prune')
+    throw invalidOption('--keep', 'needs an age', 'Add `--prune-older-than 48h` to populate.')
   return defined<Options>({
     app: text(flags.app),
     store: text(flags.store),
@@ -180,16 +114,20 @@ export function toOptions(flags: Flags): Options {
     exclude: list(flags.exclude),
     concurrency: integer('--concurrency', flags.concurrency),
     retries: integer('--retries', flags.retries),
-    connectTimeout: integer('--connect-timeout', flags.connectTimeout),
-    requestTimeout: integer('--request-timeout', flags.requestTimeout),
-    dryRun: flags.dryRun,
-    force: flags.force,
-    prune: olderThan === undefined ? undefined : defined({ olderThan, keep }),
-    announce: defined<AnnounceOptions>({ vwatch: text(flags.announceVwatch), name: text(flags.announceName), channel: text(flags.announceChannel) }),
+    connectTimeout: integer('--connect-timeout', flags['connect-timeout']),
+    requestTimeout: integer('--request-timeout', flags['request-timeout']),
+    dryRun: flags['dry-run'] === true || undefined,
+    force: flags.force === true || undefined,
+    prune: olderThan === undefined && command !== 'prune' ? undefined : defined({ olderThan, keep }),
+    announce: defined<AnnounceOptions>({
+      vwatch: text(flags['announce-vwatch']),
+      name: text(flags['announce-name']),
+      channel: text(flags['announce-channel']),
+    }),
     s3: defined<S3Options>({
       endpoint: text(flags['s3-endpoint']),
       region: text(flags['s3-region']),
-      forcePathStyle: flags['s3-path-style'] || undefined,
+      forcePathStyle: flags['s3-path-style'] === true || undefined,
       checksums: checksums(flags['s3-checksums']),
     }),
   })
@@ -210,16 +148,16 @@ export function toWatchSettings(flags: Flags): WatchSettings {
   if (vwatch !== undefined && !/^https?:\/\/[^/]/i.test(vwatch))
     throw invalidOption('--vwatch', `is ${JSON.stringify(vwatch)}`, "Give the URL of vwatch's read port, e.g. http://vwatch:8080.")
   const backoff = {
-    minMs: milliseconds('--backoff-min', flags.backoffMin, DEFAULT_BACKOFF.minMs),
-    maxMs: milliseconds('--backoff-max', flags.backoffMax, DEFAULT_BACKOFF.maxMs),
+    minMs: milliseconds('--backoff-min', flags['backoff-min'], DEFAULT_BACKOFF.minMs),
+    maxMs: milliseconds('--backoff-max', flags['backoff-max'], DEFAULT_BACKOFF.maxMs),
   }
   if (backoff.maxMs < backoff.minMs) throw invalidOption('--backoff-max', `is below --backoff-min`, 'Make --backoff-max at least --backoff-min.')
   return {
     vwatch,
-    watchName: text(flags.watchName),
+    watchName: text(flags['watch-name']),
     channel: text(flags.channel),
     pollMs: milliseconds('--poll', flags.poll, 300_000),
     backoff,
-    once: Boolean(flags.once),
+    once: flags.once === true,
   }
 }

@@ -176,6 +176,14 @@ describe('push-cache with a local directory store', () => {
     expect(await manifests()).toHaveLength(1)
   })
 
+  it('prunes by the documented defaults without --older-than and --keep: older than 48h, the newest 3 survive', async () => {
+    for (const age of [5, 4, 3, 2]) expect((await populate('--timestamp', String(NOW - age * DAY))).code).toBe(0)
+    expect((await populate('--timestamp', String(NOW - 3600))).code).toBe(0)
+    const pruned = await runCli(['prune', '--app', 'my-app', '--store', store, '--json'])
+    expect(pruned.code, pruned.stderr).toBe(0)
+    expect(parseReport(pruned.stdout)).toMatchObject({ ok: true, builds: [NOW - 4 * DAY, NOW - 5 * DAY], kept: 3 })
+  })
+
   it('fails a prune (exit 1) that finds a manifest it cannot read, naming it, and deletes nothing', async () => {
     for (const age of [30, 20]) expect((await populate('--timestamp', String(NOW - age * DAY))).code).toBe(0)
     await writeTree(join(store, 'manifests/my-app'), { [String(NOW - 10 * DAY)]: '{"files": "not a list"' })
@@ -251,7 +259,6 @@ describe('bad usage and configuration: exit 2, a message that says what and how 
       async () => ['prune', '--app', 'my-app', '--store', store, '--older-than', 'soon'],
       /Option `--older-than` is "soon", not a duration/,
     ],
-    ['prune without --older-than', async () => ['prune', '--app', 'my-app', '--store', store], /Option `--older-than` is missing/],
     [
       '--keep without an age',
       async () => ['populate', dist, '--app', 'my-app', '--store', store, '--keep', '2'],
@@ -263,6 +270,12 @@ describe('bad usage and configuration: exit 2, a message that says what and how 
       /Unknown option `--bucket`.*push-cache populate --help/,
     ],
     ['a flag without its value', async () => ['populate', dist, '--store', store, '--app'], /option `--app <name>` value is missing/i],
+    ['a negative --keep', async () => ['prune', '--app', 'my-app', '--store', store, '--keep', '-1'], /Option `--keep` is "-1".*whole number/],
+    [
+      'a negative --concurrency',
+      async () => ['populate', dist, '--app', 'my-app', '--store', store, '--concurrency', '-1'],
+      /Option `--concurrency` is "-1".*whole number/,
+    ],
     [
       'a non-numeric --concurrency',
       async () => ['populate', dist, '--app', 'my-app', '--store', store, '--concurrency', 'many'],

@@ -29,6 +29,7 @@ describe('push-cache with a local directory store', () => {
       ['pop', '--entrypoint'],
       ['prune', '--older-than'],
       ['ls', '--json'],
+      ['watch', 'Print one JSON line on stdout per event'],
     ]) {
       const help = await runCli([command!, '--help'])
       expect(help.code).toBe(0)

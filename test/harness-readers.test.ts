@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import { readdir, readFile, readlink, realpath } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { Readable } from 'node:stream'
@@ -145,6 +145,26 @@ describe('case 8: two writers of one dest', () => {
     // v2's 8 files; v1's chunks, which the flat store still holds, are hard-linked from what dest served.
     expect([one.downloaded.files, two.downloaded.files].sort((a, b) => a - b)).toEqual([0, 8])
     expect(two.build).toBe(one.build)
+  })
+  it('a pop killed -9 while it holds the lock: the next pop takes the lock over and serves v1 whole', async () => {
+    const { world, dest } = await worldBehind('s3')
+    const proxy = await startHoldProxy(s3Env().endpoint, world.app)
+    const held = proxy.gate.hold('read:entrypoint')
+    const child = spawn(process.execPath, [CLI, 'pop', dest, '--app', world.app, '--store', world.url], {
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, CI: 'true', ...world.env, AWS_ENDPOINT_URL_S3: proxy.endpoint },
+      stdio: 'ignore',
+    })
+    const exited = new Promise((resolve) => child.once('exit', resolve))
+    await held.reached
+    child.kill('SIGKILL')
+    await exited
+    proxy.gate.releaseAll()
+    expect(await readdir(join(dirname(dest), '.www.builds'))).toContain('.lock')
+    const started = Date.now()
+    expect(await popInto(world, dest)).toMatchObject({ timestamp: 100 })
+    expect(Date.now() - started).toBeLessThan(5000)
+    expect(await destViolations(dest, world.builds)).toEqual([])
+    expect(JSON.parse(await readFile(join(dest, 'fed-mods.json'), 'utf8')).version).toBe('v1')
   })
 })
 

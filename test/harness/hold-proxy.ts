@@ -1,6 +1,6 @@
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { afterAll } from 'vitest'
+import { onTestFinished } from 'vitest'
 import { createGate, type Gate, keyKind, type Operation } from './holds'
 
 /** An S3 endpoint in front of a real one whose requests pass one gate: what a CLI actor (another process) is given as its endpoint. */
@@ -29,7 +29,7 @@ function s3Request(method: string, url: URL): { operation: Operation; key: strin
 /**
  * A loopback HTTP proxy to `upstream` (moto) for one actor of `app` on a flat store: each request is
  * classified (`read:entrypoint`, `put:manifest`…), then held or failed as the gate says, before it
- * is forwarded or before its answer is sent back. Closed after the test file.
+ * is forwarded or before its answer is sent back. Closed when the test that started it ends.
  */
 export async function startHoldProxy(upstream: string, app: string, entrypoints?: readonly string[]): Promise<HoldProxy> {
   const proxy: HoldProxy = { endpoint: '', gate: createGate(), app }
@@ -58,7 +58,7 @@ export async function startHoldProxy(upstream: string, app: string, entrypoints?
     req.pipe(forwarded)
   })
   await new Promise<void>((ready) => server.listen(0, '127.0.0.1', ready))
-  afterAll(async () => {
+  onTestFinished(async () => {
     proxy.gate.releaseAll()
     server.closeAllConnections()
     agent.destroy()

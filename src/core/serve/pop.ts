@@ -186,7 +186,10 @@ async function popSnapshot(input: PopInput & { snapshot: StoreSnapshot; lastPass
   const forward = () => local.abort(input.signal?.reason)
   if (input.signal?.aborted) forward()
   input.signal?.addEventListener('abort', forward, { once: true })
-  const lock = await lockDest(dest, LOCK_WAIT_MS, local.signal)
+  const lock = await lockDest(dest, LOCK_WAIT_MS, {
+    signal: local.signal,
+    onWait: (holder) => input.logger?.info(`waiting for another writer of ${dest} (${holder}) to finish`),
+  })
   try {
     return await fillAndSwitch({ ...input, dest, signal: local.signal })
   } finally {

@@ -39,7 +39,7 @@ export interface BuildState {
 /** What `dest` is now. */
 export type Served =
   | { kind: 'none' }
-  /** One of our build directories; `state` is missing only if a crash came between the swap and its write. */
+  /** One of our build directories; `state` is missing only for one switched by an older version that crashed before writing it. */
   | { kind: 'build'; id: string; dir: string; state?: BuildState }
   /** A plain directory (an older `pop`, or made by hand): moved into the builds directory by the first swap. */
   | { kind: 'directory'; dir: string }
@@ -265,11 +265,17 @@ async function isStale(lockPath: string, holder: LockHolder | undefined): Promis
  * process died (same host) or that was not refreshed for `LOCK_STALE_MS` is taken over. Waits at
  * most `waitMs` for a live holder, then fails naming it.
  */
-export async function lockDest(dest: string, waitMs: number, signal?: AbortSignal): Promise<{ release(): Promise<void> }> {
+export async function lockDest(
+  dest: string,
+  waitMs: number,
+  { signal, onWait }: { signal?: AbortSignal; onWait?: (holder: string) => void } = {},
+): Promise<{ release(): Promise<void> }> {
   const builds = buildsDirOf(dest)
   const lockPath = join(builds, LOCK_NAME)
   const me: LockHolder = { pid: process.pid, host: hostname(), since: new Date().toISOString() }
   const giveUpAt = Date.now() + waitMs
+  const describe = (holder: LockHolder | undefined) => (holder ? `pid ${holder.pid} on ${holder.host}, since ${holder.since}` : 'unknown')
+  let waiting = false
   for (;;) {
     signal?.throwIfAborted()
     await mkdir(builds, { recursive: true })
@@ -285,7 +291,10 @@ export async function lockDest(dest: string, waitMs: number, signal?: AbortSigna
       () => undefined,
     )
     if (await isStale(lockPath, holder)) {
-      // Renamed away, not deleted: of two runs that found it stale, only one moves it.
+      // Renamed away, not deleted: of two runs that found it stale, only one moves it. (A third that
+      // read it stale before the takeover could still move the new lock. Even two writers at once
+      // keep dest whole: each switch is to a complete directory, and no directory is removed
+      // within a minute of its state file being written.)
       const stale = join(builds, `.trash-${suffix()}`)
       await rename(lockPath, stale).then(
         () => rm(stale, { force: true }),
@@ -296,8 +305,10 @@ export async function lockDest(dest: string, waitMs: number, signal?: AbortSigna
     if (Date.now() > giveUpAt)
       throw new PushCacheError(
         'DOWNLOAD_FAILED',
-        `Another pop or watch (${holder ? `pid ${holder.pid} on ${holder.host}, since ${holder.since}` : 'unknown'}) has been writing ${dest} for longer than ${Math.round(waitMs / 1000)} s. ${dest} was left as it is; run one writer per destination, or remove ${lockPath} if that process is gone.`,
+        `Another pop or watch (${describe(holder)}) has been writing ${dest} for longer than ${Math.round(waitMs / 1000)} s. ${dest} was left as it is; run one writer per destination, or remove ${lockPath} if that process is gone.`,
       )
+    if (!waiting) onWait?.(describe(holder))
+    waiting = true
     await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MS))
   }
   const refresh = setInterval(() => {

@@ -1,4 +1,4 @@
-import { execFile, spawn } from 'node:child_process'
+import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { readdir, readFile, readlink, realpath } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { Readable } from 'node:stream'
@@ -78,6 +78,13 @@ describe.each(STORE_KINDS)('case 1 on the %s store: a reader racing a push never
     expect(broken(windows)).toEqual([])
   })
 
+  it('pop failing at each of its request types while build v2 is pushed: it says so, and dest stays whole', async () => {
+    const windows = await enumerateWindows(readerAgainstPush(kind, popInto), { fail: () => Object.assign(new Error('injected failure'), { transient: false }) })
+    expect(windows.filter((window) => window.reached).length).toBeGreaterThanOrEqual(3)
+    expect(windows.filter((window) => window.reached && window.outcome.ok)).toEqual([])
+    expect(broken(windows)).toEqual([])
+  })
+
   it('a push of v2 held at each of its request types while pop runs: dest is v1 or v2, whole', async () => {
     const windows = await enumerateWindows<{ world: World; dest: string }>({
       setup: () => worldServing(kind),
@@ -112,6 +119,43 @@ describe('case 1 through the CLI: `watch --once` behind a request-holding proxy'
       teardown: async ({ world }) => world.close(),
     })
     expect(windows.filter((window) => window.reached).length).toBeGreaterThanOrEqual(3)
+    expect(broken(windows)).toEqual([])
+  })
+})
+
+describe('a CLI pop killed -9 at each of its S3 request types', () => {
+  it('leaves dest whole, and the next pop serves the newest build', async () => {
+    const proxy = await startHoldProxy(s3Env().endpoint, 'unused')
+    let killed = 0
+    const windows = await enumerateWindows<{ world: World; dest: string; child?: ChildProcess }>({
+      async setup() {
+        const behind = await worldBehind('s3')
+        proxy.app = behind.world.app
+        return behind
+      },
+      async held(world, gate) {
+        proxy.gate = gate
+        const child = spawn(process.execPath, [CLI, 'pop', world.dest, '--app', world.world.app, '--store', world.world.url], {
+          env: { PATH: process.env.PATH, HOME: process.env.HOME, CI: 'true', ...world.world.env, AWS_ENDPOINT_URL_S3: proxy.endpoint },
+          stdio: 'ignore',
+        })
+        world.child = child
+        const code = await new Promise((resolve) => child.once('exit', (exitCode, signal) => resolve(signal ?? exitCode)))
+        if (code !== 0) throw new Error(`pop ended with ${code}`)
+      },
+      async others(world) {
+        world.child?.kill('SIGKILL')
+        killed++
+      },
+      async check({ world, dest }) {
+        const afterCrash = await destViolations(dest, world.builds)
+        await popInto(world, dest)
+        return [...afterCrash, ...(await destViolations(dest, world.builds))]
+      },
+      teardown: async ({ world }) => world.close(),
+    })
+    expect(killed).toBeGreaterThanOrEqual(4)
+    expect(windows.filter((window) => window.reached && window.outcome.ok)).toEqual([])
     expect(broken(windows)).toEqual([])
   })
 })

@@ -36,12 +36,16 @@ const settle = (work: Promise<unknown>): Promise<Outcome> =>
 
 /**
  * Runs `scenario` once unheld to learn the request types its held actor makes, then once per type
- * and phase: the actor is held at the first request of that type, the others run (at most
+ * and phase: the actor is held at the first request of that type (or, with `fail`, that request
+ * fails with `fail()` once it was reached), the others run (at most
  * `othersMs`: one that waits for the held actor, as a second writer of a `dest` does, is let go on),
  * the hold is released, and the invariants are checked. Bounded: one window per request type and
  * phase, each window bounded by the actors' own deadlines.
  */
-export async function enumerateWindows<W>(scenario: Scenario<W>, { phases = ['before'] as Phase[], othersMs = 20_000 } = {}): Promise<Window[]> {
+export async function enumerateWindows<W>(
+  scenario: Scenario<W>,
+  { phases = ['before'] as Phase[], othersMs = 20_000, fail }: { phases?: Phase[]; othersMs?: number; fail?: () => Error } = {},
+): Promise<Window[]> {
   const probe = await scenario.setup()
   const probeGate = createGate()
   try {
@@ -57,6 +61,8 @@ export async function enumerateWindows<W>(scenario: Scenario<W>, { phases = ['be
       try {
         const gate = createGate()
         const hold = gate.hold(type, { phase })
+        // A failure at that request instead: the hold then only tells whether it was reached.
+        if (fail) gate.fail(type, fail)
         const running = settle(scenario.held(world, gate))
         await Promise.race([hold.reached, running])
         const others = hold.wasReached ? settle(scenario.others(world)) : undefined

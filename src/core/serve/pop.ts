@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto'
+import { setMaxListeners } from 'node:events'
 import { createWriteStream } from 'node:fs'
 import { copyFile, link, mkdir } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
@@ -8,15 +9,20 @@ import type { Manifest } from '../model/manifest'
 import { assertSafeRelpath } from '../model/paths'
 import { createProgressCounter, type ProgressEvent } from '../model/progress'
 import { planSync, type WantedFile } from '../model/sync-plan'
-import { listBuilds, newestBuild } from '../store/builds'
-import { readStoreState, unlessUnreadable } from '../store/held-files'
-import { versionedLayout } from '../store/layout'
+import { listBuilds, listEntries, newestBuild, newestManifestTimestamp } from '../store/builds'
+import { unlessUnreadable } from '../store/held-files'
+import { flatLayout, versionedLayout } from '../store/layout'
 import type { Store } from '../store/store'
+import { pause } from '../util/backoff'
 import { abortable, forEachLimited, withRetry } from '../util/concurrency'
+import { isMd5 } from '../util/digest'
 import { type Logger, silentLogger } from '../util/logger'
-import { type BuildState, createBuildDir, discardBuildDir, publishBuildDir, readServed, type Served, servedFiles, writeState } from './served-dir'
+import { type BuildState, createBuildDir, discardBuildDir, lockDest, publishBuildDir, readServed, servedFiles, writeState } from './served-dir'
 
-/** A file of the app as the store holds it: where to read it, and its size and MD5 where known. */
+/**
+ * A file of the app as the store holds it: where to read it, and the size and MD5 its bytes must
+ * have (from the manifest that names it, else a plain-MD5 ETag or the listed size), where known.
+ */
 export interface PopFile extends WantedFile {
   key: string
 }
@@ -26,6 +32,21 @@ export interface StoreSnapshot {
   files: PopFile[]
   /** The newest build with a manifest (complete, for versioned stores); absent when the store has none. */
   timestamp?: number
+  /** Flat stores: the newest manifest key listed, readable or not; a newer one before the switch means the store moved on. */
+  newestListed?: number
+}
+
+/** How many times a pop starts over against a store that changed under it, and the pause before each new start. */
+const PASSES = 3
+const PASS_PAUSE_MS = 500
+/** How long a pop or watch waits for another writer of the same `dest`. */
+const LOCK_WAIT_MS = 10 * 60 * 1000
+
+/** The store no longer holds the build being popped (a push rewrote a file, or a newer build landed): start over. */
+class StoreChanged extends PushCacheError {
+  constructor(message: string) {
+    super('DOWNLOAD_FAILED', message)
+  }
 }
 
 interface Count {
@@ -88,62 +109,111 @@ export function planVersionedPop(
 
 /**
  * What the store holds for `app`, read without downloading any file. Versioned stores: every file
- * of the newest complete build that has it. Flat stores: the newest manifest is read before the data
- * is listed, so the files are at least that new; MD5s as `readStoreState` vouches for them.
+ * of the newest complete build that has it. Flat stores: the files of the newest manifest, pinned
+ * to the MD5s and sizes it records, plus the other files the data prefix lists (older builds' that
+ * are not pruned yet), checked against their plain-MD5 ETag or their size.
  */
 export async function readStoreSnapshot(store: Store, app: string, retries = 3): Promise<StoreSnapshot> {
   if (store.layout === 'versioned') {
     const builds = await listBuilds(store, app, retries)
     return { files: planVersionedPop(app, builds), timestamp: builds.find((build) => build.complete)?.timestamp }
   }
-  // A listing that fails transiently starts over.
-  return withRetry(
-    async () => {
-      // An unreadable newest manifest vouches for nothing: the files are still listed, their MD5s unknown.
-      const newest = await newestBuild(store, app, retries).catch(unlessUnreadable)
-      const held = await readStoreState(store, app, retries, newest ?? null)
-      // Headers are left out: a served copy has none to compare.
-      const files = [...held].map(([relpath, { key, size, md5 }]) => ({ relpath: assertSafeRelpath(relpath, key), key, size, md5 }))
-      return { files, timestamp: newest?.timestamp }
-    },
-    { retries },
-  )
+  const newestListed = await newestManifestTimestamp(store, app, retries)
+  // An unreadable newest manifest vouches for nothing: the listed files are still served, checked by ETag or size.
+  const [newest, listing] = await Promise.all([
+    newestBuild(store, app, retries).catch(unlessUnreadable),
+    listEntries(store, flatLayout.dataPrefix(app), retries),
+  ])
+  const listed = new Map(listing.map((entry) => [entry.key, entry]))
+  const files = new Map<string, PopFile>()
+  for (const relpath of newest?.files ?? []) {
+    const key = flatLayout.dataKey(app, 0, relpath)
+    const recorded = newest?.manifest?.entries?.[relpath]
+    const etag = listed.get(key)?.etag
+    const expected = recorded?.md5
+      ? { md5: recorded.md5.toLowerCase(), size: recorded.size }
+      : { md5: isMd5(etag) ? etag.toLowerCase() : undefined, size: recorded?.size ?? listed.get(key)?.size }
+    files.set(relpath, { relpath: assertSafeRelpath(relpath, key), key, ...expected })
+  }
+  for (const { key, size, etag } of listing) {
+    const relpath = flatLayout.parseDataKey(app, key)?.relpath
+    if (relpath === undefined || files.has(relpath)) continue
+    files.set(relpath, { relpath: assertSafeRelpath(relpath, key), key, size, md5: isMd5(etag) ? etag.toLowerCase() : undefined })
+  }
+  return { files: [...files.values()], timestamp: newest?.timestamp, newestListed }
 }
 
-/** Downloads the app's current files into `dest` (see {@link popSnapshot}). */
-export async function pop(input: PopInput): Promise<PopReport> {
-  const snapshot = await readStoreSnapshot(input.store, input.app, input.retries)
-  if (snapshot.files.length === 0)
-    throw new PushCacheError('DOWNLOAD_FAILED', `No files of app ${input.app} in ${input.store.display}. Check \`--app\` and \`--store\`, or populate first.`)
-  return popSnapshot({ ...input, snapshot })
+/**
+ * Downloads the app's current files into `dest` (see {@link popSnapshot}), from `snapshot` if the
+ * caller read it already. A store that changed under the pop (a file no longer the bytes its build
+ * recorded, a newer build landed before the switch) is read again and the pop starts over, at most
+ * `PASSES` times in all.
+ */
+export async function pop(input: PopInput & { snapshot?: StoreSnapshot }): Promise<PopReport> {
+  let snapshot = input.snapshot
+  for (let pass = 1; ; pass++) {
+    snapshot ??= await readStoreSnapshot(input.store, input.app, input.retries)
+    if (snapshot.files.length === 0)
+      throw new PushCacheError('DOWNLOAD_FAILED', `No files of app ${input.app} in ${input.store.display}. Check \`--app\` and \`--store\`, or populate first.`)
+    try {
+      return await popSnapshot({ ...input, snapshot, lastPass: pass === PASSES })
+    } catch (error) {
+      if (!(error instanceof StoreChanged) || pass === PASSES) throw error
+      input.logger?.warn(`${error.message}; reading ${input.store.display} again (attempt ${pass + 1} of ${PASSES})`)
+      snapshot = undefined
+      await pause(PASS_PAUSE_MS * pass, ...(input.signal ? [input.signal] : []))
+      input.signal?.throwIfAborted()
+    }
+  }
 }
 
 /** Link errors after which a copy still works: another file system, no hard links there, too many links. */
 const LINK_UNSUPPORTED = new Set(['EXDEV', 'EPERM', 'EMLINK', 'ENOTSUP', 'EOPNOTSUPP'])
 
 /**
- * Brings `dest` to `snapshot`: a new build directory beside it receives the files, those the
- * current build already holds with the same MD5 hard-linked from it and only the others downloaded
- * (entrypoints last), and then `dest` is switched to it in one atomic rename. A failure or an abort
- * before the switch removes the new directory and leaves `dest` as it was. When nothing differs,
- * nothing is written but the state's timestamp.
+ * Brings `dest` to `snapshot`, as its only writer (the lock waits for another `pop` or `watch`): a
+ * new build directory beside it receives the files, those the current build already holds with the
+ * same MD5 hard-linked from it and only the others downloaded (entrypoints last), each checked
+ * against the size and MD5 the snapshot expects; then `dest` is switched to it in one atomic
+ * rename. A failure or an abort before the switch removes the new directory and leaves `dest` as it
+ * was. When nothing differs, nothing is written but the state's timestamp.
  */
-export async function popSnapshot({
+async function popSnapshot(input: PopInput & { snapshot: StoreSnapshot; lastPass: boolean }): Promise<PopReport> {
+  const dest = resolve(input.dest)
+  // Every download adds an abort listener for as long as it runs: a signal of our own, sized to them, keeps Node from warning.
+  const local = new AbortController()
+  setMaxListeners(2 * (input.concurrency ?? 16) + 8, local.signal)
+  const forward = () => local.abort(input.signal?.reason)
+  if (input.signal?.aborted) forward()
+  input.signal?.addEventListener('abort', forward, { once: true })
+  const lock = await lockDest(dest, LOCK_WAIT_MS, {
+    signal: local.signal,
+    onWait: (holder) => input.logger?.info(`waiting for another writer of ${dest} (${holder}) to finish`),
+  })
+  try {
+    return await fillAndSwitch({ ...input, dest, signal: local.signal })
+  } finally {
+    input.signal?.removeEventListener('abort', forward)
+    await lock.release()
+  }
+}
+
+/** Why this is one function of ~100 lines: the report, the downloads and the switch share the plan and the state being built. */
+async function fillAndSwitch({
   store,
   app,
-  dest: destPath,
+  dest,
   snapshot,
+  lastPass,
   entrypoints = ['fed-mods.json'],
   concurrency = 16,
   retries = 3,
   logger = silentLogger,
   onProgress,
   signal,
-  served: knownServed,
-}: PopInput & { snapshot: StoreSnapshot; served?: Served }): Promise<PopReport> {
+}: PopInput & { snapshot: StoreSnapshot; lastPass: boolean; signal: AbortSignal }): Promise<PopReport> {
   const started = Date.now()
-  const dest = resolve(destPath)
-  const served = knownServed ?? (await readServed(dest))
+  const served = await readServed(dest)
   const held = await servedFiles(
     served,
     snapshot.files.some((file) => file.md5),
@@ -177,13 +247,14 @@ export async function popSnapshot({
   const progress = createProgressCounter({ files: fetching.length, bytes: fetching.reduce((sum, file) => sum + (file.size ?? 0), 0) }, onProgress)
 
   const download = async (file: PopFile) => {
-    signal?.throwIfAborted()
+    signal.throwIfAborted()
     const target = join(build.dir, file.relpath)
     await mkdir(dirname(target), { recursive: true })
     try {
-      state.files[file.relpath] = await withRetry(() => downloadFile(store, file.key, target, signal), { retries })
+      state.files[file.relpath] = await downloadChecked(store, file, target, retries, signal)
     } catch (error) {
-      if (signal?.aborted) throw signal.reason
+      if (signal.aborted) throw signal.reason
+      if (error instanceof StoreChanged) throw error
       throw new PushCacheError(
         'DOWNLOAD_FAILED',
         `Could not download ${file.key} from ${store.display}: ${describeError(error)}. ${dest} was left as it was.`,
@@ -193,7 +264,7 @@ export async function popSnapshot({
     progress.add(file.relpath, state.files[file.relpath]!.size)
   }
   const reuse = async (file: PopFile) => {
-    signal?.throwIfAborted()
+    signal.throwIfAborted()
     const target = join(build.dir, file.relpath)
     const source = join(heldDir!, file.relpath)
     await mkdir(dirname(target), { recursive: true })
@@ -225,34 +296,87 @@ export async function popSnapshot({
     )
     for (const file of plan.unchanged.filter(isLast)) await reuse(file)
     for (const file of fetching.filter(isLast)) await download(file)
+    await checkStillNewest(store, app, snapshot, lastPass, retries)
+    await publishBuildDir(dest, build.id, state, served)
   } catch (error) {
     await discardBuildDir(dest, build.dir)
     throw error
   }
-  await publishBuildDir(dest, build.id, state, served)
   const bytes = Object.values(state.files).reduce((sum, file) => sum + file.size, 0)
   logger.info(`popped ${wanted.size} files of ${app} from ${store.display} into ${dest}: ${progress.done.files} downloaded, ${plan.unchanged.length} unchanged`)
   return report(build.id, { ...progress.done }, bytes)
 }
 
-/** Streams one key into `target`, hashing on the way: the state records what is on disk, not what the store claimed. */
-async function downloadFile(store: Store, key: string, target: string, signal?: AbortSignal): Promise<{ size: number; md5: string }> {
-  const reading = store.read(key)
-  const body = await (signal ? abortable(reading, signal, (late) => late?.destroy()) : reading)
-  if (!body) throw new PushCacheError('DOWNLOAD_FAILED', `${key} was listed but no longer exists`)
+/**
+ * On a flat store a push rewrites keys in place: a build whose manifest landed after the snapshot
+ * may have replaced files whose expected bytes were unknown (no MD5 recorded). Such a snapshot is
+ * read again; one whose every file was checked against an MD5 is a complete build all the same,
+ * and on the last pass it is served rather than nothing.
+ */
+async function checkStillNewest(store: Store, app: string, snapshot: StoreSnapshot, lastPass: boolean, retries: number): Promise<void> {
+  if (store.layout !== 'flat') return
+  const newest = await newestManifestTimestamp(store, app, retries)
+  if (newest === snapshot.newestListed) return
+  if (lastPass && snapshot.files.every((file) => file.md5)) return
+  throw new StoreChanged(`build ${newest} of ${app} landed in ${store.display} while build ${snapshot.newestListed ?? '(no manifest)'} was being popped`)
+}
+
+/** One file, with transient failures retried; bytes that are not the ones expected are read once more, then refused naming the key. */
+async function downloadChecked(store: Store, file: PopFile, target: string, retries: number, signal: AbortSignal): Promise<{ size: number; md5: string }> {
+  for (let read = 1; ; read++) {
+    const got = await withRetry(() => downloadFile(store, file.key, target, file.size, signal), { retries })
+    const problem =
+      got === undefined
+        ? 'it no longer exists'
+        : got.cut
+          ? `it is longer than the ${file.size} bytes expected (cut there)`
+          : file.md5 && got.md5 !== file.md5
+            ? `its MD5 is ${got.md5}, not the ${file.md5} expected`
+            : !file.md5 && file.size !== undefined && got.size !== file.size
+              ? `it is ${got.size} bytes, not the ${file.size} expected`
+              : undefined
+    if (problem === undefined) return { size: got!.size, md5: got!.md5 }
+    if (read === 2)
+      throw new StoreChanged(
+        `${file.key} in ${store.display} is not the file of the build being popped: ${problem}, twice. A push may be rewriting it, or the bytes changed on the way`,
+      )
+  }
+}
+
+/**
+ * Streams one key into `target`, hashing on the way: the state records what is on disk, not what
+ * the store claimed. Stops past `limit` bytes (`cut`): a body longer than listed is never read whole.
+ */
+async function downloadFile(
+  store: Store,
+  key: string,
+  target: string,
+  limit: number | undefined,
+  signal: AbortSignal,
+): Promise<{ size: number; md5: string; cut: boolean } | undefined> {
+  const body = await abortable(store.read(key), signal, (late) => late?.destroy())
+  if (!body) return undefined
   const hash = createHash('md5')
   let size = 0
+  let cut = false
+  const tooLong = new Error('longer than expected')
   await pipeline(
     body,
     async function* (chunks: AsyncIterable<Buffer>) {
       for await (const chunk of chunks) {
-        hash.update(chunk)
         size += chunk.length
+        if (limit !== undefined && size > limit) {
+          cut = true
+          throw tooLong
+        }
+        hash.update(chunk)
         yield chunk
       }
     },
     createWriteStream(target),
-    signal ? { signal } : {},
-  )
-  return { size, md5: hash.digest('hex') }
+    { signal },
+  ).catch((error) => {
+    if (error !== tooLong) throw error
+  })
+  return { size, md5: hash.digest('hex'), cut }
 }

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
-import { lstat, mkdir, readdir, readFile, readlink, rename, rm, rmdir, symlink, writeFile } from 'node:fs/promises'
+import { lstat, mkdir, readdir, readFile, readlink, rename, rm, rmdir, symlink, utimes, writeFile } from 'node:fs/promises'
+import { hostname } from 'node:os'
 import { basename, dirname, join, relative, resolve } from 'node:path'
 import { describeError, PushCacheError } from '../model/errors'
 import { collectFiles } from '../push/collect-files'
@@ -16,10 +17,11 @@ import { md5File } from '../util/digest'
  *     .www.builds/1700000000-3f2a9c1b/        the files
  *     .www.builds/1700000000-3f2a9c1b.json    what they are (BuildState), written once it is served
  *
- * A build directory is filled before the link points at it, and its state file is written only
- * after: so a directory with a state file has been served, and once something else is served it
- * never will be again. That rule alone lets concurrent writers clean up after each other without a
- * lock: nothing deletes a directory without a state file unless it was left for an hour.
+ * One writer at a time (`.lock` in the builds directory, see {@link lockDest}): a second `pop` or
+ * `watch` on the same `dest` waits for the first. A build directory is filled and its state file
+ * written before the link points at it, so a switch happens only after every local write succeeded.
+ * A directory that is not served any more is removed once it has been retired for
+ * `RETIRED_KEEP_MS`: a reader that resolved `dest` just before a switch can still finish from it.
  */
 
 /** What `<id>.json` records of a build directory, so that the next update reads no file again. */
@@ -37,7 +39,7 @@ export interface BuildState {
 /** What `dest` is now. */
 export type Served =
   | { kind: 'none' }
-  /** One of our build directories; `state` is missing only if a crash came between the swap and its write. */
+  /** One of our build directories; `state` is missing only for one switched by an older version that crashed before writing it. */
   | { kind: 'build'; id: string; dir: string; state?: BuildState }
   /** A plain directory (an older `pop`, or made by hand): moved into the builds directory by the first swap. */
   | { kind: 'directory'; dir: string }
@@ -46,6 +48,8 @@ export type Served =
 
 /** A directory left without a state file for this long was abandoned by a crashed run (a live one fills it sooner). */
 const ABANDONED_MS = 60 * 60 * 1000
+/** How long a build directory stays after it stopped being served: readers resolve `dest` and open a file within milliseconds. */
+const RETIRED_KEEP_MS = 60 * 1000
 const HASH_CONCURRENCY = 8
 
 const buildsDirOf = (dest: string): string => join(dirname(dest), `.${basename(dest)}.builds`)
@@ -123,45 +127,61 @@ export async function discardBuildDir(dest: string, dir: string): Promise<void> 
 export async function writeState(dest: string, id: string, state: BuildState): Promise<void> {
   const builds = buildsDirOf(dest)
   const temporary = join(builds, `.state-${suffix()}`)
-  await writeFile(temporary, `${JSON.stringify(state)}\n`)
-  await rename(temporary, join(builds, `${id}.json`))
+  try {
+    await writeFile(temporary, `${JSON.stringify(state)}\n`)
+    await rename(temporary, join(builds, `${id}.json`))
+  } catch (error) {
+    // A full disk fails the write half-way: nothing of it may stay behind.
+    await rm(temporary, { force: true })
+    throw error
+  }
 }
 
 /**
- * Points `dest` at the build directory `id` with one atomic rename, records its state, and removes
- * build directories that are no longer served, except the one just replaced: a reader that resolved
- * `dest` a moment before the swap can still finish from it.
+ * Records the state of build directory `id`, then points `dest` at it with one atomic rename, and
+ * removes build directories retired long enough ago. A failure before the switch leaves `dest` as
+ * it was (the caller discards the directory); what follows the switch is housekeeping that the
+ * next run repeats, so it cannot fail the switch that already happened.
  *
  * A plain directory at `dest` (an older `pop`'s) is first moved into the builds directory: that one
  * time, `dest` is missing between two renames (a few microseconds), because a directory cannot be
- * replaced by a link in one step.
+ * replaced by a link in one step. Callers hold the lock ({@link lockDest}).
  */
 export async function publishBuildDir(dest: string, id: string, state: BuildState, served: Served): Promise<void> {
   const builds = buildsDirOf(dest)
+  await writeState(dest, id, state)
   let previous = served.kind === 'build' ? served.id : undefined
   let adopted: string | undefined
   if (served.kind === 'directory') {
     adopted = `adopted-${suffix()}`
     await rename(dest, join(builds, adopted)).catch((error) => {
       if (errorCode(error) === 'ENOENT')
-        adopted = undefined // another run moved it first
+        adopted = undefined // moved by hand since it was read
       else throw cannotReplace(dest, error)
     })
     previous = adopted
   }
   const link = join(builds, `.link-${suffix()}`)
-  await symlink(relative(dirname(dest), join(builds, id)), link, 'dir')
   try {
+    await symlink(relative(dirname(dest), join(builds, id)), link, 'dir')
     await rename(link, dest)
   } catch (error) {
     await rm(link, { force: true })
+    await rm(join(builds, `${id}.json`), { force: true })
     if (adopted) await rename(join(builds, adopted), dest).catch(() => {})
     throw cannotReplace(dest, error)
   }
-  await writeState(dest, id, state)
-  // It was served (as dest itself) and never will be again: its state file says so to the next cleanup.
-  if (adopted) await writeState(dest, adopted, { app: state.app, store: `a plain directory at ${dest}`, poppedAt: new Date().toISOString(), files: {} })
-  await removeRetired(dest, new Set([id, ...(previous ? [previous] : [])]))
+  await retire(dest, previous, adopted, state.app).catch(() => {})
+  await removeRetired(dest, new Set([id, ...(previous ? [previous] : [])])).catch(() => {})
+}
+
+/** Dates the retirement of the directory just replaced (its state file's mtime), so that it is kept `RETIRED_KEEP_MS` from now. */
+async function retire(dest: string, previous: string | undefined, adopted: string | undefined, app: string): Promise<void> {
+  if (adopted) await writeState(dest, adopted, { app, store: `a plain directory at ${dest}`, poppedAt: new Date().toISOString(), files: {} })
+  else if (previous) {
+    const now = new Date()
+    await utimes(join(buildsDirOf(dest), `${previous}.json`), now, now).catch(() => {}) // no state file: a crash left it, the hour rule applies
+  }
 }
 
 function cannotReplace(dest: string, error: unknown): PushCacheError {
@@ -183,10 +203,9 @@ async function olderThan(path: string, ms: number): Promise<boolean> {
 }
 
 /**
- * Deletes build directories that were served and are not any more, leftovers of crashed runs, and
- * state files whose directory is gone. The builds directory is listed before `dest` is read: a
- * directory listed with its state file was served before that read, so if `dest` does not point
- * at it then, nothing ever will again.
+ * Deletes build directories retired more than `RETIRED_KEEP_MS` ago (their state file's mtime says
+ * when), leftovers of crashed runs, and state files whose directory is gone. Only the lock holder
+ * calls it, so no directory is half-way to being served.
  */
 async function removeRetired(dest: string, keep: ReadonlySet<string>): Promise<void> {
   const builds = buildsDirOf(dest)
@@ -195,12 +214,12 @@ async function removeRetired(dest: string, keep: ReadonlySet<string>): Promise<v
   const current = await linkedBuild(dest)
   for (const { name } of entries) {
     const path = join(builds, name)
-    if (name.startsWith('.trash-')) await rm(path, { recursive: true, force: true })
+    if (name === LOCK_NAME || name === current || keep.has(name)) continue
+    if (name.startsWith('.trash-') || name.startsWith('.state-') || name.startsWith('.link-')) await rm(path, { recursive: true, force: true })
     else if (name.endsWith('.json')) {
       if (!names.has(name.slice(0, -'.json'.length))) await rm(path, { force: true })
-    } else if (name === current || keep.has(name)) continue
-    else if (names.has(`${name}.json`) || (await olderThan(path, ABANDONED_MS))) {
-      // Renamed first, so that a second cleaner never deletes half of what the first one deletes.
+    } else if (names.has(`${name}.json`) ? await olderThan(`${path}.json`, RETIRED_KEEP_MS) : await olderThan(path, ABANDONED_MS)) {
+      // Renamed first, so that it is never seen half deleted.
       const trash = join(builds, `.trash-${suffix()}`)
       if (
         await rename(path, trash).then(
@@ -212,5 +231,96 @@ async function removeRetired(dest: string, keep: ReadonlySet<string>): Promise<v
         await rm(trash, { recursive: true, force: true })
       }
     }
+  }
+}
+
+const LOCK_NAME = '.lock'
+/** How often a holder refreshes its lock, and how old a lock of another machine must be to count as left by a crash. */
+const LOCK_REFRESH_MS = 30_000
+const LOCK_STALE_MS = 4 * LOCK_REFRESH_MS
+const LOCK_POLL_MS = 100
+
+interface LockHolder {
+  pid: number
+  host: string
+  since: string
+}
+
+/** Whether the process that wrote `holder` is gone: on this machine, by its pid; elsewhere, by the lock's age. */
+async function isStale(lockPath: string, holder: LockHolder | undefined): Promise<boolean> {
+  if (holder?.host === hostname() && Number.isSafeInteger(holder.pid)) {
+    try {
+      process.kill(holder.pid, 0)
+      return false
+    } catch (error) {
+      if (errorCode(error) === 'ESRCH') return true
+    }
+  }
+  return olderThan(lockPath, LOCK_STALE_MS)
+}
+
+/**
+ * Makes this process the only writer of `dest` until `release()`: a lock file created with
+ * `O_EXCL` in the builds directory, holding the pid and host, refreshed while held. A lock whose
+ * process died (same host) or that was not refreshed for `LOCK_STALE_MS` is taken over. Waits at
+ * most `waitMs` for a live holder, then fails naming it.
+ */
+export async function lockDest(
+  dest: string,
+  waitMs: number,
+  { signal, onWait }: { signal?: AbortSignal; onWait?: (holder: string) => void } = {},
+): Promise<{ release(): Promise<void> }> {
+  const builds = buildsDirOf(dest)
+  const lockPath = join(builds, LOCK_NAME)
+  const me: LockHolder = { pid: process.pid, host: hostname(), since: new Date().toISOString() }
+  const giveUpAt = Date.now() + waitMs
+  const describe = (holder: LockHolder | undefined) => (holder ? `pid ${holder.pid} on ${holder.host}, since ${holder.since}` : 'unknown')
+  let waiting = false
+  for (;;) {
+    signal?.throwIfAborted()
+    await mkdir(builds, { recursive: true })
+    try {
+      await writeFile(lockPath, JSON.stringify(me), { flag: 'wx' })
+      break
+    } catch (error) {
+      // ENOENT: the builds directory was removed by the last holder between the two calls.
+      if (errorCode(error) !== 'EEXIST' && errorCode(error) !== 'ENOENT') throw error
+    }
+    const holder = await readFile(lockPath, 'utf8').then(
+      (text) => JSON.parse(text) as LockHolder,
+      () => undefined,
+    )
+    if (await isStale(lockPath, holder)) {
+      // Renamed away, not deleted: of two runs that found it stale, only one moves it. (A third that
+      // read it stale before the takeover could still move the new lock. Even two writers at once
+      // keep dest whole: each switch is to a complete directory, and no directory is removed
+      // within a minute of its state file being written.)
+      const stale = join(builds, `.trash-${suffix()}`)
+      await rename(lockPath, stale).then(
+        () => rm(stale, { force: true }),
+        () => {},
+      )
+      continue
+    }
+    if (Date.now() > giveUpAt)
+      throw new PushCacheError(
+        'DOWNLOAD_FAILED',
+        `Another pop or watch (${describe(holder)}) has been writing ${dest} for longer than ${Math.round(waitMs / 1000)} s. ${dest} was left as it is; run one writer per destination, or remove ${lockPath} if that process is gone.`,
+      )
+    if (!waiting) onWait?.(describe(holder))
+    waiting = true
+    await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MS))
+  }
+  const refresh = setInterval(() => {
+    const now = new Date()
+    utimes(lockPath, now, now).catch(() => {})
+  }, LOCK_REFRESH_MS)
+  refresh.unref()
+  return {
+    async release() {
+      clearInterval(refresh)
+      await rm(lockPath, { force: true })
+      await rmdir(builds).catch(() => {}) // not empty, or already gone: both fine
+    },
   }
 }

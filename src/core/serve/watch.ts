@@ -5,7 +5,7 @@ import { type BackoffBounds, createBackoff, DEFAULT_BACKOFF, deadline, pause } f
 import { abortable, isTransient } from '../util/concurrency'
 import { formatAge } from '../util/duration'
 import { type Logger, silentLogger } from '../util/logger'
-import { type PopReport, popSnapshot, readStoreSnapshot } from './pop'
+import { type PopReport, pop, readStoreSnapshot } from './pop'
 import { readServed } from './served-dir'
 
 /**
@@ -153,7 +153,7 @@ export async function watch(input: WatchInput): Promise<WatchReport> {
       return
     }
     // The catch-up's duration counts reading the store too, not only the download.
-    const report = { ...(await popSnapshot({ ...input, store, snapshot, served: current, logger: silentLogger, signal })), durationMs: Date.now() - started }
+    const report = { ...(await pop({ ...input, store, snapshot, logger: silentLogger, signal })), durationMs: Date.now() - started }
     const after = await readServed(dest)
     held = after.kind === 'build' ? after.state : undefined
     applied++

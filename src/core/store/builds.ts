@@ -1,10 +1,17 @@
 import type { Readable } from 'node:stream'
+import { PushCacheError } from '../model/errors'
 import { MANIFEST_MAX_BYTES, type Manifest, parseManifest } from '../model/manifest'
+import { formatBytes } from '../model/progress'
 import { forEachLimited, withRetry } from '../util/concurrency'
 import { layoutOf, versionedLayout } from './layout'
 import type { Store, StoreEntry } from './store'
 
 const MANIFEST_READS = 8
+/**
+ * More keys than this under one prefix is not an app's builds but a listing that never ends (a
+ * server that answers `IsTruncated` for ever): refused before it fills the memory (~60 MB of entries).
+ */
+const LIST_MAX_ENTRIES = 200_000
 
 /** One build of an app found in a store. */
 export interface StoredBuild {
@@ -39,12 +46,19 @@ async function readText(store: Store, key: string, retries = 3): Promise<string 
   )
 }
 
-/** Every entry under `prefix`; a listing that fails transiently starts over. */
-async function listEntries(store: Store, prefix: string, retries = 3): Promise<StoreEntry[]> {
+/** Every entry under `prefix`, at most `LIST_MAX_ENTRIES`; a listing that fails transiently starts over. */
+export async function listEntries(store: Store, prefix: string, retries = 3, limit = LIST_MAX_ENTRIES): Promise<StoreEntry[]> {
   return withRetry(
     async () => {
       const entries: StoreEntry[] = []
-      for await (const entry of store.list(prefix)) entries.push(entry)
+      for await (const entry of store.list(prefix)) {
+        if (entries.length === limit)
+          throw new PushCacheError(
+            'STORE_UNREACHABLE',
+            `${store.display} listed more than ${limit.toLocaleString('en')} keys under ${prefix} and was still going: its listing cannot be used. Check the server (a listing that never ends), or prune the app.`,
+          )
+        entries.push(entry)
+      }
       return entries
     },
     { retries },
@@ -56,9 +70,15 @@ export async function listKeys(store: Store, prefix: string, retries = 3): Promi
 }
 
 /** The build a manifest key names, or undefined when the key is not a manifest or is gone. */
-async function readBuild(store: Store, app: string, key: string, retries: number): Promise<StoredBuild | undefined> {
+async function readBuild(store: Store, app: string, { key, size }: StoreEntry, retries: number): Promise<StoredBuild | undefined> {
   const timestamp = layoutOf(store.layout).parseManifestKey(app, key)
   if (timestamp === undefined) return undefined
+  // Refused by its listed size, before a byte of it is fetched (a Valkey GET sends a value whole).
+  if (size !== undefined && size > MANIFEST_MAX_BYTES)
+    throw new PushCacheError(
+      'MANIFEST_UNREADABLE',
+      `Manifest ${key} cannot be read: it holds ${formatBytes(size)}, more than the ${formatBytes(MANIFEST_MAX_BYTES)} a manifest may. Nothing was pruned; fix or delete that key.`,
+    )
   const text = await readText(store, key, retries)
   if (text === undefined) return undefined // deleted since it was listed
   const manifest = parseManifest(text, key, timestamp)
@@ -71,10 +91,10 @@ async function readBuild(store: Store, app: string, key: string, retries: number
  */
 export async function newestBuild(store: Store, app: string, retries = 3): Promise<StoredBuild | undefined> {
   const layout = layoutOf(store.layout)
-  const [keys, locked] = await Promise.all([listKeys(store, layout.manifestPrefix(app), retries), lockedTimestamps(store, app, retries)])
-  const newest = keys
-    .filter((key) => layout.parseManifestKey(app, key) !== undefined && !locked.has(layout.parseManifestKey(app, key)!))
-    .sort((a, b) => layout.parseManifestKey(app, b)! - layout.parseManifestKey(app, a)!)[0]
+  const [entries, locked] = await Promise.all([listEntries(store, layout.manifestPrefix(app), retries), lockedTimestamps(store, app, retries)])
+  const newest = entries
+    .filter(({ key }) => layout.parseManifestKey(app, key) !== undefined && !locked.has(layout.parseManifestKey(app, key)!))
+    .sort((a, b) => layout.parseManifestKey(app, b.key)! - layout.parseManifestKey(app, a.key)!)[0]
   return newest === undefined ? undefined : readBuild(store, app, newest, retries)
 }
 
@@ -99,11 +119,11 @@ async function lockedTimestamps(store: Store, app: string, retries: number): Pro
  * (written by valpop alone) are its data keys scanned to find the builds.
  */
 export async function listBuilds(store: Store, app: string, retries = 3): Promise<StoredBuild[]> {
-  const manifestKeys = await listKeys(store, layoutOf(store.layout).manifestPrefix(app), retries)
+  const manifests = await listEntries(store, layoutOf(store.layout).manifestPrefix(app), retries)
   const builds: StoredBuild[] = []
   // An app with months of builds has hundreds of manifests: read them a few at a time, not one by one.
-  await forEachLimited(manifestKeys, MANIFEST_READS, async (key) => {
-    const build = await readBuild(store, app, key, retries)
+  await forEachLimited(manifests, MANIFEST_READS, async (entry) => {
+    const build = await readBuild(store, app, entry, retries)
     if (build) builds.push(build)
   })
   if (store.layout === 'versioned') {
@@ -124,4 +144,15 @@ async function scanVersionedBuilds(store: Store, app: string, retries: number): 
     byTimestamp.set(parsed.timestamp, files)
   }
   return [...byTimestamp].map(([timestamp, files]) => ({ timestamp, files: files.sort(), complete: true }))
+}
+
+/** The timestamp of the newest manifest key of `app`, readable or not (flat stores); one listing, no reads. */
+export async function newestManifestTimestamp(store: Store, app: string, retries = 3): Promise<number | undefined> {
+  const layout = layoutOf(store.layout)
+  let newest: number | undefined
+  for (const key of await listKeys(store, layout.manifestPrefix(app), retries)) {
+    const timestamp = layout.parseManifestKey(app, key)
+    if (timestamp !== undefined && (newest === undefined || timestamp > newest)) newest = timestamp
+  }
+  return newest
 }

@@ -1,11 +1,11 @@
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { layoutOf } from '../src/core/store/layout'
-import { createWorld, popInto, pruneKeeping, pushBuild, type World } from './harness/actors'
-import { destViolations, storeViolations } from './harness/invariants'
-import { broken, enumerateWindows } from './harness/scheduler'
-import { tempDir } from './helpers/fs'
-import { STORE_KINDS } from './helpers/stores'
+import { layoutOf } from '../../src/core/store/layout'
+import { createWorld, popInto, pruneKeeping, pushBuild, type World } from '../harness/actors'
+import { destViolations, storeViolations } from '../harness/invariants'
+import { broken, enumerateWindows } from '../harness/scheduler'
+import { tempDir } from '../helpers/fs'
+import { STORE_KINDS } from '../helpers/stores'
 
 /**
  * The writer side of issue 16 (cases 2–7 and 10), expressed on the harness. Cases 2 and 5 fail

@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
+import { createBackoff } from './backoff'
 
 const TRANSIENT_CODES = new Set([
   'ECONNRESET',
@@ -36,13 +37,14 @@ export interface RetryOptions {
 }
 
 export async function withRetry<T>(attempt: () => Promise<T>, { retries, baseDelayMs = 200, onRetry }: RetryOptions): Promise<T> {
+  const backoff = createBackoff({ minMs: baseDelayMs, maxMs: Number.POSITIVE_INFINITY }, { floorMs: 0 })
   for (let failures = 0; ; failures++) {
     try {
       return await attempt()
     } catch (error) {
       if (failures >= retries || !isTransient(error)) throw error
       onRetry?.(error, failures + 1)
-      await sleep(Math.random() * baseDelayMs * 2 ** failures)
+      await sleep(backoff.next())
     }
   }
 }

@@ -4,8 +4,7 @@ import { checkOptions, type Options, type ResolvedOptions, resolveOptions } from
 import { collectFiles, toPosix } from '../core/push/collect-files'
 import type { BuildFile } from '../core/push/plan'
 import { createLogger, type Logger } from '../core/util/logger'
-import { storeKind } from '../stores'
-import { diagnose } from '../stores/diagnose'
+import { diagnose, storeKind } from '../stores'
 import { pushFiles } from './push-files'
 
 /** A file a bundler wrote, as its adapter reports it. */

@@ -35,6 +35,7 @@ export async function openStore(options: ResolvedOptions, logger: Logger): Promi
       },
       {
         retries: options.retries,
+        isTransient: store.isTransient,
         // Quiet unless asked: a wrong URL still reads as one error line.
         onRetry: (error, count) => logger.debug(`retrying the first request to ${store.display} (${count}/${options.retries}): ${describeError(error)}`),
       },

@@ -4,6 +4,8 @@ import { invalidOption, redact } from '../core/model/errors'
 import { DEFAULT_TIMEOUTS, type ResolvedOptions, type StoreTimeouts } from '../core/model/options'
 import type { Store } from '../core/store/store'
 
+export { diagnose } from './diagnose'
+
 const VALKEY_SCHEMES = ['valkey:', 'valkeys:', 'redis:', 'rediss:', 'valkey+cluster:', 'valkeys+cluster:', 'redis+cluster:', 'rediss+cluster:']
 
 type StoreOptions = Pick<ResolvedOptions, 's3' | 'valkey'> & Partial<Pick<ResolvedOptions, 'announce'>> & Partial<StoreTimeouts>

@@ -8,6 +8,7 @@ import { forEachLimited } from '../core/util/concurrency'
 import { md5, sha256OfRange } from '../core/util/digest'
 import { CHUNK, giveBack, readChunks, readWhole } from '../core/util/file-buffers'
 import { createS3Client, escapeXml, type S3Client, S3ServiceError, type StreamedBody, xmlElements, xmlText } from './s3-client'
+import { isTransientS3 } from './s3-transient'
 import type { AwsCredentials } from './sigv4'
 
 const DRIVER_NAME = 's3'
@@ -192,6 +193,7 @@ export function createS3Store(url: string, options: S3Options, timeouts: StoreTi
     kind: DRIVER_NAME,
     layout: 'flat',
     display,
+    isTransient: isTransientS3,
     concurrency: CONCURRENCY,
     // A request that failed or timed out is destroyed with its socket: nothing sends its body later.
     releasesBodies: true,

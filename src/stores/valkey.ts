@@ -241,6 +241,8 @@ export function createValkeyStore(url: string, options: ValkeyOptions, { connect
     kind: DRIVER_NAME,
     layout: 'versioned',
     display: target.display,
+    // Replies that say "not now" are already marked `transient` by `guard`.
+    isTransient,
 
     concurrency: CONCURRENCY,
 

@@ -130,6 +130,7 @@ export async function populate({ store, options, files, logger = silentLogger, o
   const retry = <T>(what: string, attempt: () => Promise<T>) =>
     withRetry(attempt, {
       retries: options.retries,
+      isTransient: store.isTransient,
       onRetry: (error, count) => logger.warn(`retrying ${what} (${count}/${options.retries}): ${describeError(error)}`),
     })
 

@@ -106,7 +106,7 @@ export async function readStoreSnapshot(store: Store, app: string, retries = 3):
       const files = [...held].map(([relpath, { key, size, md5 }]) => ({ relpath: assertSafeRelpath(relpath, key), key, size, md5 }))
       return { files, timestamp: newest?.timestamp }
     },
-    { retries },
+    { retries, isTransient: store.isTransient },
   )
 }
 
@@ -181,7 +181,7 @@ export async function popSnapshot({
     const target = join(build.dir, file.relpath)
     await mkdir(dirname(target), { recursive: true })
     try {
-      state.files[file.relpath] = await withRetry(() => downloadFile(store, file.key, target, signal), { retries })
+      state.files[file.relpath] = await withRetry(() => downloadFile(store, file.key, target, signal), { retries, isTransient: store.isTransient })
     } catch (error) {
       if (signal?.aborted) throw signal.reason
       throw new PushCacheError(

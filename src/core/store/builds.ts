@@ -35,7 +35,7 @@ async function readText(store: Store, key: string, retries = 3): Promise<string 
       const stream = await store.read(key)
       return stream && (await readAll(stream, MANIFEST_MAX_BYTES)).toString('utf8')
     },
-    { retries },
+    { retries, isTransient: store.isTransient },
   )
 }
 
@@ -47,7 +47,7 @@ async function listEntries(store: Store, prefix: string, retries = 3): Promise<S
       for await (const entry of store.list(prefix)) entries.push(entry)
       return entries
     },
-    { retries },
+    { retries, isTransient: store.isTransient },
   )
 }
 

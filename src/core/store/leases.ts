@@ -55,7 +55,7 @@ export async function pruneRunning(store: Store, app: string, now = Date.now): P
 export async function relpathsInUse(store: Store, app: string, retries: number, now = Date.now): Promise<Set<string>> {
   const inUse = new Set<string>()
   for (const key of await liveLeaseKeys(store, app, 'push', now)) {
-    const body = await withRetry(() => store.read(key), { retries })
+    const body = await withRetry(() => store.read(key), { retries, isTransient: store.isTransient })
     if (!body) continue // released since it was listed
     let relpaths: unknown
     try {

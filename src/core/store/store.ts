@@ -43,8 +43,7 @@ export interface StoreEntry {
 
 /**
  * The whole contract between core and a backend. Keys are full keys (`data/app/x.js`); every
- * method may throw, and a thrown error with `transient: true` (or a 5xx/429/network error) is
- * retried by core.
+ * method may throw, and core retries a thrown error when {@link Store.isTransient} says so.
  */
 export interface Store {
   /** `s3`, `local`, `valkey`: used in messages and reports. */
@@ -52,6 +51,11 @@ export interface Store {
   readonly layout: StoreLayout
   /** Where the store points, with every secret redacted: safe to print. */
   readonly display: string
+  /**
+   * Whether another attempt at a request that threw `error` may succeed: the store knows its own
+   * errors (S3's 5xx and `SlowDown`, Valkey's `LOADING`). A function, not a method: core hands it on.
+   */
+  readonly isTransient: (error: unknown) => boolean
   /**
    * Writes an object. Bodies on disk are read by the store; `bufferedBytes` says how much of one it
    * holds in memory at once, so that core can bound the bytes in flight.

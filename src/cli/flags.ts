@@ -1,8 +1,8 @@
 import type { Command } from 'cac'
 import { invalidOption } from '../core/model/errors'
-import type { AnnounceOptions, Options, S3Options } from '../core/model/options'
 import { type BackoffBounds, DEFAULT_BACKOFF } from '../core/util/backoff'
 import { parseDuration, parseDurationMs } from '../core/util/duration'
+import type { AnnounceOptions, Options, S3Options } from '../options'
 
 /** What cac hands over: values of repeated flags are arrays; `restoreFlagText` makes every value the text typed. */
 export interface Flags {

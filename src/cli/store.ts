@@ -1,9 +1,9 @@
 import { describeError, invalidOption, PushCacheError } from '../core/model/errors'
-import type { ResolvedOptions } from '../core/model/options'
 import { layoutOf } from '../core/store/layout'
 import type { Store } from '../core/store/store'
 import { withRetry } from '../core/util/concurrency'
 import type { Logger } from '../core/util/logger'
+import type { ResolvedOptions } from '../options'
 import { createStore } from '../stores'
 import { diagnose } from '../stores/diagnose'
 

@@ -3,9 +3,10 @@ import { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Cluster, Redis, type RedisOptions } from 'iovalkey'
 import { describeError, invalidOption, PushCacheError, timedOut } from '../core/model/errors'
-import { DEFAULT_TIMEOUTS, type StoreTimeouts, type ValkeyOptions } from '../core/model/options'
+import { DEFAULT_TIMEOUTS, type StoreTimeouts } from '../core/model/options'
 import type { PutBody, PutOptions, PutResult, Store, StoreEntry } from '../core/store/store'
 import { isTransient } from '../core/util/concurrency'
+import { lockTtlOf, type ValkeyOptions } from './valkey-options'
 
 const DRIVER_NAME = 'valkey'
 
@@ -243,6 +244,7 @@ export function createValkeyStore(url: string, options: ValkeyOptions, { connect
     display: target.display,
     // Replies that say "not now" are already marked `transient` by `guard`.
     isTransient,
+    pendingExpiry: { seconds: lockTtlOf(options), option: 'valkey.lockTtl' },
 
     concurrency: CONCURRENCY,
 

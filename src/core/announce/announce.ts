@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { describeError } from '../model/errors'
-import type { ResolvedOptions } from '../model/options'
+import type { ResolvedCoreOptions } from '../model/options'
 import type { Store } from '../store/store'
 import { isTransient, withRetry } from '../util/concurrency'
 import type { Logger } from '../util/logger'
@@ -44,7 +44,7 @@ class AnnounceFailure extends Error {
  * once. Never throws: a failure is logged as a warning and reported, since the build is in the
  * store either way and watchers that poll will find it.
  */
-export async function announce(input: { store: Store; options: ResolvedOptions; manifestKey: string; logger: Logger }): Promise<AnnounceReport> {
+export async function announce(input: { store: Store; options: ResolvedCoreOptions; manifestKey: string; logger: Logger }): Promise<AnnounceReport> {
   const { store, options, manifestKey, logger } = input
   const { vwatch, name, channel } = options.announce
   const announcement: BuildAnnouncement = {

@@ -1,7 +1,7 @@
 import { type AnnounceReport, announce } from '../announce/announce'
 import { describeError, PushCacheError } from '../model/errors'
 import { type Manifest, type ManifestEntry, serializeManifest } from '../model/manifest'
-import type { ResolvedOptions } from '../model/options'
+import type { ResolvedCoreOptions } from '../model/options'
 import { createProgressCounter, formatBytes, type ProgressEvent } from '../model/progress'
 import { planSync, type SyncPlan } from '../model/sync-plan'
 import { GENERATOR } from '../model/version'
@@ -61,7 +61,7 @@ export interface PopulateReport {
 
 export interface PopulateInput {
   store: Store
-  options: ResolvedOptions
+  options: ResolvedCoreOptions
   files: readonly BuildFile[]
   logger?: Logger
   onProgress?: (event: ProgressEvent) => void
@@ -135,7 +135,8 @@ export async function populate({ store, options, files, logger = silentLogger, o
     })
 
   const versioned = store.layout === 'versioned'
-  const expiresIn = versioned ? (options.valkey.lockTtl ?? 3600) : undefined
+  const expiresIn = versioned ? store.pendingExpiry?.seconds : undefined
+  const ttlOption = store.pendingExpiry?.option
   const lockKey = versionedLayout.lockKey(options.app, options.timestamp)
   // A crashed build's keys must expire before its lock, or readers would take them for a build:
   // the lock lives twice `lockTtl`, and data keys are written only during the first `lockTtl`.
@@ -178,7 +179,7 @@ export async function populate({ store, options, files, logger = silentLogger, o
       if (expiresIn && now() - lockedAt > expiresIn * 1000)
         throw new PushCacheError(
           'UPLOAD_FAILED',
-          `Build ${options.timestamp} took longer than \`valkey.lockTtl\` (${expiresIn} s) to write; it was abandoned. Raise \`valkey.lockTtl\` above the time a push takes.`,
+          `Build ${options.timestamp} took longer than \`${ttlOption}\` (${expiresIn} s) to write; it was abandoned. Raise \`${ttlOption}\` above the time a push takes.`,
         )
       written.push(file)
       try {
@@ -228,7 +229,7 @@ export async function populate({ store, options, files, logger = silentLogger, o
         'changed',
         sync.changed.filter((file) => !file.entrypoint),
       )
-    if (versioned) await retry('persisting the written keys', () => persist(store, written, options.timestamp))
+    if (versioned) await retry('persisting the written keys', () => persist(store, written, options.timestamp, ttlOption))
     if (lease && !lease.live())
       throw new PushCacheError(
         'UPLOAD_FAILED',
@@ -245,7 +246,7 @@ export async function populate({ store, options, files, logger = silentLogger, o
     } else if (entrypoints.length > 0)
       await timed('entrypoints', async () => {
         for (const file of entrypoints) await put(file)
-        if (versioned) await retry('persisting the entrypoints', () => persist(store, entrypoints, options.timestamp))
+        if (versioned) await retry('persisting the entrypoints', () => persist(store, entrypoints, options.timestamp, ttlOption))
       })
 
     const unchanged = new Set(sync.unchanged)
@@ -307,7 +308,7 @@ const sum = (files: readonly BuildFile[]) => files.reduce((total, file) => total
  */
 async function planAgainstStore(
   store: Store,
-  options: ResolvedOptions,
+  options: ResolvedCoreOptions,
   files: readonly PlannedUpload[],
   newest: StoredBuild | null | undefined,
   logger: Logger,
@@ -362,12 +363,12 @@ async function hashWhere(files: readonly PlannedUpload[], worth: (file: PlannedU
   return hashed
 }
 
-async function persist(store: Store, files: readonly PlannedUpload[], timestamp: number): Promise<void> {
+async function persist(store: Store, files: readonly PlannedUpload[], timestamp: number, ttlOption: string | undefined): Promise<void> {
   const lost = (await store.persist?.(files.map((file) => file.key))) ?? []
   if (lost.length > 0)
     throw new PushCacheError(
       'UPLOAD_FAILED',
-      `${lost.length} keys of build ${timestamp} expired before the build completed (first: ${lost[0]}). Raise \`valkey.lockTtl\` above the time a push takes.`,
+      `${lost.length} keys of build ${timestamp} expired before the build completed (first: ${lost[0]}). Raise \`${ttlOption}\` above the time a push takes.`,
     )
 }
 

@@ -68,6 +68,12 @@ export interface Store {
    * the same buffer. A client that may still send a command that timed out must leave it unset.
    */
   readonly releasesBodies?: boolean
+  /**
+   * Versioned stores: how long a build may take to write, in seconds. Its keys are written with
+   * this expiry and persisted once the build is complete, so that a crashed push leaks nothing;
+   * `option` names the setting that raises it, for messages (`valkey.lockTtl`).
+   */
+  readonly pendingExpiry?: { seconds: number; option: string }
   /** Uploads in flight that suit the store when the user names none (default 16). */
   readonly concurrency?: number
   /** Whether each key exists, cheaper than listing for stores with no prefix listing (Valkey). */

@@ -31,7 +31,7 @@ export async function openStore(options: ResolvedOptions, logger: Logger): Promi
     // is reported (and given up) within the same bound as every later request.
     await withRetry(
       async () => {
-        for await (const _ of store.list(layoutOf(store.layout).manifestPrefix(options.app))) break
+        for await (const _ of store.list(layoutOf(store).manifestPrefix(options.app))) break
       },
       {
         retries: options.retries,

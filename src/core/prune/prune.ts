@@ -48,11 +48,11 @@ export async function prune({ store, app, rule, entrypoints, retries = 3, dryRun
       if (!(error instanceof PushCacheError) || error.code !== 'MANIFEST_UNREADABLE') throw error
       return { builds: [], keys: [], kept: 0, dryRun, aborted: error.message }
     }
-    const layout = layoutOf(store.layout)
+    const layout = layoutOf(store)
     const protect = [...entrypoints, ...inUse]
     let dying: StoredBuild[]
     let keys: string[]
-    if (store.layout === 'flat') {
+    if (!layout.keysPerBuild) {
       const plan = planFlatPrune(builds, { ...rule, protect })
       dying = plan.dying
       keys = plan.deleteFiles.map((relpath) => layout.dataKey(app, 0, relpath))

@@ -10,7 +10,7 @@ import { createProgressCounter, type ProgressEvent } from '../model/progress'
 import { planSync, type WantedFile } from '../model/sync-plan'
 import { listBuilds, newestBuild } from '../store/builds'
 import { readStoreState, unlessUnreadable } from '../store/held-files'
-import { versionedLayout } from '../store/layout'
+import { layoutOf, versionedLayout } from '../store/layout'
 import type { Store } from '../store/store'
 import { abortable, forEachLimited, withRetry } from '../util/concurrency'
 import { type Logger, silentLogger } from '../util/logger'
@@ -92,7 +92,7 @@ export function planVersionedPop(
  * is listed, so the files are at least that new; MD5s as `readStoreState` vouches for them.
  */
 export async function readStoreSnapshot(store: Store, app: string, retries = 3): Promise<StoreSnapshot> {
-  if (store.layout === 'versioned') {
+  if (layoutOf(store).keysPerBuild) {
     const builds = await listBuilds(store, app, retries)
     return { files: planVersionedPop(app, builds), timestamp: builds.find((build) => build.complete)?.timestamp }
   }

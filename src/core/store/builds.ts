@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream'
 import { MANIFEST_MAX_BYTES, type Manifest, parseManifest } from '../model/manifest'
 import { forEachLimited, withRetry } from '../util/concurrency'
-import { layoutOf, versionedLayout } from './layout'
+import { type Layout, layoutOf } from './layout'
 import type { Store, StoreEntry } from './store'
 
 const MANIFEST_READS = 8
@@ -57,7 +57,7 @@ export async function listKeys(store: Store, prefix: string, retries = 3): Promi
 
 /** The build a manifest key names, or undefined when the key is not a manifest or is gone. */
 async function readBuild(store: Store, app: string, key: string, retries: number): Promise<StoredBuild | undefined> {
-  const timestamp = layoutOf(store.layout).parseManifestKey(app, key)
+  const timestamp = layoutOf(store).parseManifestKey(app, key)
   if (timestamp === undefined) return undefined
   const text = await readText(store, key, retries)
   if (text === undefined) return undefined // deleted since it was listed
@@ -70,7 +70,7 @@ async function readBuild(store: Store, app: string, key: string, retries: number
  * duplicate-image skip and the push's plan ask for nothing more).
  */
 export async function newestBuild(store: Store, app: string, retries = 3): Promise<StoredBuild | undefined> {
-  const layout = layoutOf(store.layout)
+  const layout = layoutOf(store)
   const [keys, locked] = await Promise.all([listKeys(store, layout.manifestPrefix(app), retries), lockedTimestamps(store, app, retries)])
   const newest = keys
     .filter((key) => layout.parseManifestKey(app, key) !== undefined && !locked.has(layout.parseManifestKey(app, key)!))
@@ -80,14 +80,15 @@ export async function newestBuild(store: Store, app: string, retries = 3): Promi
 
 /** Whether a build of `app` newer than `timestamp` has a manifest: one listing, no reads. */
 export async function newerBuildExists(store: Store, app: string, timestamp: number, retries = 3): Promise<boolean> {
-  const layout = layoutOf(store.layout)
+  const layout = layoutOf(store)
   return (await listKeys(store, layout.manifestPrefix(app), retries)).some((key) => (layout.parseManifestKey(app, key) ?? -1) > timestamp)
 }
 
 /** Versioned builds still being written (their lock key exists); flat stores have no locks. */
 async function lockedTimestamps(store: Store, app: string, retries: number): Promise<Set<number>> {
-  if (store.layout !== 'versioned') return new Set()
-  const prefix = versionedLayout.lockPrefix(app)
+  const locks = layoutOf(store).locks
+  if (!locks) return new Set()
+  const prefix = locks.prefix(app)
   return new Set((await listKeys(store, prefix, retries)).map((key) => Number(key.slice(prefix.length))))
 }
 
@@ -99,25 +100,27 @@ async function lockedTimestamps(store: Store, app: string, retries: number): Pro
  * (written by valpop alone) are its data keys scanned to find the builds.
  */
 export async function listBuilds(store: Store, app: string, retries = 3): Promise<StoredBuild[]> {
-  const manifestKeys = await listKeys(store, layoutOf(store.layout).manifestPrefix(app), retries)
+  const layout = layoutOf(store)
+  const manifestKeys = await listKeys(store, layout.manifestPrefix(app), retries)
   const builds: StoredBuild[] = []
   // An app with months of builds has hundreds of manifests: read them a few at a time, not one by one.
   await forEachLimited(manifestKeys, MANIFEST_READS, async (key) => {
     const build = await readBuild(store, app, key, retries)
     if (build) builds.push(build)
   })
-  if (store.layout === 'versioned') {
+  if (layout.keysPerBuild) {
     const locked = await lockedTimestamps(store, app, retries)
-    if (builds.length === 0) builds.push(...(await scanVersionedBuilds(store, app, retries)))
+    if (builds.length === 0) builds.push(...(await scanBuildsByDataKeys(store, layout, app, retries)))
     for (const build of builds) build.complete = !locked.has(build.timestamp)
   }
   return builds.sort((a, b) => b.timestamp - a.timestamp)
 }
 
-async function scanVersionedBuilds(store: Store, app: string, retries: number): Promise<StoredBuild[]> {
+/** The builds whose data keys name them: what valpop alone leaves, with no manifest. */
+async function scanBuildsByDataKeys(store: Store, layout: Layout, app: string, retries: number): Promise<StoredBuild[]> {
   const byTimestamp = new Map<number, string[]>()
-  for (const key of await listKeys(store, versionedLayout.dataPrefix(app), retries)) {
-    const parsed = versionedLayout.parseDataKey(app, key)
+  for (const key of await listKeys(store, layout.dataPrefix(app), retries)) {
+    const parsed = layout.parseDataKey(app, key)
     if (parsed?.timestamp === undefined) continue
     const files = byTimestamp.get(parsed.timestamp) ?? []
     files.push(parsed.relpath)

@@ -25,7 +25,7 @@ export interface Lease {
   release(): Promise<void>
 }
 
-const prefixOf = (store: Store, app: string, kind: LeaseKind) => `${layoutOf(store.layout).leasePrefix(app)}${kind}-`
+const prefixOf = (store: Store, app: string, kind: LeaseKind) => `${layoutOf(store).leasePrefix(app)}${kind}-`
 
 /** Writes the lease once: callers retry. */
 export async function takeLease(store: Store, app: string, kind: LeaseKind, relpaths: readonly string[], now = Date.now): Promise<Lease> {

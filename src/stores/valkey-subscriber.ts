@@ -1,7 +1,7 @@
 import { describeError } from '../core/model/errors'
 import type { Notifier } from '../core/serve/watch'
 import { type BackoffBounds, createBackoff, pause } from '../core/util/backoff'
-import { createClient, parseValkeyUrl } from './valkey'
+import { createClient, parseValkeyUrl } from './valkey-client'
 import type { ValkeyOptions } from './valkey-options'
 
 export interface ValkeyChannelOptions {

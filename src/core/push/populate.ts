@@ -76,7 +76,9 @@ export async function populate({ store, options, files, logger = silentLogger, o
       return { ...report, durationMs: now() - started }
     }
     writer = createFileWriter(run, build, { files: report.uploaded, bytes: report.bytes }, onProgress)
-    await writeFiles(run, build, writer, planned, report)
+    await writeNew(writer, planned)
+    await writeChanged(build, writer, planned, report)
+    await beforeEntrypoints(run, build, writer, planned)
     await writeEntrypoints(run, build, writer, planned, plan, report)
     await writeManifest(run, build, planned, all, writer, report)
   } catch (error) {
@@ -103,22 +105,26 @@ function logWouldPush(logger: Logger, planned: StorePlan): void {
   for (const file of toWriteOf(planned)) logger.info(`would push ${file.key} (${file.size} B, ${file.contentType}, ${file.cacheControl})`)
 }
 
-/**
- * Write new, then write changed: files that name no entrypoint. Versioned keys are new whatever
- * their content, so both phases write keys nobody reads yet; a flat build that a newer one
- * superseded writes only new files.
- */
-async function writeFiles(run: PushRun, build: BuildWrite, writer: FileWriter, { sync, lease }: StorePlan, report: PopulateReport): Promise<void> {
+/** Files the store does not hold yet, but the entrypoints. Versioned keys are all new: nobody reads them yet. */
+async function writeNew(writer: FileWriter, { sync }: StorePlan): Promise<void> {
   await writer.putAll(
     'added',
     sync.added.filter((file) => !file.entrypoint),
   )
+}
+
+/** Files that replace others, but the entrypoints; none when a newer build already serves them. */
+async function writeChanged(build: BuildWrite, writer: FileWriter, { sync }: StorePlan, report: PopulateReport): Promise<void> {
   report.superseded = await build.superseded()
   if (!report.superseded)
     await writer.putAll(
       'changed',
       sync.changed.filter((file) => !file.entrypoint),
     )
+}
+
+/** The files written so far stay (persisted), and what the plan found unchanged is still there (the lease held). */
+async function beforeEntrypoints(run: PushRun, build: BuildWrite, writer: FileWriter, { lease }: StorePlan): Promise<void> {
   await build.persist(writer.written, 'persisting the written keys')
   if (lease && !lease.live())
     throw new PushCacheError(

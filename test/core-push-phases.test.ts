@@ -134,3 +134,73 @@ describe('buildManifest', () => {
     expect(manifest.image).toBe('quay.io/app:1')
   })
 })
+
+describe('the versioned build write', () => {
+  /** A local directory that declares the versioned layout: the lock and data keys land as files. */
+  async function versionedStore() {
+    const root = await tempDir()
+    const persisted: string[][] = []
+    const store: Store = {
+      ...createLocalStore(root),
+      layout: 'versioned',
+      pendingExpiry: { seconds: 60, option: 'valkey.lockTtl' },
+      persist: async (keys) => {
+        persisted.push([...keys])
+        return keys.filter((key) => key.includes('gone'))
+      },
+    }
+    return { root, store, persisted }
+  }
+  const writeFor = (store: Store, now: () => number, dryRun = false) =>
+    buildWriteFor({ store, app: 'inventory', timestamp: 100, retries: 0, dryRun, retry: (_what, attempt) => attempt(), now })
+
+  it('holds a lock while the build is written, persists its keys and drops the lock once complete', async () => {
+    const { root, store, persisted } = await versionedStore()
+    const write = writeFor(store, Date.now)
+    expect(write).toMatchObject({ expiresIn: 60, comparesHeaders: false })
+    await write.begin()
+    expect(await tree(root)).toEqual(['lock:inventory:100'])
+    await write.persist([{ key: 'data:inventory:100:a.js' }], 'persisting')
+    expect(persisted).toEqual([['data:inventory:100:a.js']])
+    expect(await write.superseded()).toBe(false)
+    await write.complete()
+    expect(await tree(root)).toEqual([])
+  })
+
+  it('fails a build that outlived its keys, naming the option that raises the limit', async () => {
+    const { store } = await versionedStore()
+    let clock = 0
+    const write = writeFor(store, () => clock)
+    write.checkTime()
+    clock = 61_000
+    expect(() => write.checkTime()).toThrow('Build 100 took longer than `valkey.lockTtl` (60 s) to write; it was abandoned.')
+    await expect(write.persist([{ key: 'data:inventory:100:gone.js' }], 'persisting')).rejects.toThrow(
+      '1 keys of build 100 expired before the build completed (first: data:inventory:100:gone.js). Raise `valkey.lockTtl` above the time a push takes.',
+    )
+  })
+
+  it('takes back what a failed build wrote, and writes nothing in a dry run', async () => {
+    const { root, store } = await versionedStore()
+    const write = writeFor(store, Date.now)
+    await write.begin()
+    await store.put('data:inventory:100:a.js', Buffer.from('a'))
+    await write.abandon([{ key: 'data:inventory:100:a.js' }], silentLogger)
+    expect(await tree(root)).toEqual([])
+    await writeFor(store, Date.now, true).begin()
+    expect(await tree(root)).toEqual([])
+  })
+
+  it('records where an unchanged file lives, and nothing for one written now', () => {
+    const write = buildWriteFor({
+      store: { ...createLocalStore('/nowhere'), layout: 'versioned' },
+      app: 'inventory',
+      timestamp: 100,
+      retries: 0,
+      dryRun: false,
+      retry: (_what, attempt) => attempt(),
+      now: Date.now,
+    })
+    expect(write.recordOf('tag', { key: 'k', version: 90 })).toEqual({ version: 90 })
+    expect(write.recordOf('tag', undefined)).toEqual({})
+  })
+})

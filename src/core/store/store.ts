@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream'
 
 /**
  * How a store lays out builds. Layout rules (key names, ordering, pruning) live in core; a store
- * only declares which family it belongs to.
+ * only declares which family it belongs to, and core reads that through `layoutOf` alone.
  * - `flat`: one object per path, a new build overwrites (`data/<app>/<path>`, S3 and local).
  * - `versioned`: one key per build and path (`data:<app>:<ts>:<path>`, Valkey as valpop writes it).
  */

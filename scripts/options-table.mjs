@@ -1,10 +1,13 @@
 #!/usr/bin/env node
-// Writes the README's option tables from the JSDoc in src/core/model/options.ts, so the two cannot
-// drift. `--check` exits 1 (and writes nothing) when the README is out of date.
+// Writes the README's option tables from the JSDoc where the options are typed (core's options, each
+// store's, and the plugin's `Options` that puts them together), so the two cannot drift. `--check`
+// exits 1 (and writes nothing) when the README is out of date.
 import { readFileSync, writeFileSync } from 'node:fs'
 import ts from 'typescript'
 
-const SOURCE = new URL('../src/core/model/options.ts', import.meta.url)
+const SOURCES = ['../src/options.ts', '../src/core/model/options.ts', '../src/stores/s3-options.ts', '../src/stores/valkey-options.ts'].map(
+  (path) => new URL(path, import.meta.url),
+)
 const README = new URL('../README.md', import.meta.url)
 const SECTIONS = [
   ['Options', ''],
@@ -22,12 +25,20 @@ const oneLine = (text) =>
     .trim()
 
 export function optionRows() {
-  const source = ts.createSourceFile('options.ts', readFileSync(SOURCE, 'utf8'), ts.ScriptTarget.Latest, true)
   const interfaces = new Map()
-  for (const node of source.statements) if (ts.isInterfaceDeclaration(node)) interfaces.set(node.name.text, node)
+  for (const url of SOURCES) {
+    const source = ts.createSourceFile(url.pathname, readFileSync(url, 'utf8'), ts.ScriptTarget.Latest, true)
+    for (const node of source.statements) if (ts.isInterfaceDeclaration(node)) interfaces.set(node.name.text, node)
+  }
+  // An interface's rows: those of the interfaces it extends first, then its own.
+  const membersOf = (name) => {
+    const node = interfaces.get(name)
+    const bases = (node.heritageClauses ?? []).flatMap((clause) => clause.types.map((type) => type.expression.getText()))
+    return [...bases.flatMap(membersOf), ...node.members]
+  }
   const rows = []
   for (const [name, prefix] of SECTIONS) {
-    for (const member of interfaces.get(name).members) {
+    for (const member of membersOf(name)) {
       const [doc] = ts.getJSDocCommentsAndTags(member).filter(ts.isJSDoc)
       const description = ts.getTextOfJSDocComment(doc?.comment) ?? ''
       const defaultTag = doc?.tags?.find((tag) => tag.tagName.text === 'default')

@@ -3,7 +3,7 @@ import { esbuildSetup } from './adapters/esbuild'
 import { rollupHooks } from './adapters/rollup'
 import { createPushSession } from './adapters/session'
 import { applyWebpackHooks } from './adapters/webpack'
-import type { Options } from './core/model/options'
+import type { Options } from './options'
 
 const NAME = 'unplugin-push-cache'
 

@@ -1,8 +1,8 @@
-import type { ResolvedOptions } from '../core/model/options'
 import type { ProgressEvent } from '../core/model/progress'
 import type { BuildFile } from '../core/push/plan'
 import { type PopulateReport, populate } from '../core/push/populate'
 import type { Logger } from '../core/util/logger'
+import type { ResolvedOptions } from '../options'
 import { createStore } from '../stores'
 
 /** What a bundler adapter calls once per build: open the store, push the build's files, close. */

@@ -1,11 +1,10 @@
 import { isAbsolute, posix, relative, resolve, sep } from 'node:path'
 import { describeError, PushCacheError } from '../core/model/errors'
-import { checkOptions, type Options, type ResolvedOptions, resolveOptions } from '../core/model/options'
 import { collectFiles, toPosix } from '../core/push/collect-files'
 import type { BuildFile } from '../core/push/plan'
 import { createLogger, type Logger } from '../core/util/logger'
-import { storeKind } from '../stores'
-import { diagnose } from '../stores/diagnose'
+import { checkOptions, type Options, type ResolvedOptions, resolveOptions } from '../options'
+import { diagnose, storeKind } from '../stores'
 import { pushFiles } from './push-files'
 
 /** A file a bundler wrote, as its adapter reports it. */

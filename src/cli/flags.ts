@@ -1,7 +1,7 @@
 import { invalidOption } from '../core/model/errors'
-import type { AnnounceOptions, Options, S3Options } from '../core/model/options'
 import { type BackoffBounds, DEFAULT_BACKOFF } from '../core/util/backoff'
 import { parseDuration, parseDurationMs } from '../core/util/duration'
+import type { AnnounceOptions, Options, S3Options } from '../options'
 
 /** One flag: its usage (`--app <name>`; without a `<value>` it is a switch), its help line, and whether it may be given more than once. */
 export type FlagSpec = [usage: string, description: string, repeatable?: 'repeatable']

@@ -1,6 +1,6 @@
-import { resolveOptions } from '../core/model/options'
 import { VERSION } from '../core/model/version'
 import { createLogger } from '../core/util/logger'
+import { resolveOptions } from '../options'
 import { type CommandSpec, helpText, parseCommandLine } from './command-line'
 import { type Context, lsCommand, popCommand, populateCommand, pruneCommand, watchCommand } from './commands'
 import { codeOf, EXIT_OK, EXIT_USAGE, exitCodeOf, messageOf, stackOf } from './errors'

@@ -1,9 +1,9 @@
 import { describeError, invalidOption, PushCacheError } from '../core/model/errors'
-import type { ResolvedOptions } from '../core/model/options'
 import { layoutOf } from '../core/store/layout'
 import type { Store } from '../core/store/store'
 import { withRetry } from '../core/util/concurrency'
 import type { Logger } from '../core/util/logger'
+import type { ResolvedOptions } from '../options'
 import { createStore } from '../stores'
 import { diagnose } from '../stores/diagnose'
 
@@ -31,10 +31,11 @@ export async function openStore(options: ResolvedOptions, logger: Logger): Promi
     // is reported (and given up) within the same bound as every later request.
     await withRetry(
       async () => {
-        for await (const _ of store.list(layoutOf(store.layout).manifestPrefix(options.app))) break
+        for await (const _ of store.list(layoutOf(store).manifestPrefix(options.app))) break
       },
       {
         retries: options.retries,
+        isTransient: store.isTransient,
         // Quiet unless asked: a wrong URL still reads as one error line.
         onRetry: (error, count) => logger.debug(`retrying the first request to ${store.display} (${count}/${options.retries}): ${describeError(error)}`),
       },

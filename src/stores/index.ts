@@ -1,8 +1,11 @@
 import { resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { invalidOption, redact } from '../core/model/errors'
-import { DEFAULT_TIMEOUTS, type ResolvedOptions, type StoreTimeouts } from '../core/model/options'
+import { DEFAULT_TIMEOUTS, type StoreTimeouts } from '../core/model/options'
 import type { Store } from '../core/store/store'
+import type { ResolvedOptions } from '../options'
+
+export { diagnose } from './diagnose'
 
 const VALKEY_SCHEMES = ['valkey:', 'valkeys:', 'redis:', 'rediss:', 'valkey+cluster:', 'valkeys+cluster:', 'redis+cluster:', 'rediss+cluster:']
 

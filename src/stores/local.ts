@@ -6,6 +6,7 @@ import { dirname, join, relative, sep } from 'node:path'
 import type { Readable } from 'node:stream'
 import { assertSafeRelpath } from '../core/model/paths'
 import type { PutBody, PutResult, Store, StoreEntry } from '../core/store/store'
+import { isTransient } from '../core/util/concurrency'
 
 const DRIVER_NAME = 'local'
 
@@ -23,6 +24,7 @@ export function createLocalStore(root: string): Store {
     kind: DRIVER_NAME,
     layout: 'flat',
     display: root,
+    isTransient,
     // The kernel copies a file on disk: nothing is held in memory.
     bufferedBytes: () => 0,
     async put(key: string, body: PutBody): Promise<PutResult> {

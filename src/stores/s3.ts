@@ -2,12 +2,14 @@ import type { Readable, Writable } from 'node:stream'
 import { defaultProvider } from '@aws-sdk/credential-provider-node'
 import { loadConfig, NODE_REGION_CONFIG_FILE_OPTIONS, NODE_REGION_CONFIG_OPTIONS } from '@smithy/core/config'
 import { invalidOption, PushCacheError, redact } from '../core/model/errors'
-import { DEFAULT_TIMEOUTS, type S3Options, type StoreTimeouts } from '../core/model/options'
+import { DEFAULT_TIMEOUTS, type StoreTimeouts } from '../core/model/options'
 import type { PutBody, PutOptions, PutResult, Store, StoreEntry } from '../core/store/store'
 import { forEachLimited } from '../core/util/concurrency'
 import { md5, sha256OfRange } from '../core/util/digest'
 import { CHUNK, giveBack, readChunks, readWhole } from '../core/util/file-buffers'
 import { createS3Client, escapeXml, type S3Client, S3ServiceError, type StreamedBody, xmlElements, xmlText } from './s3-client'
+import type { S3Options } from './s3-options'
+import { isTransientS3 } from './s3-transient'
 import type { AwsCredentials } from './sigv4'
 
 const DRIVER_NAME = 's3'
@@ -192,6 +194,7 @@ export function createS3Store(url: string, options: S3Options, timeouts: StoreTi
     kind: DRIVER_NAME,
     layout: 'flat',
     display,
+    isTransient: isTransientS3,
     concurrency: CONCURRENCY,
     // A request that failed or timed out is destroyed with its socket: nothing sends its body later.
     releasesBodies: true,

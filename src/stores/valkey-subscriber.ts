@@ -1,8 +1,8 @@
 import { describeError } from '../core/model/errors'
-import type { ValkeyOptions } from '../core/model/options'
 import type { Notifier } from '../core/serve/watch'
 import { type BackoffBounds, createBackoff, pause } from '../core/util/backoff'
-import { createClient, parseValkeyUrl } from './valkey'
+import { createClient, parseValkeyUrl } from './valkey-client'
+import type { ValkeyOptions } from './valkey-options'
 
 export interface ValkeyChannelOptions {
   /** The store's URL: the channel lives on the same server. */

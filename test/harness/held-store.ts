@@ -20,6 +20,7 @@ export function gatedStore(store: Store, app: string, gate: Gate, entrypoints?: 
   const gated: Store = {
     kind: store.kind,
     layout: store.layout,
+    isTransient: store.isTransient,
     display: store.display,
     releasesBodies: store.releasesBodies,
     concurrency: store.concurrency,

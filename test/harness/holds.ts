@@ -39,7 +39,7 @@ export interface Gate {
 
 /** Which kind of key of `app` a store key is. */
 export function keyKind(key: string, app: string, storeLayout: StoreLayout, entrypoints: readonly string[] = ['fed-mods.json']): KeyKind {
-  const layout: Layout = layoutOf(storeLayout)
+  const layout: Layout = layoutOf({ layout: storeLayout })
   if (key.startsWith(layout.leasePrefix(app))) return 'lease'
   if (storeLayout === 'versioned' && key.startsWith(`lock:${app}:`)) return 'lock'
   if (key.startsWith(layout.manifestPrefix(app))) return 'manifest'

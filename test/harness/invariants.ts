@@ -90,7 +90,7 @@ async function readKey(store: Store, key: string): Promise<Buffer | undefined> {
  * files with the bytes of its build.
  */
 export async function storeViolations(store: Store, app: string, builds: Builds): Promise<Violation[]> {
-  const layout = layoutOf(store.layout)
+  const layout = layoutOf(store)
   const newest = (await listBuilds(store, app)).find((build) => build.complete)
   if (!newest) return []
   const keyOf = (relpath: string, timestamp = newest.timestamp) => layout.dataKey(app, newest.manifest?.entries?.[relpath]?.version ?? timestamp, relpath)

@@ -1,10 +1,10 @@
 import { readdir } from 'node:fs/promises'
 import { basename, dirname } from 'node:path'
-import { type Options, resolveOptions } from '../../src/core/model/options'
 import { collectFiles } from '../../src/core/push/collect-files'
 import { type PopulateInput, type PopulateReport, populate } from '../../src/core/push/populate'
 import { type PopReport, pop } from '../../src/core/serve/pop'
 import type { Logger } from '../../src/core/util/logger'
+import { type Options, resolveOptions } from '../../src/options'
 import { createStore } from '../../src/stores'
 
 /** Deadlines short enough for tests: a lasting fault fails a command in about a second. */

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, paginateListObjectsV2, S3Client } from '@aws-sdk/client-s3'
 import { inject } from 'vitest'
-import type { S3Options } from '../../src/core/model/options'
+import type { S3Options } from '../../src/options'
 import type { FaultRule, RecordedRequest } from '../setup/s3-server'
 
 /** Identifies this test file's faults, so that `clearFaults` leaves other files' alone. */

@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import { describe, expect, inject, it } from 'vitest'
 import { PushCacheError } from '../../src/core/model/errors'
-import { resolveOptions } from '../../src/core/model/options'
+import { resolveOptions } from '../../src/options'
 import { runCli, tree, workspaceWithBuild } from '../helpers/cli'
 import { startFaultProxy, unansweredPort } from '../helpers/fault-proxy'
 import { QUICK, stepBoundMs } from '../helpers/faults'

@@ -4,12 +4,12 @@ import { dirname, join } from 'node:path'
 import { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterEach, describe, expect, it } from 'vitest'
-import { resolveOptions } from '../../src/core/model/options'
 import { collectFiles } from '../../src/core/push/collect-files'
 import { populate } from '../../src/core/push/populate'
 import { pop } from '../../src/core/serve/pop'
 import { flatLayout, layoutOf } from '../../src/core/store/layout'
 import type { Store } from '../../src/core/store/store'
+import { resolveOptions } from '../../src/options'
 import { buildOf, createWorld, popInto, pushBuild, type World, watchOnce } from '../harness/actors'
 import { startHoldProxy } from '../harness/hold-proxy'
 import { createGate, type Gate } from '../harness/holds'
@@ -258,7 +258,7 @@ async function* flipped(body: Readable) {
 }
 
 describe.each(STORE_KINDS)('case 11 and issue 17 item 3 on the %s store: reads are bounded and checked', (kind) => {
-  const chunkKey = (world: World, relpath: string) => layoutOf(world.kind === 'valkey' ? 'versioned' : 'flat').dataKey(world.app, 200, relpath)
+  const chunkKey = (world: World, relpath: string) => layoutOf({ layout: world.kind === 'valkey' ? 'versioned' : 'flat' }).dataKey(world.app, 200, relpath)
 
   it('a body longer than the file its build recorded is cut there and refused; dest keeps serving v1', async () => {
     const { world, dest } = await worldServing(kind)
@@ -287,7 +287,7 @@ describe.each(STORE_KINDS)('case 11 and issue 17 item 3 on the %s store: reads a
     expect(await readFile(join(dest, 'js/chunk-1.v2.js'), 'utf8')).toBe(buildOf('v2')['js/chunk-1.v2.js'])
 
     await pushBuild(world, 'v3', 300)
-    const v3Key = layoutOf(world.kind === 'valkey' ? 'versioned' : 'flat').dataKey(world.app, 300, 'js/chunk-1.v3.js')
+    const v3Key = layoutOf({ layout: world.kind === 'valkey' ? 'versioned' : 'flat' }).dataKey(world.app, 300, 'js/chunk-1.v3.js')
     const always = tampered(await world.open(), (read, body) => (read === v3Key ? Readable.from(flipped(body)) : body))
     await expect(pop({ store: always, app: world.app, dest })).rejects.toMatchObject({ code: 'DOWNLOAD_FAILED', message: expect.stringContaining(v3Key) })
     expect(JSON.parse(await readFile(join(dest, 'fed-mods.json'), 'utf8')).version).toBe('v2')
@@ -300,7 +300,7 @@ describe.each(STORE_KINDS)('case 11 and issue 17 item 3 on the %s store: reads a
     await pushBuild(world, 'v1', 100)
     const huge = `{"files":[],"pad":"${' '.repeat(17 * 1024 * 1024)}"}`
     const planter = await world.open()
-    await planter.put(layoutOf(planter.layout).manifestKey(world.app, 200), Buffer.from(huge))
+    await planter.put(layoutOf(planter).manifestKey(world.app, 200), Buffer.from(huge))
     const reads: string[] = []
     const store = await world.open()
     const recording: Store = {
@@ -311,7 +311,7 @@ describe.each(STORE_KINDS)('case 11 and issue 17 item 3 on the %s store: reads a
       },
     }
     await pop({ store: recording, app: world.app, dest: join(await tempDir(), 'www') }).catch(() => {})
-    expect(reads).not.toContain(layoutOf(planter.layout).manifestKey(world.app, 200))
+    expect(reads).not.toContain(layoutOf(planter).manifestKey(world.app, 200))
   })
 })
 

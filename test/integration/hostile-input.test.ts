@@ -4,7 +4,6 @@ import { randomBytes } from 'node:crypto'
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { resolveOptions } from '../../src/core/model/options'
 import { prune } from '../../src/core/prune/prune'
 import { collectFiles } from '../../src/core/push/collect-files'
 import { populate } from '../../src/core/push/populate'
@@ -12,6 +11,7 @@ import { pop } from '../../src/core/serve/pop'
 import { listBuilds } from '../../src/core/store/builds'
 import { layoutOf } from '../../src/core/store/layout'
 import type { Store } from '../../src/core/store/store'
+import { resolveOptions } from '../../src/options'
 import { parseReport, runCli } from '../helpers/cli'
 import { tempDir, tree, writeTree } from '../helpers/fs'
 import { STORE_KINDS, type StoreKind, type StoreUnderTest, storeUnderTest } from '../helpers/stores'
@@ -153,7 +153,7 @@ describe.each(STORE_KINDS)('the %s store', (kind) => {
   it.each(BAD_MANIFESTS)('a planted manifest %s is reported by ls, prune and pop, and nothing is deleted', async (_, timestamp, body, reason) => {
     await push(await writeTree(await tempDir(), { 'fed-mods.json': 'a', 'a.js': 'a' }), NOW - 30 * DAY)
     await push(await writeTree(await tempDir(), { 'fed-mods.json': 'b', 'b.js': 'b' }), NOW - 20 * DAY)
-    const planted = layoutOf(store.layout).manifestKey(app, timestamp)
+    const planted = layoutOf(store).manifestKey(app, timestamp)
     await target.plant(planted, body())
     const before = await target.keys(app)
 
@@ -177,8 +177,8 @@ describe.each(STORE_KINDS)('the %s store', (kind) => {
   const unsafe = UNSAFE_RELPATHS.filter(([, holdsIt]) => holdsIt.includes(kind)).map(([relpath]) => relpath)
   it.each(unsafe)('pop refuses a planted key whose path is %j, names it, and writes nothing', async (relpath) => {
     // Valkey: data keys only, as valpop writes them, so pop finds the build by scanning them.
-    await target.plant(layoutOf(store.layout).dataKey(app, 100, 'fed-mods.json'), '{}')
-    const key = layoutOf(store.layout).dataKey(app, 100, relpath)
+    await target.plant(layoutOf(store).dataKey(app, 100, 'fed-mods.json'), '{}')
+    const key = layoutOf(store).dataKey(app, 100, relpath)
     await target.plant(key, 'echo pwned')
     const work = await tempDir()
     await expect(pop({ store, app, dest: join(work, 'www') })).rejects.toMatchObject({

@@ -1,6 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { describe, expect, it } from 'vitest'
-import { resolveOptions } from '../../src/core/model/options'
 import { prune } from '../../src/core/prune/prune'
 import { collectFiles } from '../../src/core/push/collect-files'
 import { populate } from '../../src/core/push/populate'
@@ -8,6 +7,7 @@ import { listBuilds } from '../../src/core/store/builds'
 import { layoutOf } from '../../src/core/store/layout'
 import { takeLease } from '../../src/core/store/leases'
 import type { Store } from '../../src/core/store/store'
+import { resolveOptions } from '../../src/options'
 import { createLocalStore } from '../../src/stores/local'
 import { createS3Store } from '../../src/stores/s3'
 import { createValkeyStore } from '../../src/stores/valkey'
@@ -30,7 +30,7 @@ function holdFirstDataWrite(store: Store, app: string) {
   const released = new Promise<void>((resolve) => (release = resolve))
   let reached!: () => void
   const held = new Promise<void>((resolve) => (reached = resolve))
-  const prefix = layoutOf(store.layout).dataPrefix(app)
+  const prefix = layoutOf(store).dataPrefix(app)
   const put: Store['put'] = async (key, body, options) => {
     if (key.startsWith(prefix)) {
       reached()
@@ -43,7 +43,7 @@ function holdFirstDataWrite(store: Store, app: string) {
 
 /** Every key that some complete build of `app` names but the store no longer holds. */
 async function missingFiles(store: Store, app: string): Promise<string[]> {
-  const layout = layoutOf(store.layout)
+  const layout = layoutOf(store)
   const held = new Set<string>()
   for await (const { key } of store.list(layout.dataPrefix(app))) held.add(key)
   const missing: string[] = []
@@ -123,7 +123,7 @@ describe.each(stores)('%s: pushes and prunes of one app at the same time', (_, o
       const pushing = await takeLease(store, app, 'push', ['alt-0.js'])
       const report = await pruneAll(store, app)
       await pushing.release()
-      const layout = layoutOf(store.layout)
+      const layout = layoutOf(store)
       expect(report.builds).toEqual([1000])
       expect(report.keys).not.toContain(layout.dataKey(app, 1000, 'alt-0.js'))
       expect(await store.read(layout.dataKey(app, 1000, 'alt-0.js'))).toBeDefined()

@@ -3,7 +3,6 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, expect, inject, it } from 'vitest'
-import { isTransient } from '../../src/core/util/concurrency'
 import { createLocalStore } from '../../src/stores/local'
 import { createS3Store } from '../../src/stores/s3'
 import { clearFaults, createBucket, getObject, injectFault, listObjects, requestLog, s3StoreOptions, s3StoreUrl } from '../helpers/s3'
@@ -83,7 +82,7 @@ testStoreContract(
         const error = await store()
           .put('data/app/x.js', Buffer.from('x'))
           .catch((thrown: unknown) => thrown)
-        expect(isTransient(error)).toBe(true)
+        expect(store().isTransient(error)).toBe(true)
         expect((await requestLog(bucket)).filter((request) => request.key === 'data/app/x.js')).toHaveLength(1)
       })
 
@@ -106,7 +105,7 @@ testStoreContract(
         const error = await store()
           .put('data/app/large.bin', await largeFile())
           .catch((thrown: unknown) => thrown)
-        expect(isTransient(error)).toBe(true)
+        expect(store().isTransient(error)).toBe(true)
         expect(await listObjects(bucket)).toEqual([])
         const aborts = (await requestLog(bucket)).filter((request) => request.method === 'DELETE' && request.query.includes('uploadId='))
         expect(aborts).toHaveLength(1) // no orphaned parts

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest'
 import { describeError, PushCacheError, redact } from '../../src/core/model/errors'
 import { parseManifest } from '../../src/core/model/manifest'
-import { resolveOptions } from '../../src/core/model/options'
 import { assertSafeRelpath } from '../../src/core/model/paths'
 import { flatLayout, versionedLayout } from '../../src/core/store/layout'
 import { formatAge, parseDuration, parseDurationMs } from '../../src/core/util/duration'
+import { resolveOptions } from '../../src/options'
 
 const code = (action: () => unknown) => {
   try {

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest'
-import { resolveOptions } from '../../src/core/model/options'
 import { entrypointWarnings } from '../../src/core/push/entrypoints'
 import { cacheControlOf, contentTypeOf, hasContentHash, planUpload } from '../../src/core/push/plan'
 import { flatLayout, versionedLayout } from '../../src/core/store/layout'
+import { resolveOptions } from '../../src/options'
 
 const options = (extra = {}) => resolveOptions({ app: 'inventory', timestamp: 1700000000, ...extra }, {})
 const file = (relpath: string, size = 10) => ({ relpath, path: `/out/${relpath}`, size })

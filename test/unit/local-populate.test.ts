@@ -1,10 +1,10 @@
 import { mkdir, readdir, readFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { resolveOptions } from '../../src/core/model/options'
 import { collectFiles } from '../../src/core/push/collect-files'
 import { populate } from '../../src/core/push/populate'
 import { pop } from '../../src/core/serve/pop'
+import { resolveOptions } from '../../src/options'
 import { createLocalStore } from '../../src/stores/local'
 import { tempDir, tree, writeTree } from '../helpers/fs'
 

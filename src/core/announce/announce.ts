@@ -1,8 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { describeError } from '../model/errors'
-import type { ResolvedOptions } from '../model/options'
+import type { ResolvedCoreOptions } from '../model/options'
 import type { Store } from '../store/store'
-import { withRetry } from '../util/concurrency'
+import { isTransient, withRetry } from '../util/concurrency'
 import type { Logger } from '../util/logger'
 import { type VwatchTarget, vwatchTarget } from './vwatch'
 
@@ -44,7 +44,7 @@ class AnnounceFailure extends Error {
  * once. Never throws: a failure is logged as a warning and reported, since the build is in the
  * store either way and watchers that poll will find it.
  */
-export async function announce(input: { store: Store; options: ResolvedOptions; manifestKey: string; logger: Logger }): Promise<AnnounceReport> {
+export async function announce(input: { store: Store; options: ResolvedCoreOptions; manifestKey: string; logger: Logger }): Promise<AnnounceReport> {
   const { store, options, manifestKey, logger } = input
   const { vwatch, name, channel } = options.announce
   const announcement: BuildAnnouncement = {
@@ -55,10 +55,11 @@ export async function announce(input: { store: Store; options: ResolvedOptions; 
     store: store.display,
   }
   const build = `build ${options.timestamp} of ${options.app}`
-  const attempt = async (where: string, send: () => Promise<AnnounceOutcome>): Promise<AnnounceOutcome> => {
+  const attempt = async (where: string, send: () => Promise<AnnounceOutcome>, worthRetrying: (error: unknown) => boolean): Promise<AnnounceOutcome> => {
     try {
       return await withRetry(send, {
         retries: RETRIES,
+        isTransient: worthRetrying,
         baseDelayMs: RETRY_BASE_DELAY_MS,
         onRetry: (error, count) => logger.debug(`retrying the announce to ${where} (${count}/${RETRIES}): ${describeError(error)}`),
       })
@@ -70,8 +71,8 @@ export async function announce(input: { store: Store; options: ResolvedOptions; 
   }
   const target = vwatch === undefined ? undefined : vwatchTarget(vwatch, name)
   const [vwatchOutcome, channelOutcome] = await Promise.all([
-    target && attempt(`vwatch ${target.url}`, () => putVersion(target, announcement, build, logger)),
-    channel === undefined ? undefined : attempt(`channel ${channel}`, () => publish(store, channel, announcement, build, logger)),
+    target && attempt(`vwatch ${target.url}`, () => putVersion(target, announcement, build, logger), isTransient),
+    channel === undefined ? undefined : attempt(`channel ${channel}`, () => publish(store, channel, announcement, build, logger), store.isTransient),
   ])
   return { ...(vwatchOutcome && { vwatch: vwatchOutcome }), ...(channelOutcome && { channel: channelOutcome }) }
 }

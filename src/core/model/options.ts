@@ -2,69 +2,6 @@ import { parseDuration } from '../util/duration'
 import { invalidOption } from './errors'
 import { FUTURE_TOLERANCE_SECONDS } from './manifest'
 
-/** Options of the S3 store (`store: 's3://bucket[/root]'`). Unset fields fall back to the AWS SDK's own env and config chain. */
-export interface S3Options {
-  /**
-   * Endpoint of an S3-compatible server (MinIO, Ceph, moto).
-   * @default process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL (AWS itself when unset)
-   */
-  endpoint?: string
-  /**
-   * Region.
-   * @default the AWS SDK's own chain (AWS_REGION, then the region of the profile in ~/.aws/config, AWS_PROFILE choosing it); 'us-east-1' for a custom `endpoint` when that finds none
-   */
-  region?: string
-  /**
-   * Path-style addressing (`host/bucket/key`), which most S3-compatible servers need.
-   * @default true when `endpoint` is set, false otherwise
-   */
-  forcePathStyle?: boolean
-  /**
-   * Static credentials. Prefer the SDK's default chain (env `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`,
-   * profiles, IRSA): never put secrets in a config file that is committed.
-   * @default the AWS SDK default credential chain
-   */
-  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string }
-  /**
-   * No longer has any effect: push-cache sends no CRC32 checksums for servers to reject (each body's
-   * SHA-256 is signed instead, which every S3 server checks). Still accepted so that configs that set it keep working.
-   * @deprecated since 0.2: remove it.
-   * @default 'when_supported'
-   */
-  checksums?: 'when_supported' | 'when_required'
-  /**
-   * Files above this many bytes go up as a streamed multipart upload; smaller ones are read into
-   * memory so a failed request can be retried.
-   * @default 8 * 1024 * 1024
-   */
-  multipartThreshold?: number
-}
-
-/** Options of the Valkey/Redis store (`store: 'valkey://host:6379[/db]'`). */
-export interface ValkeyOptions {
-  /**
-   * Seed nodes of a Valkey/Redis Cluster (`host:port`); set to use cluster mode.
-   * @default undefined (standalone)
-   */
-  cluster?: string[]
-  /**
-   * ACL user name.
-   * @default the user in the URL, else process.env.PUSH_CACHE_VALKEY_USERNAME
-   */
-  username?: string
-  /**
-   * Password.
-   * @default the password in the URL, else process.env.PUSH_CACHE_VALKEY_PASSWORD
-   */
-  password?: string
-  /**
-   * Seconds a build may take to write: its keys expire on their own after this unless the build
-   * completed, so a crashed populate never leaks or hides data for longer.
-   * @default 3600
-   */
-  lockTtl?: number
-}
-
 export interface PruneOptions {
   /**
    * A build can die only when it is older than this (`90s`, `30m`, `48h`, `7d`).
@@ -123,7 +60,11 @@ export interface CacheControlOptions {
   rules?: Record<string, string>
 }
 
-export interface Options {
+/**
+ * What the push, prune, pop and watch take, whatever the store. Each store's own settings are in
+ * its driver (`stores/*-options.ts`); `src/options.ts` puts them together into the plugin's `Options`.
+ */
+export interface CoreOptions {
   /**
    * The application's name: the namespace of its keys (`data/<app>/...`). Letters, digits, `.`, `_`, `-`.
    * @default process.env.PUSH_CACHE_APP
@@ -135,10 +76,6 @@ export interface Options {
    * @default process.env.PUSH_CACHE_STORE ?? './.push-cache' (a local directory: no server needed)
    */
   store?: string
-  /** S3 store settings. @default {} */
-  s3?: S3Options
-  /** Valkey/Redis store settings. @default {} */
-  valkey?: ValkeyOptions
   /**
    * Files that are published last, and only after every other file landed (the module federation entry map).
    * @default ['fed-mods.json']
@@ -244,11 +181,9 @@ export interface Options {
   debug?: boolean
 }
 
-export interface ResolvedOptions {
+export interface ResolvedCoreOptions {
   app: string
   store: string
-  s3: S3Options
-  valkey: ValkeyOptions
   entrypoint: string[]
   include: string[]
   exclude: string[]
@@ -301,7 +236,7 @@ function positiveInteger(name: string, value: number, min: number): number {
   return value
 }
 
-function resolveAnnounce(options: AnnounceOptions = {}, app: string, env: NodeJS.ProcessEnv): ResolvedOptions['announce'] {
+function resolveAnnounce(options: AnnounceOptions = {}, app: string, env: NodeJS.ProcessEnv): ResolvedCoreOptions['announce'] {
   const vwatch = options.vwatch ?? (env.PUSH_CACHE_ANNOUNCE_VWATCH || undefined)
   if (vwatch !== undefined && !/^https?:$/.test(URL.parse(vwatch)?.protocol ?? ''))
     throw invalidOption('announce.vwatch', `is ${JSON.stringify(vwatch)}`, "Use the base URL of vwatch's write port, e.g. `http://vwatch:8008`.")
@@ -321,7 +256,7 @@ function resolveAnnounce(options: AnnounceOptions = {}, app: string, env: NodeJS
 export const DEFAULT_TIMEOUTS = { connectTimeout: 5000, requestTimeout: 30_000 } as const
 
 /** What a store needs to bound its network calls. */
-export type StoreTimeouts = Pick<ResolvedOptions, 'connectTimeout' | 'requestTimeout'>
+export type StoreTimeouts = Pick<ResolvedCoreOptions, 'connectTimeout' | 'requestTimeout'>
 
 /** A timeout in milliseconds from the option, else from its environment variable, else the default. */
 function timeout(name: keyof typeof DEFAULT_TIMEOUTS, variable: string, value: number | undefined, env: NodeJS.ProcessEnv): number {
@@ -335,8 +270,8 @@ function timeout(name: keyof typeof DEFAULT_TIMEOUTS, variable: string, value: n
 }
 
 /** Merges defaults and env fallbacks into a fully typed object, and checks every value once. */
-export function resolveOptions(options: Options = {}, env: NodeJS.ProcessEnv = process.env, now: () => number = Date.now): ResolvedOptions {
-  const resolved = checkOptions(options, env, now)
+export function resolveCoreOptions(options: CoreOptions = {}, env: NodeJS.ProcessEnv = process.env, now: () => number = Date.now): ResolvedCoreOptions {
+  const resolved = checkCoreOptions(options, env, now)
   if (!resolved.disable && !resolved.app)
     throw invalidOption(
       'app',
@@ -347,11 +282,11 @@ export function resolveOptions(options: Options = {}, env: NodeJS.ProcessEnv = p
 }
 
 /**
- * {@link resolveOptions} without the one check that waits for a build: `app` may be missing (`''`).
+ * {@link resolveCoreOptions} without the one check that waits for a build: `app` may be missing (`''`).
  * The plugin checks everything else when the config loads, so a wrong value fails before any
  * bundling, while a dev server, which pushes nothing, needs no `app` at all.
  */
-export function checkOptions(options: Options = {}, env: NodeJS.ProcessEnv = process.env, now: () => number = Date.now): ResolvedOptions {
+export function checkCoreOptions(options: CoreOptions = {}, env: NodeJS.ProcessEnv = process.env, now: () => number = Date.now): ResolvedCoreOptions {
   const disable = options.disable ?? false
   const app = options.app ?? env.PUSH_CACHE_APP ?? ''
   if (app && (!APP_NAME.test(app) || app.includes('..')))
@@ -363,7 +298,7 @@ export function checkOptions(options: Options = {}, env: NodeJS.ProcessEnv = pro
   if (timestamp > Math.floor(now() / 1000) + FUTURE_TOLERANCE_SECONDS)
     throw invalidOption('timestamp', `is ${timestamp}, more than a day ahead of the clock`, 'Give Unix seconds (`date +%s`), not milliseconds.')
 
-  let prune: ResolvedOptions['prune'] = false
+  let prune: ResolvedCoreOptions['prune'] = false
   if (options.prune) {
     const keep = positiveInteger('prune.keep', options.prune.keep ?? 3, 1)
     prune = { olderThanSeconds: parseDuration(options.prune.olderThan ?? '48h', 'prune.olderThan'), keep }
@@ -377,8 +312,6 @@ export function checkOptions(options: Options = {}, env: NodeJS.ProcessEnv = pro
   return {
     app,
     store: options.store ?? env.PUSH_CACHE_STORE ?? DEFAULT_STORE,
-    s3: { ...options.s3 },
-    valkey: { ...options.valkey },
     entrypoint: toArray(options.entrypoint, ['fed-mods.json']),
     include: toArray(options.include, ['**']),
     exclude: toArray(options.exclude, []),

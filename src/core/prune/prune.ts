@@ -37,7 +37,7 @@ export interface PruneInput {
  */
 export async function prune({ store, app, rule, entrypoints, retries = 3, dryRun = false, logger = silentLogger }: PruneInput): Promise<PruneReport> {
   // A dry run writes nothing, not even its lease.
-  const lease = dryRun ? undefined : await withRetry(() => takeLease(store, app, 'prune', []), { retries })
+  const lease = dryRun ? undefined : await withRetry(() => takeLease(store, app, 'prune', []), { retries, isTransient: store.isTransient })
   try {
     let builds: StoredBuild[]
     let inUse: Set<string>
@@ -48,11 +48,11 @@ export async function prune({ store, app, rule, entrypoints, retries = 3, dryRun
       if (!(error instanceof PushCacheError) || error.code !== 'MANIFEST_UNREADABLE') throw error
       return { builds: [], keys: [], kept: 0, dryRun, aborted: error.message }
     }
-    const layout = layoutOf(store.layout)
+    const layout = layoutOf(store)
     const protect = [...entrypoints, ...inUse]
     let dying: StoredBuild[]
     let keys: string[]
-    if (store.layout === 'flat') {
+    if (!layout.keysPerBuild) {
       const plan = planFlatPrune(builds, { ...rule, protect })
       dying = plan.dying
       keys = plan.deleteFiles.map((relpath) => layout.dataKey(app, 0, relpath))
@@ -69,9 +69,9 @@ export async function prune({ store, app, rule, entrypoints, retries = 3, dryRun
 
     try {
       // Stores batch deletes themselves; a retry of an idempotent delete costs nothing.
-      await withRetry(() => store.delete(keys), { retries })
+      await withRetry(() => store.delete(keys), { retries, isTransient: store.isTransient })
       const manifests = dying.flatMap((build) => (build.manifestKey ? [build.manifestKey] : []))
-      await withRetry(() => store.delete(manifests), { retries })
+      await withRetry(() => store.delete(manifests), { retries, isTransient: store.isTransient })
     } catch (error) {
       throw new PushCacheError(
         'PRUNE_FAILED',

@@ -1,7 +1,7 @@
 import { extname, posix } from 'node:path'
 import { contentType as mimeContentType } from 'mime-types'
 import picomatch from 'picomatch'
-import type { ResolvedOptions } from '../model/options'
+import type { ResolvedCoreOptions } from '../model/options'
 import type { Layout } from '../store/layout'
 
 /** A file of the build as found on disk. */
@@ -71,7 +71,7 @@ export function contentTypeOf(relpath: string): string {
 /** `immutable` is what the bundler said ({@link BuildFile.immutable}); unset, the name decides. */
 export function cacheControlOf(
   relpath: string,
-  options: ResolvedOptions['cacheControl'],
+  options: ResolvedCoreOptions['cacheControl'],
   entrypoints: readonly string[],
   immutable: boolean = hasContentHash(relpath),
 ): string {
@@ -87,7 +87,7 @@ export function cacheControlOf(
  */
 export function planUpload(
   files: readonly BuildFile[],
-  options: Pick<ResolvedOptions, 'app' | 'timestamp' | 'include' | 'exclude' | 'entrypoint' | 'cacheControl'>,
+  options: Pick<ResolvedCoreOptions, 'app' | 'timestamp' | 'include' | 'exclude' | 'entrypoint' | 'cacheControl'>,
   layout: Layout,
 ): UploadPlan {
   const included = picomatch(options.include, { dot: true })

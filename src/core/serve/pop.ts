@@ -11,7 +11,7 @@ import { createProgressCounter, type ProgressEvent } from '../model/progress'
 import { planSync, type WantedFile } from '../model/sync-plan'
 import { listBuilds, listEntries, newestBuild, newestManifestTimestamp } from '../store/builds'
 import { unlessUnreadable } from '../store/held-files'
-import { flatLayout, versionedLayout } from '../store/layout'
+import { flatLayout, layoutOf, versionedLayout } from '../store/layout'
 import type { Store } from '../store/store'
 import { pause } from '../util/backoff'
 import { abortable, forEachLimited, withRetry } from '../util/concurrency'
@@ -114,7 +114,7 @@ export function planVersionedPop(
  * are not pruned yet), checked against their plain-MD5 ETag or their size.
  */
 export async function readStoreSnapshot(store: Store, app: string, retries = 3): Promise<StoreSnapshot> {
-  if (store.layout === 'versioned') {
+  if (layoutOf(store).keysPerBuild) {
     const builds = await listBuilds(store, app, retries)
     return { files: planVersionedPop(app, builds), timestamp: builds.find((build) => build.complete)?.timestamp }
   }
@@ -314,7 +314,7 @@ async function fillAndSwitch({
  * and on the last pass it is served rather than nothing.
  */
 async function checkStillNewest(store: Store, app: string, snapshot: StoreSnapshot, lastPass: boolean, retries: number): Promise<void> {
-  if (store.layout !== 'flat') return
+  if (layoutOf(store).keysPerBuild) return
   const newest = await newestManifestTimestamp(store, app, retries)
   if (newest === snapshot.newestListed) return
   if (lastPass && snapshot.files.every((file) => file.md5)) return
@@ -324,7 +324,7 @@ async function checkStillNewest(store: Store, app: string, snapshot: StoreSnapsh
 /** One file, with transient failures retried; bytes that are not the ones expected are read once more, then refused naming the key. */
 async function downloadChecked(store: Store, file: PopFile, target: string, retries: number, signal: AbortSignal): Promise<{ size: number; md5: string }> {
   for (let read = 1; ; read++) {
-    const got = await withRetry(() => downloadFile(store, file.key, target, file.size, signal), { retries })
+    const got = await withRetry(() => downloadFile(store, file.key, target, file.size, signal), { retries, isTransient: store.isTransient })
     const problem =
       got === undefined
         ? 'it no longer exists'

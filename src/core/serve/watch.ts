@@ -2,7 +2,7 @@ import { describeError, PushCacheError } from '../model/errors'
 import { formatBytes } from '../model/progress'
 import type { Store } from '../store/store'
 import { type BackoffBounds, createBackoff, DEFAULT_BACKOFF, deadline, pause } from '../util/backoff'
-import { abortable, isTransient } from '../util/concurrency'
+import { abortable } from '../util/concurrency'
 import { formatAge } from '../util/duration'
 import { type Logger, silentLogger } from '../util/logger'
 import { type PopReport, pop, readStoreSnapshot } from './pop'
@@ -75,10 +75,10 @@ export interface WatchReport {
 }
 
 /** Errors that say the store (or the way to it) is down, not that something here is wrong. */
-function isOutage(error: unknown): boolean {
+function isOutage(error: unknown, store: Store): boolean {
   for (let current = error; current; current = (current as { cause?: unknown }).cause) {
     if (current instanceof PushCacheError && current.code === 'STORE_UNREACHABLE') return true
-    if (isTransient(current)) return true
+    if (store.isTransient(current)) return true
   }
   return false
 }
@@ -183,7 +183,7 @@ export async function watch(input: WatchInput): Promise<WatchReport> {
       // Stopped: a watch ends well; a single catch-up (`once`) did not happen.
       if (stop.aborted && !input.once) return 0
       if (input.once || (error instanceof PushCacheError && error.code === 'INVALID_OPTION')) throw error
-      const kind = isOutage(error) ? 'outage' : 'local'
+      const kind = isOutage(error, store) ? 'outage' : 'local'
       const reason = describeError(error)
       if (failing !== kind) {
         if (kind === 'outage')

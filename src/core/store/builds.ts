@@ -3,7 +3,7 @@ import { PushCacheError } from '../model/errors'
 import { MANIFEST_MAX_BYTES, type Manifest, parseManifest } from '../model/manifest'
 import { formatBytes } from '../model/progress'
 import { forEachLimited, withRetry } from '../util/concurrency'
-import { layoutOf, versionedLayout } from './layout'
+import { type Layout, layoutOf } from './layout'
 import type { Store, StoreEntry } from './store'
 
 const MANIFEST_READS = 8
@@ -42,7 +42,7 @@ async function readText(store: Store, key: string, retries = 3): Promise<string 
       const stream = await store.read(key)
       return stream && (await readAll(stream, MANIFEST_MAX_BYTES)).toString('utf8')
     },
-    { retries },
+    { retries, isTransient: store.isTransient },
   )
 }
 
@@ -61,7 +61,7 @@ export async function listEntries(store: Store, prefix: string, retries = 3, lim
       }
       return entries
     },
-    { retries },
+    { retries, isTransient: store.isTransient },
   )
 }
 
@@ -71,7 +71,7 @@ export async function listKeys(store: Store, prefix: string, retries = 3): Promi
 
 /** The build a manifest key names, or undefined when the key is not a manifest or is gone. */
 async function readBuild(store: Store, app: string, { key, size }: StoreEntry, retries: number): Promise<StoredBuild | undefined> {
-  const timestamp = layoutOf(store.layout).parseManifestKey(app, key)
+  const timestamp = layoutOf(store).parseManifestKey(app, key)
   if (timestamp === undefined) return undefined
   // Refused by its listed size, before a byte of it is fetched (a Valkey GET sends a value whole).
   if (size !== undefined && size > MANIFEST_MAX_BYTES)
@@ -90,7 +90,7 @@ async function readBuild(store: Store, app: string, { key, size }: StoreEntry, r
  * duplicate-image skip and the push's plan ask for nothing more).
  */
 export async function newestBuild(store: Store, app: string, retries = 3): Promise<StoredBuild | undefined> {
-  const layout = layoutOf(store.layout)
+  const layout = layoutOf(store)
   const [entries, locked] = await Promise.all([listEntries(store, layout.manifestPrefix(app), retries), lockedTimestamps(store, app, retries)])
   const newest = entries
     .filter(({ key }) => layout.parseManifestKey(app, key) !== undefined && !locked.has(layout.parseManifestKey(app, key)!))
@@ -100,14 +100,15 @@ export async function newestBuild(store: Store, app: string, retries = 3): Promi
 
 /** Whether a build of `app` newer than `timestamp` has a manifest: one listing, no reads. */
 export async function newerBuildExists(store: Store, app: string, timestamp: number, retries = 3): Promise<boolean> {
-  const layout = layoutOf(store.layout)
+  const layout = layoutOf(store)
   return (await listKeys(store, layout.manifestPrefix(app), retries)).some((key) => (layout.parseManifestKey(app, key) ?? -1) > timestamp)
 }
 
 /** Versioned builds still being written (their lock key exists); flat stores have no locks. */
 async function lockedTimestamps(store: Store, app: string, retries: number): Promise<Set<number>> {
-  if (store.layout !== 'versioned') return new Set()
-  const prefix = versionedLayout.lockPrefix(app)
+  const locks = layoutOf(store).locks
+  if (!locks) return new Set()
+  const prefix = locks.prefix(app)
   return new Set((await listKeys(store, prefix, retries)).map((key) => Number(key.slice(prefix.length))))
 }
 
@@ -119,25 +120,27 @@ async function lockedTimestamps(store: Store, app: string, retries: number): Pro
  * (written by valpop alone) are its data keys scanned to find the builds.
  */
 export async function listBuilds(store: Store, app: string, retries = 3): Promise<StoredBuild[]> {
-  const manifests = await listEntries(store, layoutOf(store.layout).manifestPrefix(app), retries)
+  const layout = layoutOf(store)
+  const manifests = await listEntries(store, layout.manifestPrefix(app), retries)
   const builds: StoredBuild[] = []
   // An app with months of builds has hundreds of manifests: read them a few at a time, not one by one.
   await forEachLimited(manifests, MANIFEST_READS, async (entry) => {
     const build = await readBuild(store, app, entry, retries)
     if (build) builds.push(build)
   })
-  if (store.layout === 'versioned') {
+  if (layout.keysPerBuild) {
     const locked = await lockedTimestamps(store, app, retries)
-    if (builds.length === 0) builds.push(...(await scanVersionedBuilds(store, app, retries)))
+    if (builds.length === 0) builds.push(...(await scanBuildsByDataKeys(store, layout, app, retries)))
     for (const build of builds) build.complete = !locked.has(build.timestamp)
   }
   return builds.sort((a, b) => b.timestamp - a.timestamp)
 }
 
-async function scanVersionedBuilds(store: Store, app: string, retries: number): Promise<StoredBuild[]> {
+/** The builds whose data keys name them: what valpop alone leaves, with no manifest. */
+async function scanBuildsByDataKeys(store: Store, layout: Layout, app: string, retries: number): Promise<StoredBuild[]> {
   const byTimestamp = new Map<number, string[]>()
-  for (const key of await listKeys(store, versionedLayout.dataPrefix(app), retries)) {
-    const parsed = versionedLayout.parseDataKey(app, key)
+  for (const key of await listKeys(store, layout.dataPrefix(app), retries)) {
+    const parsed = layout.parseDataKey(app, key)
     if (parsed?.timestamp === undefined) continue
     const files = byTimestamp.get(parsed.timestamp) ?? []
     files.push(parsed.relpath)
@@ -148,7 +151,7 @@ async function scanVersionedBuilds(store: Store, app: string, retries: number): 
 
 /** The timestamp of the newest manifest key of `app`, readable or not (flat stores); one listing, no reads. */
 export async function newestManifestTimestamp(store: Store, app: string, retries = 3): Promise<number | undefined> {
-  const layout = layoutOf(store.layout)
+  const layout = layoutOf(store)
   let newest: number | undefined
   for (const key of await listKeys(store, layout.manifestPrefix(app), retries)) {
     const timestamp = layout.parseManifestKey(app, key)

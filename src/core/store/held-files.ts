@@ -2,7 +2,7 @@ import { PushCacheError } from '../model/errors'
 import type { HeldFile } from '../model/sync-plan'
 import { isMd5 } from '../util/digest'
 import { newestBuild, type StoredBuild } from './builds'
-import { flatLayout, versionedLayout } from './layout'
+import { layoutOf } from './layout'
 import type { Store } from './store'
 
 /** For reads that can do without the newest manifest: an unreadable one counts as none. */
@@ -34,12 +34,13 @@ export async function readStoreState(store: Store, app: string, retries: number,
   // A manifest never changes once written: one the caller read before is as good.
   // Without a readable newest manifest nothing is vouched for, so everything is written again.
   const readNewest = async () => (newestRead === undefined ? newestBuild(store, app, retries).catch(unlessUnreadable) : (newestRead ?? undefined))
-  if (store.layout === 'versioned') {
+  const layout = layoutOf(store)
+  if (layout.keysPerBuild) {
     const newest = await readNewest()
     for (const relpath of newest?.files ?? []) {
       const entry = newest?.manifest?.entries?.[relpath]
       const version = entry?.version ?? newest!.timestamp
-      files.set(relpath, { key: versionedLayout.dataKey(app, version, relpath), version, size: entry?.size, md5: entry?.md5 })
+      files.set(relpath, { key: layout.dataKey(app, version, relpath), version, size: entry?.size, md5: entry?.md5 })
     }
     return files
   }
@@ -47,12 +48,12 @@ export async function readStoreState(store: Store, app: string, retries: number,
   const [newest] = await Promise.all([
     readNewest(),
     (async () => {
-      for await (const entry of store.list(flatLayout.dataPrefix(app))) listing.push(entry)
+      for await (const entry of store.list(layout.dataPrefix(app))) listing.push(entry)
     })(),
   ])
   const recorded = newest?.manifest?.entries ?? {}
   for (const { key, size, etag } of listing) {
-    const relpath = flatLayout.parseDataKey(app, key)?.relpath
+    const relpath = layout.parseDataKey(app, key)?.relpath
     if (relpath === undefined) continue
     const entry = recorded[relpath]
     const vouched = entry !== undefined && etag !== undefined && (entry.etag === etag || (isMd5(etag) && entry.md5 === etag.toLowerCase()))

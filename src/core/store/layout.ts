@@ -1,10 +1,19 @@
-import type { StoreLayout } from './store'
+import type { Store } from './store'
 
 /**
- * Key names of both layouts, in one place. Flat (S3, local) follows the push-cache ticket and
- * valpop's S3 mode; versioned follows valpop's Valkey mode byte for byte.
+ * Key names of both layouts, and what follows from them, in one place. Flat (S3, local) follows
+ * the push-cache ticket and valpop's S3 mode; versioned follows valpop's Valkey mode byte for byte.
+ * Core asks this object (through {@link layoutOf}) and never which family a store is.
  */
 export interface Layout {
+  /**
+   * Each build writes keys of its own, never rewritten (versioned), instead of one key per path that
+   * every build overwrites (flat). So a key's bytes are known from the manifest that names it, a
+   * stored value holds no headers, and an older build pushed late cannot replace a newer one's bytes.
+   */
+  readonly keysPerBuild: boolean
+  /** Keys that mark a build still being written (valpop's `lock:<app>:<ts>`); flat stores have none. */
+  readonly locks?: { prefix(app: string): string; key(app: string, timestamp: number): string }
   /** Prefix under which every data key of the app lives. */
   dataPrefix(app: string): string
   dataKey(app: string, timestamp: number, relpath: string): string
@@ -21,6 +30,7 @@ export interface Layout {
 const TIMESTAMP = /^\d+$/
 
 export const flatLayout: Layout = {
+  keysPerBuild: false,
   dataPrefix: (app) => `data/${app}/`,
   dataKey: (app, _timestamp, relpath) => `data/${app}/${relpath}`,
   parseDataKey(app, key) {
@@ -34,7 +44,8 @@ export const flatLayout: Layout = {
 }
 
 /** `data:<app>:<ts>:<relpath>`: the relpath is everything after the third `:`, so it may hold `:` itself. */
-export const versionedLayout: Layout & { lockKey(app: string, timestamp: number): string; lockPrefix(app: string): string } = {
+export const versionedLayout: Layout = {
+  keysPerBuild: true,
   dataPrefix: (app) => `data:${app}:`,
   dataKey: (app, timestamp, relpath) => `data:${app}:${timestamp}:${relpath}`,
   parseDataKey(app, key) {
@@ -50,8 +61,10 @@ export const versionedLayout: Layout & { lockKey(app: string, timestamp: number)
   manifestKey: (app, timestamp) => `manifest:${app}:${timestamp}`,
   parseManifestKey: (app, key) => parseTimestampAfter(`manifest:${app}:`, key),
   leasePrefix: (app) => `lease:${app}:`,
-  lockPrefix: (app) => `lock:${app}:`,
-  lockKey: (app, timestamp) => `lock:${app}:${timestamp}`,
+  locks: {
+    prefix: (app) => `lock:${app}:`,
+    key: (app, timestamp) => `lock:${app}:${timestamp}`,
+  },
 }
 
 function parseTimestampAfter(prefix: string, key: string): number | undefined {
@@ -59,4 +72,5 @@ function parseTimestampAfter(prefix: string, key: string): number | undefined {
   return TIMESTAMP.test(rest) ? Number(rest) : undefined
 }
 
-export const layoutOf = (layout: StoreLayout): Layout => (layout === 'flat' ? flatLayout : versionedLayout)
+/** The layout of a store's keys: the one place that reads which family the store declared. */
+export const layoutOf = (store: Pick<Store, 'layout'>): Layout => (store.layout === 'flat' ? flatLayout : versionedLayout)

@@ -25,7 +25,7 @@ export interface Lease {
   release(): Promise<void>
 }
 
-const prefixOf = (store: Store, app: string, kind: LeaseKind) => `${layoutOf(store.layout).leasePrefix(app)}${kind}-`
+const prefixOf = (store: Store, app: string, kind: LeaseKind) => `${layoutOf(store).leasePrefix(app)}${kind}-`
 
 /** Writes the lease once: callers retry. */
 export async function takeLease(store: Store, app: string, kind: LeaseKind, relpaths: readonly string[], now = Date.now): Promise<Lease> {
@@ -55,7 +55,7 @@ export async function pruneRunning(store: Store, app: string, now = Date.now): P
 export async function relpathsInUse(store: Store, app: string, retries: number, now = Date.now): Promise<Set<string>> {
   const inUse = new Set<string>()
   for (const key of await liveLeaseKeys(store, app, 'push', now)) {
-    const body = await withRetry(() => store.read(key), { retries })
+    const body = await withRetry(() => store.read(key), { retries, isTransient: store.isTransient })
     if (!body) continue // released since it was listed
     let relpaths: unknown
     try {

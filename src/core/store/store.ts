@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream'
 
 /**
  * How a store lays out builds. Layout rules (key names, ordering, pruning) live in core; a store
- * only declares which family it belongs to.
+ * only declares which family it belongs to, and core reads that through `layoutOf` alone.
  * - `flat`: one object per path, a new build overwrites (`data/<app>/<path>`, S3 and local).
  * - `versioned`: one key per build and path (`data:<app>:<ts>:<path>`, Valkey as valpop writes it).
  */
@@ -43,8 +43,7 @@ export interface StoreEntry {
 
 /**
  * The whole contract between core and a backend. Keys are full keys (`data/app/x.js`); every
- * method may throw, and a thrown error with `transient: true` (or a 5xx/429/network error) is
- * retried by core.
+ * method may throw, and core retries a thrown error when {@link Store.isTransient} says so.
  */
 export interface Store {
   /** `s3`, `local`, `valkey`: used in messages and reports. */
@@ -52,6 +51,11 @@ export interface Store {
   readonly layout: StoreLayout
   /** Where the store points, with every secret redacted: safe to print. */
   readonly display: string
+  /**
+   * Whether another attempt at a request that threw `error` may succeed: the store knows its own
+   * errors (S3's 5xx and `SlowDown`, Valkey's `LOADING`). A function, not a method: core hands it on.
+   */
+  readonly isTransient: (error: unknown) => boolean
   /**
    * Writes an object. Bodies on disk are read by the store; `bufferedBytes` says how much of one it
    * holds in memory at once, so that core can bound the bytes in flight.
@@ -64,6 +68,12 @@ export interface Store {
    * the same buffer. A client that may still send a command that timed out must leave it unset.
    */
   readonly releasesBodies?: boolean
+  /**
+   * Versioned stores: how long a build may take to write, in seconds. Its keys are written with
+   * this expiry and persisted once the build is complete, so that a crashed push leaks nothing;
+   * `option` names the setting that raises it, for messages (`valkey.lockTtl`).
+   */
+  readonly pendingExpiry?: { seconds: number; option: string }
   /** Uploads in flight that suit the store when the user names none (default 16). */
   readonly concurrency?: number
   /** Whether each key exists, cheaper than listing for stores with no prefix listing (Valkey). */

@@ -7,16 +7,17 @@ export interface BackoffBounds {
 export const DEFAULT_BACKOFF: BackoffBounds = { minMs: 10_000, maxMs: 300_000 }
 
 /**
- * Exponential backoff with full jitter: the n-th wait in a row is drawn uniformly between the lower
- * bound and min(upper bound, lower bound × 2ⁿ), so that many clients that lost the same server do
- * not come back in step.
+ * Exponential backoff with full jitter: the n-th wait in a row is drawn uniformly between `floorMs`
+ * and min(upper bound, lower bound × 2ⁿ), so that many clients that lost the same server do not
+ * come back in step. A reconnect waits at least the lower bound (`floorMs` defaults to it); a
+ * request retry (`withRetry`) may come back at once (`floorMs: 0`).
  */
-export function createBackoff({ minMs, maxMs }: BackoffBounds, random: () => number = Math.random) {
+export function createBackoff({ minMs, maxMs }: BackoffBounds, { floorMs = minMs, random = Math.random }: { floorMs?: number; random?: () => number } = {}) {
   let failures = 0
   return {
     next(): number {
       const ceiling = Math.min(maxMs, minMs * 2 ** Math.min(failures++, 30))
-      return Math.round(minMs + random() * Math.max(0, ceiling - minMs))
+      return Math.round(floorMs + random() * Math.max(0, ceiling - floorMs))
     },
     reset(): void {
       failures = 0

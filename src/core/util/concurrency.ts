@@ -1,6 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises'
+import { createBackoff } from './backoff'
 
-const TRANSIENT_CODES = new Set([
+/** Node's and undici's names for network trouble, which every store over a socket meets. */
+const NETWORK_CODES = new Set([
   'ECONNRESET',
   'ECONNREFUSED',
   'ETIMEDOUT',
@@ -11,38 +13,38 @@ const TRANSIENT_CODES = new Set([
   'ECONNABORTED',
   'UND_ERR_SOCKET',
   'TimeoutError',
-  'RequestTimeout',
-  'SlowDown',
-  'InternalError',
-  'ServiceUnavailable',
-  'ThrottlingException',
 ])
 
-/** Worth another attempt: network trouble, 5xx, 429, or a store that said so (`transient: true`). */
+/**
+ * Worth another attempt, as far as any store can tell: an error that says so (`transient`), or
+ * network trouble. A store knows more of its own errors (S3's 5xx and `SlowDown`): core asks
+ * `Store.isTransient`, which starts from this.
+ */
 export function isTransient(error: unknown): boolean {
   if (!error || typeof error !== 'object') return false
-  const e = error as { transient?: boolean; code?: string; name?: string; $metadata?: { httpStatusCode?: number }; $retryable?: unknown }
+  const e = error as { transient?: boolean; code?: string; name?: string }
   if (typeof e.transient === 'boolean') return e.transient
-  const status = e.$metadata?.httpStatusCode
-  if (status !== undefined) return status >= 500 || status === 429
-  return Boolean(e.$retryable) || TRANSIENT_CODES.has(e.code ?? '') || TRANSIENT_CODES.has(e.name ?? '')
+  return NETWORK_CODES.has(e.code ?? '') || NETWORK_CODES.has(e.name ?? '')
 }
 
 export interface RetryOptions {
   retries: number
+  /** Whether a failure is worth another attempt: the store's answer (`store.isTransient`) for its requests. */
+  isTransient: (error: unknown) => boolean
   /** First delay; doubles each attempt, with full jitter. */
   baseDelayMs?: number
   onRetry?: (error: unknown, attempt: number) => void
 }
 
-export async function withRetry<T>(attempt: () => Promise<T>, { retries, baseDelayMs = 200, onRetry }: RetryOptions): Promise<T> {
+export async function withRetry<T>(attempt: () => Promise<T>, { retries, isTransient: worthRetrying, baseDelayMs = 200, onRetry }: RetryOptions): Promise<T> {
+  const backoff = createBackoff({ minMs: baseDelayMs, maxMs: Number.POSITIVE_INFINITY }, { floorMs: 0 })
   for (let failures = 0; ; failures++) {
     try {
       return await attempt()
     } catch (error) {
-      if (failures >= retries || !isTransient(error)) throw error
+      if (failures >= retries || !worthRetrying(error)) throw error
       onRetry?.(error, failures + 1)
-      await sleep(Math.random() * baseDelayMs * 2 ** failures)
+      await sleep(backoff.next())
     }
   }
 }

@@ -1,0 +1,95 @@
+import { describeError, PushCacheError } from '../model/errors'
+import { planSync, type SyncPlan } from '../model/sync-plan'
+import type { StoredBuild } from '../store/builds'
+import { readStoreState, type StoredFile } from '../store/held-files'
+import { type Lease, pruneRunning, takeLease } from '../store/leases'
+import { forEachLimited } from '../util/concurrency'
+import { md5File } from '../util/digest'
+import type { PlannedUpload } from './plan'
+import type { PushRun } from './run'
+
+/** Files hashed at once: enough to keep the disk busy, few enough to leave it to the uploads. */
+const HASHING = 8
+
+/** The plan hashes only files whose name the store holds; the others are hashed as they are written. */
+export type HashedUpload = PlannedUpload & { md5?: string }
+
+export interface StorePlan {
+  sync: SyncPlan<HashedUpload>
+  held: Map<string, StoredFile>
+  lease?: Lease
+}
+
+/** The plan phase: what to write, against what the store holds. A failure here has written nothing of the build. */
+export function planPhase(run: PushRun, files: readonly PlannedUpload[], newest: StoredBuild | null | undefined, comparesHeaders: boolean): Promise<StorePlan> {
+  const { store, options } = run
+  return run.timed('plan', () =>
+    planAgainstStore(run, files, newest, comparesHeaders).catch((error) => {
+      throw new PushCacheError(
+        'UPLOAD_FAILED',
+        `Could not learn what ${store.display} holds for ${options.app}: ${describeError(error)}. Nothing of build ${options.timestamp} was written.`,
+        { cause: error },
+      )
+    }),
+  )
+}
+
+/**
+ * Sorts the build's files by what the store holds for them. Unless everything is to be written
+ * (`force`, or a prune of the app is running), the push first leases its relpaths, so that a prune
+ * starting later keeps them; what it then reads of the store is what it may rely on.
+ */
+async function planAgainstStore(
+  { store, options, logger, retry }: PushRun,
+  files: readonly PlannedUpload[],
+  newest: StoredBuild | null | undefined,
+  comparesHeaders: boolean,
+): Promise<StorePlan> {
+  // Hashing starts at once, beside the read of the store; once that read tells which names the
+  // store holds, only those are still hashed: a new name is written whatever its bytes.
+  let skipNothing = options.force
+  let held: Map<string, StoredFile> | undefined
+  let failed = false
+  const hashing = hashWhere(files, (file) => !skipNothing && !failed && (held === undefined || held.get(file.relpath)?.md5 !== undefined))
+  hashing.catch(() => {}) // awaited below; a store error must not leave it unhandled
+  let lease: Lease | undefined
+  if (!options.force && !options.dryRun) {
+    const relpaths = files.map((file) => file.relpath)
+    lease = await retry('the lease', () => takeLease(store, options.app, 'push', relpaths))
+    if (await retry('the leases of prunes', () => pruneRunning(store, options.app))) {
+      logger.info(`a prune of ${options.app} is running: every file is uploaded, none is taken as unchanged`)
+      skipNothing = true
+    }
+  }
+  try {
+    // Retried as a whole, so nothing inside retries: a store that keeps failing costs `retries + 1`
+    // attempts, not their square (the README's bound).
+    const state = await retry(`the files of ${options.app}`, () => readStoreState(store, options.app, 0, newest))
+    held = state // from now on only names the store holds are worth hashing
+    const sync = planSync(await hashing, state, { headers: comparesHeaders })
+    if (skipNothing) {
+      sync.changed.push(...sync.unchanged)
+      sync.unchanged = []
+    }
+    if (store.exists && sync.unchanged.length > 0) {
+      // A key deleted behind our back (eviction, a hand-made cleanup) is written again.
+      const present = await store.exists(sync.unchanged.map((file) => state.get(file.relpath)!.key))
+      sync.added.push(...sync.unchanged.filter((_, index) => !present[index]))
+      sync.unchanged = sync.unchanged.filter((_, index) => present[index])
+    }
+    return { sync, held: state, lease }
+  } catch (error) {
+    failed = true
+    await lease?.release()
+    throw error
+  }
+}
+
+/** Copies of `files`, with the MD5 of those that `worth` still wants when their turn comes. */
+async function hashWhere(files: readonly PlannedUpload[], worth: (file: PlannedUpload) => boolean): Promise<HashedUpload[]> {
+  const hashed: HashedUpload[] = files.map((file) => ({ ...file }))
+  await forEachLimited(hashed, HASHING, async (file) => {
+    if (worth(file)) file.md5 = await md5File(file.path, () => worth(file))
+  })
+  return hashed
+}

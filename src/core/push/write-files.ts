@@ -1,0 +1,79 @@
+import { describeError, PushCacheError } from '../model/errors'
+import { createProgressCounter, type ProgressEvent } from '../model/progress'
+import type { BuildWrite } from '../store/build-write'
+import { forEachLimited } from '../util/concurrency'
+import { md5, md5File } from '../util/digest'
+import { giveBack, readWhole } from '../util/file-buffers'
+import type { PlannedUpload } from './plan'
+import type { HashedUpload } from './plan-against-store'
+import type { PushRun } from './run'
+
+/** File contents held in memory at once across all uploads in flight; larger files stream. */
+const BYTES_IN_FLIGHT = 16 * 1024 * 1024
+const DEFAULT_CONCURRENCY = 16
+
+/** Writes the files of one build, and remembers what it wrote. */
+export interface FileWriter {
+  /** Every file whose write started, in that order: what a failed build takes back. */
+  readonly written: PlannedUpload[]
+  /** The version tag the store gave each file it wrote, by relpath. */
+  readonly etags: Map<string, string>
+  /** Writes one file (retried), or throws the error that fails the push. */
+  put(file: HashedUpload): Promise<void>
+  /** Writes `batch` as the phase `phase`, many at once under the byte budget, largest first. */
+  putAll(phase: 'added' | 'changed', batch: readonly HashedUpload[]): Promise<void>
+}
+
+export function createFileWriter(run: PushRun, build: BuildWrite, total: ProgressEvent['total'], onProgress?: (event: ProgressEvent) => void): FileWriter {
+  const { store, options, logger, retry } = run
+  const written: PlannedUpload[] = []
+  const etags = new Map<string, string>()
+  /** Bytes of a file the store holds in memory while it writes it. */
+  const heldInMemory = (file: PlannedUpload) => store.bufferedBytes?.(file.size) ?? file.size
+  const reuseBuffers = store.releasesBodies === true
+  const progress = createProgressCounter(total, onProgress)
+  const { expiresIn } = build
+
+  async function put(file: HashedUpload): Promise<void> {
+    build.checkTime()
+    written.push(file)
+    try {
+      // A file the plan did not hash is hashed from the bytes sent where the store would hold
+      // them all anyway, else read a second time beside the upload: either way, read once more at most.
+      const bytes = file.md5 === undefined && heldInMemory(file) >= file.size ? await readWhole(file.path, file.size, reuseBuffers) : undefined
+      try {
+        if (bytes) file.md5 = md5(bytes)
+        const [{ etag }] = await Promise.all([
+          retry(file.relpath, () =>
+            store.put(file.key, bytes ?? { file: file.path, size: file.size }, { contentType: file.contentType, cacheControl: file.cacheControl, expiresIn }),
+          ),
+          file.md5 === undefined && md5File(file.path).then((digest) => (file.md5 = digest)),
+        ])
+        if (etag) etags.set(file.relpath, etag)
+      } finally {
+        if (bytes && reuseBuffers) giveBack(bytes)
+      }
+    } catch (error) {
+      throw new PushCacheError(
+        'UPLOAD_FAILED',
+        `Could not push ${file.relpath} to ${store.display} (key ${file.key}): ${describeError(error)}. No entrypoint and no manifest of build ${options.timestamp} were written.`,
+        { cause: error },
+      )
+    }
+    logger.debug(`pushed ${file.key}`)
+    progress.add(file.relpath, file.size)
+  }
+
+  const concurrency = options.concurrency ?? store.concurrency ?? DEFAULT_CONCURRENCY
+  const budget = { limit: BYTES_IN_FLIGHT, cost: heldInMemory }
+  return {
+    written,
+    etags,
+    put,
+    async putAll(phase, batch) {
+      // Largest first: a big file that started last would finish alone, long after the small ones.
+      const largestFirst = [...batch].sort((a, b) => b.size - a.size)
+      if (batch.length > 0) await run.timed(phase, () => forEachLimited(largestFirst, concurrency, put, budget))
+    },
+  }
+}

@@ -1,0 +1,118 @@
+import { describeError, PushCacheError } from '../model/errors'
+import type { Logger } from '../util/logger'
+import { newerBuildExists } from './builds'
+import type { StoredFile } from './held-files'
+import { layoutOf } from './layout'
+import type { Store } from './store'
+
+/** Runs one request with the push's retries; `what` names it in the retry's log line. */
+export type Retry = <T>(what: string, attempt: () => Promise<T>) => Promise<T>
+
+/** For a versioned store that does not say how long a build may take. */
+const DEFAULT_PENDING_EXPIRY = { seconds: 3600, option: 'pendingExpiry' }
+
+/**
+ * How a push writes one build where flat and versioned stores differ: populate asks this and never
+ * which family the store is. Versioned stores follow valpop: a lock key marks the build in
+ * progress, its keys expire unless the build completes (then they are persisted and the lock
+ * goes), and a failed build deletes what it wrote. Flat stores share keys between builds, so an
+ * older build must not replace what a newer one serves; every other step is a no-op there.
+ */
+export interface BuildWrite {
+  /** Seconds after which a key the build writes expires unless persisted; undefined: never. */
+  readonly expiresIn?: number
+  /** Whether stored objects keep their headers, so that other headers make a file changed. */
+  readonly comparesHeaders: boolean
+  /** Marks the build as in progress, before anything of it is written. */
+  begin(): Promise<void>
+  /** Throws once the build took longer than its keys live: call before each write. */
+  checkTime(): void
+  /** Whether a newer build already serves the keys this one would replace. */
+  superseded(): Promise<boolean>
+  /** Makes the keys of `files` outlive their expiry; `what` names the step in retry logs. */
+  persist(files: readonly { key: string }[], what: string): Promise<void>
+  /** What the manifest records of where a file's bytes are: the build whose key holds them, or the store's tag. */
+  recordOf(etag: string | undefined, reused: StoredFile | undefined): { version?: number; etag?: string }
+  /** The manifest is written: the build is no longer in progress. */
+  complete(): Promise<void>
+  /** Best effort after a failure: removes what the build wrote and its lock. */
+  abandon(files: readonly { key: string }[], logger: Logger): Promise<void>
+}
+
+interface BuildWriteInput {
+  store: Store
+  app: string
+  timestamp: number
+  retries: number
+  dryRun: boolean
+  retry: Retry
+  now: () => number
+}
+
+/** The {@link BuildWrite} of `store`'s layout; a versioned build's time runs from this call. */
+export function buildWriteFor(input: BuildWriteInput): BuildWrite {
+  const layout = layoutOf(input.store)
+  return layout.locks ? versionedBuildWrite(input, layout.locks.key(input.app, input.timestamp)) : flatBuildWrite(input)
+}
+
+function flatBuildWrite({ store, app, timestamp, retries }: BuildWriteInput): BuildWrite {
+  const nothing = async () => {}
+  return {
+    comparesHeaders: true,
+    begin: nothing,
+    checkTime() {},
+    // A flat key holds one build's bytes: an older build pushed after a newer one (a re-run CI job)
+    // must not replace what the newer one serves.
+    superseded: () => newerBuildExists(store, app, timestamp, retries),
+    persist: nothing,
+    recordOf: (etag, reused) => ({ etag: etag ?? reused?.etag }),
+    complete: nothing,
+    abandon: nothing,
+  }
+}
+
+function versionedBuildWrite({ store, timestamp, dryRun, retry, now }: BuildWriteInput, lockKey: string): BuildWrite {
+  const { seconds: expiresIn, option } = store.pendingExpiry ?? DEFAULT_PENDING_EXPIRY
+  // A crashed build's keys must expire before its lock, or readers would take them for a build:
+  // the lock lives twice the expiry, and data keys are written only during the first.
+  const lockedAt = now()
+  return {
+    expiresIn,
+    // A value holds bytes only: headers ride in the manifest.
+    comparesHeaders: false,
+    async begin() {
+      if (!dryRun) await retry(lockKey, () => store.put(lockKey, Buffer.from('in-progress'), { expiresIn: 2 * expiresIn }))
+    },
+    checkTime() {
+      if (now() - lockedAt > expiresIn * 1000)
+        throw new PushCacheError(
+          'UPLOAD_FAILED',
+          `Build ${timestamp} took longer than \`${option}\` (${expiresIn} s) to write; it was abandoned. Raise \`${option}\` above the time a push takes.`,
+        )
+    },
+    // Readers take the newest build anyway: an older one replaces nothing.
+    superseded: async () => false,
+    async persist(files, what) {
+      const lost = await retry(what, async () => (await store.persist?.(files.map((file) => file.key))) ?? [])
+      if (lost.length > 0)
+        throw new PushCacheError(
+          'UPLOAD_FAILED',
+          `${lost.length} keys of build ${timestamp} expired before the build completed (first: ${lost[0]}). Raise \`${option}\` above the time a push takes.`,
+        )
+    },
+    recordOf: (_etag, reused) => (reused?.version !== undefined ? { version: reused.version } : {}),
+    async complete() {
+      await retry(lockKey, () => store.delete([lockKey]))
+    },
+    // Only keys this build wrote go; they expire on their own if this fails too.
+    async abandon(files, logger) {
+      if (dryRun) return
+      try {
+        await store.delete(files.map((file) => file.key))
+        await store.delete([lockKey])
+      } catch (error) {
+        logger.warn(`could not remove the partial build (its keys expire on their own): ${describeError(error)}`)
+      }
+    },
+  }
+}

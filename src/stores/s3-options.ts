@@ -1,0 +1,37 @@
+/** Options of the S3 store (`store: 's3://bucket[/root]'`). Unset fields fall back to the AWS SDK's own env and config chain. */
+export interface S3Options {
+  /**
+   * Endpoint of an S3-compatible server (MinIO, Ceph, moto).
+   * @default process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL (AWS itself when unset)
+   */
+  endpoint?: string
+  /**
+   * Region.
+   * @default the AWS SDK's own chain (AWS_REGION, then the region of the profile in ~/.aws/config, AWS_PROFILE choosing it); 'us-east-1' for a custom `endpoint` when that finds none
+   */
+  region?: string
+  /**
+   * Path-style addressing (`host/bucket/key`), which most S3-compatible servers need.
+   * @default true when `endpoint` is set, false otherwise
+   */
+  forcePathStyle?: boolean
+  /**
+   * Static credentials. Prefer the SDK's default chain (env `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`,
+   * profiles, IRSA): never put secrets in a config file that is committed.
+   * @default the AWS SDK default credential chain
+   */
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string }
+  /**
+   * No longer has any effect: push-cache sends no CRC32 checksums for servers to reject (each body's
+   * SHA-256 is signed instead, which every S3 server checks). Still accepted so that configs that set it keep working.
+   * @deprecated since 0.2: remove it.
+   * @default 'when_supported'
+   */
+  checksums?: 'when_supported' | 'when_required'
+  /**
+   * Files above this many bytes go up as a streamed multipart upload; smaller ones are read into
+   * memory so a failed request can be retried.
+   * @default 8 * 1024 * 1024
+   */
+  multipartThreshold?: number
+}

@@ -1,0 +1,67 @@
+import { readFile } from 'node:fs/promises'
+import type { Cluster, Redis } from 'iovalkey'
+import { PushCacheError } from '../core/model/errors'
+import type { PutBody, PutOptions, PutResult, Store } from '../core/store/store'
+import type { ValkeyConnection } from './valkey-connection'
+
+/** Keys per round of pipelined UNLINK/PERSIST/EXISTS: bounds what one round holds in memory. */
+const BATCH = 1000
+/** What Redis and Valkey accept by default when CONFIG GET is not allowed. */
+const DEFAULT_MAX_BULK = 512 * 1024 * 1024
+
+/** Writes, expiries and deletes of whole keys: what a push and a prune send. */
+export function valkeyKeyCommands({ client, guard }: ValkeyConnection): Pick<Store, 'put' | 'exists' | 'delete'> & Required<Pick<Store, 'persist'>> {
+  let maxBulk: Promise<number> | undefined
+  /** The server's largest accepted value, asked once. */
+  async function maxValueSize(): Promise<number> {
+    maxBulk ??= client()
+      .then((valkey) => valkey.config('GET', 'proto-max-bulk-len'))
+      .then(
+        (reply) => Number((reply as string[])[1]) || DEFAULT_MAX_BULK,
+        () => DEFAULT_MAX_BULK,
+      )
+    return maxBulk
+  }
+
+  /** Runs `command` over `keys`, `BATCH` at a time; each batch goes out pipelined (per node in a cluster). */
+  async function eachKey<T>(keys: readonly string[], command: (valkey: Redis | Cluster, key: string) => Promise<T>): Promise<T[]> {
+    const valkey = await client()
+    const results: T[] = []
+    for (let start = 0; start < keys.length; start += BATCH)
+      results.push(...(await guard(Promise.all(keys.slice(start, start + BATCH).map((key) => command(valkey, key))))))
+    return results
+  }
+
+  return {
+    // https://valkey.io/commands/set/ ; a value is sent whole, so the file is read into memory.
+    async put(key: string, body: PutBody, putOptions: PutOptions = {}): Promise<PutResult> {
+      const size = 'file' in body ? body.size : body.byteLength
+      const limit = await maxValueSize()
+      if (size > limit)
+        throw new PushCacheError(
+          'UPLOAD_FAILED',
+          `${key} is ${size} bytes, above the ${limit} bytes the server accepts in one value (proto-max-bulk-len). Raise proto-max-bulk-len on the server or leave the file out with \`exclude\`.`,
+        )
+      const value = 'file' in body ? await readFile(body.file) : Buffer.from(body.buffer, body.byteOffset, body.byteLength)
+      const valkey = await client()
+      await guard(putOptions.expiresIn ? valkey.set(key, value, 'EX', putOptions.expiresIn) : valkey.set(key, value))
+      return {}
+    },
+
+    // https://valkey.io/commands/exists/
+    async exists(keys: readonly string[]) {
+      return (await eachKey(keys, (valkey, key) => valkey.exists(key))).map((count) => count === 1)
+    },
+
+    // https://valkey.io/commands/unlink/ ; one key per command, so a cluster never sees a cross-slot request.
+    async delete(keys: readonly string[]) {
+      await eachKey(keys, (valkey, key) => valkey.unlink(key))
+    },
+
+    // https://valkey.io/commands/persist/ ; 0 means "no expiry" or "no key": EXISTS tells which.
+    async persist(keys: readonly string[]) {
+      const lost = await eachKey(keys, async (valkey, key) => ((await valkey.persist(key)) === 1 || (await valkey.exists(key)) === 1 ? undefined : key))
+      return lost.filter((key) => key !== undefined)
+    },
+  }
+}

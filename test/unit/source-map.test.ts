@@ -19,11 +19,16 @@ describe('the source map in CONTRIBUTING.md', () => {
     for (const folder of folders) expect(map, `CONTRIBUTING.md's map lacks src/${folder}/`).toMatch(new RegExp(`^ *${folder.split('/').at(-1)}/ `, 'm'))
   })
 
-  it('holds: src/core imports nothing from src/stores, src/adapters or src/cli', () => {
+  it('holds: src/core imports nothing outside it (stores, adapters, cli, the composed options)', () => {
     const outward = files
       .filter((file) => file.startsWith('core/'))
       .flatMap((file) => importsOf(file).map((target) => `${file} -> ${target}`))
-      .filter((edge) => /-> (stores|adapters|cli)(\/|$)/.test(edge))
+      .filter((edge) => !/-> core\//.test(edge))
     expect(outward).toEqual([])
+  })
+
+  it('holds: only layoutOf reads which family (flat or versioned) a store declared', () => {
+    const readers = files.filter((file) => file.startsWith('core/') && /\.layout\b/.test(readFileSync(join(SRC, file), 'utf8')))
+    expect(readers).toEqual(['core/store/layout.ts'])
   })
 })

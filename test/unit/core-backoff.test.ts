@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { createBackoff } from '../src/core/util/backoff'
+import { createBackoff } from '../../src/core/util/backoff'
 
 describe('createBackoff', () => {
   it('doubles the ceiling with every failure, up to the upper bound, and starts over on reset', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { isTransient } from '../src/core/util/concurrency'
-import { isTransientS3 } from '../src/stores/s3-transient'
+import { isTransient } from '../../src/core/util/concurrency'
+import { isTransientS3 } from '../../src/stores/s3-transient'
 
 const networkError = (code: string) => Object.assign(new Error(`connect ${code}`), { code })
 const s3Answer = (name: string, status: number) => Object.assign(new Error(name), { name, $metadata: { httpStatusCode: status } })

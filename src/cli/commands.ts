@@ -12,6 +12,7 @@ import type { Store } from '../core/store/store'
 import { formatAge } from '../core/util/duration'
 import type { Logger } from '../core/util/logger'
 import type { ResolvedOptions } from '../options'
+import { createWatchMonitor, type WatchMonitor } from '../sidecar/monitor'
 import { createStore, isValkeyUrl } from '../stores'
 import type { WatchSettings } from './flags'
 import { createProgress, type Progress } from './progress'
@@ -121,24 +122,44 @@ export async function watchCommand(dest: string, context: Context, settings: Wat
       }),
     )
   }
-  return untilStopped(dest, (signal) =>
-    watch({
-      // No fail-fast check of the store here: a watch starts serving what dest holds even while the store is down.
-      createStore: () => createStore(options.store, options),
-      app: options.app,
-      dest: resolve(dest),
-      entrypoints: options.entrypoint,
-      concurrency: options.concurrency,
-      retries: options.retries,
-      pollMs,
-      backoff,
-      notifiers,
-      once,
-      signal,
-      logger,
-      onEvent: emit,
-    }),
-  )
+  const monitor = settings.listen === undefined ? undefined : await listening(settings.listen, settings, options.app, logger)
+  try {
+    return await untilStopped(dest, (signal) =>
+      watch({
+        // No fail-fast check of the store here: a watch starts serving what dest holds even while the store is down.
+        createStore: () => createStore(options.store, options),
+        app: options.app,
+        dest: resolve(dest),
+        entrypoints: options.entrypoint,
+        concurrency: options.concurrency,
+        retries: options.retries,
+        pollMs,
+        backoff,
+        notifiers,
+        once,
+        signal,
+        logger,
+        onEvent(event) {
+          emit(event)
+          monitor?.onEvent(event)
+        },
+        onAttempt: monitor?.attempted,
+      }),
+    )
+  } finally {
+    await monitor?.close()
+  }
+}
+
+/** The longest one catch-up may take (watch's default), for the liveness bound. */
+const CATCH_UP_MS = 600_000
+
+async function listening(address: string, { pollMs, backoff }: WatchSettings, app: string, logger: Logger): Promise<WatchMonitor> {
+  // Alive while an attempt ends within a poll, the longest backoff and one catch-up, with a minute to spare.
+  const monitor = createWatchMonitor({ app, staleAfterMs: Math.max(pollMs, backoff.maxMs) + CATCH_UP_MS + 60_000 })
+  await monitor.listen(address)
+  logger.info(`serving /healthz, /readyz and /metrics on http://${monitor.address}`)
+  return monitor
 }
 
 export async function pruneCommand({ options, logger }: Context): Promise<Report> {

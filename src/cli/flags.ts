@@ -23,6 +23,7 @@ export const FLAG_GROUPS = {
     ['--retries <n>', 'Attempts after the first for a request that failed transiently (default 3)'],
   ],
   report: [['--json', 'Print one JSON report on stdout; logs stay on stderr']],
+  log: [['--log-format <format>', 'text (default) or json: one JSON object per log line on stderr, for log pipelines (env PUSH_CACHE_LOG_FORMAT)']],
   events: [['--json', 'Print one JSON line on stdout per event (serving, applied, store-lost, ...), and the report when it exits; logs stay on stderr']],
   push: [
     ['--timestamp <secs>', 'Build timestamp in Unix seconds (env BUILD_TIMESTAMP, SOURCE_DATE_EPOCH; default now)'],
@@ -50,6 +51,7 @@ export const FLAG_GROUPS = {
     ['--backoff-min <dur>', 'First wait after the store or a notifier failed (default 10s)'],
     ['--backoff-max <dur>', 'Longest wait between retries; waits double up to it, with jitter (default 5m)'],
     ['--once', 'Catch up once and exit (cron jobs, init containers)'],
+    ['--listen <addr>', 'Serve /healthz, /readyz and Prometheus /metrics on this address (:9464, 127.0.0.1:9464; off by default)'],
   ],
 } satisfies Record<string, FlagSpec[]>
 
@@ -141,6 +143,8 @@ export interface WatchSettings {
   pollMs: number
   backoff: BackoffBounds
   once: boolean
+  /** Where the sidecar endpoints listen (`--listen`); off when unset. */
+  listen?: string
 }
 
 export function toWatchSettings(flags: Flags): WatchSettings {
@@ -159,5 +163,6 @@ export function toWatchSettings(flags: Flags): WatchSettings {
     pollMs: milliseconds('--poll', flags.poll, 300_000),
     backoff,
     once: flags.once === true,
+    listen: text(flags.listen),
   }
 }

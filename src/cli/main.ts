@@ -1,5 +1,6 @@
+import { invalidOption } from '../core/model/errors'
 import { VERSION } from '../core/model/version'
-import { createLogger } from '../core/util/logger'
+import { createJsonLogger, createLogger, type Logger } from '../core/util/logger'
 import { resolveOptions } from '../options'
 import { type CommandSpec, helpText, parseCommandLine } from './command-line'
 import { type Context, lsCommand, popCommand, populateCommand, pruneCommand, watchCommand } from './commands'
@@ -22,7 +23,7 @@ const COMMANDS: Command[] = [
     name: 'populate',
     argument: 'dir',
     summary: 'Push a built directory to the store: assets, then entrypoints, then the manifest',
-    groups: ['store', 'push', 'keep', 'announce', 'entrypoint', 'concurrency', 'dryRun', 'report'],
+    groups: ['store', 'push', 'keep', 'announce', 'entrypoint', 'concurrency', 'dryRun', 'report', 'log'],
     example: 'push-cache populate dist --app my-app --store s3://frontend-assets --image "$IMAGE" --prune-older-than 48h',
     run: (context, dir) => populateCommand(dir, context),
   },
@@ -30,7 +31,7 @@ const COMMANDS: Command[] = [
     name: 'pop',
     argument: 'dest',
     summary: "Download the app's current files into <dest> for serving (only what differs, switched in atomically)",
-    groups: ['store', 'entrypoint', 'concurrency', 'report'],
+    groups: ['store', 'entrypoint', 'concurrency', 'report', 'log'],
     example: 'push-cache pop /usr/share/nginx/html/apps/my-app --app my-app --store s3://frontend-assets',
     run: (context, dest) => popCommand(dest, context),
   },
@@ -38,21 +39,21 @@ const COMMANDS: Command[] = [
     name: 'watch',
     argument: 'dest',
     summary: 'Keep <dest> equal to what pop would make of the store: apply each new build as it lands',
-    groups: ['store', 'entrypoint', 'concurrency', 'watch', 'events'],
+    groups: ['store', 'entrypoint', 'concurrency', 'watch', 'events', 'log'],
     example: 'push-cache watch /srv/www/my-app --app my-app --store valkey://cache:6379 --channel push-cache:builds',
     run: (context, dest, flags) => watchCommand(dest, context, toWatchSettings(flags)),
   },
   {
     name: 'prune',
     summary: 'Remove builds older than --older-than (default 48h), except the newest --keep (default 3)',
-    groups: ['store', 'olderThan', 'keep', 'entrypoint', 'dryRun', 'report'],
+    groups: ['store', 'olderThan', 'keep', 'entrypoint', 'dryRun', 'report', 'log'],
     example: 'push-cache prune --app my-app --store s3://frontend-assets --older-than 7d --keep 3 --dry-run',
     run: (context) => pruneCommand(context),
   },
   {
     name: 'ls',
     summary: 'List the builds of an app, newest first',
-    groups: ['store', 'report'],
+    groups: ['store', 'report', 'log'],
     example: 'push-cache ls --app my-app --store s3://frontend-assets --json',
     run: (context) => lsCommand(context),
   },
@@ -63,7 +64,8 @@ const COMMANDS: Command[] = [
  * 1 the operation failed, 2 bad usage or configuration. Reports go to stdout, everything else to stderr.
  */
 export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const logger = createLogger('', env.PUSH_CACHE_DEBUG === '1')
+  const debug = env.PUSH_CACHE_DEBUG === '1'
+  let logger = createLogger('', debug)
   let json = false
   let command: string | undefined
   try {
@@ -79,6 +81,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     const { flags } = line
     command = line.command.name
     json = flags.json === true
+    logger = loggerFor(flags['log-format'] ?? env.PUSH_CACHE_LOG_FORMAT, debug) ?? logger
     // Flags win over env (PUSH_CACHE_*, AWS_*), env over defaults: resolveOptions applies the last two.
     const options = resolveOptions(toOptions(flags, command), env)
     const context: Context = {
@@ -98,4 +101,11 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     if (json) stdout(JSON.stringify({ ok: false, command, errors: [{ code: codeOf(error), message }] }))
     return exitCodeOf(error)
   }
+}
+
+/** The logger `--log-format` asks for; undefined for the default text lines. */
+function loggerFor(format: Flags[string], debug: boolean): Logger | undefined {
+  if (format === undefined || format === 'text') return undefined
+  if (format === 'json') return createJsonLogger(debug)
+  throw invalidOption('--log-format', `is ${JSON.stringify(format)}`, 'Use text or json.')
 }

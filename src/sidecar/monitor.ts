@@ -91,7 +91,12 @@ export function createWatchMonitor({ app, staleAfterMs, now = Date.now }: Monito
     },
     address: undefined,
     listen: (address) => listen(server, address).then((bound) => void Object.assign(monitor, { address: bound })),
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        // A probe's kept-alive connection must not hold the process for its idle timeout.
+        server.closeAllConnections()
+      }),
   }
 
   const server = createServer(async (request, response) => {

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it, onTestFinished } from 'vitest'
 import type { Store } from '../../src/core/store/store'
 import { createS3Store } from '../../src/stores/s3'
 import { createValkeyStore } from '../../src/stores/valkey'
-import { CLI, closedPort, runCli } from '../helpers/cli'
+import { CLI, closedPort, runCli, writeTree } from '../helpers/cli'
 import { createBucket, s3CliEnv, s3StoreOptions, s3StoreUrl } from '../helpers/s3'
 import { assets, fixture, push, rawClient, readTree, tempDir, uniqueApp, valkeyUrl } from '../helpers/valkey'
 import { vwatchEnv, vwatchStats, waitForStats } from '../helpers/vwatch'
@@ -313,5 +313,57 @@ describe('push-cache watch', () => {
     const poll = await runCli(['watch', dest, '--app', 'a', '--store', await tempDir(), '--poll', 'often'])
     expect(poll.code).toBe(2)
     expect(poll.stderr).toMatch(/Option `--poll` is "often", not a duration/)
+  })
+})
+
+describe('watch --listen', () => {
+  it('answers the probes and a real scrape of /metrics as builds are applied', async () => {
+    const work = await tempDir()
+    const app = uniqueApp()
+    const store = `file:${join(work, 'store')}`
+    const port = await closedPort()
+    const get = async (path: string) => {
+      const response = await fetch(`http://127.0.0.1:${port}${path}`)
+      return { status: response.status, body: await response.text() }
+    }
+    const watcher = startWatch([
+      join(work, 'www', app),
+      '--app',
+      app,
+      '--store',
+      store,
+      '--poll',
+      '200ms',
+      ...FAST_BACKOFF,
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--log-format',
+      'json',
+    ])
+    await watcher.waitFor((event) => event.event === 'serving')
+    // --log-format json: every stderr line is one JSON object.
+    const logged = watcher
+      .stderr()
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { level: string; message: string })
+    expect(logged).toContainEqual(expect.objectContaining({ level: 'info', message: `serving /healthz, /readyz and /metrics on http://127.0.0.1:${port}` }))
+    expect((await get('/healthz')).status).toBe(200)
+    expect(await get('/readyz')).toEqual({ status: 503, body: 'no complete build served yet\n' })
+
+    const dist = await writeTree(join(work, 'dist'), buildOf('v1'))
+    expect((await runCli(['populate', dist, '--app', app, '--store', store, '--timestamp', '1700000100'])).code).toBe(0)
+    await watcher.waitFor(applied(1700000100))
+
+    expect(await get('/readyz')).toEqual({ status: 200, body: 'ready\n' })
+    const { body } = await get('/metrics')
+    expect(body).toContain(`push_cache_served_build_timestamp_seconds{app="${app}"} 1700000100`)
+    expect(body).toContain(`push_cache_builds_applied_total{app="${app}"} 1`)
+    expect(body).toContain(`push_cache_store_up{app="${app}"} 1`)
+    expect(body).toMatch(new RegExp(`push_cache_seconds_since_last_store_read\\{app="${app}"\\} \\d+(\\.\\d+)?\\n`))
+    expect(body).toMatch(new RegExp(`push_cache_downloaded_bytes_total\\{app="${app}"\\} [1-9]\\d*\\n`))
+
+    expect(await watcher.stop()).toBe(0)
+    await expect(get('/healthz')).rejects.toThrow()
   })
 })

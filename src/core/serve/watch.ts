@@ -62,6 +62,8 @@ export interface WatchInput {
   catchUpTimeoutMs?: number
   logger?: Logger
   onEvent?(event: WatchEvent): void
+  /** After every catch-up attempt, quiet or not: `ok` when the store was read (a sidecar's liveness and freshness). */
+  onAttempt?(ok: boolean): void
 }
 
 export interface WatchReport {
@@ -174,6 +176,7 @@ export async function watch(input: WatchInput): Promise<WatchReport> {
     )
     try {
       await catchUp(bounded.signal)
+      input.onAttempt?.(true)
       if (failing === 'outage') emit({ event: 'store-back', store: display }, `store ${display} is back`)
       failing = undefined
       backoff.reset()
@@ -183,6 +186,7 @@ export async function watch(input: WatchInput): Promise<WatchReport> {
       // Stopped: a watch ends well; a single catch-up (`once`) did not happen.
       if (stop.aborted && !input.once) return 0
       if (input.once || (error instanceof PushCacheError && error.code === 'INVALID_OPTION')) throw error
+      input.onAttempt?.(false)
       const kind = isOutage(error, store) ? 'outage' : 'local'
       const reason = describeError(error)
       if (failing !== kind) {

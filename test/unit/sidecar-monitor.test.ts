@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest'
-import { createWatchMonitor, parseListenAddress, type WatchMonitor } from '../src/sidecar/monitor'
+import { createWatchMonitor, parseListenAddress, type WatchMonitor } from '../../src/sidecar/monitor'
 
 const opened: WatchMonitor[] = []
 afterEach(async () => {

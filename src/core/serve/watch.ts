@@ -5,8 +5,8 @@ import { type BackoffBounds, createBackoff, DEFAULT_BACKOFF, deadline, pause } f
 import { abortable } from '../util/concurrency'
 import { formatAge } from '../util/duration'
 import { type Logger, silentLogger } from '../util/logger'
-import { type PopReport, pop, readStoreSnapshot } from './pop'
-import { readServed } from './served-dir'
+import { type PopReport, pop, readStoreSnapshot, type StoreSnapshot } from './pop'
+import { type BuildState, readServed } from './served-dir'
 
 /**
  * Learns of new builds sooner than polling does (a vwatch long-poll, a Valkey channel). Only a
@@ -85,6 +85,42 @@ function isOutage(error: unknown, store: Store): boolean {
   return false
 }
 
+/** What a catch-up finds, compared with what `dest` holds: a pure decision, tested on its own. */
+export type CatchUpDecision = 'empty' | 'kept' | 'up-to-date' | 'apply'
+
+export function decideCatchUp(app: string, snapshot: Pick<StoreSnapshot, 'files' | 'timestamp'>, held: BuildState | undefined): CatchUpDecision {
+  if (snapshot.files.length === 0) return 'empty'
+  const sameApp = held?.app === app
+  // A store whose newest build is older than what dest serves (a restored snapshot) never replaces it.
+  if (sameApp && held?.timestamp !== undefined && snapshot.timestamp !== undefined && snapshot.timestamp < held.timestamp) return 'kept'
+  // The same build and the same names: nothing to fetch. A new build is known by its manifest, which
+  // a push writes last; bytes that changed under an old manifest belong to a push still under way
+  // (S3 and directory keys are rewritten in place), which its manifest will complete.
+  const heldFiles = held?.files ?? {}
+  const same =
+    sameApp &&
+    held?.timestamp === snapshot.timestamp &&
+    Object.keys(heldFiles).length === snapshot.files.length &&
+    snapshot.files.every((file) => file.relpath in heldFiles)
+  return same ? 'up-to-date' : 'apply'
+}
+
+/** One watch's state between its steps: the store client (renewed after a failure), what dest holds, what was said. */
+interface Watching {
+  input: WatchInput
+  logger: Logger
+  stop: AbortSignal
+  store: Store
+  display: string
+  held?: BuildState
+  applied: number
+  failing?: 'outage' | 'local'
+  /** Said once until something changes: the log reports changes, not every poll. */
+  reported: { upToDate: boolean; kept: number; empty: boolean }
+  backoff: ReturnType<typeof createBackoff>
+  emit(event: WatchEvent, line: string, level?: 'info' | 'warn'): void
+}
+
 /**
  * Keeps `dest` equal to what `pop` would make of the store, for as long as `signal` lets it:
  * list-then-watch, as Kubernetes' reflector does. It serves what `dest` already holds from the
@@ -94,168 +130,203 @@ function isOutage(error: unknown, store: Store): boolean {
  * every retry.
  */
 export async function watch(input: WatchInput): Promise<WatchReport> {
-  const { app, dest, logger = silentLogger, pollMs = 300_000, catchUpTimeoutMs = 600_000 } = input
-  const stop = input.signal ?? new AbortController().signal
-  const emit = (event: WatchEvent, line: string, level: 'info' | 'warn' = 'info') => {
-    logger[level](line)
-    input.onEvent?.(event)
+  const logger = input.logger ?? silentLogger
+  const store = await input.createStore()
+  const watching: Watching = {
+    input,
+    logger,
+    stop: input.signal ?? new AbortController().signal,
+    store,
+    display: store.display,
+    applied: 0,
+    reported: { upToDate: false, kept: -1, empty: false },
+    backoff: createBackoff(input.backoff ?? DEFAULT_BACKOFF),
+    emit(event, line, level = 'info') {
+      logger[level](line)
+      input.onEvent?.(event)
+    },
   }
-  let store = await input.createStore()
-  const display = store.display
+  await announceServing(watching)
+  const wake = wakeOnHints(watching)
+  try {
+    // Bounded by `stop`: every pass either catches up or waits.
+    while (!watching.stop.aborted) {
+      wake.rearm()
+      const wait = await attempt(watching)
+      if (input.once) break
+      if (!wake.hinted()) await pause(wait, watching.stop, wake.signal())
+    }
+  } finally {
+    await wake.close()
+    await watching.store.close().catch(() => {})
+  }
+  return { app: input.app, dest: input.dest, store: watching.display, applied: watching.applied, timestamp: watching.held?.timestamp }
+}
 
-  const served = await readServed(dest)
-  let held = served.kind === 'build' ? served.state : undefined
-  const servedCount = Object.keys(held?.files ?? {}).length
-  emit(
-    { event: 'serving', dest, timestamp: held?.timestamp, files: servedCount },
-    held
-      ? `serving build ${held.timestamp ?? '(no manifest)'} of ${app} from ${dest} (${servedCount} files) while watching ${display}`
-      : `${dest} holds no build of ${app} yet; watching ${display}`,
+/** Offline first: what dest holds is served (and said) before the store is read. */
+async function announceServing(watching: Watching): Promise<void> {
+  const { input, display } = watching
+  watching.held = await heldBuild(input.dest)
+  const files = Object.keys(watching.held?.files ?? {}).length
+  watching.emit(
+    { event: 'serving', dest: input.dest, timestamp: watching.held?.timestamp, files },
+    watching.held
+      ? `serving build ${watching.held.timestamp ?? '(no manifest)'} of ${input.app} from ${input.dest} (${files} files) while watching ${display}`
+      : `${input.dest} holds no build of ${input.app} yet; watching ${display}`,
   )
+}
 
-  let applied = 0
-  let failing: 'outage' | 'local' | undefined
-  let reported = { upToDate: false, kept: -1, empty: false }
-  const backoff = createBackoff(input.backoff ?? DEFAULT_BACKOFF)
+/** One catch-up within its deadline; resolves to how long to wait before the next. */
+async function attempt(watching: Watching): Promise<number> {
+  const { input, stop, display } = watching
+  const { pollMs = 300_000, catchUpTimeoutMs = 600_000 } = input
+  const started = Date.now()
+  const bounded = deadline(
+    stop,
+    catchUpTimeoutMs,
+    () => new PushCacheError('STORE_UNREACHABLE', `reading ${display} and downloading from it took longer than ${formatAge(catchUpTimeoutMs / 1000)}`),
+  )
+  try {
+    await catchUp(watching, bounded.signal)
+    input.onAttempt?.(true)
+    if (watching.failing === 'outage') watching.emit({ event: 'store-back', store: display }, `store ${display} is back`)
+    watching.failing = undefined
+    watching.backoff.reset()
+    // Polls start `pollMs` apart, however long each took: a build is seen within one interval.
+    return Math.max(0, pollMs - (Date.now() - started))
+  } catch (error) {
+    // Stopped: a watch ends well; a single catch-up (`once`) did not happen.
+    if (stop.aborted && !input.once) return 0
+    if (input.once || (error instanceof PushCacheError && error.code === 'INVALID_OPTION')) throw error
+    input.onAttempt?.(false)
+    await recoverFrom(watching, error)
+    return watching.backoff.next()
+  } finally {
+    bounded.dispose()
+  }
+}
 
-  async function catchUp(signal: AbortSignal): Promise<void> {
-    const started = Date.now()
-    const snapshot = await abortable(readStoreSnapshot(store, app, input.retries), signal)
-    if (snapshot.files.length === 0) {
+/** Reads the store and, when it holds a build dest should serve instead, pops it. */
+async function catchUp(watching: Watching, signal: AbortSignal): Promise<void> {
+  const { input, logger, display, reported } = watching
+  const { app, dest } = input
+  const started = Date.now()
+  const snapshot = await abortable(readStoreSnapshot(watching.store, app, input.retries), signal)
+  // Another writer of dest (a pop) may have switched it since: decide against what it holds now.
+  if (snapshot.files.length > 0) watching.held = await heldBuild(dest)
+  const held = watching.held
+  switch (decideCatchUp(app, snapshot, held)) {
+    case 'empty':
       if (!reported.empty) logger.warn(`no files of ${app} in ${display} yet; ${dest} stays as it is`)
       reported.empty = true
       return
-    }
-    const current = await readServed(dest)
-    held = current.kind === 'build' ? current.state : undefined
-    const sameApp = held?.app === app
-    if (sameApp && held?.timestamp !== undefined && snapshot.timestamp !== undefined && snapshot.timestamp < held.timestamp) {
+    case 'kept':
       if (reported.kept !== snapshot.timestamp)
-        emit(
-          { event: 'kept', timestamp: held.timestamp, storeTimestamp: snapshot.timestamp },
-          `the newest build in ${display} (${snapshot.timestamp}) is older than build ${held.timestamp} in ${dest}: kept ${held.timestamp}`,
+        watching.emit(
+          { event: 'kept', timestamp: held?.timestamp, storeTimestamp: snapshot.timestamp! },
+          `the newest build in ${display} (${snapshot.timestamp}) is older than build ${held?.timestamp} in ${dest}: kept ${held?.timestamp}`,
           'warn',
         )
-      reported.kept = snapshot.timestamp
+      reported.kept = snapshot.timestamp!
       return
-    }
-    // The same build and the same names: nothing to fetch. A new build is known by its manifest, which
-    // a push writes last; bytes that changed under an old manifest belong to a push still under way
-    // (S3 and directory keys are rewritten in place), which its manifest will complete.
-    const heldFiles = held?.files ?? {}
-    if (
-      sameApp &&
-      held?.timestamp === snapshot.timestamp &&
-      Object.keys(heldFiles).length === snapshot.files.length &&
-      snapshot.files.every((file) => file.relpath in heldFiles)
-    ) {
+    case 'up-to-date':
       if (!reported.upToDate)
-        emit({ event: 'up-to-date', timestamp: held?.timestamp }, `${dest} is up to date with build ${held?.timestamp ?? '(no manifest)'}`)
+        watching.emit({ event: 'up-to-date', timestamp: held?.timestamp }, `${dest} is up to date with build ${held?.timestamp ?? '(no manifest)'}`)
       reported.upToDate = true
       return
-    }
-    // The catch-up's duration counts reading the store too, not only the download.
-    const report = { ...(await pop({ ...input, store, snapshot, logger: silentLogger, signal })), durationMs: Date.now() - started }
-    const after = await readServed(dest)
-    held = after.kind === 'build' ? after.state : undefined
-    applied++
-    reported = { upToDate: true, kept: -1, empty: false }
-    emit(
-      { event: 'applied', ...pick(report) },
-      `caught up to build ${report.timestamp ?? '(no manifest)'}: ${report.downloaded.files} files downloaded (${formatBytes(report.downloaded.bytes)}), ${report.unchanged.files} unchanged, in ${(report.durationMs / 1000).toFixed(1)} s`,
-    )
+    case 'apply':
+      return apply(watching, snapshot, started, signal)
   }
+}
 
-  /** One catch-up; resolves to how long to wait before the next. */
-  async function attempt(): Promise<number> {
-    const started = Date.now()
-    const bounded = deadline(
-      stop,
-      catchUpTimeoutMs,
-      () => new PushCacheError('STORE_UNREACHABLE', `reading ${display} and downloading from it took longer than ${formatAge(catchUpTimeoutMs / 1000)}`),
-    )
-    try {
-      await catchUp(bounded.signal)
-      input.onAttempt?.(true)
-      if (failing === 'outage') emit({ event: 'store-back', store: display }, `store ${display} is back`)
-      failing = undefined
-      backoff.reset()
-      // Polls start `pollMs` apart, however long each took: a build is seen within one interval.
-      return Math.max(0, pollMs - (Date.now() - started))
-    } catch (error) {
-      // Stopped: a watch ends well; a single catch-up (`once`) did not happen.
-      if (stop.aborted && !input.once) return 0
-      if (input.once || (error instanceof PushCacheError && error.code === 'INVALID_OPTION')) throw error
-      input.onAttempt?.(false)
-      const kind = isOutage(error, store) ? 'outage' : 'local'
-      const reason = describeError(error)
-      if (failing !== kind) {
-        if (kind === 'outage')
-          emit(
-            { event: 'store-lost', store: display, error: reason },
-            `store ${display} lost: ${reason}. ${dest} keeps serving what it holds; retrying with backoff`,
-            'warn',
-          )
-        else
-          emit({ event: 'update-failed', error: reason }, `could not update ${dest}: ${reason}. It keeps serving what it holds; retrying with backoff`, 'warn')
-      }
-      failing = kind
-      // A client that failed may hold a dead connection: the next attempt starts from a fresh one.
-      await store.close().catch(() => {})
-      store = await input.createStore()
-      return backoff.next()
-    } finally {
-      bounded.dispose()
-    }
+async function apply(watching: Watching, snapshot: StoreSnapshot, started: number, signal: AbortSignal): Promise<void> {
+  const { input } = watching
+  // The catch-up's duration counts reading the store too, not only the download.
+  const report = { ...(await pop({ ...input, store: watching.store, snapshot, logger: silentLogger, signal })), durationMs: Date.now() - started }
+  watching.held = await heldBuild(input.dest)
+  watching.applied++
+  watching.reported = { upToDate: true, kept: -1, empty: false }
+  watching.emit(
+    { event: 'applied', ...pick(report) },
+    `caught up to build ${report.timestamp ?? '(no manifest)'}: ${report.downloaded.files} files downloaded (${formatBytes(report.downloaded.bytes)}), ${report.unchanged.files} unchanged, in ${(report.durationMs / 1000).toFixed(1)} s`,
+  )
+}
+
+/** Says what was lost (once, until it is back) and starts the next attempt from a fresh client. */
+async function recoverFrom(watching: Watching, error: unknown): Promise<void> {
+  const { input, display } = watching
+  const kind = isOutage(error, watching.store) ? 'outage' : 'local'
+  const reason = describeError(error)
+  if (watching.failing !== kind) {
+    if (kind === 'outage')
+      watching.emit(
+        { event: 'store-lost', store: display, error: reason },
+        `store ${display} lost: ${reason}. ${input.dest} keeps serving what it holds; retrying with backoff`,
+        'warn',
+      )
+    else
+      watching.emit(
+        { event: 'update-failed', error: reason },
+        `could not update ${input.dest}: ${reason}. It keeps serving what it holds; retrying with backoff`,
+        'warn',
+      )
   }
+  watching.failing = kind
+  // A client that failed may hold a dead connection: the next attempt starts from a fresh one.
+  await watching.store.close().catch(() => {})
+  watching.store = await input.createStore()
+}
 
+/** Starts the notifiers (none with `once`): a hint cuts the wait short; their state changes are said once. */
+function wakeOnHints(watching: Watching) {
+  const { input } = watching
   let hinted = false
   let wake = new AbortController()
-  const notifierStates = new Map<string, 'connected' | 'lost'>()
+  const states = new Map<string, 'connected' | 'lost'>()
   const stopNotifiers = new AbortController()
-  const listening = input.once
-    ? []
-    : (input.notifiers ?? []).map((notifier) =>
-        notifier.listen(
-          {
-            hint() {
-              hinted = true
-              wake.abort()
-            },
-            status(state, reason) {
-              const before = notifierStates.get(notifier.name)
-              notifierStates.set(notifier.name, state)
-              if (state === before) return
-              if (state === 'connected')
-                emit({ event: 'notifier-connected', notifier: notifier.name }, `${notifier.name}: ${before === 'lost' ? 'back' : 'connected'}`)
-              else
-                emit(
-                  { event: 'notifier-lost', notifier: notifier.name, error: reason ?? 'unknown' },
-                  `${notifier.name}: lost (${reason}); the store is still read every ${formatAge(pollMs / 1000)}`,
-                  'warn',
-                )
-            },
-            heldVersion: () => (held?.timestamp === undefined ? undefined : String(held.timestamp)),
-          },
-          stopNotifiers.signal,
-        ),
+  const status = (notifier: Notifier) => (state: 'connected' | 'lost', reason?: string) => {
+    const before = states.get(notifier.name)
+    states.set(notifier.name, state)
+    if (state === before) return
+    if (state === 'connected')
+      watching.emit({ event: 'notifier-connected', notifier: notifier.name }, `${notifier.name}: ${before === 'lost' ? 'back' : 'connected'}`)
+    else
+      watching.emit(
+        { event: 'notifier-lost', notifier: notifier.name, error: reason ?? 'unknown' },
+        `${notifier.name}: lost (${reason}); the store is still read every ${formatAge((input.pollMs ?? 300_000) / 1000)}`,
+        'warn',
       )
-
-  try {
-    // Bounded by `stop`: every pass either catches up or waits.
-    while (!stop.aborted) {
+  }
+  const listening = (input.once ? [] : (input.notifiers ?? [])).map((notifier) =>
+    notifier.listen(
+      {
+        hint() {
+          hinted = true
+          wake.abort()
+        },
+        status: status(notifier),
+        heldVersion: () => (watching.held?.timestamp === undefined ? undefined : String(watching.held.timestamp)),
+      },
+      stopNotifiers.signal,
+    ),
+  )
+  return {
+    rearm() {
       hinted = false
       wake = new AbortController()
-      const wait = await attempt()
-      if (input.once) break
-      if (!hinted) await pause(wait, stop, wake.signal)
-    }
-  } finally {
-    stopNotifiers.abort()
-    await Promise.all(listening)
-    await store.close().catch(() => {})
+    },
+    hinted: () => hinted,
+    signal: () => wake.signal,
+    async close() {
+      stopNotifiers.abort()
+      await Promise.all(listening)
+    },
   }
-  return { app, dest, store: display, applied, timestamp: held?.timestamp }
+}
+
+async function heldBuild(dest: string): Promise<BuildState | undefined> {
+  const served = await readServed(dest)
+  return served.kind === 'build' ? served.state : undefined
 }
 
 function pick({ timestamp, files, bytes, downloaded, unchanged, build, durationMs }: PopReport) {

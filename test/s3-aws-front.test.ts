@@ -79,6 +79,14 @@ describe('S3 as AWS answers it, down the real AWS path: no endpoint, virtual-hos
     expect(await landed()).toEqual(ALL_DATA)
   })
 
+  it('with no retry allowed, a skewed clock fails saying so, not blaming the credentials', async () => {
+    aws.front.skewClock(20 * 60_000)
+    const result = await runCli(['populate', dist, '--app', 'my-app', '--store', s3StoreUrl(bucket), '--retries', '0'], { env: awsEnv() })
+    expect(result.code).not.toBe(0)
+    expect(result.stderr).toContain("says this machine's clock is off")
+    expect(result.stderr).not.toMatch(/AWS_ACCESS_KEY_ID/)
+  })
+
   it('follows a bucket that lives in another region (301 with x-amz-bucket-region)', async () => {
     aws.front.placeBucket(bucket, 'eu-west-1')
     const result = await populate(awsEnv())

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { beforeEach, describe, expect, inject, it } from 'vitest'
 import { awsFront } from './helpers/aws-front'
 import { BUILD, runCli, workspaceWithBuild } from './helpers/cli'
-import { tempDir } from './helpers/fs'
+import { readTree, tempDir } from './helpers/fs'
 import { createBucket, getObject, listObjects, s3CliEnv, s3StoreUrl } from './helpers/s3'
 
 const aws = awsFront(() => inject('s3').upstream)
@@ -52,6 +52,18 @@ describe('S3 as AWS answers it, down the real AWS path: no endpoint, virtual-hos
     expect(result.code, result.stderr).toBe(0)
     expect(aws.front.tunnels).toContain(`${bucket}.s3.us-east-1.amazonaws.com:443`)
     expect(new Set(aws.front.requests.map((request) => request.host))).toEqual(new Set([`${bucket}.s3.us-east-1.amazonaws.com`]))
+    expect(await landed()).toEqual(ALL_DATA)
+
+    const dest = join(await tempDir(), 'www')
+    const popped = await runCli(['pop', dest, '--app', 'my-app', '--store', s3StoreUrl(bucket)], { env: awsEnv() })
+    expect(popped.code, popped.stderr).toBe(0)
+    expect(await readTree(dest)).toEqual(BUILD)
+  })
+
+  it('takes FIPS and dual-stack endpoints from AWS_USE_FIPS_ENDPOINT and AWS_USE_DUALSTACK_ENDPOINT', async () => {
+    const result = await populate(awsEnv({ AWS_USE_FIPS_ENDPOINT: 'true', AWS_USE_DUALSTACK_ENDPOINT: 'true' }))
+    expect(result.code, result.stderr).toBe(0)
+    expect(new Set(aws.front.tunnels)).toEqual(new Set([`${bucket}.s3-fips.dualstack.us-east-1.amazonaws.com:443`]))
     expect(await landed()).toEqual(ALL_DATA)
   })
 

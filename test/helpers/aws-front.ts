@@ -9,7 +9,10 @@ import { join } from 'node:path'
 import { afterAll, beforeAll } from 'vitest'
 import { tempDir } from './fs'
 
-/** The regions the front answers for: `<bucket>.s3.<region>.amazonaws.com` and `s3.<region>.amazonaws.com`. */
+/**
+ * The regions the front answers for: `<bucket>.s3.<region>.amazonaws.com` and `s3.<region>.amazonaws.com`,
+ * and their FIPS (`s3-fips`) and dual-stack (`s3.dualstack`) forms.
+ */
 const REGIONS = ['us-east-1', 'eu-west-1']
 /** How far a request's `x-amz-date` may be from S3's clock before it answers RequestTimeTooSkewed. */
 const SKEW_LIMIT_MS = 15 * 60_000
@@ -62,7 +65,10 @@ export interface AwsFront {
  * its own CA.
  */
 async function makeCertificate(directory: string): Promise<{ key: string; cert: string; caFile: string }> {
-  const names = REGIONS.flatMap((region) => [`DNS:*.s3.${region}.amazonaws.com`, `DNS:s3.${region}.amazonaws.com`])
+  const services = ['s3', 's3.dualstack', 's3-fips', 's3-fips.dualstack']
+  const names = REGIONS.flatMap((region) =>
+    services.flatMap((service) => [`DNS:*.${service}.${region}.amazonaws.com`, `DNS:${service}.${region}.amazonaws.com`]),
+  )
   const keyFile = join(directory, 'front.key')
   const caFile = join(directory, 'front.pem')
   execFileSync(
@@ -106,7 +112,7 @@ async function startAwsFront(upstream: string): Promise<AwsFront & { close(): Pr
 
   const front = https.createServer({ key, cert }, async (request, response) => {
     const host = (request.headers.host ?? '').replace(/:\d+$/, '')
-    const [, bucketHost, region = ''] = /^(?:(.+)\.)?s3\.([a-z0-9-]+)\.amazonaws\.com$/.exec(host) ?? []
+    const [, bucketHost, region = ''] = /^(?:(.+)\.)?s3(?:-fips)?(?:\.dualstack)?\.([a-z0-9-]+)\.amazonaws\.com$/.exec(host) ?? []
     const url = new URL(request.url ?? '/', 'https://front')
     const path = decodeURIComponent(url.pathname.slice(1))
     const bucket = bucketHost ?? path.split('/')[0]!

@@ -11,7 +11,7 @@ export function md5File(path: string, wanted = () => true): Promise<string | und
   return digestOfFile(path, 'md5', 0, Number.POSITIVE_INFINITY, wanted)
 }
 
-async function digestOfFile(path: string, algorithm: 'md5', start: number, length: number, wanted?: () => boolean): Promise<string | undefined> {
+async function digestOfFile(path: string, algorithm: 'md5' | 'sha256', start: number, length: number, wanted?: () => boolean): Promise<string | undefined> {
   const hash = createHash(algorithm)
   return (await readChunks(path, start, length, (chunk) => hash.update(chunk), wanted)) ? hash.digest('hex') : undefined
 }

@@ -76,6 +76,9 @@ if (!existsSync(CLI)) {
 const aws = spawnSync('aws', ['--version'], { encoding: 'utf8', timeout: 60_000 })
 const awsVersion = aws.status === 0 ? `${aws.stdout}${aws.stderr}`.trim().split(' ')[0] : undefined
 if (!awsVersion) log('aws CLI not found (`aws --version` failed): the `aws s3 sync` peer is skipped.')
+const rclone = spawnSync('rclone', ['version'], { encoding: 'utf8', timeout: 60_000 })
+const rcloneVersion = rclone.status === 0 ? rclone.stdout.split('\n')[0] : undefined
+if (!rcloneVersion) log('rclone not found (`rclone version` failed): the `rclone copy --checksum` peer is skipped.')
 
 // Ctrl-C or a crash must not leave servers or runs behind.
 process.once('exit', () => {
@@ -117,6 +120,7 @@ function childEnv(endpoint) {
     // No profile of the user's may change what is measured.
     AWS_CONFIG_FILE: join(SCRATCH, 'aws-config'),
     AWS_SHARED_CREDENTIALS_FILE: join(SCRATCH, 'aws-credentials'),
+    RCLONE_CONFIG: join(SCRATCH, 'rclone.conf'),
     CI: 'true',
   }
 }
@@ -149,6 +153,27 @@ const pushTools = [
   awsVersion && {
     tool: 'aws s3 sync',
     command: (dir) => ['aws', ['s3', 'sync', dir, `s3://${BUCKET}/${DATA_PREFIX}`, '--endpoint-url', s3Endpoint, '--only-show-errors', '--no-progress']],
+  },
+  rcloneVersion && {
+    tool: 'rclone copy --checksum',
+    // An on-the-fly remote: rclone's own defaults (4 transfers), told only where the server is.
+    command: (dir) => [
+      'rclone',
+      [
+        'copy',
+        '--checksum',
+        dir,
+        `:s3:${BUCKET}/${DATA_PREFIX}`,
+        '--s3-provider',
+        'Other',
+        '--s3-endpoint',
+        s3Endpoint,
+        '--s3-env-auth',
+        '--s3-region',
+        'us-east-1',
+        '--s3-force-path-style',
+      ],
+    ],
   },
   { tool: 'SDK PutObject, 1 at a time', command: (dir) => [NODE, [PEER, 's3-put', dir, BUCKET, DATA_PREFIX, '1']] },
   { tool: 'SDK PutObject, 32 at a time', command: (dir) => [NODE, [PEER, 's3-put', dir, BUCKET, DATA_PREFIX, '32']] },

@@ -8,6 +8,13 @@ const CREDENTIALS_FIX: Record<string, string> = {
 /** How a failed request reads when the store itself is misconfigured, checked in this order. */
 const MISCONFIGURED: { pattern: RegExp; problem: string; fix: (kind: string, storeOption: string) => string }[] = [
   { pattern: /CredentialsProviderError|Could not load credentials/, problem: 'found no credentials', fix: () => CREDENTIALS_FIX.s3! },
+  // S3 refuses a skewed clock with a 403, which would otherwise read as refused credentials.
+  {
+    pattern: /RequestTimeTooSkewed/,
+    problem: "says this machine's clock is off",
+    fix: () =>
+      'Set the clock right (NTP): S3 refuses requests signed more than 15 minutes from its own time. A push corrects a skew by itself when it may retry (`retries` above 0).',
+  },
   {
     pattern: /InvalidAccessKeyId|SignatureDoesNotMatch|AccessDenied|InvalidToken|ExpiredToken|InvalidClientTokenId|NOAUTH|WRONGPASS|NOPERM|HTTP 40[13]\b/,
     problem: 'rejected the credentials',

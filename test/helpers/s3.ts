@@ -7,7 +7,7 @@ import type { FaultRule, RecordedRequest } from '../setup/s3-server'
 /** Identifies this test file's faults, so that `clearFaults` leaves other files' alone. */
 const FAULT_OWNER = `${process.pid}-${randomBytes(4).toString('hex')}`
 
-export function s3Env(): { endpoint: string; region: string; credentials: { accessKeyId: string; secretAccessKey: string } } {
+function s3Env(): { endpoint: string; region: string; credentials: { accessKeyId: string; secretAccessKey: string } } {
   const { endpoint, region, credentials } = inject('s3')
   return { endpoint, region, credentials }
 }

@@ -17,7 +17,7 @@ import { destViolations } from '../harness/invariants'
 import { broken, enumerateWindows, type Scenario } from '../harness/scheduler'
 import { CLI, runCli } from '../helpers/cli'
 import { tempDir, tree, writeTree } from '../helpers/fs'
-import { s3Env } from '../helpers/s3'
+import { s3StoreOptions } from '../helpers/s3'
 import { STORE_KINDS } from '../helpers/stores'
 
 /**
@@ -100,7 +100,7 @@ describe.each(STORE_KINDS)('case 1 on the %s store: a reader racing a push never
 
 describe('case 1 through the CLI: `watch --once` behind a request-holding proxy', () => {
   it('never exits 0 having served a broken page, held at each S3 request type while v2 is pushed', async () => {
-    const proxy = await startHoldProxy(s3Env().endpoint, 'unused')
+    const proxy = await startHoldProxy(s3StoreOptions().endpoint!, 'unused')
     const windows = await enumerateWindows<{ world: World; dest: string }>({
       async setup() {
         const served = await worldBehind('s3')
@@ -125,7 +125,7 @@ describe('case 1 through the CLI: `watch --once` behind a request-holding proxy'
 
 describe('a CLI pop killed -9 at each of its S3 request types', () => {
   it('leaves dest whole, and the next pop serves the newest build', async () => {
-    const proxy = await startHoldProxy(s3Env().endpoint, 'unused')
+    const proxy = await startHoldProxy(s3StoreOptions().endpoint!, 'unused')
     let killed = 0
     const windows = await enumerateWindows<{ world: World; dest: string; child?: ChildProcess }>({
       async setup() {
@@ -192,7 +192,7 @@ describe('case 8: two writers of one dest', () => {
   })
   it('a pop killed -9 while it holds the lock: the next pop takes the lock over and serves v1 whole', async () => {
     const { world, dest } = await worldBehind('s3')
-    const proxy = await startHoldProxy(s3Env().endpoint, world.app)
+    const proxy = await startHoldProxy(s3StoreOptions().endpoint!, world.app)
     const held = proxy.gate.hold('read:entrypoint')
     const child = spawn(process.execPath, [CLI, 'pop', dest, '--app', world.app, '--store', world.url], {
       env: { PATH: process.env.PATH, HOME: process.env.HOME, CI: 'true', ...world.env, AWS_ENDPOINT_URL_S3: proxy.endpoint },

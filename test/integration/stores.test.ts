@@ -100,12 +100,21 @@ testStoreContract(
         expect(parts).toHaveLength(3)
       })
 
-      it('fails a multipart upload whose part failed with an error core retries, and aborts it', async () => {
+      it('sends a failed part again on its own, within the one multipart upload', async () => {
         await injectFault({ bucket, method: 'PUT', key: 'data/app/large.bin', times: 1 })
+        await store().put('data/app/large.bin', await largeFile())
+        const requests = (await requestLog(bucket)).filter((request) => request.key === 'data/app/large.bin')
+        expect(requests.filter((request) => request.method === 'POST' && request.query.includes('uploads'))).toHaveLength(1)
+        expect(requests.filter((request) => request.method === 'PUT')).toHaveLength(4) // three parts, the failed one twice
+        expect((await listObjects(bucket)).map((object) => object.key)).toEqual(['data/app/large.bin'])
+      })
+
+      it('fails a multipart upload whose part keeps failing for good, so that core does not send the file again, and aborts it', async () => {
+        await injectFault({ bucket, method: 'PUT', key: 'data/app/large.bin' })
         const error = await store()
           .put('data/app/large.bin', await largeFile())
           .catch((thrown: unknown) => thrown)
-        expect(store().isTransient(error)).toBe(true)
+        expect(store().isTransient(error)).toBe(false)
         expect(await listObjects(bucket)).toEqual([])
         const aborts = (await requestLog(bucket)).filter((request) => request.method === 'DELETE' && request.query.includes('uploadId='))
         expect(aborts).toHaveLength(1) // no orphaned parts

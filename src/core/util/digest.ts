@@ -11,11 +11,6 @@ export function md5File(path: string, wanted = () => true): Promise<string | und
   return digestOfFile(path, 'md5', 0, Number.POSITIVE_INFINITY, wanted)
 }
 
-/** Hex SHA-256 of `length` bytes of a file from `start` (a part of a multipart upload, whose signature needs it). */
-export async function sha256OfRange(path: string, start: number, length: number): Promise<string> {
-  return (await digestOfFile(path, 'sha256', start, length))!
-}
-
 async function digestOfFile(path: string, algorithm: 'md5' | 'sha256', start: number, length: number, wanted?: () => boolean): Promise<string | undefined> {
   const hash = createHash(algorithm)
   return (await readChunks(path, start, length, (chunk) => hash.update(chunk), wanted)) ? hash.digest('hex') : undefined

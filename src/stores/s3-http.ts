@@ -1,0 +1,70 @@
+import http from 'node:http'
+import https from 'node:https'
+import type { Readable } from 'node:stream'
+import { NodeHttpHandler } from '@smithy/node-http-handler'
+import { timedOut } from '../core/model/errors'
+import type { StoreTimeouts } from '../core/model/options'
+
+type HandleArguments = Parameters<NodeHttpHandler['handle']>
+
+/**
+ * The SDK's handler with one deadline per HTTP request, from sending it (body included) to the last
+ * byte of its answer. The SDK's own timeouts stop counting at the response headers, so a body that
+ * stalls or trickles (a download, the XML of a listing) would hold the push for ever.
+ */
+class DeadlineHttpHandler extends NodeHttpHandler {
+  constructor(
+    private readonly display: string,
+    private readonly requestTimeout: number,
+    options: ConstructorParameters<typeof NodeHttpHandler>[0],
+  ) {
+    super(options)
+  }
+
+  override async handle(request: HandleArguments[0], options: HandleArguments[1] = {}) {
+    const headers = new AbortController()
+    let body: Readable | undefined
+    // Before the headers the request is aborted; after them the body is destroyed, which fails
+    // whoever reads it (the SDK's parser, or pop's download). The error is made only then: its
+    // stack trace costs more than the rest of a request.
+    const timer = setTimeout(() => {
+      const expired = timedOut(this.display, `${request.method} ${request.path} got no complete answer`, 'request', this.requestTimeout)
+      if (body) body.destroy(expired)
+      else headers.abort(expired)
+    }, this.requestTimeout).unref()
+    const caller = options.abortSignal as AbortSignal | undefined
+    try {
+      const result = await super.handle(request, { ...options, abortSignal: caller ? AbortSignal.any([headers.signal, caller]) : headers.signal })
+      body = result.response.body as Readable
+      body.once('close', () => clearTimeout(timer))
+      return result
+    } catch (error) {
+      clearTimeout(timer)
+      throw headers.signal.aborted ? headers.signal.reason : error
+    }
+  }
+}
+
+/** The proxy variables the `aws` CLI and proxy-from-env read (either case); NO_PROXY only narrows them. */
+const PROXY_VARIABLES = ['https_proxy', 'http_proxy', 'all_proxy']
+
+const proxyConfigured = (env: NodeJS.ProcessEnv) => PROXY_VARIABLES.some((name) => env[name] || env[name.toUpperCase()])
+
+/**
+ * Keep-alive agents with room for `sockets` requests at once. Behind HTTPS_PROXY/HTTP_PROXY
+ * (NO_PROXY honoured) they are proxy-agent's, loaded only then: it picks the proxy per request as
+ * the `aws` CLI does, and falls back to plain keep-alive agents for hosts NO_PROXY exempts.
+ */
+async function agents(sockets: number): Promise<{ httpAgent: http.Agent; httpsAgent: http.Agent }> {
+  const options = { keepAlive: true, maxSockets: sockets }
+  const direct = { httpAgent: new http.Agent(options), httpsAgent: new https.Agent(options) }
+  if (!proxyConfigured(process.env)) return direct
+  const { ProxyAgent } = await import('proxy-agent')
+  const proxied = new ProxyAgent({ ...options, ...direct })
+  return { httpAgent: proxied, httpsAgent: proxied }
+}
+
+/** The request handler of the store's S3 client: keep-alive sockets for `sockets` requests, each request bounded by `timeouts`. */
+export async function createRequestHandler(display: string, { connectTimeout, requestTimeout }: StoreTimeouts, sockets: number): Promise<NodeHttpHandler> {
+  return new DeadlineHttpHandler(display, requestTimeout, { connectionTimeout: connectTimeout, ...(await agents(sockets)) })
+}

@@ -1,18 +1,18 @@
 /** Options of the S3 store (`store: 's3://bucket[/root]'`). Unset fields fall back to the AWS SDK's own env and config chain. */
 export interface S3Options {
   /**
-   * Endpoint of an S3-compatible server (MinIO, Ceph, moto).
-   * @default process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL (AWS itself when unset)
+   * Endpoint of an S3-compatible server (MinIO, Ceph, R2, moto).
+   * @default the AWS SDK's endpoint chain: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, then the profile's `endpoint_url` in ~/.aws/config (AWS itself when none is set)
    */
   endpoint?: string
   /**
-   * Region.
+   * Region. A blank `AWS_REGION` (a CI variable left empty) counts as unset. A bucket in another region is followed there.
    * @default the AWS SDK's own chain (AWS_REGION, then the region of the profile in ~/.aws/config, AWS_PROFILE choosing it); 'us-east-1' for a custom `endpoint` when that finds none
    */
   region?: string
   /**
    * Path-style addressing (`host/bucket/key`), which most S3-compatible servers need.
-   * @default true when `endpoint` is set, false otherwise
+   * @default true when an endpoint is configured (this option, the environment or the profile), false otherwise
    */
   forcePathStyle?: boolean
   /**
@@ -22,8 +22,8 @@ export interface S3Options {
    */
   credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string }
   /**
-   * No longer has any effect: push-cache sends no CRC32 checksums for servers to reject (each body's
-   * SHA-256 is signed instead, which every S3 server checks). Still accepted so that configs that set it keep working.
+   * No longer has any effect: push-cache sends no CRC32 checksums for servers to reject (each body
+   * carries its Content-MD5 instead, which every S3 server checks). Still accepted so that configs that set it keep working.
    * @deprecated since 0.2: remove it.
    * @default 'when_supported'
    */

@@ -34,60 +34,46 @@ export interface MonitorOptions {
 type FailureKind = 'store' | 'update' | 'notifier'
 
 export function createWatchMonitor({ app, staleAfterMs, now = Date.now }: MonitorOptions): WatchMonitor {
-  const registry = new Registry()
-  registry.setDefaultLabels({ app })
-  const metric = <T extends string>(name: string, help: string, labelNames: readonly T[] = []) => ({ name, help, labelNames, registers: [registry] })
-  const served = new Gauge(metric('push_cache_served_build_timestamp_seconds', 'Build timestamp the served directory holds (0: none yet).'))
-  const lastRead = new Gauge(metric('push_cache_last_store_read_timestamp_seconds', 'When the store last answered a read (Unix seconds).'))
-  new Gauge({
-    ...metric('push_cache_seconds_since_last_store_read', 'Seconds since the store last answered a read (-1: never).'),
-    collect() {
-      this.set(lastReadAt === undefined ? -1 : (now() - lastReadAt) / 1000)
-    },
-  })
-  const applied = new Counter(metric('push_cache_builds_applied_total', 'Builds switched into the served directory.'))
-  const failures = new Counter(metric('push_cache_failures_total', 'Failed store reads, updates and notifier connections.', ['kind'] as const))
-  const downloaded = new Counter(metric('push_cache_downloaded_bytes_total', 'Bytes downloaded from the store.'))
-  const storeUp = new Gauge(metric('push_cache_store_up', '1 while the store answers, 0 after a failed read.'))
-  const notifierUp = new Gauge(metric('push_cache_notifier_up', '1 while the notifier is connected.', ['notifier'] as const))
-  for (const kind of ['store', 'update', 'notifier'] satisfies FailureKind[]) failures.inc({ kind }, 0)
-
-  let lastReadAt: number | undefined
+  const metrics = createMetrics(app, now)
   let aliveAt = now()
   let ready = false
   const serving = (timestamp: number | undefined) => {
     if (timestamp === undefined) return
-    served.set(timestamp)
+    metrics.served.set(timestamp)
     ready = true
   }
-
+  const server = createProbeServer({
+    healthz: () => {
+      const silentMs = now() - aliveAt
+      return silentMs <= staleAfterMs ? [200, 'ok\n'] : [503, `watch loop silent for ${Math.round(silentMs / 1000)} s\n`]
+    },
+    readyz: () => (ready ? [200, 'ready\n'] : [503, 'no complete build served yet\n']),
+    registry: metrics.registry,
+  })
   const monitor: WatchMonitor = {
     onEvent(event) {
       switch (event.event) {
         case 'serving':
           return serving(event.timestamp)
         case 'applied':
-          applied.inc()
-          downloaded.inc(event.downloaded.bytes)
+          metrics.applied.inc()
+          metrics.downloaded.inc(event.downloaded.bytes)
           return serving(event.timestamp)
         case 'store-lost':
-          storeUp.set(0)
-          return failures.inc({ kind: 'store' })
+          metrics.storeUp.set(0)
+          return metrics.failures.inc({ kind: 'store' })
         case 'update-failed':
-          return failures.inc({ kind: 'update' })
+          return metrics.failures.inc({ kind: 'update' })
         case 'notifier-connected':
-          return notifierUp.set({ notifier: event.notifier }, 1)
+          return metrics.notifierUp.set({ notifier: event.notifier }, 1)
         case 'notifier-lost':
-          notifierUp.set({ notifier: event.notifier }, 0)
-          return failures.inc({ kind: 'notifier' })
+          metrics.notifierUp.set({ notifier: event.notifier }, 0)
+          return metrics.failures.inc({ kind: 'notifier' })
       }
     },
     attempted(ok) {
       aliveAt = now()
-      if (!ok) return
-      lastReadAt = aliveAt
-      lastRead.set(Math.floor(lastReadAt / 1000))
-      storeUp.set(1)
+      if (ok) metrics.storeRead(aliveAt)
     },
     address: undefined,
     listen: (address) => listen(server, address).then((bound) => void Object.assign(monitor, { address: bound })),
@@ -98,24 +84,58 @@ export function createWatchMonitor({ app, staleAfterMs, now = Date.now }: Monito
         server.closeAllConnections()
       }),
   }
+  return monitor
+}
 
+/** The series `/metrics` shows, every one labelled with the app. */
+function createMetrics(app: string, now: () => number) {
+  const registry = new Registry()
+  registry.setDefaultLabels({ app })
+  const metric = <T extends string>(name: string, help: string, labelNames: readonly T[] = []) => ({ name, help, labelNames, registers: [registry] })
+  let lastReadAt: number | undefined
+  const lastRead = new Gauge(metric('push_cache_last_store_read_timestamp_seconds', 'When the store last answered a read (Unix seconds).'))
+  new Gauge({
+    ...metric('push_cache_seconds_since_last_store_read', 'Seconds since the store last answered a read (-1: never).'),
+    collect() {
+      this.set(lastReadAt === undefined ? -1 : (now() - lastReadAt) / 1000)
+    },
+  })
+  const failures = new Counter(metric('push_cache_failures_total', 'Failed store reads, updates and notifier connections.', ['kind'] as const))
+  for (const kind of ['store', 'update', 'notifier'] satisfies FailureKind[]) failures.inc({ kind }, 0)
+  const storeUp = new Gauge(metric('push_cache_store_up', '1 while the store answers, 0 after a failed read.'))
+  return {
+    registry,
+    served: new Gauge(metric('push_cache_served_build_timestamp_seconds', 'Build timestamp the served directory holds (0: none yet).')),
+    applied: new Counter(metric('push_cache_builds_applied_total', 'Builds switched into the served directory.')),
+    downloaded: new Counter(metric('push_cache_downloaded_bytes_total', 'Bytes downloaded from the store.')),
+    notifierUp: new Gauge(metric('push_cache_notifier_up', '1 while the notifier is connected.', ['notifier'] as const)),
+    failures,
+    storeUp,
+    storeRead(at: number) {
+      lastReadAt = at
+      lastRead.set(Math.floor(at / 1000))
+      storeUp.set(1)
+    },
+  }
+}
+
+type Answer = [status: number, body: string]
+
+function createProbeServer(endpoints: { healthz(): Answer; readyz(): Answer; registry: Registry }): Server {
   const server = createServer(async (request, response) => {
     const path = new URL(request.url ?? '/', 'http://sidecar').pathname
-    const answer = (status: number, body: string, type = 'text/plain; charset=utf-8') =>
+    const answer = ([status, body]: Answer, type = 'text/plain; charset=utf-8') =>
       response.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' }).end(body)
-    if (request.method !== 'GET' && request.method !== 'HEAD') return answer(405, 'method not allowed\n')
-    if (path === '/healthz') {
-      const silentMs = now() - aliveAt
-      return silentMs <= staleAfterMs ? answer(200, 'ok\n') : answer(503, `watch loop silent for ${Math.round(silentMs / 1000)} s\n`)
-    }
-    if (path === '/readyz') return ready ? answer(200, 'ready\n') : answer(503, 'no complete build served yet\n')
-    if (path === '/metrics') return answer(200, await registry.metrics(), registry.contentType)
-    answer(404, 'not found: /healthz, /readyz, /metrics\n')
+    if (request.method !== 'GET' && request.method !== 'HEAD') return answer([405, 'method not allowed\n'])
+    if (path === '/healthz') return answer(endpoints.healthz())
+    if (path === '/readyz') return answer(endpoints.readyz())
+    if (path === '/metrics') return answer([200, await endpoints.registry.metrics()], endpoints.registry.contentType)
+    answer([404, 'not found: /healthz, /readyz, /metrics\n'])
   })
   // Probes may keep connections open; they must not hold the process once the watch ends.
   server.keepAliveTimeout = 5_000
   server.requestTimeout = 10_000
-  return monitor
+  return server
 }
 
 /** `9464`, `:9464`, `127.0.0.1:9464`, `[::1]:9464`; a bare port listens on every interface, as a pod's probes need. */

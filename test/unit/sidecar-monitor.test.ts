@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest'
+import type { WatchEvent } from '../../src/core/serve/watch'
 import { createWatchMonitor, parseListenAddress, type WatchMonitor } from '../../src/sidecar/monitor'
 
 const opened: WatchMonitor[] = []
@@ -17,6 +18,18 @@ async function started(now: () => number = Date.now, staleAfterMs = 60_000) {
   return { monitor, get }
 }
 
+/** The event of a build switched in, `downloaded` bytes of it fetched. */
+const applied = (timestamp: number, downloaded: number): WatchEvent => ({
+  event: 'applied',
+  timestamp,
+  files: 3,
+  bytes: 30,
+  downloaded: { files: 2, bytes: downloaded },
+  unchanged: { files: 1, bytes: 10 },
+  build: `${timestamp}-x`,
+  durationMs: 5,
+})
+
 const sample = (metrics: string, name: string) => metrics.split('\n').find((line) => line.startsWith(name))
 
 describe('watch --listen', () => {
@@ -26,16 +39,7 @@ describe('watch --listen', () => {
     expect(await get('/readyz')).toMatchObject({ status: 503, body: 'no complete build served yet\n' })
     monitor.onEvent({ event: 'serving', dest: '/srv', files: 0 })
     expect((await get('/readyz')).status).toBe(503)
-    monitor.onEvent({
-      event: 'applied',
-      timestamp: 1_700_000_000,
-      files: 3,
-      bytes: 30,
-      downloaded: { files: 2, bytes: 20 },
-      unchanged: { files: 1, bytes: 10 },
-      build: '1700000000-x',
-      durationMs: 5,
-    })
+    monitor.onEvent(applied(1_700_000_000, 20))
     expect(await get('/readyz')).toMatchObject({ status: 200, body: 'ready\n' })
   })
 
@@ -57,16 +61,7 @@ describe('watch --listen', () => {
 
     monitor.onEvent({ event: 'serving', dest: '/srv', timestamp: 1_700_000_000, files: 3 })
     monitor.attempted(true)
-    monitor.onEvent({
-      event: 'applied',
-      timestamp: 1_700_000_050,
-      files: 3,
-      bytes: 30,
-      downloaded: { files: 2, bytes: 2048 },
-      unchanged: { files: 1, bytes: 10 },
-      build: '1700000050-x',
-      durationMs: 5,
-    })
+    monitor.onEvent(applied(1_700_000_050, 2048))
     monitor.onEvent({ event: 'store-lost', store: 's3://b', error: 'ECONNREFUSED' })
     monitor.onEvent({ event: 'notifier-connected', notifier: 'vwatch' })
     monitor.onEvent({ event: 'notifier-lost', notifier: 'vwatch', error: 'reset' })

@@ -40,6 +40,8 @@ const PART_QUEUE = 2
 const PART_ATTEMPTS = 4
 /** Uploads in flight when the user names none: small objects spend their time in round trips. */
 const CONCURRENCY = 32
+/** How far a push may raise it on a long link; the socket pool is sized for it (sockets open only as needed). */
+const MAX_CONCURRENCY = 256
 /** DeleteObjects takes at most 1000 keys. */
 const DELETE_BATCH = 1000
 const SINGLE_DELETE_CONCURRENCY = 8
@@ -153,7 +155,7 @@ export function createS3Store(url: string, options: S3Options, timeouts: StoreTi
         // Without a logger of its own the SDK writes some warnings to the console ("An error was
         // encountered in a non-retryable streaming request"); every error reaches us anyway.
         logger: SILENT,
-        requestHandler: await createRequestHandler(display, timeouts, 2 * CONCURRENCY),
+        requestHandler: await createRequestHandler(display, timeouts, MAX_CONCURRENCY),
       })
     })())
   let batchDeleteRejected = false
@@ -299,6 +301,7 @@ export function createS3Store(url: string, options: S3Options, timeouts: StoreTi
     },
     isTransient: isTransientS3,
     concurrency: CONCURRENCY,
+    maxConcurrency: MAX_CONCURRENCY,
     // The SDK does not retry, and a request that failed or timed out is destroyed with its socket:
     // nothing sends its body later.
     releasesBodies: true,

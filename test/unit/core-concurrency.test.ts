@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { describe, expect, it } from 'vitest'
-import { forEachLimited } from '../../src/core/util/concurrency'
+import { createAdaptiveLimit, forEachLimited } from '../../src/core/util/concurrency'
 
 describe('forEachLimited', () => {
   it('never holds more than the budget, and runs a share larger than the budget alone', async () => {
@@ -22,5 +22,71 @@ describe('forEachLimited', () => {
     )
     expect(most).toBe(64)
     expect(started.sort((a, b) => a - b)).toEqual(sizes.map((_, index) => index))
+  })
+})
+
+describe('createAdaptiveLimit', () => {
+  /** Completes rounds on a simulated link whose throughput (work per ms) at `inFlight` is `rate(inFlight)`. */
+  function drive(limit: ReturnType<typeof createAdaptiveLimit>, rate: (inFlight: number) => number, rounds: number, clock: { now: number }) {
+    for (let round = 0; round < rounds; round++) {
+      const inFlight = limit.current()
+      for (let done = 0; done < inFlight; done++) {
+        clock.now += 1 / rate(inFlight)
+        limit.completed(1)
+      }
+    }
+  }
+
+  it('grows on a long link until the bandwidth-delay product is filled, then stays', () => {
+    const clock = { now: 0 }
+    const limit = createAdaptiveLimit({ initial: 32, max: 256, now: () => clock.now })
+    // Latency-bound: every request takes 100 ms, so throughput rises with what is in flight, up to 128.
+    drive(limit, (inFlight) => Math.min(inFlight, 128) / 100, 10, clock)
+    // 256 gained nothing over 128: taken back.
+    expect(limit.current()).toBe(128)
+    const settled = limit.current()
+    drive(limit, (inFlight) => Math.min(inFlight, 128) / 100, 5, clock)
+    expect(limit.current()).toBe(settled)
+  })
+
+  it('stays near where it started when more in flight gains nothing (a busy server on a short link)', () => {
+    const clock = { now: 0 }
+    const limit = createAdaptiveLimit({ initial: 32, max: 256, now: () => clock.now })
+    drive(limit, () => 2, 10, clock)
+    expect(limit.current()).toBe(32)
+  })
+
+  it('halves on congestion and probes no more; never below its floor or above its ceiling', () => {
+    const clock = { now: 0 }
+    const limit = createAdaptiveLimit({ initial: 32, max: 256, min: 4, now: () => clock.now })
+    limit.congested()
+    expect(limit.current()).toBe(16)
+    drive(limit, (inFlight) => inFlight, 5, clock)
+    expect(limit.current()).toBe(16)
+    for (let i = 0; i < 10; i++) limit.congested()
+    expect(limit.current()).toBe(4)
+    expect(createAdaptiveLimit({ initial: 512, max: 64 }).current()).toBe(64)
+  })
+})
+
+describe('forEachLimited with a limit that changes', () => {
+  it('never runs more at once than the limit says when each task starts', async () => {
+    let current = 2
+    let active = 0
+    let most = 0
+    await forEachLimited(
+      Array.from({ length: 40 }, (_, index) => index),
+      { max: 8, current: () => current },
+      async (index) => {
+        active++
+        most = Math.max(most, active)
+        expect(active).toBeLessThanOrEqual(current)
+        if (index === 10) current = 8
+        if (index === 25) current = 3
+        await sleep(2)
+        active--
+      },
+    )
+    expect(most).toBe(8)
   })
 })

@@ -104,9 +104,11 @@ export interface CoreOptions {
   /** `Cache-Control` of every pushed file. @default the `cacheControl.*` defaults below */
   cacheControl?: CacheControlOptions
   /**
-   * Uploads in flight at once. Whatever the count, at most 16 MiB of file contents are held in
+   * Uploads in flight at once, fixed. Unset, a push starts from the store's default and, on S3,
+   * doubles it while each doubling raises the throughput (a long link), up to 256, halving it when a
+   * request has to be retried. Whatever the count, at most 16 MiB of file contents are held in
    * memory at a time (larger files stream).
-   * @default 32 (S3), 16 (local directory), 512 (Valkey: writes share pipelined round trips)
+   * @default 32 (S3, probing up to 256), 16 (local directory), 512 (Valkey: writes share pipelined round trips)
    */
   concurrency?: number
   /**

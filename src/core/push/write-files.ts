@@ -10,7 +10,8 @@ import type { PushRun } from './run'
 
 /** File contents held in memory at once across all uploads in flight; larger files stream. */
 const BYTES_IN_FLIGHT = 16 * 1024 * 1024
-const DEFAULT_CONCURRENCY = 16
+/** What a file counts for when the link is probed: a request, plus its bytes in 64 KiB units. */
+const workOf = (file: PlannedUpload) => 1 + file.size / 65_536
 
 /** Writes the files of one build, and remembers what it wrote. */
 export interface FileWriter {
@@ -61,10 +62,10 @@ export function createFileWriter(run: PushRun, build: BuildWrite, total: Progres
       )
     }
     logger.debug(`pushed ${file.key}`)
+    if (typeof run.inFlight !== 'number') run.inFlight.completed(workOf(file))
     progress.add(file.relpath, file.size)
   }
 
-  const concurrency = options.concurrency ?? store.concurrency ?? DEFAULT_CONCURRENCY
   const budget = { limit: BYTES_IN_FLIGHT, cost: heldInMemory }
   return {
     written,
@@ -73,7 +74,7 @@ export function createFileWriter(run: PushRun, build: BuildWrite, total: Progres
     async putAll(phase, batch) {
       // Largest first: a big file that started last would finish alone, long after the small ones.
       const largestFirst = [...batch].sort((a, b) => b.size - a.size)
-      if (batch.length > 0) await run.timed(phase, () => forEachLimited(largestFirst, concurrency, put, budget))
+      if (batch.length > 0) await run.timed(phase, () => forEachLimited(largestFirst, run.inFlight, put, budget))
     },
   }
 }

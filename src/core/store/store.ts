@@ -76,6 +76,11 @@ export interface Store {
   readonly pendingExpiry?: { seconds: number; option: string }
   /** Uploads in flight that suit the store when the user names none (default 16). */
   readonly concurrency?: number
+  /**
+   * How far a push may raise `concurrency` while it probes a long link (default: no higher). Only
+   * stores whose requests wait on round trips gain from more in flight.
+   */
+  readonly maxConcurrency?: number
   /** Whether each key exists, cheaper than listing for stores with no prefix listing (Valkey). */
   exists?(keys: readonly string[]): Promise<boolean[]>
   /** The value as a stream, or `undefined` when the key does not exist. */

@@ -50,6 +50,53 @@ export async function withRetry<T>(attempt: () => Promise<T>, { retries, isTrans
 }
 
 /** Bounds what tasks hold at once, in some unit (bytes in memory): a share is awaited before a task starts. */
+/** How many tasks may run at once, read before each one starts: it may change while they run. */
+export interface InFlightLimit {
+  /** Never more than this. */
+  readonly max: number
+  current(): number
+}
+
+/**
+ * A limit that finds how much a link takes, as TCP's slow start and BBR's startup do: it starts at
+ * `initial` and doubles after each round (as many completions as were in flight), up to `max`, as
+ * long as each doubling raised the throughput by a sixth or more; the first that did not is taken
+ * back, and the probing ends. A sign of congestion (a retried request: SlowDown, 503, a timeout) halves it, down to
+ * `min`, and ends the probing too. On a short link more in flight gains nothing and it stays put;
+ * on a long one it grows until the bandwidth-delay product is filled.
+ */
+export function createAdaptiveLimit({ initial, max, min = 4, now = Date.now }: { initial: number; max: number; min?: number; now?: () => number }) {
+  let current = Math.min(initial, max)
+  let probing = current < max
+  let round = { started: now(), units: 0, completions: 0 }
+  /** The level before the last doubling, and its throughput. */
+  let before: { level: number; throughput: number } | undefined
+  return {
+    max,
+    current: () => current,
+    /** A task ended well, having moved `units` of work (a file: 1 plus its size in 64 KiB). */
+    completed(units: number): void {
+      round.units += units
+      if (!probing || ++round.completions < current) return
+      const throughput = round.units / Math.max(1, now() - round.started)
+      if (before && throughput < before.throughput * (7 / 6)) {
+        current = before.level
+        probing = false
+      } else if (current < max) {
+        before = { level: current, throughput }
+        current = Math.min(max, current * 2)
+      } else probing = false
+      round = { started: now(), units: 0, completions: 0 }
+    },
+    congested(): void {
+      current = Math.max(min, Math.floor(current / 2))
+      probing = false
+    },
+  }
+}
+
+export type AdaptiveLimit = ReturnType<typeof createAdaptiveLimit>
+
 export interface Budget<T> {
   limit: number
   /** A share larger than `limit` runs once nothing else holds any. */
@@ -62,30 +109,42 @@ export interface Budget<T> {
  * ones in flight settle, then the first error is thrown (so nothing runs on after the caller has
  * given up).
  */
-export async function forEachLimited<T>(items: readonly T[], limit: number, task: (item: T) => Promise<unknown>, budget?: Budget<T>): Promise<void> {
+export async function forEachLimited<T>(
+  items: readonly T[],
+  limit: number | InFlightLimit,
+  task: (item: T) => Promise<unknown>,
+  budget?: Budget<T>,
+): Promise<void> {
+  const inFlight = typeof limit === 'number' ? { max: limit, current: () => limit } : limit
   let next = 0
   let failure: { error: unknown } | undefined
   let held = 0
+  let active = 0
   let waiting: (() => void)[] = []
   const freed = () => new Promise<void>((resolve) => waiting.push(resolve))
   const worker = async () => {
     while (!failure && next < items.length) {
+      // A limit that shrank (or has not grown this far yet) parks the workers above it.
+      while (active > 0 && active >= inFlight.current()) await freed()
+      if (failure || next >= items.length) break
       const item = items[next++]!
       const cost = budget ? Math.min(budget.cost(item), budget.limit) : 0
       while (budget && held > 0 && held + cost > budget.limit) await freed()
       held += cost
+      active++
       try {
         await task(item)
       } catch (error) {
         failure ??= { error }
       } finally {
         held -= cost
+        active--
         for (const wake of waiting) wake()
         waiting = []
       }
     }
   }
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
+  await Promise.all(Array.from({ length: Math.min(inFlight.max, items.length) }, worker))
   if (failure) throw failure.error
 }
 

@@ -5,7 +5,7 @@ import { copyFile, link, mkdir } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import { describeError, PushCacheError } from '../model/errors'
-import type { Manifest } from '../model/manifest'
+import type { Manifest, ManifestEntry } from '../model/manifest'
 import { assertSafeRelpath } from '../model/paths'
 import { createProgressCounter, type ProgressEvent } from '../model/progress'
 import { planSync, type WantedFile } from '../model/sync-plan'
@@ -18,6 +18,7 @@ import { abortable, forEachLimited, withRetry } from '../util/concurrency'
 import { isMd5 } from '../util/digest'
 import { type Logger, silentLogger } from '../util/logger'
 import { type BuildState, createBuildDir, discardBuildDir, lockDest, publishBuildDir, readServed, servedFiles, writeState } from './served-dir'
+import { writeServerConfigs } from './server-config'
 
 /**
  * A file of the app as the store holds it: where to read it, and the size and MD5 its bytes must
@@ -25,6 +26,8 @@ import { type BuildState, createBuildDir, discardBuildDir, lockDest, publishBuil
  */
 export interface PopFile extends WantedFile {
   key: string
+  /** The headers its manifest entry records, for the web server configs (not compared: a served file has no headers of its own). */
+  headers?: Pick<ManifestEntry, 'contentType' | 'cacheControl'>
 }
 
 /** What `pop` would put in the destination now. */
@@ -85,6 +88,8 @@ export interface PopInput {
   signal?: AbortSignal
 }
 
+const headersOf = (entry: ManifestEntry | undefined): PopFile['headers'] => entry && { contentType: entry.contentType, cacheControl: entry.cacheControl }
+
 /**
  * For every relpath, the key the newest complete build that has it names: an older build pushed
  * later never wins. Pure; throws `UNSAFE_PATH` for a relpath that could escape the destination.
@@ -103,7 +108,7 @@ export function planVersionedPop(
     const entry = manifest?.entries?.[relpath]
     const key = versionedLayout.dataKey(app, entry?.version ?? timestamp, relpath)
     // A versioned key is never rewritten, so the MD5 its manifest recorded holds for as long as the key exists.
-    return { relpath: assertSafeRelpath(relpath, key), key, size: entry?.size, md5: entry?.md5 }
+    return { relpath: assertSafeRelpath(relpath, key), key, size: entry?.size, md5: entry?.md5, headers: headersOf(entry) }
   })
 }
 
@@ -133,7 +138,7 @@ export async function readStoreSnapshot(store: Store, app: string, retries = 3):
     const expected = recorded?.md5
       ? { md5: recorded.md5.toLowerCase(), size: recorded.size }
       : { md5: isMd5(etag) ? etag.toLowerCase() : undefined, size: recorded?.size ?? listed.get(key)?.size }
-    files.set(relpath, { relpath: assertSafeRelpath(relpath, key), key, ...expected })
+    files.set(relpath, { relpath: assertSafeRelpath(relpath, key), key, ...expected, headers: headersOf(recorded) })
   }
   for (const { key, size, etag } of listing) {
     const relpath = flatLayout.parseDataKey(app, key)?.relpath
@@ -235,7 +240,16 @@ async function fillAndSwitch({
     durationMs: Date.now() - started,
   })
 
+  const writeHeaders = () =>
+    writeServerConfigs(
+      dest,
+      app,
+      snapshot.files.map((file) => ({ relpath: file.relpath, ...file.headers })),
+      entrypoints,
+      logger,
+    )
   if (served.kind === 'build' && served.state && plan.unchanged.length === wanted.size && held.size === wanted.size) {
+    await writeHeaders()
     if (served.state.timestamp !== snapshot.timestamp) await writeState(dest, served.id, { ...served.state, timestamp: snapshot.timestamp })
     logger.info(`${dest} already holds the ${wanted.size} current files of ${app}`)
     return report(served.id, { files: 0, bytes: 0 }, unchangedBytes)
@@ -297,6 +311,7 @@ async function fillAndSwitch({
     for (const file of plan.unchanged.filter(isLast)) await reuse(file)
     for (const file of fetching.filter(isLast)) await download(file)
     await checkStillNewest(store, app, snapshot, lastPass, retries)
+    await writeHeaders()
     await publishBuildDir(dest, build.id, state, served)
   } catch (error) {
     await discardBuildDir(dest, build.dir)

@@ -35,6 +35,8 @@ const BUILD_1 = {
   'assets/index-DhTRlqEC.css': 'body{}',
   'fonts/OpenSans-SemiBold.woff2': 'font',
   'img/logo.svg': '<svg/>',
+  'img/logo café (1).svg': '<svg/>',
+  'downloads/report.pdf': 'pdf',
   'sourcemaps/shop.js.map': '{}',
   'data/table.wasm': 'wasm',
   LICENSE: 'MIT',
@@ -153,9 +155,9 @@ async function startCaddy(www: string, prefix: string): Promise<WebServer> {
   return startServer('caddy', ['run', '--config', join(prefix, 'Caddyfile'), '--adapter', 'caddyfile'], `http://${LOOPBACK}:${port}`, home)
 }
 
-/** Pushes `files` as build `timestamp` into the local store, and returns its manifest. */
+/** Pushes `files` as build `timestamp` into the local store, and returns its manifest. A user's rule gives the PDFs headers no path rule knows. */
 async function push(store: Store, files: Record<string, string>, timestamp: number): Promise<Manifest> {
-  const options = resolveOptions({ app: APP, timestamp }, {})
+  const options = resolveOptions({ app: APP, timestamp, cacheControl: { rules: { 'downloads/**': 'no-store' } } }, {})
   await populate({ store, options, files: await collectFiles(await writeTree(await tempDir(), files)) })
   return (await newestBuild(store, APP))!.manifest!
 }

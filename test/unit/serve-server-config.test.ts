@@ -1,8 +1,12 @@
+import { mkdir, readFile } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { type BuildFile, planUpload } from '../../src/core/push/plan'
-import { inferRules } from '../../src/core/serve/server-config'
+import { inferRules, writeServerConfigs } from '../../src/core/serve/server-config'
 import { flatLayout } from '../../src/core/store/layout'
+import { silentLogger } from '../../src/core/util/logger'
 import { resolveOptions } from '../../src/options'
+import { tempDir } from '../helpers/fs'
 
 /** Names the push's own tests read as hashed or not (test/unit/core-plan.test.ts), and the usual entrypoints. */
 const NAMES = [
@@ -94,5 +98,31 @@ describe('the header rules written for the web server', () => {
 
   it('leave files whose manifest records no headers (valpop) to the rules', () => {
     expect(inferRules([{ relpath: 'js/12345678.js' }, ...pushed(['fed-mods.json'])], ['fed-mods.json'], 'caddy').exceptions).toEqual([])
+  })
+})
+
+describe('the server configs pop writes beside the builds', () => {
+  it('are rewritten, with a warning to reload, only when the rules change', async () => {
+    const dest = join(await tempDir(), 'www')
+    await mkdir(join(dirname(dest), '.www.builds'))
+    const warnings: string[] = []
+    const logger = { ...silentLogger, warn: (message: string) => warnings.push(message) }
+    const write = (relpaths: string[]) => writeServerConfigs(dest, 'shop', pushed(relpaths), ['fed-mods.json'], logger)
+
+    expect(await write(['fed-mods.json', 'js/main.3f2a1b9c0d.js', 'about.html'])).toEqual({ exceptions: 0, reloadNeeded: false })
+    const include = await readFile(join(dirname(dest), '.www.builds', 'server.nginx.conf'), 'utf8')
+    expect(await write(['fed-mods.json', 'js/main.77aa01bc3e.js', 'js/lazy-BFeHIACX.js', 'about.html'])).toEqual({ exceptions: 0, reloadNeeded: false })
+    expect(await readFile(join(dirname(dest), '.www.builds', 'server.nginx.conf'), 'utf8')).toBe(include)
+    expect(warnings).toEqual([])
+
+    const report = await writeServerConfigs(
+      dest,
+      'shop',
+      [...pushed(['fed-mods.json', 'about.html']), { relpath: 'js/12345678.js', cacheControl: 'public, max-age=31536000, immutable' }],
+      ['fed-mods.json'],
+      logger,
+    )
+    expect(report).toEqual({ exceptions: 1, reloadNeeded: true })
+    expect(warnings).toEqual([expect.stringMatching(/header rules for shop changed .*reload the web server \(`nginx -s reload`, `caddy reload`\)/)])
   })
 })

@@ -48,6 +48,8 @@ interface HeaderRules {
   defaultCache?: string
   /** Files the rules above would serve otherwise: exact paths, with both headers. */
   exceptions: { relpath: string; contentType: string; cacheControl?: string }[]
+  /** Files the rules would serve otherwise, whose path or headers no config can carry (quotes, `$`, braces): served with the rules' headers. */
+  inexpressible: string[]
 }
 
 const DEFAULT_TYPE = 'application/octet-stream'
@@ -78,7 +80,9 @@ const HASHED_RE2 = `(?:\\.[A-Za-z0-9_-]*(?:[A-Za-z][A-Za-z0-9_-]*[0-9]|[0-9][A-Z
 
 /** The push's short-cached names (plan.ts's `SHORT_CACHED`) and the entrypoints. */
 function shortPattern(entrypoints: readonly string[]): string {
-  return `/(?:index\\.html|fed-mods\\.json|app-info[^/]*\\.json${entrypoints.map((relpath) => `|${escapeRegex(relpath)}`).join('')})$`
+  const names = 'index\\.html|fed-mods\\.json|app-info[^/]*\\.json'
+  const others = entrypoints.filter((relpath) => !new RegExp(`(?:^|/)(?:${names})$`).test(relpath))
+  return `/(?:${names}${others.map((relpath) => `|${escapeRegex(relpath)}`).join('')})$`
 }
 
 /** Punctuation escaped with a backslash (PCRE, RE2 and JavaScript agree on that), a space as `\x20`, the rest as is. */
@@ -105,13 +109,14 @@ function mostCommon(values: readonly string[]): string | undefined {
 }
 
 /** Values a server config can carry inside double quotes without escapes of its own (`$` is nginx's variable, `{` Caddy's placeholder). */
-const renderable = (value: string | undefined) => value === undefined || (/^[\x20-\x7e]*$/.test(value) && !/["\\${}`]/.test(value))
+const renderable = (value: string | undefined) => value === undefined || !/["\\${}`]|[^\x20-\x7e]/.test(value)
 
 /** The rules that give `files` their recorded headers in `server`'s regex flavour; files they miss become exceptions. */
 export function inferRules(files: readonly ServedHeaders[], entrypoints: readonly string[], server: 'nginx' | 'caddy'): HeaderRules {
   const classes = [shortPattern(entrypoints), DIALECTS[server].hashed].map((pattern) => ({ pattern, regex: new RegExp(pattern), values: [] as string[] }))
   const rest: string[] = []
   const known = files.filter((file) => renderable(file.cacheControl) && renderable(file.contentType))
+  const inexpressible = files.filter((file) => !known.includes(file)).map((file) => file.relpath)
   for (const file of known) {
     if (file.cacheControl === undefined) continue
     const match = classes.find((rule) => rule.regex.test(`/${file.relpath}`))
@@ -123,12 +128,15 @@ export function inferRules(files: readonly ServedHeaders[], entrypoints: readonl
   })
   // A value a class above claims (`immutable` on a name the name test missed) is that class's exception, not the default.
   const unclaimed = rest.filter((value) => !cache.some((rule) => rule.value === value))
-  const rules: HeaderRules = { types: typeTable(), cache, defaultCache: mostCommon(unclaimed.length > 0 ? unclaimed : rest), exceptions: [] }
+  const rules: HeaderRules = { types: typeTable(), cache, defaultCache: mostCommon(unclaimed.length > 0 ? unclaimed : rest), exceptions: [], inexpressible }
   for (const file of known) {
     const served = headersOf(rules, file.relpath)
     const contentType = file.contentType ?? served.contentType
     const cacheControl = file.cacheControl ?? served.cacheControl
-    if (contentType !== served.contentType || cacheControl !== served.cacheControl) rules.exceptions.push({ relpath: file.relpath, contentType, cacheControl })
+    if (contentType === served.contentType && cacheControl === served.cacheControl) continue
+    // Non-ASCII is fine in a path (both servers match its UTF-8 bytes), not in a header.
+    if (renderable(file.relpath.replace(/[^\x20-\x7e]/g, '_'))) rules.exceptions.push({ relpath: file.relpath, contentType, cacheControl })
+    else rules.inexpressible.push(file.relpath)
   }
   rules.exceptions.sort((a, b) => (a.relpath < b.relpath ? -1 : 1))
   return rules
@@ -202,7 +210,7 @@ const caddy: Dialect = {
         .reverse()
         .flat(),
       ...rules.exceptions.flatMap((file, index) => [
-        `@${id}_path${index} path "*/${file.relpath}"`,
+        `@${id}_path${index} path "*/${file.relpath.replace(/"/g, '\\"')}"`,
         `header @${id}_path${index} Content-Type "${file.contentType}"`,
         ...(file.cacheControl === undefined ? [] : [`header @${id}_path${index} Cache-Control "${file.cacheControl}"`]),
       ]),
@@ -236,9 +244,13 @@ export async function writeServerConfigs(
 ): Promise<ServerConfigReport> {
   const report: ServerConfigReport = { exceptions: 0, reloadNeeded: false }
   const changed: string[] = []
+  let inexpressible: string[] = []
   for (const [server, dialect] of Object.entries(DIALECTS) as [keyof typeof DIALECTS, Dialect][]) {
     const rules = inferRules(files, entrypoints, server)
-    if (server === 'nginx') report.exceptions = rules.exceptions.length
+    if (server === 'nginx') {
+      report.exceptions = rules.exceptions.length
+      inexpressible = rules.inexpressible
+    }
     const path = join(buildsDirOf(dest), dialect.file)
     const text = dialect.render(rules, app)
     const previous = await readFile(path, 'utf8').catch(() => undefined)
@@ -251,10 +263,9 @@ export async function writeServerConfigs(
     await rename(temporary, path)
     if (previous !== undefined) changed.push(path)
   }
-  const unknown = files.filter((file) => !renderable(file.cacheControl) || !renderable(file.contentType))
-  if (unknown.length > 0)
+  if (inexpressible.length > 0)
     logger.warn(
-      `${unknown.length} files of ${app} (${unknown[0]!.relpath}, ...) record headers with quotes, \`$\`, braces or non-ASCII characters: no server config can carry them, so they are served with the rules' headers`,
+      `${inexpressible.length} files of ${app} (${inexpressible[0]}, ...) need headers of their own, but their path or headers hold quotes, \`$\`, braces or backticks (or a header non-ASCII characters) that no server config can carry: they are served with the rules' headers`,
     )
   if (changed.length > 0) {
     report.reloadNeeded = true

@@ -60,10 +60,13 @@ describe('the header rules written for the web server', () => {
 
   it('match the push on random names as well', () => {
     const alphabet = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-'
+    // mulberry32: the same names on every run.
     let seed = 7
     const next = () => {
-      seed = (seed * 1103515245 + 12345) % 2 ** 31
-      return seed
+      seed = (seed + 0x6d2b79f5) | 0
+      let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
+      return (t ^ (t >>> 14)) >>> 0
     }
     const token = (length: number) => Array.from({ length }, () => alphabet[next() % alphabet.length]).join('')
     const names = Array.from({ length: 3000 }, (_, index) => {

@@ -18,7 +18,7 @@ import { abortable, forEachLimited, withRetry } from '../util/concurrency'
 import { isMd5 } from '../util/digest'
 import { type Logger, silentLogger } from '../util/logger'
 import { type BuildState, createBuildDir, discardBuildDir, lockDest, publishBuildDir, readServed, servedFiles, writeState } from './served-dir'
-import { writeServerConfigs } from './server-config'
+import { type ServerConfigReport, writeServerConfigs } from './server-config'
 
 /**
  * A file of the app as the store holds it: where to read it, and the size and MD5 its bytes must
@@ -73,6 +73,8 @@ export interface PopReport {
   /** The build directory `dest` links to (in `.<dest>.builds/`). */
   build: string
   durationMs: number
+  /** The nginx and Caddy configs written beside the builds: `reloadNeeded` when a server must reload to serve the headers right. */
+  headerRules: ServerConfigReport
 }
 
 export interface PopInput {
@@ -227,6 +229,7 @@ async function fillAndSwitch({
   const plan = planSync(snapshot.files, held)
   const wanted = new Set(snapshot.files.map((file) => file.relpath))
   const unchangedBytes = plan.unchanged.reduce((sum, file) => sum + held.get(file.relpath)!.size, 0)
+  let headerRules: ServerConfigReport = { exceptions: 0, reloadNeeded: false }
   const report = (build: string, downloaded: Count, bytes: number): PopReport => ({
     app,
     store: store.display,
@@ -238,16 +241,18 @@ async function fillAndSwitch({
     timestamp: snapshot.timestamp,
     build,
     durationMs: Date.now() - started,
+    headerRules,
   })
 
-  const writeHeaders = () =>
-    writeServerConfigs(
+  const writeHeaders = async () => {
+    headerRules = await writeServerConfigs(
       dest,
       app,
       snapshot.files.map((file) => ({ relpath: file.relpath, ...file.headers })),
       entrypoints,
       logger,
     )
+  }
   if (served.kind === 'build' && served.state && plan.unchanged.length === wanted.size && held.size === wanted.size) {
     await writeHeaders()
     if (served.state.timestamp !== snapshot.timestamp) await writeState(dest, served.id, { ...served.state, timestamp: snapshot.timestamp })

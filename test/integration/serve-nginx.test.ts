@@ -203,14 +203,32 @@ for (const { name, config: configName, start, available, install } of servers) {
     })
 
     it('sends every file with the headers its manifest entry records, before and after a switch, without a reload', async () => {
-      const first = await servedHeaders(server, (await newestBuild(store, APP))!.manifest!)
+      const firstManifest = (await newestBuild(store, APP))!.manifest!
+      const first = await servedHeaders(server, firstManifest)
       expect(first.length).toBe(Object.keys(BUILD_1).length)
       for (const file of first) expect(file.served, file.relpath).toEqual(file.recorded)
 
       const config = join(www, 'apps', `.${APP}.builds`, configName)
       const rules = await readFile(config, 'utf8')
       const manifest = await push(store, BUILD_2, 1_700_000_200)
-      const report = await pop({ store, app: APP, dest: join(www, 'apps', APP) })
+      // Readers all through the switch: whichever build answers, its headers are the ones recorded (the two builds agree on shared names).
+      const both: Manifest = {
+        ...manifest,
+        files: [...new Set([...firstManifest.files, ...manifest.files])],
+        entries: { ...firstManifest.entries, ...manifest.entries },
+      }
+      let switching = true
+      const reads = (async () => {
+        const answers = []
+        for (let round = 0; switching && round < 1000; round++) answers.push(...(await servedHeaders(server, both)))
+        return answers.filter((answer) => answer.served.status === 200)
+      })()
+      const report = await pop({ store, app: APP, dest: join(www, 'apps', APP) }).finally(() => {
+        switching = false
+      })
+      const during = await reads
+      expect(during.length).toBeGreaterThan(0)
+      for (const file of during) expect(file.served, file.relpath).toEqual(file.recorded)
       expect(report.timestamp).toBe(1_700_000_200)
       // New hashed names, the same rules: the server needs no reload. Only the PDF, under a user's rule, has a rule of its own.
       expect(await readFile(config, 'utf8')).toBe(rules)

@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { userInfo } from 'node:os'
@@ -100,12 +101,31 @@ async function startServer(command: string, args: string[], url: string, env: No
   }
 }
 
-/** The README's nginx recipe, with the test's paths and port; the rest of nginx.conf as small as nginx allows. */
-async function startNginx(www: string, prefix: string): Promise<WebServer> {
-  const port = await freePort()
-  await writeFile(
-    join(prefix, 'nginx.conf'),
-    `user ${userInfo().username};
+const README = readFileSync(new URL('../../README.md', import.meta.url), 'utf8')
+const K8S_SERVE = readFileSync(new URL('../../deploy/k8s-serve.yaml', import.meta.url), 'utf8')
+
+/** The one code block of `language` in the README. */
+const readmeBlock = (language: string) => new RegExp(`\`\`\`${language}\n([^]*?)\`\`\``).exec(README)![1]!
+
+/** The nginx `default.conf` of deploy/k8s-serve.yaml's ConfigMap. */
+const k8sServerBlock = () => /default\.conf: \|\n((?: {4}.*\n|\n)+)/.exec(K8S_SERVE)![1]!.replace(/^ {4}/gm, '')
+
+/** A documented config as written, but for the test's directory, app and port. */
+const localized = (config: string, www: string, port: number) =>
+  config
+    .replaceAll('/srv/www', www)
+    .replaceAll('my-app', APP)
+    .replace('listen 8080;', `listen ${LOOPBACK}:${port};`)
+    .replace(':8080 {', `:${port} {\n  bind ${LOOPBACK}`)
+
+/** nginx with `serverBlock` (the README's or the Deployment's); the rest of nginx.conf as small as nginx allows. */
+const startNginx =
+  (serverBlock: string) =>
+  async (www: string, prefix: string): Promise<WebServer> => {
+    const port = await freePort()
+    await writeFile(
+      join(prefix, 'nginx.conf'),
+      `user ${userInfo().username};
 worker_processes 1;
 pid ${prefix}/nginx.pid;
 error_log ${prefix}/error.log;
@@ -117,40 +137,17 @@ http {
   fastcgi_temp_path ${prefix}/fastcgi;
   uwsgi_temp_path ${prefix}/uwsgi;
   scgi_temp_path ${prefix}/scgi;
-  server {
-    listen ${LOOPBACK}:${port};
-    root ${www};
-    open_file_cache off;
-    location ~ /\\. { return 404; }
-    location /apps/${APP}/ { include ${www}/apps/.${APP}.builds/server.nginx.conf; }
-  }
+${localized(serverBlock, www, port)}
 }
 `,
-  )
-  return startServer('nginx', ['-p', prefix, '-c', join(prefix, 'nginx.conf'), '-g', 'daemon off;'], `http://${LOOPBACK}:${port}`)
-}
+    )
+    return startServer('nginx', ['-p', prefix, '-c', join(prefix, 'nginx.conf'), '-g', 'daemon off;'], `http://${LOOPBACK}:${port}`)
+  }
 
-/** The README's Caddy recipe, with the test's paths and port, no admin endpoint and nothing written outside `prefix`. */
+/** The README's Caddy recipe, with no admin endpoint and nothing written outside `prefix`. */
 async function startCaddy(www: string, prefix: string): Promise<WebServer> {
   const port = await freePort()
-  await writeFile(
-    join(prefix, 'Caddyfile'),
-    `{
-  admin off
-  auto_https off
-}
-:${port} {
-  bind ${LOOPBACK}
-  root * ${www}
-  @hidden path_regexp /\\.
-  respond @hidden 404
-  route /apps/${APP}/* {
-    import ${www}/apps/.${APP}.builds/server.caddy
-  }
-  file_server
-}
-`,
-  )
+  await writeFile(join(prefix, 'Caddyfile'), `{\n  admin off\n  auto_https off\n}\n${localized(readmeBlock('caddyfile'), www, port)}`)
   const home = { HOME: prefix, XDG_DATA_HOME: join(prefix, 'data'), XDG_CONFIG_HOME: join(prefix, 'config') }
   return startServer('caddy', ['run', '--config', join(prefix, 'Caddyfile'), '--adapter', 'caddyfile'], `http://${LOOPBACK}:${port}`, home)
 }
@@ -179,7 +176,20 @@ async function servedHeaders(server: WebServer, manifest: Manifest) {
 }
 
 const servers = [
-  { name: 'nginx', config: 'server.nginx.conf', start: startNginx, available: installed('nginx', '-v'), install: 'apt-get install nginx-light' },
+  {
+    name: 'nginx',
+    config: 'server.nginx.conf',
+    start: startNginx(readmeBlock('nginx')),
+    available: installed('nginx', '-v'),
+    install: 'apt-get install nginx-light',
+  },
+  {
+    name: 'nginx with deploy/k8s-serve.yaml',
+    config: 'server.nginx.conf',
+    start: startNginx(k8sServerBlock()),
+    available: installed('nginx', '-v'),
+    install: 'apt-get install nginx-light',
+  },
   { name: 'caddy', config: 'server.caddy', start: startCaddy, available: installed('caddy', 'version'), install: 'apt-get install caddy' },
 ]
 

@@ -152,9 +152,16 @@ async function startCaddy(www: string, prefix: string): Promise<WebServer> {
   return startServer('caddy', ['run', '--config', join(prefix, 'Caddyfile'), '--adapter', 'caddyfile'], `http://${LOOPBACK}:${port}`, home)
 }
 
-/** Pushes `files` as build `timestamp` into the local store, and returns its manifest. A user's rule gives the PDFs headers no path rule knows. */
+/**
+ * Pushes `files` as build `timestamp` into the local store, and returns its manifest. A user's
+ * rule gives the PDFs headers no path rule knows; another gives webpack's hashed LICENSE files the
+ * default, as the plugin does.
+ */
 async function push(store: Store, files: Record<string, string>, timestamp: number): Promise<Manifest> {
-  const options = resolveOptions({ app: APP, timestamp, cacheControl: { rules: { 'downloads/**': 'no-store' } } }, {})
+  const options = resolveOptions(
+    { app: APP, timestamp, cacheControl: { rules: { 'downloads/**': 'no-store', '**/*.LICENSE.txt': 'public, max-age=86400' } } },
+    {},
+  )
   await populate({ store, options, files: await collectFiles(await writeTree(await tempDir(), files)) })
   return (await newestBuild(store, APP))!.manifest!
 }
@@ -240,7 +247,7 @@ for (const { name, config: configName, start, available, install } of servers) {
       expect(during.length).toBeGreaterThan(0)
       for (const file of during) expect(file.served, file.relpath).toEqual(file.recorded)
       expect(report.timestamp).toBe(1_700_000_200)
-      // New hashed names, the same rules: the server needs no reload. Only the PDF, under a user's rule, has a rule of its own.
+      // New hashed names, the same rules: the server needs no reload. Only the PDF has a rule of its own; the LICENSE files share one.
       expect(await readFile(config, 'utf8')).toBe(rules)
       expect(report.headerRules).toEqual({ exceptions: 1, reloadNeeded: false })
       const second = await servedHeaders(server, manifest)

@@ -99,6 +99,19 @@ describe('the header rules written for the web server', () => {
     ])
   })
 
+  it('give hashed names with an ending the bundler did not mark immutable one rule, the same for every build', () => {
+    const build = (hash: string) =>
+      pushed(
+        ['fed-mods.json', `js/main.${hash}.js`, `js/main.${hash}.js.LICENSE.txt`, `js/main.${hash}.js.map`, `js/vendor.${hash}.js.LICENSE.txt`],
+        [`js/main.${hash}.js.LICENSE.txt`, `js/vendor.${hash}.js.LICENSE.txt`].map((relpath) => ({ relpath, immutable: false })),
+      )
+    for (const server of ['nginx', 'caddy'] as const) {
+      const first = inferRules(build('3f2a1b9c0d'), ['fed-mods.json'], server)
+      expect(first.exceptions).toEqual([])
+      expect(inferRules(build('77aa01bc3e'), ['fed-mods.json'], server)).toEqual(first)
+    }
+  })
+
   it('leave files whose manifest records no headers (valpop) to the rules', () => {
     expect(inferRules([{ relpath: 'js/12345678.js' }, ...pushed(['fed-mods.json'])], ['fed-mods.json'], 'caddy').exceptions).toEqual([])
   })

@@ -30,8 +30,8 @@ export interface ServedHeaders {
 
 interface Dialect {
   file: (typeof SERVER_CONFIG_FILES)[number]
-  /** Names with a content hash, in this server's regex flavour; tested here with JavaScript's, which agrees on it. */
-  hashed: string
+  /** The hash token of a name with a content hash (a `.` or `-` and the token), in this server's regex flavour; tested here with JavaScript's, which agrees on it. */
+  hashToken: string
   render(rules: HeaderRules, app: string): string
 }
 
@@ -66,17 +66,17 @@ const RANDOM_TOKEN = [
  * the 8 characters after a `-` that end a token, that looks random. Equal on every name (a unit test
  * holds them together).
  */
-const HASHED_PCRE = `(?:\\.(?:${RANDOM_TOKEN})[A-Za-z0-9_-]{8,64}|-(?:${RANDOM_TOKEN})[A-Za-z0-9_-]{8})\\.[^/]*$`
+const HASH_TOKEN_PCRE = `(?:\\.(?:${RANDOM_TOKEN})[A-Za-z0-9_-]{8,64}|-(?:${RANDOM_TOKEN})[A-Za-z0-9_-]{8})`
 
 /**
  * Caddy's regexes are Go's (RE2: no lookahead), so it gets a wider net: a `.`-delimited token after
  * the first that mixes letters and digits, or 8 characters after a `-` ending a token that hold a
  * digit or a capital. Where it is wrong for a file of the build, that file gets a rule of its own.
  */
-const HASHED_RE2 = `(?:\\.[A-Za-z0-9_-]*(?:[A-Za-z][A-Za-z0-9_-]*[0-9]|[0-9][A-Za-z0-9_-]*[A-Za-z])[A-Za-z0-9_-]*|-(?:${Array.from(
+const HASH_TOKEN_RE2 = `(?:\\.[A-Za-z0-9_-]*(?:[A-Za-z][A-Za-z0-9_-]*[0-9]|[0-9][A-Za-z0-9_-]*[A-Za-z])[A-Za-z0-9_-]*|-(?:${Array.from(
   { length: 8 },
   (_, index) => `[A-Za-z0-9_-]{${index}}[A-Z0-9][A-Za-z0-9_-]{${7 - index}}`,
-).join('|')}))\\.[^/]*$`
+).join('|')}))`
 
 /** The push's short-cached names (plan.ts's `SHORT_CACHED`) and the entrypoints. */
 function shortPattern(entrypoints: readonly string[]): string {
@@ -113,21 +113,25 @@ const renderable = (value: string | undefined) => value === undefined || !/["\\$
 
 /** The rules that give `files` their recorded headers in `server`'s regex flavour; files they miss become exceptions. */
 export function inferRules(files: readonly ServedHeaders[], entrypoints: readonly string[], server: 'nginx' | 'caddy'): HeaderRules {
-  const classes = [shortPattern(entrypoints), DIALECTS[server].hashed].map((pattern) => ({ pattern, regex: new RegExp(pattern), values: [] as string[] }))
+  const { hashToken } = DIALECTS[server]
+  const hashed = `${hashToken}\\.[^/]*$`
+  const classes = [shortPattern(entrypoints), hashed].map((pattern) => ({ pattern, regex: new RegExp(pattern), files: [] as Required<ServedHeaders>[] }))
   const rest: string[] = []
   const known = files.filter((file) => renderable(file.cacheControl) && renderable(file.contentType))
   const inexpressible = files.filter((file) => !known.includes(file)).map((file) => file.relpath)
   for (const file of known) {
     if (file.cacheControl === undefined) continue
     const match = classes.find((rule) => rule.regex.test(`/${file.relpath}`))
-    ;(match?.values ?? rest).push(file.cacheControl)
+    if (match) match.files.push(file as Required<ServedHeaders>)
+    else rest.push(file.cacheControl)
   }
-  const cache = classes.flatMap(({ pattern, values }) => {
-    const value = mostCommon(values)
+  const [short, hashedFiles] = classes.map(({ pattern, files }) => {
+    const value = mostCommon(files.map((file) => file.cacheControl))
     return value === undefined ? [] : [{ pattern, value }]
-  })
+  }) as [CacheRule[], CacheRule[]]
+  const cache = [...short, ...tailRules(classes[1]!.files, hashToken, hashedFiles[0]?.value), ...hashedFiles]
   // A value a class above claims (`immutable` on a name the name test missed) is that class's exception, not the default.
-  const unclaimed = rest.filter((value) => !cache.some((rule) => rule.value === value))
+  const unclaimed = rest.filter((value) => ![...short, ...hashedFiles].some((rule) => rule.value === value))
   const rules: HeaderRules = { types: typeTable(), cache, defaultCache: mostCommon(unclaimed.length > 0 ? unclaimed : rest), exceptions: [], inexpressible }
   for (const file of known) {
     const served = headersOf(rules, file.relpath)
@@ -140,6 +144,28 @@ export function inferRules(files: readonly ServedHeaders[], entrypoints: readonl
   }
   rules.exceptions.sort((a, b) => (a.relpath < b.relpath ? -1 : 1))
   return rules
+}
+
+/**
+ * Hashed names whose last two extensions (`.js.map`, `.LICENSE.txt`) the push gives other headers
+ * than the rest: webpack does not mark `main.3f2a1b9c0d.js.LICENSE.txt` immutable, so the plugin
+ * gives it the default. One rule per such ending, which stays the same from build to build, where otherwise each
+ * build's new names would each need a rule of their own.
+ */
+function tailRules(files: readonly Required<ServedHeaders>[], hashToken: string, hashedValue: string | undefined): CacheRule[] {
+  const byTail = new Map<string, string[]>()
+  for (const file of files) {
+    const tail = /(?:\.[^./]+){2}$/.exec(posix.basename(file.relpath))?.[0]
+    // A tail holding the hash itself (`.3f2a1b9c0d.js`) changes with every build: no rule for it.
+    if (tail === undefined || new RegExp(hashToken).test(tail)) continue
+    byTail.set(tail, [...(byTail.get(tail) ?? []), file.cacheControl])
+  }
+  return [...byTail]
+    .sort((a, b) => (a[0] < b[0] ? -1 : 1))
+    .flatMap(([tail, values]) => {
+      const value = mostCommon(values)
+      return value === undefined || value === hashedValue ? [] : [{ pattern: `${hashToken}(?:\\.[^/]*)?${escapeRegex(tail)}$`, value }]
+    })
 }
 
 /** What a server with `rules` sends for `relpath` (exceptions aside). */
@@ -160,7 +186,7 @@ function typesByValue(types: Map<string, string>): [string, string[]][] {
 
 const nginx: Dialect = {
   file: 'server.nginx.conf',
-  hashed: HASHED_PCRE,
+  hashToken: HASH_TOKEN_PCRE,
   render(rules, app) {
     const addCache = (value: string | undefined) => (value === undefined ? '' : ` add_header Cache-Control "${value}";`)
     return [
@@ -187,7 +213,7 @@ const nginx: Dialect = {
 
 const caddy: Dialect = {
   file: 'server.caddy',
-  hashed: HASHED_RE2,
+  hashToken: HASH_TOKEN_RE2,
   render(rules, app) {
     const id = `push_cache_${app.replace(/[^A-Za-z0-9]/g, '_')}`
     // In a `route`, directives run in the order written and a later `header` replaces an earlier one: most precise last.

@@ -35,6 +35,12 @@ interface Dialect {
   render(rules: HeaderRules, app: string): string
 }
 
+/** A file whose manifest entry records its Cache-Control. */
+interface RecordedCache {
+  relpath: string
+  cacheControl: string
+}
+
 interface CacheRule {
   pattern: string
   value: string
@@ -115,14 +121,14 @@ const renderable = (value: string | undefined) => value === undefined || !/["\\$
 export function inferRules(files: readonly ServedHeaders[], entrypoints: readonly string[], server: 'nginx' | 'caddy'): HeaderRules {
   const { hashToken } = DIALECTS[server]
   const hashed = `${hashToken}\\.[^/]*$`
-  const classes = [shortPattern(entrypoints), hashed].map((pattern) => ({ pattern, regex: new RegExp(pattern), files: [] as Required<ServedHeaders>[] }))
+  const classes = [shortPattern(entrypoints), hashed].map((pattern) => ({ pattern, regex: new RegExp(pattern), files: [] as RecordedCache[] }))
   const rest: string[] = []
   const known = files.filter((file) => renderable(file.cacheControl) && renderable(file.contentType))
   const inexpressible = files.filter((file) => !known.includes(file)).map((file) => file.relpath)
   for (const file of known) {
     if (file.cacheControl === undefined) continue
     const match = classes.find((rule) => rule.regex.test(`/${file.relpath}`))
-    if (match) match.files.push(file as Required<ServedHeaders>)
+    if (match) match.files.push({ relpath: file.relpath, cacheControl: file.cacheControl })
     else rest.push(file.cacheControl)
   }
   const [short, hashedFiles] = classes.map(({ pattern, files }) => {
@@ -149,10 +155,10 @@ export function inferRules(files: readonly ServedHeaders[], entrypoints: readonl
 /**
  * Hashed names whose last two extensions (`.js.map`, `.LICENSE.txt`) the push gives other headers
  * than the rest: webpack does not mark `main.3f2a1b9c0d.js.LICENSE.txt` immutable, so the plugin
- * gives it the default. One rule per such ending, which stays the same from build to build, where otherwise each
- * build's new names would each need a rule of their own.
+ * gives it the default. One rule per such ending stays the same from build to build, where each
+ * build's new names would otherwise need rules of their own.
  */
-function tailRules(files: readonly Required<ServedHeaders>[], hashToken: string, hashedValue: string | undefined): CacheRule[] {
+function tailRules(files: readonly RecordedCache[], hashToken: string, hashedValue: string | undefined): CacheRule[] {
   const byTail = new Map<string, string[]>()
   for (const file of files) {
     const tail = /(?:\.[^./]+){2}$/.exec(posix.basename(file.relpath))?.[0]

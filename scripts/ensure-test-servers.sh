@@ -1,6 +1,6 @@
 #!/bin/sh
 # Run by `npm test` first (pretest): the integration tests start a real redis-server (checked with
-# redis-cli, TLS certificates made with openssl) and an S3 server (moto, else the npm s3rver).
+# redis-cli, TLS certificates made with openssl), an S3 server (moto, else the npm s3rver) and nginx.
 # Installs what is missing where this machine allows it (root and apt-get; pip for moto), else
 # prints the one command to run and fails before any test.
 set -eu
@@ -8,6 +8,8 @@ set -eu
 packages=''
 { command -v redis-server && command -v redis-cli; } >/dev/null 2>&1 || packages=' redis-server'
 command -v openssl >/dev/null 2>&1 || packages="$packages openssl"
+# nginx serves a popped app in serve-nginx.test.ts (skipped without it; Caddy likewise, not installed here).
+command -v nginx >/dev/null 2>&1 || packages="$packages nginx-light"
 if [ -n "$packages" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "[pretest] installing$packages for the tests (apt-get)" >&2

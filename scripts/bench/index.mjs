@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // `npm run bench`: push-cache's CLI against its peers on the same synthetic builds, against real
-// servers it starts on 127.0.0.1 (moto_server, redis-server). See the README's "Benchmark" section.
+// servers it starts on 127.0.0.1 (moto_server, redis-server). See docs/benchmark.md.
 import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdir, rm, writeFile } from 'node:fs/promises'

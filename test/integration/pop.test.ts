@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { collectFiles } from '../../src/core/push/collect-files'
 import { populate } from '../../src/core/push/populate'
 import { pop } from '../../src/core/serve/pop'
+import { SERVER_CONFIG_FILES } from '../../src/core/serve/served-dir'
 import type { Store } from '../../src/core/store/store'
 import { resolveOptions } from '../../src/options'
 import { createLocalStore } from '../../src/stores/local'
@@ -62,7 +63,9 @@ const downloadedKeys = async (bucket: string) =>
 
 /** The entries beside `dest`: the link itself and its builds directory. */
 const besideDest = (dest: string) => readdir(dirname(dest))
-const buildDirs = async (dest: string) => (await readdir(join(dirname(dest), '.www.builds'))).sort()
+/** The build directories and their state files (the web server configs beside them outlive every build). */
+const buildDirs = async (dest: string) =>
+  (await readdir(join(dirname(dest), '.www.builds'))).filter((name) => !(SERVER_CONFIG_FILES as readonly string[]).includes(name)).sort()
 /** As if build `id` had stopped being served a minute ago: the next pop may remove it. */
 const retiredAMinuteAgo = async (dest: string, id: string) => {
   const then = new Date(Date.now() - 61_000)

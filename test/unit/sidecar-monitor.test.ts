@@ -28,6 +28,7 @@ const applied = (timestamp: number, downloaded: number): WatchEvent => ({
   unchanged: { files: 1, bytes: 10 },
   build: `${timestamp}-x`,
   durationMs: 5,
+  headerRules: { exceptions: 0, reloadNeeded: false },
 })
 
 const sample = (metrics: string, name: string) => metrics.split('\n').find((line) => line.startsWith(name))

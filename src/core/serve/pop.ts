@@ -5,7 +5,7 @@ import { copyFile, link, mkdir } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import { describeError, PushCacheError } from '../model/errors'
-import type { Manifest } from '../model/manifest'
+import type { Manifest, ManifestEntry } from '../model/manifest'
 import { assertSafeRelpath } from '../model/paths'
 import { createProgressCounter, type ProgressEvent } from '../model/progress'
 import { planSync, type WantedFile } from '../model/sync-plan'
@@ -18,6 +18,7 @@ import { abortable, forEachLimited, withRetry } from '../util/concurrency'
 import { isMd5 } from '../util/digest'
 import { type Logger, silentLogger } from '../util/logger'
 import { type BuildState, createBuildDir, discardBuildDir, lockDest, publishBuildDir, readServed, servedFiles, writeState } from './served-dir'
+import { type ServerConfigReport, writeServerConfigs } from './server-config'
 
 /**
  * A file of the app as the store holds it: where to read it, and the size and MD5 its bytes must
@@ -25,6 +26,8 @@ import { type BuildState, createBuildDir, discardBuildDir, lockDest, publishBuil
  */
 export interface PopFile extends WantedFile {
   key: string
+  /** The headers its manifest entry records, for the web server configs (not compared: a served file has no headers of its own). */
+  headers?: Pick<ManifestEntry, 'contentType' | 'cacheControl'>
 }
 
 /** What `pop` would put in the destination now. */
@@ -70,6 +73,8 @@ export interface PopReport {
   /** The build directory `dest` links to (in `.<dest>.builds/`). */
   build: string
   durationMs: number
+  /** The nginx and Caddy configs written beside the builds: `reloadNeeded` when a server must reload to serve the headers right. */
+  headerRules: ServerConfigReport
 }
 
 export interface PopInput {
@@ -84,6 +89,8 @@ export interface PopInput {
   /** Stops the downloads; the destination is then left as it was. A swap already under way completes. */
   signal?: AbortSignal
 }
+
+const headersOf = (entry: ManifestEntry | undefined): PopFile['headers'] => entry && { contentType: entry.contentType, cacheControl: entry.cacheControl }
 
 /**
  * For every relpath, the key the newest complete build that has it names: an older build pushed
@@ -103,7 +110,7 @@ export function planVersionedPop(
     const entry = manifest?.entries?.[relpath]
     const key = versionedLayout.dataKey(app, entry?.version ?? timestamp, relpath)
     // A versioned key is never rewritten, so the MD5 its manifest recorded holds for as long as the key exists.
-    return { relpath: assertSafeRelpath(relpath, key), key, size: entry?.size, md5: entry?.md5 }
+    return { relpath: assertSafeRelpath(relpath, key), key, size: entry?.size, md5: entry?.md5, headers: headersOf(entry) }
   })
 }
 
@@ -133,7 +140,7 @@ export async function readStoreSnapshot(store: Store, app: string, retries = 3):
     const expected = recorded?.md5
       ? { md5: recorded.md5.toLowerCase(), size: recorded.size }
       : { md5: isMd5(etag) ? etag.toLowerCase() : undefined, size: recorded?.size ?? listed.get(key)?.size }
-    files.set(relpath, { relpath: assertSafeRelpath(relpath, key), key, ...expected })
+    files.set(relpath, { relpath: assertSafeRelpath(relpath, key), key, ...expected, headers: headersOf(recorded) })
   }
   for (const { key, size, etag } of listing) {
     const relpath = flatLayout.parseDataKey(app, key)?.relpath
@@ -222,6 +229,7 @@ async function fillAndSwitch({
   const plan = planSync(snapshot.files, held)
   const wanted = new Set(snapshot.files.map((file) => file.relpath))
   const unchangedBytes = plan.unchanged.reduce((sum, file) => sum + held.get(file.relpath)!.size, 0)
+  let headerRules: ServerConfigReport = { exceptions: 0, reloadNeeded: false }
   const report = (build: string, downloaded: Count, bytes: number): PopReport => ({
     app,
     store: store.display,
@@ -233,9 +241,20 @@ async function fillAndSwitch({
     timestamp: snapshot.timestamp,
     build,
     durationMs: Date.now() - started,
+    headerRules,
   })
 
+  const writeHeaders = async () => {
+    headerRules = await writeServerConfigs(
+      dest,
+      app,
+      snapshot.files.map((file) => ({ relpath: file.relpath, ...file.headers })),
+      entrypoints,
+      logger,
+    )
+  }
   if (served.kind === 'build' && served.state && plan.unchanged.length === wanted.size && held.size === wanted.size) {
+    await writeHeaders()
     if (served.state.timestamp !== snapshot.timestamp) await writeState(dest, served.id, { ...served.state, timestamp: snapshot.timestamp })
     logger.info(`${dest} already holds the ${wanted.size} current files of ${app}`)
     return report(served.id, { files: 0, bytes: 0 }, unchangedBytes)
@@ -297,6 +316,7 @@ async function fillAndSwitch({
     for (const file of plan.unchanged.filter(isLast)) await reuse(file)
     for (const file of fetching.filter(isLast)) await download(file)
     await checkStillNewest(store, app, snapshot, lastPass, retries)
+    await writeHeaders()
     await publishBuildDir(dest, build.id, state, served)
   } catch (error) {
     await discardBuildDir(dest, build.dir)

@@ -51,8 +51,10 @@ const ABANDONED_MS = 60 * 60 * 1000
 /** How long a build directory stays after it stopped being served: readers resolve `dest` and open a file within milliseconds. */
 const RETIRED_KEEP_MS = 60 * 1000
 const HASH_CONCURRENCY = 8
+/** The web server configs in the builds directory (see server-config.ts): they outlive every build. */
+export const SERVER_CONFIG_FILES = ['server.nginx.conf', 'server.caddy'] as const
 
-const buildsDirOf = (dest: string): string => join(dirname(dest), `.${basename(dest)}.builds`)
+export const buildsDirOf = (dest: string): string => join(dirname(dest), `.${basename(dest)}.builds`)
 
 const suffix = () => randomBytes(4).toString('hex')
 const errorCode = (error: unknown) => (error as NodeJS.ErrnoException)?.code
@@ -214,7 +216,7 @@ async function removeRetired(dest: string, keep: ReadonlySet<string>): Promise<v
   const current = await linkedBuild(dest)
   for (const { name } of entries) {
     const path = join(builds, name)
-    if (name === LOCK_NAME || name === current || keep.has(name)) continue
+    if (name === LOCK_NAME || name === current || keep.has(name) || (SERVER_CONFIG_FILES as readonly string[]).includes(name)) continue
     if (name.startsWith('.trash-') || name.startsWith('.state-') || name.startsWith('.link-')) await rm(path, { recursive: true, force: true })
     else if (name.endsWith('.json')) {
       if (!names.has(name.slice(0, -'.json'.length))) await rm(path, { force: true })

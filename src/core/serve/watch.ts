@@ -32,7 +32,7 @@ interface NotifierEvents {
 export type WatchEvent =
   | { event: 'serving'; dest: string; timestamp?: number; files: number }
   /** `durationMs`: the whole catch-up, reading the store included. */
-  | ({ event: 'applied' } & Pick<PopReport, 'timestamp' | 'files' | 'bytes' | 'downloaded' | 'unchanged' | 'build' | 'durationMs'>)
+  | ({ event: 'applied' } & Pick<PopReport, 'timestamp' | 'files' | 'bytes' | 'downloaded' | 'unchanged' | 'build' | 'durationMs' | 'headerRules'>)
   | { event: 'up-to-date'; timestamp?: number }
   | { event: 'kept'; timestamp?: number; storeTimestamp: number }
   | { event: 'store-lost'; store: string; error: string }
@@ -329,6 +329,6 @@ async function heldBuild(dest: string): Promise<BuildState | undefined> {
   return served.kind === 'build' ? served.state : undefined
 }
 
-function pick({ timestamp, files, bytes, downloaded, unchanged, build, durationMs }: PopReport) {
-  return { timestamp, files, bytes, downloaded, unchanged, build, durationMs }
+function pick({ timestamp, files, bytes, downloaded, unchanged, build, durationMs, headerRules }: PopReport) {
+  return { timestamp, files, bytes, downloaded, unchanged, build, durationMs, headerRules }
 }

@@ -8,13 +8,13 @@ import { describeError, PushCacheError } from '../model/errors'
 import type { Manifest, ManifestEntry } from '../model/manifest'
 import { assertSafeRelpath } from '../model/paths'
 import { createProgressCounter, type ProgressEvent } from '../model/progress'
-import { planSync, type WantedFile } from '../model/sync-plan'
+import { planSync, type SyncPlan, type WantedFile } from '../model/sync-plan'
 import { listBuilds, listEntries, newestBuild, newestManifestTimestamp } from '../store/builds'
 import { unlessUnreadable } from '../store/held-files'
 import { flatLayout, layoutOf, versionedLayout } from '../store/layout'
 import type { Store } from '../store/store'
 import { pause } from '../util/backoff'
-import { abortable, forEachLimited, withRetry } from '../util/concurrency'
+import { type AdaptiveLimit, abortable, createAdaptiveLimit, forEachLimited, withRetry } from '../util/concurrency'
 import { isMd5 } from '../util/digest'
 import { type Logger, silentLogger } from '../util/logger'
 import { type BuildState, createBuildDir, discardBuildDir, lockDest, publishBuildDir, readServed, servedFiles, writeState } from './served-dir'
@@ -44,6 +44,12 @@ const PASSES = 3
 const PASS_PAUSE_MS = 500
 /** How long a pop or watch waits for another writer of the same `dest`. */
 const LOCK_WAIT_MS = 10 * 60 * 1000
+/** Downloads in flight to start with, unless the caller fixes it (a store's own `concurrency` is about uploads). */
+const DEFAULT_DOWNLOADS = 16
+/** The most downloads a pop may have in flight, probing included: what sizes the abort listeners. */
+const MAX_DOWNLOADS = 256
+/** Hard links (or copies) made at once from the served build. */
+const LOCAL_COPIES = 16
 
 /** The store no longer holds the build being popped (a push rewrote a file, or a newer build landed): start over. */
 class StoreChanged extends PushCacheError {
@@ -189,7 +195,7 @@ async function popSnapshot(input: PopInput & { snapshot: StoreSnapshot; lastPass
   const dest = resolve(input.dest)
   // Every download adds an abort listener for as long as it runs: a signal of our own, sized to them, keeps Node from warning.
   const local = new AbortController()
-  setMaxListeners(2 * (input.concurrency ?? 16) + 8, local.signal)
+  setMaxListeners(2 * Math.max(input.concurrency ?? 0, MAX_DOWNLOADS) + 8, local.signal)
   const forward = () => local.abort(input.signal?.reason)
   if (input.signal?.aborted) forward()
   input.signal?.addEventListener('abort', forward, { once: true })
@@ -206,31 +212,25 @@ async function popSnapshot(input: PopInput & { snapshot: StoreSnapshot; lastPass
 }
 
 /** Why this is one function of ~100 lines: the report, the downloads and the switch share the plan and the state being built. */
-async function fillAndSwitch({
-  store,
-  app,
-  dest,
-  snapshot,
-  lastPass,
-  entrypoints = ['fed-mods.json'],
-  concurrency = 16,
-  retries = 3,
-  logger = silentLogger,
-  onProgress,
-  signal,
-}: PopInput & { snapshot: StoreSnapshot; lastPass: boolean; signal: AbortSignal }): Promise<PopReport> {
+async function fillAndSwitch(input: PopInput & { snapshot: StoreSnapshot; lastPass: boolean; signal: AbortSignal }): Promise<PopReport> {
+  const { store, app, dest, snapshot, entrypoints = ['fed-mods.json'], logger = silentLogger } = input
   const started = Date.now()
   const served = await readServed(dest)
   const held = await servedFiles(
     served,
     snapshot.files.some((file) => file.md5),
   )
-  const heldDir = served.kind === 'build' || served.kind === 'directory' ? served.dir : undefined
   const plan = planSync(snapshot.files, held)
-  const wanted = new Set(snapshot.files.map((file) => file.relpath))
   const unchangedBytes = plan.unchanged.reduce((sum, file) => sum + held.get(file.relpath)!.size, 0)
-  let headerRules: ServerConfigReport = { exceptions: 0, reloadNeeded: false }
-  const report = (build: string, downloaded: Count, bytes: number): PopReport => ({
+  const writeHeaders = () =>
+    writeServerConfigs(
+      dest,
+      app,
+      snapshot.files.map((file) => ({ relpath: file.relpath, ...file.headers })),
+      entrypoints,
+      logger,
+    )
+  const report = (build: string, downloaded: Count, bytes: number, headerRules: ServerConfigReport): PopReport => ({
     app,
     store: store.display,
     dest,
@@ -244,33 +244,57 @@ async function fillAndSwitch({
     headerRules,
   })
 
-  const writeHeaders = async () => {
-    headerRules = await writeServerConfigs(
-      dest,
-      app,
-      snapshot.files.map((file) => ({ relpath: file.relpath, ...file.headers })),
-      entrypoints,
-      logger,
-    )
-  }
-  if (served.kind === 'build' && served.state && plan.unchanged.length === wanted.size && held.size === wanted.size) {
-    await writeHeaders()
+  if (served.kind === 'build' && served.state && plan.unchanged.length === snapshot.files.length && held.size === snapshot.files.length) {
+    const headerRules = await writeHeaders()
     if (served.state.timestamp !== snapshot.timestamp) await writeState(dest, served.id, { ...served.state, timestamp: snapshot.timestamp })
-    logger.info(`${dest} already holds the ${wanted.size} current files of ${app}`)
-    return report(served.id, { files: 0, bytes: 0 }, unchangedBytes)
+    logger.info(`${dest} already holds the ${snapshot.files.length} current files of ${app}`)
+    return report(served.id, { files: 0, bytes: 0 }, unchangedBytes, headerRules)
   }
 
   const build = await createBuildDir(dest, snapshot.timestamp)
   const state: BuildState = { app, store: store.display, timestamp: snapshot.timestamp, poppedAt: new Date().toISOString(), files: {} }
+  try {
+    const done = await fillBuildDir(input, plan, {
+      build,
+      state,
+      held,
+      heldDir: served.kind === 'build' || served.kind === 'directory' ? served.dir : undefined,
+    })
+    await checkStillNewest(store, app, snapshot, input.lastPass, input.retries ?? 3)
+    const headerRules = await writeHeaders()
+    await publishBuildDir(dest, build.id, state, served)
+    const bytes = Object.values(state.files).reduce((sum, file) => sum + file.size, 0)
+    logger.info(
+      `popped ${snapshot.files.length} files of ${app} from ${store.display} into ${dest}: ${done.files} downloaded, ${plan.unchanged.length} unchanged`,
+    )
+    return report(build.id, done, bytes, headerRules)
+  } catch (error) {
+    await discardBuildDir(dest, build.dir)
+    throw error
+  }
+}
+
+/**
+ * Fills the new build directory: files the served build holds with the same MD5 hard-linked from
+ * it, the others downloaded and checked, entrypoints last. Resolves to what was downloaded.
+ */
+async function fillBuildDir(
+  input: PopInput & { signal: AbortSignal },
+  plan: SyncPlan<PopFile>,
+  target: { build: { dir: string }; state: BuildState; held: Map<string, { size: number; md5: string }>; heldDir?: string },
+): Promise<Count> {
+  const { store, dest, entrypoints = ['fed-mods.json'], retries = 3, onProgress, signal } = input
+  const { build, state, held, heldDir } = target
   const fetching = [...plan.added, ...plan.changed]
   const progress = createProgressCounter({ files: fetching.length, bytes: fetching.reduce((sum, file) => sum + (file.size ?? 0), 0) }, onProgress)
+  const inFlight = downloadsInFlight(input)
 
   const download = async (file: PopFile) => {
     signal.throwIfAborted()
-    const target = join(build.dir, file.relpath)
-    await mkdir(dirname(target), { recursive: true })
+    const path = join(build.dir, file.relpath)
+    await mkdir(dirname(path), { recursive: true })
     try {
-      state.files[file.relpath] = await downloadChecked(store, file, target, retries, signal)
+      state.files[file.relpath] = await downloadChecked(store, file, path, retries, signal)
     } catch (error) {
       if (signal.aborted) throw signal.reason
       if (error instanceof StoreChanged) throw error
@@ -280,17 +304,19 @@ async function fillAndSwitch({
         { cause: error },
       )
     }
-    progress.add(file.relpath, state.files[file.relpath]!.size)
+    const { size } = state.files[file.relpath]!
+    if (typeof inFlight !== 'number') inFlight.completed(1 + size / 65_536)
+    progress.add(file.relpath, size)
   }
   const reuse = async (file: PopFile) => {
     signal.throwIfAborted()
-    const target = join(build.dir, file.relpath)
+    const path = join(build.dir, file.relpath)
     const source = join(heldDir!, file.relpath)
-    await mkdir(dirname(target), { recursive: true })
+    await mkdir(dirname(path), { recursive: true })
     try {
-      await link(source, target).catch((error: NodeJS.ErrnoException) => {
+      await link(source, path).catch((error: NodeJS.ErrnoException) => {
         if (!LINK_UNSUPPORTED.has(error.code ?? '')) throw error
-        return copyFile(source, target)
+        return copyFile(source, path)
       })
     } catch (error) {
       // Gone from the served build since it was recorded (edited by hand): fetch it after all.
@@ -302,29 +328,25 @@ async function fillAndSwitch({
 
   const last = new Set(entrypoints)
   const isLast = (file: PopFile) => last.has(file.relpath)
-  try {
-    await forEachLimited(
-      plan.unchanged.filter((file) => !isLast(file)),
-      concurrency,
-      reuse,
-    )
-    await forEachLimited(
-      fetching.filter((file) => !isLast(file)),
-      concurrency,
-      download,
-    )
-    for (const file of plan.unchanged.filter(isLast)) await reuse(file)
-    for (const file of fetching.filter(isLast)) await download(file)
-    await checkStillNewest(store, app, snapshot, lastPass, retries)
-    await writeHeaders()
-    await publishBuildDir(dest, build.id, state, served)
-  } catch (error) {
-    await discardBuildDir(dest, build.dir)
-    throw error
-  }
-  const bytes = Object.values(state.files).reduce((sum, file) => sum + file.size, 0)
-  logger.info(`popped ${wanted.size} files of ${app} from ${store.display} into ${dest}: ${progress.done.files} downloaded, ${plan.unchanged.length} unchanged`)
-  return report(build.id, { ...progress.done }, bytes)
+  await forEachLimited(
+    plan.unchanged.filter((file) => !isLast(file)),
+    LOCAL_COPIES,
+    reuse,
+  )
+  await forEachLimited(
+    fetching.filter((file) => !isLast(file)),
+    inFlight,
+    download,
+  )
+  for (const file of plan.unchanged.filter(isLast)) await reuse(file)
+  for (const file of fetching.filter(isLast)) await download(file)
+  return { ...progress.done }
+}
+
+/** `concurrency` when given; else the store's default, raised while it pays on a long link. */
+function downloadsInFlight({ store, concurrency }: PopInput): AdaptiveLimit | number {
+  if (concurrency !== undefined) return concurrency
+  return createAdaptiveLimit({ initial: DEFAULT_DOWNLOADS, max: Math.min(MAX_DOWNLOADS, Math.max(DEFAULT_DOWNLOADS, store.maxConcurrency ?? 0)) })
 }
 
 /**

@@ -1,5 +1,5 @@
 import { describeError } from '../core/model/errors'
-import type { Notifier } from '../core/serve/watch'
+import type { Notifier } from '../core/model/notifier'
 import { type BackoffBounds, createBackoff, pause } from '../core/util/backoff'
 import { createClient, parseValkeyUrl } from './valkey-client'
 import type { ValkeyOptions } from './valkey-options'

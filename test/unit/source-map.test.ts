@@ -27,6 +27,14 @@ describe('the source map in CONTRIBUTING.md', () => {
     expect(outward).toEqual([])
   })
 
+  it('holds: src/stores imports from core/model, core/store and core/util only', () => {
+    const inward = files
+      .filter((file) => file.startsWith('stores/'))
+      .flatMap((file) => importsOf(file).map((target) => `${file} -> ${target}`))
+      .filter((edge) => /-> core\//.test(edge) && !/-> core\/(model|store|util)\//.test(edge))
+    expect(inward).toEqual([])
+  })
+
   it('holds: only layoutOf reads which family (flat or versioned) a store declared', () => {
     const readers = files.filter((file) => file.startsWith('core/') && /\.layout\b/.test(readFileSync(join(SRC, file), 'utf8')))
     expect(readers).toEqual(['core/store/layout.ts'])

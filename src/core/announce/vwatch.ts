@@ -1,5 +1,5 @@
 import { describeError } from '../model/errors'
-import type { Notifier } from '../serve/watch'
+import type { Notifier } from '../model/notifier'
 import { type BackoffBounds, createBackoff, deadline, pause } from '../util/backoff'
 
 export interface VwatchPollOptions {

@@ -1,6 +1,6 @@
 import { resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { invalidOption, redact } from '../core/model/errors'
+import { invalidOption, type PushCacheError, redact } from '../core/model/errors'
 import { DEFAULT_TIMEOUTS, type StoreTimeouts } from '../core/model/options'
 import type { Store } from '../core/store/store'
 import type { ResolvedOptions } from '../options'
@@ -17,20 +17,26 @@ const schemeOf = (url: string) => /^([a-z][a-z0-9+.-]*:)/i.exec(url)?.[1]?.toLow
 /** A Valkey or Redis URL: the stores whose server can also carry a notification channel. */
 export const isValkeyUrl = (url: string): boolean => VALKEY_SCHEMES.includes(schemeOf(url) ?? '')
 
+const STORE_FORMS = 'Use s3://bucket[/root], valkey://host:6379, redis://host:6379, file:./dir or a directory path.'
+
+/** A store URL with a slip in its `://` (`s3:/b`, `s3:b`, `redis//h`, `valkey:pw@h`): refused, never taken for a path. */
+function malformed(url: string): PushCacheError {
+  return invalidOption('store', `is a malformed URL (${redact(url)}): a store URL starts with its scheme and \`://\``, STORE_FORMS)
+}
+
 /**
  * Which driver a store URL names, without loading it: the plugin calls this when the config loads,
- * so a wrong scheme (`s4://x`) fails before the bundler builds anything.
+ * so a wrong scheme (`s4://x`) or a mistyped URL fails before the bundler builds anything.
  */
 export function storeKind(url: string): 'local' | 's3' | 'valkey' {
   const scheme = schemeOf(url)
+  const remote = scheme === 's3:' || VALKEY_SCHEMES.includes(scheme ?? '')
+  if (remote && !/^[a-z0-9+]+:\/\/[^/]/i.test(url)) throw malformed(url)
+  if (!scheme && /^(s3|valkeys?|rediss?)(\+cluster)?\/\//i.test(url)) throw malformed(url)
   if (!scheme || /^[a-z]:$/i.test(scheme) || scheme === 'file:') return 'local'
   if (scheme === 's3:') return 's3'
-  if (VALKEY_SCHEMES.includes(scheme)) return 'valkey'
-  throw invalidOption(
-    'store',
-    `has the unknown scheme ${JSON.stringify(scheme)} (${redact(url)})`,
-    'Use s3://bucket[/root], valkey://host:6379, redis://host:6379, file:./dir or a directory path.',
-  )
+  if (remote) return 'valkey'
+  throw invalidOption('store', `has the unknown scheme ${JSON.stringify(scheme)} (${redact(url)})`, STORE_FORMS)
 }
 
 /**

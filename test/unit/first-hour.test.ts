@@ -1,0 +1,30 @@
+import { describe, expect, it } from 'vitest'
+import { redact } from '../../src/core/model/errors'
+import { storeKind } from '../../src/stores'
+
+describe('mistyped store URLs', () => {
+  it('hide the password in every form of userinfo', () => {
+    expect(redact('Option `--vwatch` is "http//user:PW@host".')).toBe('Option `--vwatch` is "http//user:***@host".')
+    expect(redact('(redis:/:PW@host:6379)')).toBe('(redis:/:***@host:6379)')
+    expect(redact('(valkey:PW@host)')).toBe('(valkey:***@host)')
+    expect(redact('to /tmp/redis//:PW@host:6379')).toBe('to /tmp/redis//:***@host:6379')
+    expect(redact('HTTP 400 {"headers":{"Authorization":"Basic dXNlcjpQVw=="}}')).toBe('HTTP 400 {"headers":{"Authorization":"Basic ***"}}')
+    expect(redact('mail bob@example.com at 10:30')).toBe('mail bob@example.com at 10:30')
+  })
+
+  it.each(['s3:/bucket', 's3:bucket', 'redis//:PW@host:6379', 'valkey:PW@host', 'redis:/:PW@host:6379', 'rediss:host'])(
+    'refuse %s as malformed, never taking it for a path',
+    (url) => {
+      expect(() => storeKind(url)).toThrow(/`store` is a malformed URL .* Use s3:\/\/bucket/)
+      expect(() => storeKind(url)).not.toThrow(/PW/)
+    },
+  )
+
+  it('still take paths and well-formed URLs', () => {
+    expect(storeKind('./.push-cache')).toBe('local')
+    expect(storeKind('C:\\cache')).toBe('local')
+    expect(storeKind('file:./dir')).toBe('local')
+    expect(storeKind('s3://bucket/root')).toBe('s3')
+    expect(storeKind('rediss+cluster://h:1,h:2')).toBe('valkey')
+  })
+})

@@ -38,7 +38,7 @@ export const FLAG_GROUPS = {
     ['--announce-channel <name>', 'After the push, PUBLISH the build on this Valkey channel (Valkey store only)'],
   ],
   entrypoint: [['--entrypoint <file>', 'File written last, once everything else is in place (repeatable, default fed-mods.json)', 'repeatable']],
-  concurrency: [['--concurrency <n>', 'Transfers in flight at once (default 16; uploads: 32 to S3, 512 to Valkey)']],
+  concurrency: [['--concurrency <n>', 'Transfers in flight at once, at most 1024 (default 16; uploads: 32 to S3, 512 to Valkey)']],
   keep: [['--keep <n>', 'The newest N builds always survive (default 3)']],
   olderThan: [['--older-than <dur>', 'Prune builds older than this (90s, 48h, 7d; default 48h)']],
   dryRun: [['--dry-run', 'Show what would be done and write nothing']],

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { redact } from '../../src/core/model/errors'
+import { resolveOptions } from '../../src/options'
 import { storeKind } from '../../src/stores'
 
 describe('mistyped store URLs', () => {
@@ -26,5 +27,22 @@ describe('mistyped store URLs', () => {
     expect(storeKind('file:./dir')).toBe('local')
     expect(storeKind('s3://bucket/root')).toBe('s3')
     expect(storeKind('rediss+cluster://h:1,h:2')).toBe('valkey')
+  })
+})
+
+describe('inputs refused when the options load', () => {
+  const base = { app: 'shop', store: './cache' }
+  it('cap the concurrency below what ends in EMFILE', () => {
+    expect(() => resolveOptions({ ...base, concurrency: 100_000 }, {})).toThrow(/`concurrency` is 100000\. Use a whole number of at least 1 and at most 1024/)
+    expect(resolveOptions({ ...base, concurrency: 1024 }, {}).concurrency).toBe(1024)
+  })
+
+  it('refuse an image with a line break, which would break `ls`', () => {
+    expect(() => resolveOptions({ ...base, image: 'quay.io/a:1\nINJECTED' }, {})).toThrow(/`image` is .* line break/)
+    expect(() => resolveOptions(base, { PUSH_CACHE_IMAGE: 'a\tb' })).toThrow(/`image`/)
+  })
+
+  it('refuse an app name too long for a file name', () => {
+    expect(() => resolveOptions({ ...base, app: 'a'.repeat(300) }, {})).toThrow(/`app` is 300 characters long\. Use at most 128/)
   })
 })

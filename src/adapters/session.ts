@@ -4,7 +4,7 @@ import { collectFiles, toPosix } from '../core/push/collect-files'
 import type { BuildFile } from '../core/push/plan'
 import { createLogger, type Logger } from '../core/util/logger'
 import { checkOptions, type Options, type ResolvedOptions, resolveOptions } from '../options'
-import { diagnose, storeKind } from '../stores'
+import { checkStore, diagnose, storeKind } from '../stores'
 import { pushFiles } from './push-files'
 
 /** A file a bundler wrote, as its adapter reports it. */
@@ -40,20 +40,32 @@ export interface PushSession {
   devServer(): void
 }
 
-/** A session for the plugin's options, checked now (when the config loads); undefined when `disable` is set. */
-export function createPushSession(userOptions: Options | undefined, tag: string): PushSession | undefined {
-  let options: ResolvedOptions
+/** The options, or the first thing wrong with them, the store included (see `checkStore`). */
+function check(userOptions: Options | undefined, resolve: typeof checkOptions, debug: boolean): ResolvedOptions | PushCacheError {
   try {
-    options = checkOptions(userOptions)
-    if (!options.disable) storeKind(options.store)
+    const options = resolve(userOptions)
+    checkStore(options)
+    return options
   } catch (error) {
-    throw (userOptions?.debug ?? process.env.PUSH_CACHE_DEBUG === '1') ? error : withoutStack(error as Error)
+    return debug ? (error as PushCacheError) : withoutStack(error as PushCacheError)
   }
-  if (options.disable) return undefined
-  const logger = createLogger(tag, options.debug)
+}
+
+/**
+ * A session for the plugin's options, checked now (when the config loads); undefined when `disable`
+ * is set. A wrong option does not throw here, since a dev server, which pushes nothing, must still
+ * start: a build throws it from its first hook, before it bundles, and a dev server warns once.
+ */
+export function createPushSession(userOptions: Options | undefined, tag: string): PushSession | undefined {
+  if (userOptions?.disable) return undefined
+  const debug = userOptions?.debug ?? process.env.PUSH_CACHE_DEBUG === '1'
+  const logger = createLogger(tag, debug)
+  // What a dev server would warn about; a missing `app` is not among them, it needs none.
+  const served = check(userOptions, checkOptions, debug)
+  const built = served instanceof Error ? served : check(userOptions, resolveOptions, debug)
   const once = new Set<string>()
-  const logOnce = (message: string) => {
-    if (!once.has(message)) logger.info(message)
+  const logOnce = (message: string, log = logger.info) => {
+    if (!once.has(message)) log(message)
     once.add(message)
   }
   let outputs = new Map<string, Map<string, boolean>>()
@@ -65,12 +77,7 @@ export function createPushSession(userOptions: Options | undefined, tag: string)
     start() {
       outputs = new Map()
       startedAt = Date.now()
-      try {
-        // The one check that waits for a build: a dev server needs no `app`.
-        resolveOptions(userOptions)
-      } catch (error) {
-        throw options.debug ? error : withoutStack(error as Error)
-      }
+      if (built instanceof Error) throw built
     },
     collect(outDir, files) {
       const dir = resolve(outDir)
@@ -81,6 +88,8 @@ export function createPushSession(userOptions: Options | undefined, tag: string)
     async finish({ watchMode, mode }) {
       const collected = outputs
       outputs = new Map()
+      if (built instanceof Error) return built
+      const options = built
       if (collected.size === 0) return undefined
       if (watchMode && !options.watch) {
         logOnce('watch mode: builds are not pushed (set `watch: true` to push every rebuild)')
@@ -104,7 +113,8 @@ export function createPushSession(userOptions: Options | undefined, tag: string)
       }
     },
     devServer() {
-      logOnce('dev server: nothing is pushed, even when it writes to disk; a build (`vite build`, `webpack`, `rsbuild build`) pushes')
+      logOnce('dev server: nothing is pushed, even when it writes to disk; a build (`vite build`, `webpack`, `rsbuild build`, `fec build`) pushes')
+      if (served instanceof Error) logOnce(`${served.message} The dev server runs; a build would fail.`, logger.warn)
     },
   }
 }

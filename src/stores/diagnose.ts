@@ -1,5 +1,5 @@
 /** The fix for refused credentials, per store: secrets come from the environment, never from flags or config files. */
-const CREDENTIALS_FIX: Record<string, string> = {
+export const CREDENTIALS_FIX: Record<string, string> = {
   s3: 'Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE / a workload identity) to a key that may list, read and write the bucket.',
   valkey:
     'Set PUSH_CACHE_VALKEY_USERNAME and PUSH_CACHE_VALKEY_PASSWORD (or the user and password in the store URL) to an account that may read and write the keys.',

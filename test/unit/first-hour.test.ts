@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { redact } from '../../src/core/model/errors'
 import { resolveOptions } from '../../src/options'
-import { storeKind } from '../../src/stores'
+import { checkStore, storeKind } from '../../src/stores'
 
 describe('mistyped store URLs', () => {
   it('hide the password in every form of userinfo', () => {
@@ -44,5 +44,25 @@ describe('inputs refused when the options load', () => {
 
   it('refuse an app name too long for a file name', () => {
     expect(() => resolveOptions({ ...base, app: 'a'.repeat(300) }, {})).toThrow(/`app` is 300 characters long\. Use at most 128/)
+  })
+})
+
+describe('store settings checked before any network call', () => {
+  const nowhere = { AWS_CONFIG_FILE: '/nonexistent/config', AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/credentials', AWS_EC2_METADATA_DISABLED: 'true' }
+  const s3 = (env: NodeJS.ProcessEnv) => () => checkStore({ store: 's3://bucket', s3: {} }, env)
+
+  it('refuse S3 when the credential chain has nothing to try', () => {
+    expect(s3(nowhere)).toThrow(/`store` s3:\/\/bucket is an S3 store, and the AWS SDK has no credentials to find\. Set AWS_ACCESS_KEY_ID/)
+  })
+
+  it.each([
+    { AWS_ACCESS_KEY_ID: 'AKIA' },
+    { AWS_PROFILE: 'ci' },
+    { AWS_WEB_IDENTITY_TOKEN_FILE: '/var/run/token' },
+    { AWS_CONTAINER_CREDENTIALS_RELATIVE_URI: '/v2/creds' },
+  ])('take S3 when the chain has a source: %o', (source) => expect(s3({ ...nowhere, ...source })).not.toThrow())
+
+  it('refuse a channel on a store without channels', () => {
+    expect(() => checkStore({ store: './cache', s3: {}, announce: { name: 'x', channel: 'builds' } })).toThrow(/`announce.channel` needs a store with channels/)
   })
 })

@@ -8,16 +8,21 @@ import { createStore } from '../stores'
 import { diagnose } from '../stores/diagnose'
 
 /**
- * Turns the failure of the first request into a configuration error (exit 2) when it says the
- * store is wrong (no server, no or refused credentials, no bucket); anything else is left as it is.
+ * The first request failed because the store is wrong (no server, no or refused credentials, no
+ * bucket): bad configuration, exit 2. It keeps the store's own code (`STORE_UNREACHABLE` is the
+ * same code in every command, `watch` included), so scripts match one code for one failure.
  */
+export class StoreConfigurationError extends PushCacheError {}
+
+/** The failure of the first request as bad configuration when it says the store is wrong; anything else as it is. */
 function asConfigurationError(error: unknown, store: Store): unknown {
   // The stores' own connection errors already name the store and the fix: only their exit code changes.
   if (error instanceof PushCacheError && (error.code === 'STORE_UNREACHABLE' || error.code === 'STORE_TIMEOUT'))
-    return new PushCacheError('INVALID_OPTION', error.message, { cause: error })
+    return new StoreConfigurationError(error.code, error.message, { cause: error })
   const diagnosis = diagnose(error, store.kind, '--store / PUSH_CACHE_STORE')
   if (!diagnosis) return error
-  return invalidOption('--store', `${store.display} ${diagnosis.problem} (${describeError(error)})`, diagnosis.fix)
+  const { message } = invalidOption('--store', `${store.display} ${diagnosis.problem} (${describeError(error)})`, diagnosis.fix)
+  return new StoreConfigurationError(diagnosis.unreachable ? 'STORE_UNREACHABLE' : 'INVALID_OPTION', message, { cause: error })
 }
 
 /**

@@ -6,7 +6,7 @@ export const CREDENTIALS_FIX: Record<string, string> = {
 }
 
 /** How a failed request reads when the store itself is misconfigured, checked in this order. */
-const MISCONFIGURED: { pattern: RegExp; problem: string; fix: (kind: string, storeOption: string) => string }[] = [
+const MISCONFIGURED: { pattern: RegExp; problem: string; fix: (kind: string, storeOption: string) => string; unreachable?: true }[] = [
   { pattern: /CredentialsProviderError|Could not load credentials/, problem: 'found no credentials', fix: () => CREDENTIALS_FIX.s3! },
   {
     pattern: /InvalidAccessKeyId|SignatureDoesNotMatch|AccessDenied|InvalidToken|ExpiredToken|InvalidClientTokenId|NOAUTH|WRONGPASS|NOPERM|HTTP 40[13]\b/,
@@ -22,6 +22,7 @@ const MISCONFIGURED: { pattern: RegExp; problem: string; fix: (kind: string, sto
     pattern: /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ECONNRESET|TimeoutError/,
     problem: 'cannot be reached',
     fix: (_, storeOption) => `Check the host and port in ${storeOption} (and AWS_ENDPOINT_URL_S3 for S3), and that the server is running.`,
+    unreachable: true,
   },
 ]
 
@@ -36,11 +37,11 @@ function facts(error: unknown, seen = new Set<unknown>()): string {
 
 /**
  * What a failure says about the store's configuration (no server, no or refused credentials, no
- * bucket), with the fix; undefined when it says nothing of the kind. `storeOption` is where the user
+ * bucket), with the fix and whether the store was not reached at all; undefined when it says nothing of the kind. `storeOption` is where the user
  * set the store (`--store / PUSH_CACHE_STORE`, or the plugin's `store` option).
  */
-export function diagnose(error: unknown, kind: string, storeOption: string): { problem: string; fix: string } | undefined {
+export function diagnose(error: unknown, kind: string, storeOption: string): { problem: string; fix: string; unreachable: boolean } | undefined {
   const text = facts(error)
   const rule = MISCONFIGURED.find(({ pattern }) => pattern.test(text))
-  return rule && { problem: rule.problem, fix: rule.fix(kind, storeOption) }
+  return rule && { problem: rule.problem, fix: rule.fix(kind, storeOption), unreachable: rule.unreachable === true }
 }

@@ -288,6 +288,19 @@ describe('bad usage and configuration: exit 2, a message that says what and how 
       /Option `--s3-checksums` is "never".*when_required/,
     ],
     ['an unknown command', async () => ['push', dist], /Unknown command `push`/],
+    [
+      'an S3 URL with one slash',
+      async () => ['ls', '--app', 'my-app', '--store', 's3:/bucket'],
+      /Option `store` is a malformed URL \(s3:\/bucket\).*Use s3:\/\/bucket/,
+    ],
+    ['an S3 URL without slashes', async () => ['ls', '--app', 'my-app', '--store', 's3:bucket'], /Option `store` is a malformed URL \(s3:bucket\)/],
+    [
+      'a concurrency that ends in EMFILE',
+      async () => ['populate', dist, '--app', 'my-app', '--store', store, '--concurrency', '100000'],
+      /`concurrency` is 100000.*at most 1024/,
+    ],
+    ['an image with a newline', async () => ['populate', dist, '--app', 'my-app', '--store', store, '--image', 'quay.io/a:1\nX'], /`image` is .*line break/],
+    ['a 300-character app', async () => ['populate', dist, '--app', 'a'.repeat(300), '--store', store], /`app` is 300 characters long/],
   ]
   it.each(cases)('%s', async (_, args, message) => {
     const result = await runCli(await args())
@@ -297,6 +310,38 @@ describe('bad usage and configuration: exit 2, a message that says what and how 
     expect(result.stderr).not.toMatch(/\n\s+at /) // no stack trace unless PUSH_CACHE_DEBUG=1
     expect(result.stdout).toBe('')
     expect(await tree(store)).toEqual([])
+  })
+
+  it.each(['redis//:PW@127.0.0.1:6379', 'valkey:PW@127.0.0.1', 'redis:/:PW@127.0.0.1:6379'])(
+    'refuses the mistyped store %s, never printing its password',
+    async (url) => {
+      const result = await runCli(['populate', dist, '--app', 'my-app', '--store', url, '--json'], { cwd: work })
+      expect(result.code).toBe(2)
+      expect(result.stderr).toMatch(/Option `store` is a malformed URL/)
+      expect(result.stderr + result.stdout).not.toContain('PW')
+      expect(await tree(work)).not.toContainEqual(expect.stringMatching(/^redis/))
+    },
+  )
+
+  it('refuses a mistyped --vwatch without printing its password', async () => {
+    const result = await runCli(['watch', join(work, 'www'), '--app', 'my-app', '--store', store, '--vwatch', 'http//user:PW@host', '--once'])
+    expect(result.code).toBe(2)
+    expect(result.stderr).toContain('Option `--vwatch` is "http//user:***@host"')
+  })
+
+  it('names an unreachable store STORE_UNREACHABLE in every command; exit 2 where it is the first request', async () => {
+    const url = `valkey://127.0.0.1:${await closedPort()}`
+    for (const [command, code] of [
+      [['ls'], 2],
+      [['pop', join(work, 'www')], 2],
+      [['prune'], 2],
+      [['populate', dist], 2],
+      [['watch', join(work, 'www'), '--once'], 1],
+    ] as const) {
+      const result = await runCli([...command, '--app', 'my-app', '--store', url, '--json', '--retries', '0'])
+      expect(result.code, command[0]).toBe(code)
+      expect(result.stdout.trim().split('\n').at(-1)).toContain('"code":"STORE_UNREACHABLE"')
+    }
   })
 
   it('with --json, the failure is one JSON report on stdout too', async () => {

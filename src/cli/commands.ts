@@ -40,11 +40,14 @@ async function withStore<T>(options: ResolvedOptions, logger: Logger, work: (sto
   }
 }
 
-/** A bar or plain progress lines for the work, stopped however it ends. */
-async function withProgress<T>({ logger, interactive }: Context, work: (onProgress: Progress['onProgress']) => Promise<T>): Promise<T> {
-  const progress = createProgress(logger, interactive)
+/** A bar or plain progress lines for the work, stopped however it ends; the work logs through the bar's logger. */
+async function withProgress<T>(
+  { logger, interactive, options }: Context,
+  work: (onProgress: Progress['onProgress'], logger: Logger) => Promise<T>,
+): Promise<T> {
+  const progress = createProgress(logger, interactive, options.debug)
   try {
-    return await work(progress.onProgress)
+    return await work(progress.onProgress, progress.logger)
   } finally {
     progress.stop()
   }
@@ -56,7 +59,7 @@ export async function populateCommand(dir: string, context: Context): Promise<Re
   const files = await collectFiles(resolve(dir), undefined, logger)
   if (files.length === 0)
     throw new PushCacheError('NO_FILES', `The directory ${dir} holds no files: nothing to push. Build first, or point to the directory the build writes.`)
-  return withProgress(context, (onProgress) => withStore(options, logger, (store) => populate({ store, options, files, logger, onProgress })))
+  return withProgress(context, (onProgress, logger) => withStore(options, logger, (store) => populate({ store, options, files, logger, onProgress })))
 }
 
 /**
@@ -77,8 +80,8 @@ async function untilStopped<T>(dest: string, work: (signal: AbortSignal) => Prom
 }
 
 export async function popCommand(dest: string, context: Context): Promise<Report> {
-  const { options, logger } = context
-  return withProgress(context, (onProgress) =>
+  const { options } = context
+  return withProgress(context, (onProgress, logger) =>
     withStore(options, logger, (store) =>
       untilStopped(dest, (signal) =>
         pop({

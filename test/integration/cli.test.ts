@@ -217,11 +217,34 @@ describe('push-cache with a local directory store', () => {
     expect(result.stderr).toMatch(/^\[push-cache\] 4\/4 files, (\d+) B\/\1 B, .+\/s$/m)
   })
 
-  it.skipIf(process.platform !== 'linux')('draws a progress bar with files, bytes, rate and ETA on a terminal', async () => {
-    // util-linux `script` gives the child a pseudo-terminal (and runs the command through a shell, hence the quotes).
-    const command = ['node', CLI, 'populate', dist, '--app', 'my-app', '--store', store].map((word) => `'${word}'`).join(' ')
-    const { stdout } = await promisify(execFile)('script', ['-qec', command, '/dev/null'], { env: { PATH: process.env.PATH } })
-    expect(stdout).toMatch(/\d+% \| 4\/4 files \| \d+ B\/\d+ B \| .+\/s \| ETA/)
+  /** What a pseudo-terminal of 80 columns shows (util-linux `script`; it runs the command through a shell, hence the quotes). */
+  async function onTerminal(args: string[]): Promise<string> {
+    const command = `stty cols 80; ${['node', CLI, ...args].map((word) => `'${word}'`).join(' ')}`
+    return (await promisify(execFile)('script', ['-qec', command, '/dev/null'], { env: { PATH: process.env.PATH } })).stdout
+  }
+
+  it.skipIf(process.platform !== 'linux')('draws a progress bar with files, bytes, rate and ETA on a terminal, within 80 columns', async () => {
+    const screen = await onTerminal(['populate', dist, '--app', 'my-app', '--store', store])
+    expect(screen).toMatch(/\d+% 4\/4 files \d+ B\/\d+ B .+\/s ETA/)
+    // Each drawing of the bar: from the start of the line (ESC[1G) to the erase of its rest (ESC[0K).
+    const drawings = screen
+      .split('\x1b[1G')
+      .slice(1)
+      .map((drawn) => drawn.split('\x1b[0K')[0]!)
+    expect(drawings.length).toBeGreaterThan(0)
+    for (const drawn of drawings) expect([...drawn].length).toBeLessThanOrEqual(80)
+  })
+
+  it.skipIf(process.platform !== 'linux').each([
+    ['populate', () => ['populate', dist], /\[push-cache\] pushed 4 files/],
+    ['pop', () => ['pop', join(work, 'www')], /\[push-cache\] popped 4 files/],
+  ] as const)('on a terminal, the %s summary stays on its own line below the finished bar', async (_, args, summary) => {
+    if (args()[0] === 'pop') await populate()
+    const screen = await onTerminal([...args(), '--app', 'my-app', '--store', store])
+    const at = screen.search(summary)
+    expect(at).toBeGreaterThan(0)
+    expect(screen[at - 1]).toBe('\n')
+    expect(screen.slice(at)).not.toContain('\x1b[1G') // nothing drawn over it afterwards
   })
 })
 

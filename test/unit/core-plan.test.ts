@@ -34,12 +34,18 @@ describe('cache control', () => {
     expect(cacheControlOf(relpath, cc, ['fed-mods.json'])).toBe(value)
   })
 
-  it('takes immutability from the bundler over the name, both ways', () => {
+  it('takes a hash from the bundler or the name, so the plugin and the CLI agree on every name that shows one', () => {
     // fec writes fonts as `fonts/[name][ext]`: no hash, whatever the name looks like.
     expect(cacheControlOf('fonts/OpenSans-SemiBold.woff2', cc, [], false)).toBe(cc.default)
-    expect(cacheControlOf('js/main.3f2a1b9c0d.js', cc, [], false)).toBe(cc.default)
     // A hash the name alone would not give away (Vite's `[name]-[hash]` can be all letters).
     expect(cacheControlOf('assets/lazy-Bsle-cxw.js', cc, [], true)).toBe(cc.immutable)
+  })
+
+  it("gives webpack's license file of a hashed chunk the same header from the plugin and the CLI", () => {
+    // webpack does not mark `[file].LICENSE.txt` immutable; the CLI reads the hash in its name.
+    const relpath = 'js/main.3f2a1b9c0d.js.LICENSE.txt'
+    expect(cacheControlOf(relpath, cc, [], false)).toBe(cacheControlOf(relpath, cc, []))
+    expect(cacheControlOf(relpath, cc, [], false)).toBe(cc.immutable)
   })
 
   it('lets a user rule win over every built-in rule', () => {

@@ -97,6 +97,21 @@ describe('push-cache with a local directory store', () => {
     expect(await tree(store)).toEqual([])
   })
 
+  it('--dry-run ends with what it would write, and what a prune would delete, even when nothing changed', async () => {
+    for (const age of [5, 4, 3]) expect((await populate('--timestamp', String(NOW - age * DAY))).code).toBe(0)
+    const unchanged = await populate('--dry-run', '--timestamp', String(NOW), '--prune-older-than', '2d', '--keep', '2', '--json')
+    expect(unchanged.code, unchanged.stderr).toBe(0)
+    expect(unchanged.stderr).toMatch(
+      /dry run: would push 0 files \(0 B: 0 new, 0 changed\) of my-app to .*, 4 unchanged \(\d+ B\) skipped; fed-mods\.json last, then the manifest manifests\/my-app\/\d+; a prune would delete 2 builds \(\d+ files\)\. Nothing was written\./,
+    )
+    expect(parseReport(unchanged.stdout)).toMatchObject({ dryRun: true, uploaded: 0, pruned: { dryRun: true, builds: [NOW - 4 * DAY, NOW - 5 * DAY] } })
+
+    await writeTree(dist, { 'js/new.9f8e7d6c.js': 'new', 'img/logo.svg': '<svg>changed</svg>' })
+    const changed = await populate('--dry-run', '--timestamp', String(NOW))
+    expect(changed.stderr).toMatch(/dry run: would push 2 files \(\d+ B: 1 new, 1 changed\)/)
+    expect(await tree(join(store, 'manifests', 'my-app'))).toHaveLength(3)
+  })
+
   it('takes repeated --include, --exclude and --entrypoint', async () => {
     const result = await populate(
       '--include',

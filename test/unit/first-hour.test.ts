@@ -1,7 +1,12 @@
 import { describe, expect, it } from 'vitest'
 import { redact } from '../../src/core/model/errors'
+import { collectFiles } from '../../src/core/push/collect-files'
+import { populate } from '../../src/core/push/populate'
+import { createLogger } from '../../src/core/util/logger'
 import { resolveOptions } from '../../src/options'
 import { checkStore, storeKind } from '../../src/stores'
+import { createLocalStore } from '../../src/stores/local'
+import { tempDir, writeTree } from '../helpers/fs'
 
 describe('mistyped store URLs', () => {
   it('hide the password in every form of userinfo', () => {
@@ -64,5 +69,30 @@ describe('store settings checked before any network call', () => {
 
   it('refuse a channel on a store without channels', () => {
     expect(() => checkStore({ store: './cache', s3: {}, announce: { name: 'x', channel: 'builds' } })).toThrow(/`announce.channel` needs a store with channels/)
+  })
+})
+
+describe('debug logging', () => {
+  it("says the plan's decision for every file, with its reason, also when nothing is written", async () => {
+    const storeRoot = await tempDir()
+    const outDir = await writeTree(await tempDir(), { 'fed-mods.json': '{}', 'main.1a2b3c4d.js': 'export {}', 'notes.txt': 'x' })
+    const push = async (timestamp: number) => {
+      const lines: string[] = []
+      const logger = createLogger('', true, (line) => lines.push(line))
+      const options = resolveOptions({ app: 'shop', timestamp, exclude: ['*.txt'] }, {})
+      await populate({ store: createLocalStore(storeRoot), options, files: await collectFiles(outDir), logger })
+      return lines.filter((line) => line.includes('debug: plan:'))
+    }
+    expect(await push(1700000000)).toEqual([
+      '[push-cache] debug: plan: notes.txt is left out by include/exclude',
+      '[push-cache] debug: plan: main.1a2b3c4d.js is new (the store holds no data/shop/main.1a2b3c4d.js): write',
+      '[push-cache] debug: plan: fed-mods.json is new (the store holds no data/shop/fed-mods.json): write',
+    ])
+    await writeTree(outDir, { 'fed-mods.json': '{"changed":1}' })
+    expect(await push(1700000001)).toEqual([
+      '[push-cache] debug: plan: notes.txt is left out by include/exclude',
+      '[push-cache] debug: plan: main.1a2b3c4d.js is unchanged (same MD5 and headers as data/shop/main.1a2b3c4d.js): skip',
+      '[push-cache] debug: plan: fed-mods.json changed (md5, size differ): write',
+    ])
   })
 })

@@ -175,7 +175,8 @@ export interface CoreOptions {
    */
   disable?: boolean
   /**
-   * Log every file and request.
+   * Log the plan's decision for every file (new, changed and what differs, unchanged and skipped,
+   * left out by `include`/`exclude`), every file written, and retried requests.
    * @default process.env.PUSH_CACHE_DEBUG === '1'
    */
   debug?: boolean

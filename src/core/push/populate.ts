@@ -42,6 +42,7 @@ export async function populate({ store, options, files, logger = silentLogger, o
   const layout = layoutOf(store)
   const plan = planUpload(files, options, layout)
   warnOfEntrypoints(plan, options.entrypoint, logger)
+  for (const file of plan.excluded) logger.debug(`plan: ${file.relpath} is left out by include/exclude`)
   const report = emptyReport(options, store.display, layout.manifestKey(options.app, options.timestamp), plan)
   const all = [...plan.assets, ...plan.entrypoints]
   if (all.length === 0)

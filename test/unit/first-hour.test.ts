@@ -96,3 +96,17 @@ describe('debug logging', () => {
     ])
   })
 })
+
+describe('the local store keeps every name a build has', () => {
+  it('takes a 250-byte file name and a file that ends in .tmp, and lists both', async () => {
+    const store = createLocalStore(await tempDir())
+    const long = `data/shop/${'n'.repeat(246)}.js`
+    for (const key of [long, 'data/shop/cache.tmp']) await store.put(key, Buffer.from('x'))
+    const listed: string[] = []
+    for await (const entry of store.list('data/shop/')) listed.push(entry.key)
+    expect(listed.sort()).toEqual(['data/shop/cache.tmp', long])
+    const everything: string[] = []
+    for await (const entry of store.list('')) everything.push(entry.key)
+    expect(everything).toHaveLength(2)
+  })
+})

@@ -88,6 +88,13 @@ export function checkStore(
       `needs a store with channels (Valkey or Redis), and ${redact(options.store)} is a ${kind} store`,
       'Drop `announce.channel` (`--announce-channel`), or announce through vwatch with `announce.vwatch` (`--announce-vwatch`).',
     )
+  const endpoint = kind === 's3' ? options.s3.endpoint || env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL : undefined
+  if (endpoint && !/^https?:$/.test(URL.parse(endpoint)?.protocol ?? ''))
+    throw invalidOption(
+      's3.endpoint',
+      `is not a URL (${redact(endpoint)})`,
+      'Give http(s)://host[:port] (`--s3-endpoint`, AWS_ENDPOINT_URL_S3); credentials belong in the environment, not in the URL.',
+    )
   if (kind === 's3' && !options.s3.credentials && !awsCredentialsMayExist(env))
     throw invalidOption('store', `${redact(options.store)} is an S3 store, and the AWS SDK has no credentials to find`, CREDENTIALS_FIX.s3!)
 }

@@ -49,6 +49,25 @@ describe('push-cache with the S3 store', () => {
     expect(await tree(work)).toEqual(ONLY_THE_BUILD)
   })
 
+  it('a 5xx on every attempt of the first request names the store and the request: exit 2, nothing written', async () => {
+    await injectFault({ bucket, method: 'GET', status: 500, code: 'InternalError' })
+    try {
+      const result = await runCli(['populate', dist, '--app', 'my-app', '--store', s3StoreUrl(bucket), '--retries', '1', '--json'], { env: s3CliEnv() })
+      expect(result.code).toBe(2)
+      expect(result.stderr).toMatch(new RegExp(`s3://${bucket} .*failed the first request \\(listing manifests/my-app/\\), every attempt: .*InternalError`))
+      expect(result.stderr).not.toContain('Run again with PUSH_CACHE_DEBUG=1')
+      expect(await listObjects(bucket)).toEqual([])
+    } finally {
+      await clearFaults()
+    }
+  })
+
+  it('an S3 endpoint that is not a URL is named as the option: exit 2', async () => {
+    const result = await runCli(['ls', '--app', 'my-app', '--store', s3StoreUrl(bucket), '--s3-endpoint', 'http://user:pa/ss@127.0.0.1:9'], { env: s3CliEnv() })
+    expect(result.code).toBe(2)
+    expect(result.stderr).toMatch(/Option `s3.endpoint` is not a URL \(http:\/\/user:\*\*\*@127\.0\.0\.1:9\)/)
+  })
+
   it('a bucket in another region is bad configuration: exit 2, the region to set named, nothing written', async () => {
     await injectFault({ bucket, status: 301, code: 'PermanentRedirect', bucketRegion: 'eu-central-1' })
     try {

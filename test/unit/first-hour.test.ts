@@ -110,3 +110,18 @@ describe('the local store keeps every name a build has', () => {
     expect(everything).toHaveLength(2)
   })
 })
+
+describe('a file of the build that cannot be read', () => {
+  it('is blamed on the build, naming the file, not on the store', async () => {
+    const storeRoot = await tempDir()
+    const outDir = await writeTree(await tempDir(), { 'a.js': 'a', 'b.js': 'b' })
+    const store = createLocalStore(storeRoot)
+    const options = (timestamp: number) => resolveOptions({ app: 'shop', timestamp }, {})
+    await populate({ store, options: options(1700000000), files: await collectFiles(outDir) })
+    // Gone between the listing of the build and its hashing (or unreadable: EACCES reads the same way).
+    const files = (await collectFiles(outDir)).map((file) => (file.relpath === 'b.js' ? { ...file, path: `${file.path}.gone` } : file))
+    await expect(populate({ store, options: options(1700000001), files })).rejects.toThrow(
+      /^Could not read \/.*b\.js\.gone of the build \(ENOENT\)\. Nothing of build 1700000001 was written\.$/,
+    )
+  })
+})

@@ -25,6 +25,14 @@ export function planPhase(run: PushRun, files: readonly PlannedUpload[], newest:
   const { store, options } = run
   return run.timed('plan', () =>
     planAgainstStore(run, files, newest, comparesHeaders).catch((error) => {
+      // Hashing reads the build beside the store's listing: a file it cannot read is the build's fault.
+      const local = error as NodeJS.ErrnoException
+      if (local.path && local.syscall && files.some((file) => file.path === local.path))
+        throw new PushCacheError(
+          'UPLOAD_FAILED',
+          `Could not read ${local.path} of the build (${local.code ?? local.syscall}). Nothing of build ${options.timestamp} was written.`,
+          { cause: error },
+        )
       throw new PushCacheError(
         'UPLOAD_FAILED',
         `Could not learn what ${store.display} holds for ${options.app}: ${describeError(error)}. Nothing of build ${options.timestamp} was written.`,

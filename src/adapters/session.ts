@@ -125,13 +125,20 @@ function withoutStack<T extends Error>(error: T): T {
   return error
 }
 
+/** A store's own error, anywhere along the causes, already says its fix (`aws s3 mb` for a missing bucket): one is enough. */
+function saysItsFix(error: unknown): boolean {
+  for (let cause = error, depth = 0; cause instanceof Error && depth < 8; cause = cause.cause, depth++)
+    if (cause instanceof PushCacheError && (cause.code === 'STORE_UNREACHABLE' || cause.code === 'INVALID_OPTION')) return true
+  return false
+}
+
 /**
  * One line a bundler can print as it is: what failed, the store, and the fix; the stack and the
  * `cause` (which webpack prints too) only when `debug` asks for them.
  */
 function reportable(error: unknown, options: ResolvedOptions): PushCacheError {
   const message = error instanceof PushCacheError ? error.message : describeError(error)
-  const fix = diagnose(error, storeKind(options.store), 'the `store` option')?.fix
+  const fix = saysItsFix(error) ? undefined : diagnose(error, storeKind(options.store), 'the `store` option')?.fix
   const code = error instanceof PushCacheError ? error.code : 'UPLOAD_FAILED'
   const failure = new PushCacheError(code, fix && !message.includes(fix) ? `${message} ${fix}` : message, options.debug ? { cause: error } : undefined)
   return options.debug ? failure : withoutStack(failure)

@@ -20,11 +20,12 @@ export class StoreConfigurationError extends PushCacheError {}
  * names the store and the request, whatever the client said.
  */
 function asConfigurationError(error: unknown, store: Store, prefix: string): unknown {
-  // The stores' own connection errors already name the store and the fix: only their exit code changes.
-  if (error instanceof PushCacheError && (error.code === 'STORE_UNREACHABLE' || error.code === 'STORE_TIMEOUT'))
-    return new StoreConfigurationError(error.code, error.message, { cause: error })
-  if (error instanceof PushCacheError) return error
   const diagnosis = diagnose(error, store.kind, '--store / PUSH_CACHE_STORE')
+  // The stores' own errors already name the store and the fix: only their exit code changes, and
+  // their code when the store was reached and said no (a missing bucket is no unreachable store).
+  if (error instanceof PushCacheError && (error.code === 'STORE_UNREACHABLE' || error.code === 'STORE_TIMEOUT'))
+    return new StoreConfigurationError(diagnosis && !diagnosis.unreachable ? 'INVALID_OPTION' : error.code, error.message, { cause: error })
+  if (error instanceof PushCacheError) return error
   if (!diagnosis)
     return new StoreConfigurationError(
       'STORE_UNREACHABLE',

@@ -276,6 +276,13 @@ describe('failure policy and modes', () => {
     expect(written.join('')).not.toContain('PW')
   })
 
+  test('a missing bucket fails the build with its fix said once', async () => {
+    const options = { store: s3StoreUrl(`${await createBucket()}-missing`), s3: s3StoreOptions(), retries: 0 }
+    const error = await build('rollup', options).catch((failure: Error) => failure)
+    expect(error?.message).toMatch(/does not exist/)
+    expect(error?.message.match(/Create/g)).toHaveLength(1)
+  })
+
   test("a failed push is reported the bundler's way, in one line without a stack", async () => {
     const bucket = await createBucket()
     await injectFault({ bucket, method: 'PUT', key: `data/${APP}/index.html`, status: 403 })

@@ -94,9 +94,12 @@ describe('push-cache with the S3 store', () => {
   })
 
   it('a bucket that does not exist is bad configuration', async () => {
-    const result = await runCli(['ls', '--app', 'my-app', '--store', s3StoreUrl(`${bucket}-missing`)], { env: s3CliEnv() })
+    const result = await runCli(['ls', '--app', 'my-app', '--store', s3StoreUrl(`${bucket}-missing`), '--json'], { env: s3CliEnv() })
     expect(result.code).toBe(2)
     expect(result.stderr).toMatch(/does not exist.*Create it/)
+    expect(result.stderr.match(/Create/g)).toHaveLength(1)
+    // The store answered, and said no: not an unreachable store.
+    expect(parseReport(result.stdout)).toMatchObject({ errors: [{ code: 'INVALID_OPTION' }] })
   })
 
   it('takes the region from the AWS profile when none is set, not a default of ours', async () => {

@@ -305,9 +305,13 @@ describe('failure policy and modes', () => {
     expect(esbuildError!.errors).toEqual([expect.objectContaining({ pluginName: 'unplugin-push-cache', text: oneLine })])
   })
 
-  test('an Rsbuild dev server that writes to disk pushes nothing, even with `watch: true`', async () => {
-    const store = join(tmp, 'rsbuild-dev-store')
-    const distPath = join(tmp, 'rsbuild-dev')
+  test.each([
+    ['a good store', () => join(tmp, 'rsbuild-dev-store')],
+    // `fec dev` with a wrong PUSH_CACHE_STORE: the dev server warns and runs.
+    ['a store of an unknown scheme', () => 's4://bucket'],
+  ])('an Rsbuild dev server that writes to disk pushes nothing, even with `watch: true`, with %s', async (label, storeOf) => {
+    const store = storeOf()
+    const distPath = join(tmp, `rsbuild-dev, ${label}`)
     const rsbuild = await createRsbuild({
       cwd: fixtureRoot,
       rsbuildConfig: {

@@ -30,13 +30,13 @@ export interface BuildContext {
  */
 export interface PushSession {
   readonly logger: Logger
-  /** A build starts: forget the last one's outputs and stamp this one's start. Throws when no build can be pushed (no `app`). */
+  /** A build starts: forget the last one's outputs and stamp this one's start. Throws what the config got wrong (an option, the store, no `app`). */
   start(): void
   /** Files a build wrote to `outDir`. */
   collect(outDir: string, files: Iterable<EmittedFile>): void
   /** The build is over and succeeded: push what was collected; resolves to the error to report, if any. */
   finish(build: BuildContext): Promise<PushCacheError | undefined>
-  /** A dev server serves the build: nothing is pushed, which the log says once. */
+  /** A dev server serves the build: nothing is pushed, which the log says once, with what the config got wrong, if anything. */
   devServer(): void
 }
 

@@ -8,7 +8,7 @@ import type { Options } from './options'
 const NAME = 'unplugin-push-cache'
 
 export const unpluginFactory: UnpluginFactory<Options | undefined, false> = (userOptions, meta) => {
-  // Checked once, here, so a wrong option or store fails when the config loads, not after a long build.
+  // Checked once, here; a build fails on a wrong option before it bundles, a dev server warns and runs.
   const session = createPushSession(userOptions, meta.framework)
   if (!session) return { name: NAME }
   let vite = { watch: false, mode: 'production' }
@@ -21,6 +21,8 @@ export const unpluginFactory: UnpluginFactory<Options | undefined, false> = (use
       // The dev server's modules live in memory, and an SSR build is not what browsers load.
       apply(_config, env) {
         if (env.command === 'serve' && !env.isPreview) session.devServer()
+        // A wrong option fails `vite build` here, while its config resolves, before it bundles.
+        if (env.command === 'build') session.start()
         return env.command === 'build'
       },
       applyToEnvironment: (environment) => environment.config.consumer === 'client',

@@ -4,7 +4,7 @@ import { collectFiles, toPosix } from '../core/push/collect-files'
 import type { BuildFile } from '../core/push/plan'
 import { createLogger, type Logger } from '../core/util/logger'
 import { checkOptions, type Options, type ResolvedOptions, resolveOptions } from '../options'
-import { diagnose, storeKind } from '../stores'
+import { checkStore, diagnose, storeKind } from '../stores'
 import { pushFiles } from './push-files'
 
 /** A file a bundler wrote, as its adapter reports it. */
@@ -30,30 +30,42 @@ export interface BuildContext {
  */
 export interface PushSession {
   readonly logger: Logger
-  /** A build starts: forget the last one's outputs and stamp this one's start. Throws when no build can be pushed (no `app`). */
+  /** A build starts: forget the last one's outputs and stamp this one's start. Throws what the config got wrong (an option, the store, no `app`). */
   start(): void
   /** Files a build wrote to `outDir`. */
   collect(outDir: string, files: Iterable<EmittedFile>): void
   /** The build is over and succeeded: push what was collected; resolves to the error to report, if any. */
   finish(build: BuildContext): Promise<PushCacheError | undefined>
-  /** A dev server serves the build: nothing is pushed, which the log says once. */
+  /** A dev server serves the build: nothing is pushed, which the log says once, with what the config got wrong, if anything. */
   devServer(): void
 }
 
-/** A session for the plugin's options, checked now (when the config loads); undefined when `disable` is set. */
-export function createPushSession(userOptions: Options | undefined, tag: string): PushSession | undefined {
-  let options: ResolvedOptions
+/** The options, or the first thing wrong with them, the store included (see `checkStore`). */
+function check(userOptions: Options | undefined, resolve: typeof checkOptions, debug: boolean): ResolvedOptions | PushCacheError {
   try {
-    options = checkOptions(userOptions)
-    if (!options.disable) storeKind(options.store)
+    const options = resolve(userOptions)
+    checkStore(options)
+    return options
   } catch (error) {
-    throw (userOptions?.debug ?? process.env.PUSH_CACHE_DEBUG === '1') ? error : withoutStack(error as Error)
+    return debug ? (error as PushCacheError) : withoutStack(error as PushCacheError)
   }
-  if (options.disable) return undefined
-  const logger = createLogger(tag, options.debug)
+}
+
+/**
+ * A session for the plugin's options, checked now (when the config loads); undefined when `disable`
+ * is set. A wrong option does not throw here, since a dev server, which pushes nothing, must still
+ * start: a build throws it from its first hook, before it bundles, and a dev server warns once.
+ */
+export function createPushSession(userOptions: Options | undefined, tag: string): PushSession | undefined {
+  if (userOptions?.disable) return undefined
+  const debug = userOptions?.debug ?? process.env.PUSH_CACHE_DEBUG === '1'
+  const logger = createLogger(tag, debug)
+  // What a dev server would warn about; a missing `app` is not among them, it needs none.
+  const served = check(userOptions, checkOptions, debug)
+  const built = served instanceof Error ? served : check(userOptions, resolveOptions, debug)
   const once = new Set<string>()
-  const logOnce = (message: string) => {
-    if (!once.has(message)) logger.info(message)
+  const logOnce = (message: string, log = logger.info) => {
+    if (!once.has(message)) log(message)
     once.add(message)
   }
   let outputs = new Map<string, Map<string, boolean>>()
@@ -65,12 +77,7 @@ export function createPushSession(userOptions: Options | undefined, tag: string)
     start() {
       outputs = new Map()
       startedAt = Date.now()
-      try {
-        // The one check that waits for a build: a dev server needs no `app`.
-        resolveOptions(userOptions)
-      } catch (error) {
-        throw options.debug ? error : withoutStack(error as Error)
-      }
+      if (built instanceof Error) throw built
     },
     collect(outDir, files) {
       const dir = resolve(outDir)
@@ -81,6 +88,8 @@ export function createPushSession(userOptions: Options | undefined, tag: string)
     async finish({ watchMode, mode }) {
       const collected = outputs
       outputs = new Map()
+      if (built instanceof Error) return built
+      const options = built
       if (collected.size === 0) return undefined
       if (watchMode && !options.watch) {
         logOnce('watch mode: builds are not pushed (set `watch: true` to push every rebuild)')
@@ -104,7 +113,8 @@ export function createPushSession(userOptions: Options | undefined, tag: string)
       }
     },
     devServer() {
-      logOnce('dev server: nothing is pushed, even when it writes to disk; a build (`vite build`, `webpack`, `rsbuild build`) pushes')
+      logOnce('dev server: nothing is pushed, even when it writes to disk; a build (`vite build`, `webpack`, `rsbuild build`, `fec build`) pushes')
+      if (served instanceof Error) logOnce(`${served.message} The dev server runs; a build would fail.`, logger.warn)
     },
   }
 }
@@ -115,13 +125,20 @@ function withoutStack<T extends Error>(error: T): T {
   return error
 }
 
+/** A store's own error, anywhere along the causes, already says its fix (`aws s3 mb` for a missing bucket): one is enough. */
+function saysItsFix(error: unknown): boolean {
+  for (let cause = error, depth = 0; cause instanceof Error && depth < 8; cause = cause.cause, depth++)
+    if (cause instanceof PushCacheError && (cause.code === 'STORE_UNREACHABLE' || cause.code === 'INVALID_OPTION')) return true
+  return false
+}
+
 /**
  * One line a bundler can print as it is: what failed, the store, and the fix; the stack and the
  * `cause` (which webpack prints too) only when `debug` asks for them.
  */
 function reportable(error: unknown, options: ResolvedOptions): PushCacheError {
   const message = error instanceof PushCacheError ? error.message : describeError(error)
-  const fix = diagnose(error, storeKind(options.store), 'the `store` option')?.fix
+  const fix = saysItsFix(error) ? undefined : diagnose(error, storeKind(options.store), 'the `store` option')?.fix
   const code = error instanceof PushCacheError ? error.code : 'UPLOAD_FAILED'
   const failure = new PushCacheError(code, fix && !message.includes(fix) ? `${message} ${fix}` : message, options.debug ? { cause: error } : undefined)
   return options.debug ? failure : withoutStack(failure)

@@ -5,7 +5,8 @@ interface CompilerLike {
   watchMode: boolean
   options: { mode?: string }
   hooks: {
-    thisCompilation: { tap(name: string, fn: (compilation: CompilationLike) => void): void }
+    beforeRun: { tapPromise(name: string, fn: () => Promise<void>): void }
+    watchRun: { tapPromise(name: string, fn: () => Promise<void>): void }
     afterEmit: { tapPromise(name: string, fn: (compilation: CompilationLike) => Promise<void>): void }
     done: { taps?: ReadonlyArray<{ name: string }> }
   }
@@ -36,14 +37,14 @@ const asCompilationError = (error: Error) => Object.assign(error, { hideStack: t
  * goes to `compilation.errors`, which webpack prints like any build error and counts in the exit code.
  */
 export function applyWebpackHooks(compiler: CompilerLike, session: PushSession, name: string): void {
-  compiler.hooks.thisCompilation.tap(name, (compilation) => {
+  // Before the compilation: a wrong option rejects the run there, instead of waiting in
+  // `compilation.errors` for the whole bundle to be built.
+  const begin = async () => {
     if (servedByDevServer(compiler)) return session.devServer()
-    try {
-      session.start()
-    } catch (error) {
-      compilation.errors.push(asCompilationError(error as Error))
-    }
-  })
+    session.start()
+  }
+  compiler.hooks.beforeRun.tapPromise(name, begin)
+  compiler.hooks.watchRun.tapPromise(name, begin)
   compiler.hooks.afterEmit.tapPromise(name, async (compilation) => {
     const outDir = compilation.outputOptions.path
     if (servedByDevServer(compiler) || compilation.getErrors().length > 0 || !outDir) return

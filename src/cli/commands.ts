@@ -3,9 +3,10 @@ import { vwatchPoll } from '../core/announce/vwatch'
 import { invalidOption, PushCacheError, redact } from '../core/model/errors'
 import type { Notifier } from '../core/model/notifier'
 import { formatBytes } from '../core/model/progress'
-import { prune } from '../core/prune/prune'
+import { type PruneReport, prune } from '../core/prune/prune'
 import { collectFiles } from '../core/push/collect-files'
 import { populate } from '../core/push/populate'
+import type { PopulateReport } from '../core/push/report'
 import { pop } from '../core/serve/pop'
 import { type WatchEvent, watch } from '../core/serve/watch'
 import { listBuilds, type StoredBuild } from '../core/store/builds'
@@ -42,11 +43,14 @@ async function withStore<T>(options: ResolvedOptions, logger: Logger, work: (sto
   }
 }
 
-/** A bar or plain progress lines for the work, stopped however it ends. */
-async function withProgress<T>({ logger, interactive }: Context, work: (onProgress: Progress['onProgress']) => Promise<T>): Promise<T> {
-  const progress = createProgress(logger, interactive)
+/** A bar or plain progress lines for the work, stopped however it ends; the work logs through the bar's logger. */
+async function withProgress<T>(
+  { logger, interactive, options }: Context,
+  work: (onProgress: Progress['onProgress'], logger: Logger) => Promise<T>,
+): Promise<T> {
+  const progress = createProgress(logger, interactive, options.debug)
   try {
-    return await work(progress.onProgress)
+    return await work(progress.onProgress, progress.logger)
   } finally {
     progress.stop()
   }
@@ -58,7 +62,32 @@ export async function populateCommand(dir: string, context: Context): Promise<Re
   const files = await collectFiles(resolve(dir), undefined, logger)
   if (files.length === 0)
     throw new PushCacheError('NO_FILES', `The directory ${dir} holds no files: nothing to push. Build first, or point to the directory the build writes.`)
-  return withProgress(context, (onProgress) => withStore(options, logger, (store) => populate({ store, options, files, logger, onProgress })))
+  return withProgress(context, (onProgress, logger) =>
+    withStore(options, logger, async (store) => {
+      const report = await populate({ store, options, files, logger, onProgress })
+      return options.dryRun && !report.skipped ? dryRunSummary(store, options, report, logger) : report
+    }),
+  )
+}
+
+/**
+ * What a `--dry-run` would have done, in one line (and in the report): the files, bytes, new and
+ * changed, the entrypoints, the manifest, and what the prune after it would delete.
+ */
+async function dryRunSummary(store: Store, options: ResolvedOptions, report: PopulateReport, logger: Logger): Promise<PopulateReport> {
+  const entrypoints = report.entrypoints.length > 0 ? `${report.entrypoints.join(', ')} last, then ` : ''
+  let pruned: PruneReport | undefined
+  if (options.prune) {
+    // The pushed build would be the newest, and take one of the `keep` places.
+    const rule = { ...options.prune, keep: Math.max(1, options.prune.keep - 1), now: Math.floor(Date.now() / 1000) }
+    pruned = await prune({ store, app: options.app, rule, entrypoints: options.entrypoint, retries: options.retries, dryRun: true, logger })
+  }
+  const pruning = pruned ? `; a prune would delete ${pruned.builds.length} builds (${pruned.keys.length} files)` : ''
+  logger.info(
+    `dry run: would push ${report.uploaded} files (${formatBytes(report.bytes)}: ${report.added} new, ${report.changed} changed) of ${report.app} to ${report.store}, ` +
+      `${report.unchanged} unchanged (${formatBytes(report.unchangedBytes)}) skipped; ${entrypoints}the manifest ${report.manifestKey}${pruning}. Nothing was written.`,
+  )
+  return { ...report, ...(pruned && { pruned }) }
 }
 
 /**
@@ -79,8 +108,8 @@ async function untilStopped<T>(dest: string, work: (signal: AbortSignal) => Prom
 }
 
 export async function popCommand(dest: string, context: Context): Promise<Report> {
-  const { options, logger } = context
-  return withProgress(context, (onProgress) =>
+  const { options } = context
+  return withProgress(context, (onProgress, logger) =>
     withStore(options, logger, (store) =>
       untilStopped(dest, (signal) =>
         pop({

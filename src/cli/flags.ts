@@ -40,7 +40,10 @@ export const FLAG_GROUPS = {
   ],
   entrypoint: [['--entrypoint <file>', 'File written last, once everything else is in place (repeatable, default fed-mods.json)', 'repeatable']],
   concurrency: [
-    ['--concurrency <n>', 'Transfers in flight at once, fixed (default 16; uploads: 32 to S3 and probing up to 256 on a long link, 512 to Valkey)'],
+    [
+      '--concurrency <n>',
+      'Transfers in flight at once, fixed, at most 1024 (default 16; uploads: 32 to S3 and probing up to 256 on a long link, 512 to Valkey)',
+    ],
   ],
   keep: [['--keep <n>', 'The newest N builds always survive (default 3)']],
   olderThan: [['--older-than <dur>', 'Prune builds older than this (90s, 48h, 7d; default 48h)']],

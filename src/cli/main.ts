@@ -2,6 +2,7 @@ import { invalidOption } from '../core/model/errors'
 import { VERSION } from '../core/model/version'
 import { createJsonLogger, createLogger, type Logger } from '../core/util/logger'
 import { resolveOptions } from '../options'
+import { checkStore } from '../stores'
 import { type CommandSpec, helpText, parseCommandLine } from './command-line'
 import { type Context, lsCommand, popCommand, populateCommand, pruneCommand, watchCommand } from './commands'
 import { codeOf, EXIT_OK, EXIT_USAGE, exitCodeOf, messageOf, stackOf } from './errors'
@@ -84,6 +85,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     logger = loggerFor(flags['log-format'] ?? env.PUSH_CACHE_LOG_FORMAT, debug) ?? logger
     // Flags win over env (PUSH_CACHE_*, AWS_*), env over defaults: resolveOptions applies the last two.
     const options = resolveOptions(toOptions(flags, command), env)
+    checkStore(options, env)
     const context: Context = {
       options,
       logger,

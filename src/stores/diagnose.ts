@@ -1,12 +1,12 @@
 /** The fix for refused credentials, per store: secrets come from the environment, never from flags or config files. */
-const CREDENTIALS_FIX: Record<string, string> = {
+export const CREDENTIALS_FIX: Record<string, string> = {
   s3: 'Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE / a workload identity) to a key that may list, read and write the bucket.',
   valkey:
     'Set PUSH_CACHE_VALKEY_USERNAME and PUSH_CACHE_VALKEY_PASSWORD (or the user and password in the store URL) to an account that may read and write the keys.',
 }
 
 /** How a failed request reads when the store itself is misconfigured, checked in this order. */
-const MISCONFIGURED: { pattern: RegExp; problem: string; fix: (kind: string, storeOption: string) => string }[] = [
+const MISCONFIGURED: { pattern: RegExp; problem: string; fix: (kind: string, storeOption: string) => string; unreachable?: true }[] = [
   { pattern: /CredentialsProviderError|Could not load credentials/, problem: 'found no credentials', fix: () => CREDENTIALS_FIX.s3! },
   // S3 refuses a skewed clock with a 403, which would otherwise read as refused credentials.
   {
@@ -29,6 +29,7 @@ const MISCONFIGURED: { pattern: RegExp; problem: string; fix: (kind: string, sto
     pattern: /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ECONNRESET|TimeoutError/,
     problem: 'cannot be reached',
     fix: (_, storeOption) => `Check the host and port in ${storeOption} (and AWS_ENDPOINT_URL_S3 for S3), and that the server is running.`,
+    unreachable: true,
   },
 ]
 
@@ -43,11 +44,11 @@ function facts(error: unknown, seen = new Set<unknown>()): string {
 
 /**
  * What a failure says about the store's configuration (no server, no or refused credentials, no
- * bucket), with the fix; undefined when it says nothing of the kind. `storeOption` is where the user
+ * bucket), with the fix and whether the store was not reached at all; undefined when it says nothing of the kind. `storeOption` is where the user
  * set the store (`--store / PUSH_CACHE_STORE`, or the plugin's `store` option).
  */
-export function diagnose(error: unknown, kind: string, storeOption: string): { problem: string; fix: string } | undefined {
+export function diagnose(error: unknown, kind: string, storeOption: string): { problem: string; fix: string; unreachable: boolean } | undefined {
   const text = facts(error)
   const rule = MISCONFIGURED.find(({ pattern }) => pattern.test(text))
-  return rule && { problem: rule.problem, fix: rule.fix(kind, storeOption) }
+  return rule && { problem: rule.problem, fix: rule.fix(kind, storeOption), unreachable: rule.unreachable === true }
 }

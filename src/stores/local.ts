@@ -14,6 +14,13 @@ const DRIVER_NAME = 'local'
 const etagOf = (info: Stats) => `${info.ino.toString(16)}-${info.mtimeMs.toString(16)}-${info.size.toString(16)}`
 
 /**
+ * Where writes are made before they are renamed into place: beside the keys' own directories
+ * (`data/`, `manifests/`), so any file name a build has (up to 255 bytes, `*.tmp` included) is a
+ * key, and on the same file system, so the rename is atomic.
+ */
+const TEMPORARY_DIR = '.writing'
+
+/**
  * A directory with the same keys as the S3 store (`data/<app>/...`, `manifests/<app>/<ts>`), for a
  * first build with no server and for tests. Writes go to a temporary file and are renamed into
  * place, so a reader never sees half a file. Headers are not kept: they are in the manifest.
@@ -29,8 +36,8 @@ export function createLocalStore(root: string): Store {
     bufferedBytes: () => 0,
     async put(key: string, body: PutBody): Promise<PutResult> {
       const target = pathOf(key)
-      const temporary = `${target}.${randomBytes(4).toString('hex')}.tmp`
-      await mkdir(dirname(target), { recursive: true })
+      const temporary = join(root, TEMPORARY_DIR, randomBytes(8).toString('hex'))
+      await Promise.all([mkdir(dirname(target), { recursive: true }), mkdir(dirname(temporary), { recursive: true })])
       try {
         await ('file' in body ? copyFile(body.file, temporary) : writeFile(temporary, body))
         await rename(temporary, target)
@@ -50,7 +57,7 @@ export function createLocalStore(root: string): Store {
       const start = join(root, prefix.slice(0, prefix.lastIndexOf('/') + 1))
       for await (const path of walk(start)) {
         const key = relative(root, path).split(sep).join('/')
-        if (key.startsWith(prefix) && !key.endsWith('.tmp')) {
+        if (key.startsWith(prefix) && !key.startsWith(`${TEMPORARY_DIR}/`)) {
           const info = await stat(path).catch(() => undefined)
           if (!info) continue // deleted since the directory was read
           yield { key, size: info.size, lastModified: info.mtime, etag: etagOf(info) }

@@ -103,11 +103,18 @@ export function connectValkey(target: ValkeyTarget, { connectTimeout, requestTim
 /** Connects `client`, within `connectTimeout` until the server is ready; a failure says why and what to check. */
 async function untilReady(client: Redis | Cluster, target: ValkeyTarget, connectTimeout: number, lastError: () => unknown): Promise<void> {
   let timer: NodeJS.Timeout | undefined
+  let handshakeTimer: NodeJS.Timeout | undefined
   try {
     // `connect` waits for the server to be ready, which a server loading its data set (or one that
     // accepted the connection and never answers) may never be.
     const notReady = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(timedOut(target.display, 'the server was not ready for commands', 'connect', connectTimeout)), connectTimeout)
+      // Half the connect deadline is ages for a TLS server's first answer (one round trip).
+      if (target.tls)
+        handshakeTimer = setTimeout(() => {
+          const plain = plainTextServer(client, target, connectTimeout / 2)
+          if (plain) reject(plain)
+        }, connectTimeout / 2)
     })
     await Promise.race([client.connect(), notReady])
   } catch (error) {
@@ -122,7 +129,23 @@ async function untilReady(client: Redis | Cluster, target: ValkeyTarget, connect
     })
   } finally {
     clearTimeout(timer)
+    clearTimeout(handshakeTimer)
   }
+}
+
+/**
+ * A `valkeys://` or `rediss://` client whose TCP connection opened but whose TLS handshake got no
+ * answer: a plaintext server reads the handshake as the start of a command and waits for its end.
+ * Said as such, and final: another attempt would wait as long for the same silence.
+ */
+function plainTextServer(client: Redis | Cluster, target: ValkeyTarget, waitedMs: number): PushCacheError | undefined {
+  const stream = (client as { stream?: { connecting?: boolean; secureConnecting?: boolean; bytesRead?: number } }).stream
+  if (!stream || stream.connecting || stream.secureConnecting !== true || stream.bytesRead !== 0) return undefined
+  const plain = target.display.replace(/^(valkey|redis)s/, '$1')
+  return new PushCacheError(
+    'STORE_UNREACHABLE',
+    `${target.display} expected TLS, and the server did not speak it: the connection opened, and the TLS handshake got no answer within ${waitedMs} ms. If the server speaks plain text, use ${plain.split('://')[0]}:// (${plain}).`,
+  )
 }
 
 /** What to check after a failed connect, by why it failed. */

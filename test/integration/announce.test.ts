@@ -1,5 +1,6 @@
 import { mkdir } from 'node:fs/promises'
-import { createServer, type Socket } from 'node:net'
+import { createServer as createHttpServer } from 'node:http'
+import { type AddressInfo, createServer, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { build } from 'esbuild'
 import { Redis } from 'iovalkey'
@@ -182,6 +183,19 @@ describe('announce after a push', () => {
       expect.stringMatching(/warning: could not announce build 100 of my-app to vwatch http:\/\/127\.0\.0\.1:\d+\/v1\/versions\/push-cache\/my-app: /),
     )
     expect(JSON.stringify({ report, lines })).not.toContain('s3cret')
+  })
+
+  it('a vwatch that echoes the request in its error answer: the warning and the report never hold the credentials', async () => {
+    // A proxy or a debugging server that answers 400 with the headers it got, Authorization included.
+    const echo = createHttpServer((request, response) => response.writeHead(400).end(JSON.stringify(request.headers)))
+    await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve))
+    onTestFinished(() => void echo.close())
+    const vwatch = `http://deployer:s3cret@127.0.0.1:${(echo.address() as AddressInfo).port}`
+    const { report, lines } = await pushBuild(await localStore(), { app: 'my-app', timestamp: 100, announce: { vwatch } })
+    expect(report.announce?.vwatch).toMatch(/^failed: HTTP 400 .*authorization/)
+    const everything = JSON.stringify({ report, lines })
+    expect(everything).not.toContain('s3cret')
+    expect(everything).not.toContain(btoa('deployer:s3cret'))
   })
 
   it('a vwatch that accepts and never answers: three attempts of 2 s, then the push succeeds with a warning', async () => {

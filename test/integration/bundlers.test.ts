@@ -224,12 +224,15 @@ describe('failure policy and modes', () => {
     expect(await exists(store)).toBe(false)
   })
 
-  test('a wrong option or store fails when the config loads, naming the option', () => {
-    expect(() => rollupPlugin({ app: 'in/ventory' })).toThrow(/`app`/)
-    expect(() => vitePlugin({ app: APP, store: 's4://x' })).toThrow(/`store` has the unknown scheme "s4:"/)
-    // A webpack plugin runs its factory when the compiler applies it, still before any build.
-    expect(() => webpack(webpackConfig([webpackPlugin({ app: APP, prune: { olderThan: 'soon' } })]))).toThrow(/`prune.olderThan`/)
-    expect(() => rspack(rspackConfig([rspackPlugin({ app: APP, store: 's4://x' })]))).toThrow(/`store`/)
+  test.each(BUNDLERS)('%s: a wrong option, store or channel fails the build before it bundles, naming the option', async (bundler) => {
+    await expect(build(bundler, { app: 'in/ventory' })).rejects.toThrow(/`app`/)
+    await expect(build(bundler, { store: 's4://x' })).rejects.toThrow(/`store` has the unknown scheme "s4:"/)
+    await expect(build(bundler, { prune: { olderThan: 'soon' } })).rejects.toThrow(/`prune.olderThan`/)
+    // Knowable without the network: only Valkey has channels.
+    await expect(build(bundler, { store: join(tmp, 'channel'), announce: { channel: 'builds' } })).rejects.toThrow(
+      /`announce.channel` needs a store with channels/,
+    )
+    expect(await filesUnder(distOf(bundler))).toEqual([])
   })
 
   test('a missing app fails the build, not the Vite dev server', async () => {
@@ -245,6 +248,39 @@ describe('failure policy and modes', () => {
     await server.listen()
     await server.close()
     expect(await exists(store)).toBe(false)
+  })
+
+  test('a wrong store in the environment fails the build; a dev server warns once and runs', async () => {
+    process.env.PUSH_CACHE_STORE = 'redis//:PW@cache:6379'
+    const written: string[] = []
+    const write = process.stderr.write.bind(process.stderr)
+    process.stderr.write = ((chunk: string) => written.push(String(chunk)) > 0) as typeof process.stderr.write
+    try {
+      await expect(build('vite', {})).rejects.toThrow(/`store` is a malformed URL/)
+      const server = await createViteServer({
+        configFile: false,
+        ...viteConfig([vitePlugin({})]),
+        server: { host: '127.0.0.1', port: await closedPort() },
+        optimizeDeps: { noDiscovery: true },
+      })
+      await server.listen()
+      await server.close()
+    } finally {
+      process.stderr.write = write
+      delete process.env.PUSH_CACHE_STORE
+    }
+    const warnings = written.filter((line) => line.includes('warning:'))
+    expect(warnings).toEqual([
+      expect.stringMatching(/`store` is a malformed URL \(redis\/\/:\*\*\*@cache:6379\).* The dev server runs; a build would fail\.\n$/),
+    ])
+    expect(written.join('')).not.toContain('PW')
+  })
+
+  test('a missing bucket fails the build with its fix said once', async () => {
+    const options = { store: s3StoreUrl(`${await createBucket()}-missing`), s3: s3StoreOptions(), retries: 0 }
+    const error = await build('rollup', options).catch((failure: Error) => failure)
+    expect(error?.message).toMatch(/does not exist/)
+    expect(error?.message.match(/Create/g)).toHaveLength(1)
   })
 
   test("a failed push is reported the bundler's way, in one line without a stack", async () => {
@@ -269,9 +305,13 @@ describe('failure policy and modes', () => {
     expect(esbuildError!.errors).toEqual([expect.objectContaining({ pluginName: 'unplugin-push-cache', text: oneLine })])
   })
 
-  test('an Rsbuild dev server that writes to disk pushes nothing, even with `watch: true`', async () => {
-    const store = join(tmp, 'rsbuild-dev-store')
-    const distPath = join(tmp, 'rsbuild-dev')
+  test.each([
+    ['a good store', () => join(tmp, 'rsbuild-dev-store')],
+    // `fec dev` with a wrong PUSH_CACHE_STORE: the dev server warns and runs.
+    ['a store of an unknown scheme', () => 's4://bucket'],
+  ])('an Rsbuild dev server that writes to disk pushes nothing, even with `watch: true`, with %s', async (label, storeOf) => {
+    const store = storeOf()
+    const distPath = join(tmp, `rsbuild-dev, ${label}`)
     const rsbuild = await createRsbuild({
       cwd: fixtureRoot,
       rsbuildConfig: {

@@ -49,6 +49,25 @@ describe('push-cache with the S3 store', () => {
     expect(await tree(work)).toEqual(ONLY_THE_BUILD)
   })
 
+  it('a 5xx on every attempt of the first request names the store and the request: exit 2, nothing written', async () => {
+    await injectFault({ bucket, method: 'GET', status: 500, code: 'InternalError' })
+    try {
+      const result = await runCli(['populate', dist, '--app', 'my-app', '--store', s3StoreUrl(bucket), '--retries', '1', '--json'], { env: s3CliEnv() })
+      expect(result.code).toBe(2)
+      expect(result.stderr).toMatch(new RegExp(`s3://${bucket} .*failed the first request \\(listing manifests/my-app/\\), every attempt: .*InternalError`))
+      expect(result.stderr).not.toContain('Run again with PUSH_CACHE_DEBUG=1')
+      expect(await listObjects(bucket)).toEqual([])
+    } finally {
+      await clearFaults()
+    }
+  })
+
+  it('an S3 endpoint that is not a URL is named as the option: exit 2', async () => {
+    const result = await runCli(['ls', '--app', 'my-app', '--store', s3StoreUrl(bucket), '--s3-endpoint', 'http://user:pa/ss@127.0.0.1:9'], { env: s3CliEnv() })
+    expect(result.code).toBe(2)
+    expect(result.stderr).toMatch(/Option `s3.endpoint` is not a URL \(http:\/\/user:\*\*\*@127\.0\.0\.1:9\)/)
+  })
+
   it('a bucket in another region is followed there: the redirected request is signed for the region S3 names', async () => {
     await injectFault({ bucket, method: 'PUT', status: 301, code: 'PermanentRedirect', bucketRegion: 'eu-central-1', times: 1 })
     try {
@@ -73,9 +92,12 @@ describe('push-cache with the S3 store', () => {
   })
 
   it('a bucket that does not exist is bad configuration', async () => {
-    const result = await runCli(['ls', '--app', 'my-app', '--store', s3StoreUrl(`${bucket}-missing`)], { env: s3CliEnv() })
+    const result = await runCli(['ls', '--app', 'my-app', '--store', s3StoreUrl(`${bucket}-missing`), '--json'], { env: s3CliEnv() })
     expect(result.code).toBe(2)
     expect(result.stderr).toMatch(/does not exist.*Create it/)
+    expect(result.stderr.match(/Create/g)).toHaveLength(1)
+    // The store answered, and said no: not an unreachable store.
+    expect(parseReport(result.stdout)).toMatchObject({ errors: [{ code: 'INVALID_OPTION' }] })
   })
 
   it('takes the region from the AWS profile when none is set, not a default of ours', async () => {

@@ -97,6 +97,21 @@ describe('push-cache with a local directory store', () => {
     expect(await tree(store)).toEqual([])
   })
 
+  it('--dry-run ends with what it would write, and what a prune would delete, even when nothing changed', async () => {
+    for (const age of [5, 4, 3]) expect((await populate('--timestamp', String(NOW - age * DAY))).code).toBe(0)
+    const unchanged = await populate('--dry-run', '--timestamp', String(NOW), '--prune-older-than', '2d', '--keep', '2', '--json')
+    expect(unchanged.code, unchanged.stderr).toBe(0)
+    expect(unchanged.stderr).toMatch(
+      /dry run: would push 0 files \(0 B: 0 new, 0 changed\) of my-app to .*, 4 unchanged \(\d+ B\) skipped; fed-mods\.json last, then the manifest manifests\/my-app\/\d+; a prune would delete 2 builds \(\d+ files\)\. Nothing was written\./,
+    )
+    expect(parseReport(unchanged.stdout)).toMatchObject({ dryRun: true, uploaded: 0, pruned: { dryRun: true, builds: [NOW - 4 * DAY, NOW - 5 * DAY] } })
+
+    await writeTree(dist, { 'js/new.9f8e7d6c.js': 'new', 'img/logo.svg': '<svg>changed</svg>' })
+    const changed = await populate('--dry-run', '--timestamp', String(NOW))
+    expect(changed.stderr).toMatch(/dry run: would push 2 files \(\d+ B: 1 new, 1 changed\)/)
+    expect(await tree(join(store, 'manifests', 'my-app'))).toHaveLength(3)
+  })
+
   it('takes repeated --include, --exclude and --entrypoint', async () => {
     const result = await populate(
       '--include',
@@ -217,11 +232,34 @@ describe('push-cache with a local directory store', () => {
     expect(result.stderr).toMatch(/^\[push-cache\] 4\/4 files, (\d+) B\/\1 B, .+\/s$/m)
   })
 
-  it.skipIf(process.platform !== 'linux')('draws a progress bar with files, bytes, rate and ETA on a terminal', async () => {
-    // util-linux `script` gives the child a pseudo-terminal (and runs the command through a shell, hence the quotes).
-    const command = ['node', CLI, 'populate', dist, '--app', 'my-app', '--store', store].map((word) => `'${word}'`).join(' ')
-    const { stdout } = await promisify(execFile)('script', ['-qec', command, '/dev/null'], { env: { PATH: process.env.PATH } })
-    expect(stdout).toMatch(/\d+% \| 4\/4 files \| \d+ B\/\d+ B \| .+\/s \| ETA/)
+  /** What a pseudo-terminal of 80 columns shows (util-linux `script`; it runs the command through a shell, hence the quotes). */
+  async function onTerminal(args: string[]): Promise<string> {
+    const command = `stty cols 80; ${['node', CLI, ...args].map((word) => `'${word}'`).join(' ')}`
+    return (await promisify(execFile)('script', ['-qec', command, '/dev/null'], { env: { PATH: process.env.PATH } })).stdout
+  }
+
+  it.skipIf(process.platform !== 'linux')('draws a progress bar with files, bytes, rate and ETA on a terminal, within 80 columns', async () => {
+    const screen = await onTerminal(['populate', dist, '--app', 'my-app', '--store', store])
+    expect(screen).toMatch(/\d+% 4\/4 files \d+ B\/\d+ B .+\/s ETA/)
+    // Each drawing of the bar: from the start of the line (ESC[1G) to the erase of its rest (ESC[0K).
+    const drawings = screen
+      .split('\x1b[1G')
+      .slice(1)
+      .map((drawn) => drawn.split('\x1b[0K')[0]!)
+    expect(drawings.length).toBeGreaterThan(0)
+    for (const drawn of drawings) expect([...drawn].length).toBeLessThanOrEqual(80)
+  })
+
+  it.skipIf(process.platform !== 'linux').each([
+    ['populate', () => ['populate', dist], /\[push-cache\] pushed 4 files/],
+    ['pop', () => ['pop', join(work, 'www')], /\[push-cache\] popped 4 files/],
+  ] as const)('on a terminal, the %s summary stays on its own line below the finished bar', async (_, args, summary) => {
+    if (args()[0] === 'pop') await populate()
+    const screen = await onTerminal([...args(), '--app', 'my-app', '--store', store])
+    const at = screen.search(summary)
+    expect(at).toBeGreaterThan(0)
+    expect(screen[at - 1]).toBe('\n')
+    expect(screen.slice(at)).not.toContain('\x1b[1G') // nothing drawn over it afterwards
   })
 })
 
@@ -288,6 +326,19 @@ describe('bad usage and configuration: exit 2, a message that says what and how 
       /Option `--s3-checksums` is "never".*when_required/,
     ],
     ['an unknown command', async () => ['push', dist], /Unknown command `push`/],
+    [
+      'an S3 URL with one slash',
+      async () => ['ls', '--app', 'my-app', '--store', 's3:/bucket'],
+      /Option `store` is a malformed URL \(s3:\/bucket\).*Use s3:\/\/bucket/,
+    ],
+    ['an S3 URL without slashes', async () => ['ls', '--app', 'my-app', '--store', 's3:bucket'], /Option `store` is a malformed URL \(s3:bucket\)/],
+    [
+      'a concurrency that ends in EMFILE',
+      async () => ['populate', dist, '--app', 'my-app', '--store', store, '--concurrency', '100000'],
+      /`concurrency` is 100000.*at most 1024/,
+    ],
+    ['an image with a newline', async () => ['populate', dist, '--app', 'my-app', '--store', store, '--image', 'quay.io/a:1\nX'], /`image` is .*line break/],
+    ['a 300-character app', async () => ['populate', dist, '--app', 'a'.repeat(300), '--store', store], /`app` is 300 characters long/],
   ]
   it.each(cases)('%s', async (_, args, message) => {
     const result = await runCli(await args())
@@ -297,6 +348,38 @@ describe('bad usage and configuration: exit 2, a message that says what and how 
     expect(result.stderr).not.toMatch(/\n\s+at /) // no stack trace unless PUSH_CACHE_DEBUG=1
     expect(result.stdout).toBe('')
     expect(await tree(store)).toEqual([])
+  })
+
+  it.each(['redis//:PW@127.0.0.1:6379', 'valkey:PW@127.0.0.1', 'redis:/:PW@127.0.0.1:6379'])(
+    'refuses the mistyped store %s, never printing its password',
+    async (url) => {
+      const result = await runCli(['populate', dist, '--app', 'my-app', '--store', url, '--json'], { cwd: work })
+      expect(result.code).toBe(2)
+      expect(result.stderr).toMatch(/Option `store` is a malformed URL/)
+      expect(result.stderr + result.stdout).not.toContain('PW')
+      expect(await tree(work)).not.toContainEqual(expect.stringMatching(/^redis/))
+    },
+  )
+
+  it('refuses a mistyped --vwatch without printing its password', async () => {
+    const result = await runCli(['watch', join(work, 'www'), '--app', 'my-app', '--store', store, '--vwatch', 'http//user:PW@host', '--once'])
+    expect(result.code).toBe(2)
+    expect(result.stderr).toContain('Option `--vwatch` is "http//user:***@host"')
+  })
+
+  it('names an unreachable store STORE_UNREACHABLE in every command; exit 2 where it is the first request', async () => {
+    const url = `valkey://127.0.0.1:${await closedPort()}`
+    for (const [command, code] of [
+      [['ls'], 2],
+      [['pop', join(work, 'www')], 2],
+      [['prune'], 2],
+      [['populate', dist], 2],
+      [['watch', join(work, 'www'), '--once'], 1],
+    ] as const) {
+      const result = await runCli([...command, '--app', 'my-app', '--store', url, '--json', '--retries', '0'])
+      expect(result.code, command[0]).toBe(code)
+      expect(result.stdout.trim().split('\n').at(-1)).toContain('"code":"STORE_UNREACHABLE"')
+    }
   })
 
   it('with --json, the failure is one JSON report on stdout too', async () => {

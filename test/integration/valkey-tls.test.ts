@@ -72,6 +72,18 @@ describe('a TLS-only server with a password', () => {
   })
 })
 
+describe('a plain server', () => {
+  it('rediss:// to it says TLS was expected and not spoken, within the connect deadline, not after every retry', async () => {
+    const { host, port } = valkeyEnv().standalone
+    const started = Date.now()
+    const result = await runCli(['ls', '--app', app, '--store', `rediss://${host}:${port}`, '--connect-timeout', '2000'])
+    expect(result.code).toBe(2)
+    expect(result.stderr).toContain(`rediss://${host}:${port} expected TLS, and the server did not speak it`)
+    expect(result.stderr).toContain(`use redis:// (redis://${host}:${port})`)
+    expect(Date.now() - started).toBeLessThan(2000)
+  })
+})
+
 describe('a password-protected 3-master cluster', () => {
   const nodes = authCluster.nodes.map(({ host, port }) => `${host}:${port}`).join(',')
   const assets = Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`js/chunk-${i}.js`, `chunk ${i}`]))

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest'
-import { entrypointWarnings } from '../../src/core/push/entrypoints'
+import { entrypointWarnings, warnOfEntrypoints } from '../../src/core/push/entrypoints'
 import { cacheControlOf, contentTypeOf, hasContentHash, planUpload } from '../../src/core/push/plan'
 import { flatLayout, versionedLayout } from '../../src/core/store/layout'
+import { silentLogger } from '../../src/core/util/logger'
 import { resolveOptions } from '../../src/options'
 
 const options = (extra = {}) => resolveOptions({ app: 'inventory', timestamp: 1700000000, ...extra }, {})
@@ -34,12 +35,18 @@ describe('cache control', () => {
     expect(cacheControlOf(relpath, cc, ['fed-mods.json'])).toBe(value)
   })
 
-  it('takes immutability from the bundler over the name, both ways', () => {
+  it('takes a hash from the bundler or the name, so the plugin and the CLI agree on every name that shows one', () => {
     // fec writes fonts as `fonts/[name][ext]`: no hash, whatever the name looks like.
     expect(cacheControlOf('fonts/OpenSans-SemiBold.woff2', cc, [], false)).toBe(cc.default)
-    expect(cacheControlOf('js/main.3f2a1b9c0d.js', cc, [], false)).toBe(cc.default)
     // A hash the name alone would not give away (Vite's `[name]-[hash]` can be all letters).
     expect(cacheControlOf('assets/lazy-Bsle-cxw.js', cc, [], true)).toBe(cc.immutable)
+  })
+
+  it("gives webpack's license file of a hashed chunk the same header from the plugin and the CLI", () => {
+    // webpack does not mark `[file].LICENSE.txt` immutable; the CLI reads the hash in its name.
+    const relpath = 'js/main.3f2a1b9c0d.js.LICENSE.txt'
+    expect(cacheControlOf(relpath, cc, [], false)).toBe(cacheControlOf(relpath, cc, []))
+    expect(cacheControlOf(relpath, cc, [], false)).toBe(cc.immutable)
   })
 
   it('lets a user rule win over every built-in rule', () => {
@@ -110,9 +117,37 @@ describe('entrypoint warnings', () => {
     expect(warning).toContain('Found federation/fed-mods.json')
   })
 
-  it('say when there is no near miss, and when include/exclude left the entrypoint out', () => {
-    expect(entrypointWarnings(plan(['a.js']), ['fed-mods.json'])[0]).toContain('No **/fed-mods.json')
+  it('say when there is no near miss where one is expected, and when include/exclude left the entrypoint out', () => {
+    expect(entrypointWarnings(plan(['remoteEntry.js', 'a.js']), ['fed-mods.json'])[0]).toContain('No **/fed-mods.json')
+    expect(entrypointWarnings(plan(['a.js']), ['entry.json'])[0]).toContain('No **/entry.json')
     expect(entrypointWarnings(plan(['fed-mods.json', 'a.js'], { exclude: ['*.json'] }), ['fed-mods.json'])[0]).toContain('left out by `include`/`exclude`')
+  })
+})
+
+describe('entrypoint warnings, where they matter', () => {
+  const plan = (relpaths: string[]) =>
+    planUpload(
+      relpaths.map((relpath) => file(relpath)),
+      options(),
+      flatLayout,
+    )
+
+  it('say nothing of a missing fed-mods.json in an app without module federation (a plain Vite app)', () => {
+    expect(entrypointWarnings(plan(['index.html', 'assets/index-BxY7_a9Q.js']), ['fed-mods.json'])).toEqual([])
+  })
+
+  it('warn when module federation is at work, or of a near miss in another case or folder', () => {
+    expect(entrypointWarnings(plan(['remoteEntry.js', 'js/a.js']), ['fed-mods.json'])).toHaveLength(1)
+    expect(entrypointWarnings(plan(['mf-manifest.json']), ['fed-mods.json'])).toHaveLength(1)
+    expect(entrypointWarnings(plan(['Fed-Mods.json']), ['fed-mods.json'])[0]).toContain('Found Fed-Mods.json')
+    expect(entrypointWarnings(plan(['dist/fed-mods.json']), ['fed-mods.json'])[0]).toContain('Found dist/fed-mods.json')
+  })
+
+  it('warn once per process, not on every rebuild', () => {
+    const lines: string[] = []
+    const logger = { ...silentLogger, warn: (line: string) => lines.push(line) }
+    for (let rebuild = 0; rebuild < 3; rebuild++) warnOfEntrypoints(plan(['remoteEntry.js', 'once/fed-mods.json']), ['fed-mods.json'], logger)
+    expect(lines).toHaveLength(1)
   })
 })
 

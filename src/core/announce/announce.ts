@@ -101,7 +101,10 @@ async function putVersion({ url, headers }: VwatchTarget, announcement: BuildAnn
       true,
     )
   }
-  const body = (await response.text().catch(() => '')).trim().slice(0, 200)
+  const echoed = (await response.text().catch(() => '')).trim().slice(0, 200)
+  // A server (or a proxy before it) may echo the request: its credentials must not reach the log.
+  const credentials = headers.Authorization?.split(' ')[1]
+  const body = credentials ? echoed.replaceAll(credentials, '***') : echoed
   if (response.status === 204) {
     logger.info(`announced ${build} to vwatch ${url}`)
     return 'ok'

@@ -76,17 +76,19 @@ export function invalidOption(option: string, problem: string, fix: string): Pus
 }
 
 /**
- * Hides the userinfo of any `scheme://user:password@host` (the user stays; the password may hold
- * `@`, `/` or `:` unencoded, so it runs to the last `@` of the word) and known secret query
- * parameters.
+ * Hides the userinfo of anything that looks like `scheme://user:password@host`, mistyped forms
+ * included (`redis//:pw@h`, `redis:/:pw@h`, `valkey:pw@h`): the user stays; the password may hold
+ * `@`, `/` or `:` unencoded, so it runs to the last `@` of the word. Also hides known secret query
+ * parameters and `Authorization` values that a server echoed back.
  */
 export function redact(text: string): string {
   return text
-    .replace(/([a-z][a-z0-9+.-]*:\/\/)(\S*)@(?=\S)/gi, (_, scheme: string, userinfo: string) => {
+    .replace(/\b([a-z][a-z0-9+.-]*(?::\/{0,2}|\/\/))([^\s"'`]*)@(?=[\w[])/gi, (_, scheme: string, userinfo: string) => {
       const separator = userinfo.indexOf(':')
       return `${scheme}${separator < 0 ? '' : `${userinfo.slice(0, separator)}:`}***@`
     })
     .replace(/(X-Amz-Credential|X-Amz-Signature|X-Amz-Security-Token|password|secret)=([^&\s]+)/gi, '$1=***')
+    .replace(/(authorization["']?\s*[:=]\s*["']?)(?:(basic|bearer)\s+)?[^\s"',}]+/gi, (_, name: string, kind?: string) => `${name}${kind ? `${kind} ` : ''}***`)
 }
 
 /** A one-line reason for a thrown value, secrets redacted. */

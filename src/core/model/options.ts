@@ -66,7 +66,7 @@ export interface CacheControlOptions {
  */
 export interface CoreOptions {
   /**
-   * The application's name: the namespace of its keys (`data/<app>/...`). Letters, digits, `.`, `_`, `-`.
+   * The application's name: the namespace of its keys (`data/<app>/...`). Letters, digits, `.`, `_`, `-`; at most 128.
    * @default process.env.PUSH_CACHE_APP
    */
   app?: string
@@ -104,10 +104,11 @@ export interface CoreOptions {
   /** `Cache-Control` of every pushed file. @default the `cacheControl.*` defaults below */
   cacheControl?: CacheControlOptions
   /**
-   * Uploads in flight at once, fixed. Unset, a push starts from the store's default and, on S3,
-   * doubles it while each doubling raises the throughput (a long link), up to 256, halving it when a
-   * request has to be retried; `pop` and `watch` start at 16 downloads and probe the same way.
-   * Whatever the count, at most 16 MiB of file contents are held in memory at a time (larger files stream).
+   * Uploads in flight at once, fixed, at most 1024. Unset, a push starts from the store's default
+   * and, on S3, doubles it while each doubling raises the throughput (a long link), up to 256,
+   * halving it when a request has to be retried; `pop` and `watch` start at 16 downloads and probe
+   * the same way. Whatever the count, at most 16 MiB of file contents are held in memory at a time
+   * (larger files stream).
    * @default 32 (S3, probing up to 256), 16 (local directory), 512 (Valkey: writes share pipelined round trips)
    */
   concurrency?: number
@@ -177,7 +178,8 @@ export interface CoreOptions {
    */
   disable?: boolean
   /**
-   * Log every file and request.
+   * Log the plan's decision for every file (new, changed and what differs, unchanged and skipped,
+   * left out by `include`/`exclude`), every file written, and retried requests.
    * @default process.env.PUSH_CACHE_DEBUG === '1'
    */
   debug?: boolean
@@ -217,6 +219,13 @@ export const DEFAULT_CACHE_CONTROL: Required<CacheControlOptions> = {
 }
 
 const APP_NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]*$/
+/** The app is a directory name in the local store and part of every key: well inside the 255 bytes a file name may have. */
+const MAX_APP_LENGTH = 128
+/**
+ * Each transfer in flight holds a socket and often an open file: far more than this ends in
+ * EMFILE under the usual limit of 1024 open files, and buys no speed.
+ */
+const MAX_CONCURRENCY = 1024
 
 const toArray = (value: string | string[] | undefined, fallback: string[]): string[] =>
   value === undefined ? fallback : Array.isArray(value) ? value : [value]
@@ -233,8 +242,9 @@ function envTimestamp(env: NodeJS.ProcessEnv): number | undefined {
   return undefined
 }
 
-function positiveInteger(name: string, value: number, min: number): number {
-  if (!Number.isInteger(value) || value < min) throw invalidOption(name, `is ${value}`, `Use a whole number of at least ${min}.`)
+function positiveInteger(name: string, value: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (!Number.isInteger(value) || value < min || value > max)
+    throw invalidOption(name, `is ${value}`, `Use a whole number of at least ${min}${max < Number.MAX_SAFE_INTEGER ? ` and at most ${max}` : ''}.`)
   return value
 }
 
@@ -293,6 +303,15 @@ export function checkCoreOptions(options: CoreOptions = {}, env: NodeJS.ProcessE
   const app = options.app ?? env.PUSH_CACHE_APP ?? ''
   if (app && (!APP_NAME.test(app) || app.includes('..')))
     throw invalidOption('app', `is ${JSON.stringify(app)}`, 'Use letters, digits, `.`, `_` and `-` only (no `/`, `:` or `..`).')
+  if (app.length > MAX_APP_LENGTH) throw invalidOption('app', `is ${app.length} characters long`, `Use at most ${MAX_APP_LENGTH}.`)
+  const image = options.image ?? (env.PUSH_CACHE_IMAGE || undefined)
+  // The manifest and `ls` print it on one line.
+  if (image !== undefined && /\p{Cc}/u.test(image))
+    throw invalidOption(
+      'image',
+      `is ${JSON.stringify(image)}, with a line break or control character`,
+      'Give the image reference alone, e.g. quay.io/org/app:abc123.',
+    )
 
   const timestamp = options.timestamp ?? envTimestamp(env) ?? Math.floor(now() / 1000)
   positiveInteger('timestamp', timestamp, 0)
@@ -318,13 +337,13 @@ export function checkCoreOptions(options: CoreOptions = {}, env: NodeJS.ProcessE
     include: toArray(options.include, ['**']),
     exclude: toArray(options.exclude, []),
     timestamp,
-    image: options.image ?? (env.PUSH_CACHE_IMAGE || undefined),
+    image,
     cacheControl: {
       ...DEFAULT_CACHE_CONTROL,
       ...options.cacheControl,
       rules: { ...options.cacheControl?.rules },
     },
-    concurrency: options.concurrency === undefined ? undefined : positiveInteger('concurrency', options.concurrency, 1),
+    concurrency: options.concurrency === undefined ? undefined : positiveInteger('concurrency', options.concurrency, 1, MAX_CONCURRENCY),
     retries: positiveInteger('retries', options.retries ?? 3, 0),
     connectTimeout: timeout('connectTimeout', 'PUSH_CACHE_CONNECT_TIMEOUT', options.connectTimeout, env),
     requestTimeout: timeout('requestTimeout', 'PUSH_CACHE_REQUEST_TIMEOUT', options.requestTimeout, env),

@@ -25,6 +25,14 @@ export function planPhase(run: PushRun, files: readonly PlannedUpload[], newest:
   const { store, options } = run
   return run.timed('plan', () =>
     planAgainstStore(run, files, newest, comparesHeaders).catch((error) => {
+      // Hashing reads the build beside the store's listing: a file it cannot read is the build's fault.
+      const local = error as NodeJS.ErrnoException
+      if (local.path && local.syscall && files.some((file) => file.path === local.path))
+        throw new PushCacheError(
+          'UPLOAD_FAILED',
+          `Could not read ${local.path} of the build (${local.code ?? local.syscall}). Nothing of build ${options.timestamp} was written.`,
+          { cause: error },
+        )
       throw new PushCacheError(
         'UPLOAD_FAILED',
         `Could not learn what ${store.display} holds for ${options.app}: ${describeError(error)}. Nothing of build ${options.timestamp} was written.`,
@@ -77,11 +85,23 @@ async function planAgainstStore(
       sync.added.push(...sync.unchanged.filter((_, index) => !present[index]))
       sync.unchanged = sync.unchanged.filter((_, index) => present[index])
     }
+    logDecisions(logger, sync, state)
     return { sync, held: state, lease }
   } catch (error) {
     failed = true
     await lease?.release()
     throw error
+  }
+}
+
+/** With `debug`: each file's fate and why, so that a run that writes nothing still says what it decided. */
+function logDecisions(logger: PushRun['logger'], sync: SyncPlan<HashedUpload>, held: ReadonlyMap<string, StoredFile>): void {
+  for (const file of sync.added) logger.debug(`plan: ${file.relpath} is new (the store holds no ${file.key}): write`)
+  for (const file of sync.unchanged) logger.debug(`plan: ${file.relpath} is unchanged (same MD5 and headers as ${held.get(file.relpath)?.key}): skip`)
+  for (const file of sync.changed) {
+    const copy = held.get(file.relpath)
+    const differs = (['md5', 'size', 'contentType', 'cacheControl'] as const).filter((field) => copy?.[field] !== undefined && file[field] !== copy[field])
+    logger.debug(`plan: ${file.relpath} changed (${differs.length > 0 ? `${differs.join(', ')} differ` : 'not comparable, or every file is written'}): write`)
   }
 }
 

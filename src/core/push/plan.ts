@@ -14,7 +14,8 @@ export interface BuildFile {
   /**
    * Whether the bundler named this file with a content hash (webpack/Rspack `assetInfo.immutable`,
    * a `[hash]` in the Rollup/Vite/Rolldown/esbuild file name pattern that produced it). Unset where
-   * no bundler speaks (the CLI): the name alone decides then, see {@link hasContentHash}.
+   * no bundler speaks (the CLI). It only adds to the name's verdict ({@link hasContentHash}), so a
+   * file the CLI pushes gets the same headers as when the plugin pushes it.
    */
   immutable?: boolean
 }
@@ -68,16 +69,15 @@ export function contentTypeOf(relpath: string): string {
   return mimeContentType(extname(relpath)) || 'application/octet-stream'
 }
 
-/** `immutable` is what the bundler said ({@link BuildFile.immutable}); unset, the name decides. */
-export function cacheControlOf(
-  relpath: string,
-  options: ResolvedCoreOptions['cacheControl'],
-  entrypoints: readonly string[],
-  immutable: boolean = hasContentHash(relpath),
-): string {
+/**
+ * One rule for the plugin and the CLI: a name that plainly holds a hash is immutable whoever pushes
+ * it (webpack's `main.3f2a9c1b.js.LICENSE.txt`, which webpack does not mark `immutable`, included);
+ * `immutable`, what a bundler said ({@link BuildFile.immutable}), can only add hashes the name hides.
+ */
+export function cacheControlOf(relpath: string, options: ResolvedCoreOptions['cacheControl'], entrypoints: readonly string[], immutable = false): string {
   for (const [glob, value] of Object.entries(options.rules)) if (picomatch(glob, { dot: true })(relpath)) return value
   if (entrypoints.includes(relpath) || SHORT_CACHED.test(relpath)) return options.short
-  if (immutable) return options.immutable
+  if (immutable || hasContentHash(relpath)) return options.immutable
   return options.default
 }
 

@@ -12,7 +12,7 @@ import type { Store } from '../store/store'
 import { dropSpareBuffers } from '../util/file-buffers'
 import { type Logger, silentLogger } from '../util/logger'
 import { buildManifest } from './build-manifest'
-import { entrypointWarnings } from './entrypoints'
+import { warnOfEntrypoints } from './entrypoints'
 import { type BuildFile, planUpload, type UploadPlan } from './plan'
 import { type HashedUpload, planPhase, type StorePlan } from './plan-against-store'
 import { countPlanned, countWrittenOnly, emptyReport, type PopulateReport, pushedLine } from './report'
@@ -41,7 +41,8 @@ export async function populate({ store, options, files, logger = silentLogger, o
   const started = now()
   const layout = layoutOf(store)
   const plan = planUpload(files, options, layout)
-  for (const warning of entrypointWarnings(plan, options.entrypoint)) logger.warn(warning)
+  warnOfEntrypoints(plan, options.entrypoint, logger)
+  for (const file of plan.excluded) logger.debug(`plan: ${file.relpath} is left out by include/exclude`)
   const report = emptyReport(options, store.display, layout.manifestKey(options.app, options.timestamp), plan)
   const all = [...plan.assets, ...plan.entrypoints]
   if (all.length === 0)

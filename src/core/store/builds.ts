@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream'
+import { StringDecoder } from 'node:string_decoder'
 import { PushCacheError } from '../model/errors'
 import { MANIFEST_MAX_BYTES, type Manifest, parseManifest } from '../model/manifest'
 import { formatBytes } from '../model/progress'
@@ -36,11 +37,24 @@ export async function readAll(stream: Readable, limit = Number.POSITIVE_INFINITY
   return Buffer.concat(chunks)
 }
 
-async function readText(store: Store, key: string, retries = 3): Promise<string | undefined> {
+/**
+ * The value as text, or its first characters past `limit` bytes. Decoded chunk by chunk: the bytes
+ * of a 10 MB manifest are not held a second time, joined, beside the text.
+ */
+async function readText(store: Store, key: string, retries = 3, limit = MANIFEST_MAX_BYTES): Promise<string | undefined> {
   return withRetry(
     async () => {
       const stream = await store.read(key)
-      return stream && (await readAll(stream, MANIFEST_MAX_BYTES)).toString('utf8')
+      if (!stream) return undefined
+      const decoder = new StringDecoder('utf8')
+      let text = ''
+      let bytes = 0
+      for await (const chunk of stream) {
+        text += decoder.write(chunk)
+        bytes += chunk.length
+        if (bytes > limit) break // leaving the loop destroys the stream
+      }
+      return text + decoder.end()
     },
     { retries, isTransient: store.isTransient },
   )

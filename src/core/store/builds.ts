@@ -10,9 +10,11 @@ import type { Store, StoreEntry } from './store'
 const MANIFEST_READS = 8
 /**
  * More keys than this under one prefix is not an app's builds but a listing that never ends (a
- * server that answers `IsTruncated` for ever): refused before it fills the memory (~60 MB of entries).
+ * server that answers `IsTruncated` for ever): refused before it fills the memory (~300 MB of
+ * entries). A million, as many files as the largest manifest names (`MANIFEST_MAX_BYTES`): a pop
+ * of a 250,000-file build lists them all.
  */
-const LIST_MAX_ENTRIES = 200_000
+const LIST_MAX_ENTRIES = 1_000_000
 
 /** One build of an app found in a store. */
 export interface StoredBuild {

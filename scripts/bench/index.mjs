@@ -11,14 +11,16 @@ import { Redis } from 'iovalkey'
 import { canMeasureResources, killRunning, measure } from './measure.mjs'
 import { formatBytes, formatTable, SUBJECT, summarize } from './report.mjs'
 import { killAll, LOOPBACK, startCountingProxy, startDelayProxy, startMoto, startRedis } from './servers.mjs'
-import { ensureBuilds, FULL, freshen, listFiles, QUICK } from './synthetic.mjs'
+import { ensureBigTree, ensureBuilds, FULL, freshen, listFiles, QUICK } from './synthetic.mjs'
 
 const USAGE = `Usage: npm run bench -- [options]
   --runs <n>       runs of every case; the table shows medians (default 3, 1 with --quick)
   --rtt <ms>       add this many ms to every round trip, through a loopback proxy (default 0)
   --quick          small data and 1 run: a smoke check (a few minutes)
   --skip-big       leave out the 1 GiB case (10 files of 100 MiB)
-  --only <groups>  run only these, comma-separated: push, pop, valkey, big
+  --only <groups>  run only these, comma-separated: push, pop, valkey, big, big-tree
+                   (big-tree, builds of 2,000, 100,000 and 250,000 small files on the
+                   local store, runs only when named)
   --seed <text>    seed of the synthetic builds (default push-cache-bench)
   --timeout <s>    kill a run that takes longer (default 900)`
 
@@ -50,8 +52,8 @@ const rtt = wholeNumber('rtt', flags.rtt)
 const timeoutMs = wholeNumber('timeout', flags.timeout) * 1000
 const groups = new Set(flags.only.split(',').map((group) => group.trim()))
 for (const group of groups)
-  if (!['push', 'pop', 'valkey', 'big'].includes(group)) {
-    console.error(`--only names ${JSON.stringify(group)}: use push, pop, valkey and big.\n${USAGE}`)
+  if (!['push', 'pop', 'valkey', 'big', 'big-tree'].includes(group)) {
+    console.error(`--only names ${JSON.stringify(group)}: use push, pop, valkey, big and big-tree.\n${USAGE}`)
     process.exit(2)
   }
 if (flags['skip-big']) groups.delete('big')
@@ -96,6 +98,10 @@ const loadAtStart = os.loadavg()[0]
 const sizes = flags.quick ? QUICK : FULL
 log(`Synthetic builds under ${relative(ROOT, BENCH)}/ (seed ${flags.seed}${flags.quick ? ', quick sizes' : ''})…`)
 const data = await ensureBuilds(BENCH, { seed: flags.seed, app: APP, sizes, big: groups.has('big') })
+/** `big-tree`: file counts of builds of small files, for manifests and memory that must not grow with them. */
+const TREE_SIZES = flags.quick ? [2_000, 20_000] : [2_000, 100_000, 250_000]
+const trees = []
+if (groups.has('big-tree')) for (const files of TREE_SIZES) trees.push(await ensureBigTree(join(BENCH, 'trees'), { seed: flags.seed, app: APP, files }))
 await rm(SCRATCH, { recursive: true, force: true })
 await mkdir(SCRATCH, { recursive: true })
 
@@ -140,6 +146,16 @@ const cases = {
   valkey: { title: `Valkey populate, cold: ${describe(data.valkey)} into an empty server` },
   big: { title: `S3 push, big files: ${data.big ? describe(data.big) : ''} into an empty bucket (memory)` },
 }
+/** The steps of the big-tree group, each a case per build size. */
+const TREE_STEPS = {
+  cold: 'local push, cold',
+  again: 'local push, same build again',
+  ls: 'local ls',
+  prune: 'local prune of the first build',
+  pop: 'local pop into an empty directory',
+}
+for (const tree of trees)
+  for (const [step, what] of Object.entries(TREE_STEPS)) cases[`tree-${tree.files}-${step}`] = { title: `${what}: ${describe(tree)} (big-tree)` }
 function describe({ files, bytes }) {
   return `${files.toLocaleString('en-US')} files, ${formatBytes(bytes)}`
 }
@@ -294,6 +310,31 @@ async function bigRuns(runNumber) {
   await moto.reset() // a gigabyte less for moto to hold
 }
 
+/** Each size on a local store of its own: push, push again (nothing to write), ls, prune the first build, pop. */
+async function treeRuns(runNumber) {
+  for (const tree of trees) {
+    const store = join(SCRATCH, 'tree-store')
+    const dest = join(SCRATCH, 'tree-pop')
+    await rm(store, { recursive: true, force: true })
+    await rm(dest, { recursive: true, force: true })
+    const app = ['--app', APP, '--store', `file:${store}`, '--json']
+    const first = nextTimestamp()
+    const steps = [
+      ['cold', [CLI, 'populate', tree.dir, ...app, '--timestamp', first]],
+      ['again', [CLI, 'populate', tree.dir, ...app, '--timestamp', nextTimestamp()]],
+      ['ls', [CLI, 'ls', ...app]],
+      ['prune', [CLI, 'prune', ...app, '--older-than', '1s', '--keep', '1']],
+      ['pop', [CLI, 'pop', dest, ...app]],
+    ]
+    for (const [step, args] of steps) {
+      const run = await measure(NODE, args, { env: measuredEnv, timeoutMs, scratch: SCRATCH })
+      record(`tree-${tree.files}-${step}`, SUBJECT, { wallS: run.wallS, cpuS: run.cpuS, rssMb: run.rssMb, report: reportOf(run.stdout) }, runNumber)
+    }
+    const popped = (await listFiles(dest)).length
+    if (popped !== tree.files) throw new Error(`big-tree: pop wrote ${popped} files of the ${tree.files} pushed`)
+  }
+}
+
 let failure
 try {
   log(
@@ -304,6 +345,7 @@ try {
     if (groups.has('pop')) await popRuns(runNumber)
     if (groups.has('valkey')) await valkeyRuns(runNumber)
     if (groups.has('big')) await bigRuns(runNumber)
+    if (groups.has('big-tree')) await treeRuns(runNumber)
   }
 } catch (error) {
   failure = error

@@ -208,6 +208,28 @@ export async function ensureBuilds(root, { seed, app, sizes, big }) {
   return summary
 }
 
+/** The shape of the `big-tree` group: a build of many small files (100,000 make ~38 MiB), for manifests and memory. */
+const BIG_TREE = { small: [128, 700], medium: { count: 0, sizes: [0, 0] }, big: [], changedShare: 0 }
+
+/** Makes (or finds) a build of `files` small files under `root`, as {@link ensureBuilds} does its builds. */
+export async function ensureBigTree(root, { seed, app, files }) {
+  const spec = { ...BIG_TREE, files }
+  const dir = join(root, `tree-${hash8(Buffer.from(JSON.stringify({ GENERATOR_VERSION, seed, app, spec, names: 'numbered' })))}`)
+  const summaryFile = `${dir}.json`
+  if (existsSync(summaryFile)) return JSON.parse(await readFile(summaryFile, 'utf8'))
+  await mkdir(root, { recursive: true })
+  // Past ~100,000 files two 8-hex hashes meet: the file's number keeps every name apart.
+  const unique = frontendFiles(seed, spec).map((file) =>
+    file.template.includes('[hash]') && !/\d/.test(file.template) ? { ...file, template: file.template.replace('[hash]', `${file.id}-[hash]`) } : file,
+  )
+  const info = await writeBuild(`${dir}.partial`, { seed, app, files: unique, changed: new Set(), version: 0 })
+  await rm(dir, { recursive: true, force: true })
+  await rename(`${dir}.partial`, dir)
+  const summary = { dir, ...info }
+  await writeFile(summaryFile, `${JSON.stringify(summary, null, 2)}\n`)
+  return summary
+}
+
 /** Every file under `dir`, as paths relative to it with `/` separators. */
 export async function listFiles(dir) {
   const entries = await readdir(dir, { recursive: true, withFileTypes: true })

@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path'
 import { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterEach, describe, expect, it } from 'vitest'
+import { MANIFEST_MAX_BYTES } from '../../src/core/model/manifest'
 import { collectFiles } from '../../src/core/push/collect-files'
 import { populate } from '../../src/core/push/populate'
 import { pop } from '../../src/core/serve/pop'
@@ -294,11 +295,11 @@ describe.each(STORE_KINDS)('case 11 and issue 17 item 3 on the %s store: reads a
     expect(await destViolations(dest, world.builds)).toEqual([])
   })
 
-  it('a manifest listed above 16 MiB is refused without a byte of it read', async () => {
+  it('a manifest listed above 128 MiB is refused without a byte of it read', async () => {
     const world = await createWorld(kind)
     worlds.push(world)
     await pushBuild(world, 'v1', 100)
-    const huge = `{"files":[],"pad":"${' '.repeat(17 * 1024 * 1024)}"}`
+    const huge = `{"files":[],"pad":"${' '.repeat(MANIFEST_MAX_BYTES)}"}`
     const planter = await world.open()
     await planter.put(layoutOf(planter).manifestKey(world.app, 200), Buffer.from(huge))
     const reads: string[] = []
@@ -316,21 +317,21 @@ describe.each(STORE_KINDS)('case 11 and issue 17 item 3 on the %s store: reads a
 })
 
 describe('case 11: a listing that never ends', () => {
-  it('pop stops at 200,000 entries and says the listing cannot be used', async () => {
+  it('pop stops at 1,000,000 entries and says the listing cannot be used', async () => {
     const { world, dest } = await worldServing('local')
     const store = await world.open()
     const endless: Store = {
       ...store,
       async *list(prefix) {
         yield* store.list(prefix)
-        // A million is enough to tell a bound from none, and ends on its own if there is none.
-        if (prefix === flatLayout.dataPrefix(world.app)) for (let i = 0; i < 1_000_000; i++) yield { key: `${prefix}more/${i}.js`, size: 1 }
+        // Three million is enough to tell a bound from none, and ends on its own if there is none.
+        if (prefix === flatLayout.dataPrefix(world.app)) for (let i = 0; i < 3_000_000; i++) yield { key: `${prefix}more/${i}.js`, size: 1 }
       },
     }
     const started = Date.now()
     await expect(pop({ store: endless, app: world.app, dest })).rejects.toMatchObject({
       code: 'STORE_UNREACHABLE',
-      message: expect.stringMatching(/listed more than 200,000 keys .* still going/),
+      message: expect.stringMatching(/listed more than 1,000,000 keys .* still going/),
     })
     expect(Date.now() - started).toBeLessThan(10_000)
     expect(await destViolations(dest, world.builds)).toEqual([])

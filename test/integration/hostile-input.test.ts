@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { MANIFEST_MAX_BYTES } from '../../src/core/model/manifest'
 import { prune } from '../../src/core/prune/prune'
 import { collectFiles } from '../../src/core/push/collect-files'
 import { populate } from '../../src/core/push/populate'
@@ -66,7 +67,7 @@ const BAD_MANIFESTS: [name: string, timestamp: number, body: () => string, reaso
   ['foreign: its timestamp is not its key', NOW - 25 * DAY, () => `{"files":["fed-mods.json"],"timestamp":${NOW - 400 * DAY}}`, 'is not the'],
   ['of 10 MB of nested arrays', NOW - 25 * DAY, () => `${'['.repeat(5 * 1024 * 1024)}${']'.repeat(5 * 1024 * 1024)}`, 'nests more than 64 levels'],
   ['of 10 MB of numbers', NOW - 25 * DAY, () => JSON.stringify({ files: Array.from({ length: 1_300_000 }, (_, i) => i) }), '`files` is not a list of paths'],
-  ['of 17 MB', NOW - 25 * DAY, () => JSON.stringify({ files: ['fed-mods.json'], padding: 'x'.repeat(17 * 1024 * 1024) }), 'more than the 16.0 MiB'],
+  ['of 129 MiB', NOW - 25 * DAY, () => JSON.stringify({ files: ['fed-mods.json'], padding: 'x'.repeat(MANIFEST_MAX_BYTES) }), 'more than the 128.0 MiB'],
 ]
 
 /** Relpaths a data key could carry to make pop write outside its destination or confuse a server. */

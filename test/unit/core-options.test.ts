@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { describeError, PushCacheError, redact } from '../../src/core/model/errors'
-import { parseManifest } from '../../src/core/model/manifest'
+import { MANIFEST_MAX_BYTES, parseManifest } from '../../src/core/model/manifest'
 import { assertSafeRelpath } from '../../src/core/model/paths'
 import { flatLayout, versionedLayout } from '../../src/core/store/layout'
 import { formatAge, parseDuration, parseDurationMs } from '../../src/core/util/duration'
@@ -146,7 +146,7 @@ describe('manifests', () => {
     })
   })
 
-  it('refuses a build dated more than a day ahead of the clock, and more than 16 MiB', () => {
+  it('refuses a build dated more than a day ahead of the clock, and more than 128 MiB', () => {
     const now = 1_700_000_000
     expect(parseManifest('["a.js"]', 'k', now + 86_400, now).files).toEqual(['a.js'])
     expect(code(() => parseManifest('["a.js"]', 'k', 32_503_680_000, now)).message).toContain('it is dated 3000-01-01T00:00:00.000Z, ahead of')
@@ -155,8 +155,8 @@ describe('manifests', () => {
     const started = Date.now()
     expect(code(() => parseManifest(`${'['.repeat(5_000_000)}${']'.repeat(5_000_000)}`, 'k', now, now)).message).toContain('it nests more than 64 levels deep')
     expect(Date.now() - started).toBeLessThan(1000)
-    const huge = JSON.stringify({ files: ['a.js'], padding: 'x'.repeat(16 * 1024 * 1024) })
-    expect(code(() => parseManifest(huge, 'k', now, now)).message).toContain('more than the 16.0 MiB a manifest may')
+    const huge = JSON.stringify({ files: ['a.js'], padding: 'x'.repeat(MANIFEST_MAX_BYTES) })
+    expect(code(() => parseManifest(huge, 'k', now, now)).message).toContain('more than the 128.0 MiB a manifest may')
   })
 })
 

@@ -1,6 +1,7 @@
 import { mkdir, readdir, readFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { parseManifest } from '../../src/core/model/manifest'
 import { collectFiles } from '../../src/core/push/collect-files'
 import { populate } from '../../src/core/push/populate'
 import { pop } from '../../src/core/serve/pop'
@@ -31,13 +32,13 @@ describe('the local store', () => {
       'data/inventory/nested/deep/logo café.svg',
       'manifests/inventory/1700000000',
     ])
-    const manifest = JSON.parse(await readFile(join(storeRoot, 'manifests/inventory/1700000000'), 'utf8'))
+    const manifest = parseManifest(await readFile(join(storeRoot, 'manifests/inventory/1700000000'), 'utf8'), 'manifest', 1700000000)
     expect(manifest).toMatchObject({
       files: ['fed-mods.json', 'main.1a2b3c4d.js', 'nested/deep/logo café.svg'],
       timestamp: 1700000000,
       entrypoints: ['fed-mods.json'],
     })
-    expect(manifest.entries['main.1a2b3c4d.js']).toEqual({
+    expect(manifest.entries?.['main.1a2b3c4d.js']).toEqual({
       size: 9,
       contentType: 'text/javascript; charset=utf-8',
       cacheControl: 'public, max-age=31536000, immutable',

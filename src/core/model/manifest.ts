@@ -21,6 +21,9 @@ export interface ManifestEntry {
 /**
  * `manifests/<app>/<ts>` (S3, local) and `manifest:<app>:<ts>` (Valkey). valpop reads `files` and
  * `timestamp` and ignores the rest (Go's json), so fields may be added but these two never change.
+ *
+ * In memory the per-file details are `entries`, keyed by relpath; on the wire they are `details`,
+ * columns parallel to `files` (see {@link ManifestColumns}).
  */
 export interface Manifest {
   /**
@@ -41,8 +44,30 @@ export interface Manifest {
   [extra: string]: unknown
 }
 
-/** A manifest above this is not one: readers stop reading past it, and it is refused. */
-export const MANIFEST_MAX_BYTES = 16 * 1024 * 1024
+/**
+ * The per-file details as written: one array per field, parallel to `files` (`null`: not known),
+ * headers as indexes into the tables of the distinct values. A 100,000-file build writes about
+ * 10 MB where a map keyed by relpath took 24 MB: the path is not repeated, nor the headers.
+ */
+interface ManifestColumns {
+  size: (number | null)[]
+  md5: (string | null)[]
+  /** Indexes into `contentTypes`. */
+  contentType: (number | null)[]
+  contentTypes: string[]
+  /** Indexes into `cacheControls`. */
+  cacheControl: (number | null)[]
+  cacheControls: string[]
+  etag?: (string | null)[]
+  version?: (number | null)[]
+}
+
+/**
+ * A manifest above this is not one: readers stop reading past it, and it is refused. Our own
+ * pushes write about 100 B per file (a 250,000-file build: ~26 MB), so this is a build of more
+ * than a million files; it bounds what a planted key can make a reader hold.
+ */
+export const MANIFEST_MAX_BYTES = 128 * 1024 * 1024
 /** How far ahead of this machine's clock a build may be dated (clocks of CI runners drift, but not by a day), and its manifest's body from its key. */
 export const FUTURE_TOLERANCE_SECONDS = 24 * 60 * 60
 
@@ -83,7 +108,79 @@ function fieldProblem(manifest: Record<string, unknown>, timestampFromKey: numbe
   if (manifest.entrypoints !== undefined && !isStringList(manifest.entrypoints)) return '`entrypoints` is not a list of paths'
   if (manifest.entries !== undefined && !(isRecord(manifest.entries) && Object.values(manifest.entries).every(isEntry)))
     return '`entries` is not a map of paths to { size, contentType, cacheControl }'
+  if (manifest.details !== undefined) return columnsProblem(manifest.details, manifest.files.length)
   return undefined
+}
+
+const isSize = (value: unknown) => Number.isSafeInteger(value) && (value as number) >= 0
+const isIndexInto = (table: readonly unknown[]) => (value: unknown) => Number.isSafeInteger(value) && (value as number) >= 0 && (value as number) < table.length
+const isString = (value: unknown) => typeof value === 'string'
+
+/** What is wrong with `details`, or undefined: each column holds one value (or null) per file. */
+function columnsProblem(details: unknown, files: number): string | undefined {
+  if (!isRecord(details) || !isStringList(details.contentTypes) || !isStringList(details.cacheControls)) return '`details` is not a set of columns'
+  const columns: [string, (value: unknown) => boolean, boolean][] = [
+    ['size', isSize, true],
+    ['md5', isString, true],
+    ['contentType', isIndexInto(details.contentTypes), true],
+    ['cacheControl', isIndexInto(details.cacheControls), true],
+    ['etag', isString, false],
+    ['version', Number.isSafeInteger, false],
+  ]
+  for (const [name, isValue, required] of columns) {
+    const column = details[name]
+    if (column === undefined && !required) continue
+    if (!Array.isArray(column) || column.length !== files || !column.every((value) => value === null || isValue(value)))
+      return `\`details.${name}\` is not a column of ${files} values`
+  }
+  return undefined
+}
+
+/** The columns of `details` as a map keyed by relpath; a null leaves the field out. */
+function entriesOf(files: readonly string[], details: ManifestColumns): Record<string, ManifestEntry> {
+  const entries: Record<string, ManifestEntry> = {}
+  files.forEach((relpath, index) => {
+    const entry: ManifestEntry = {}
+    const size = details.size[index]
+    const md5 = details.md5[index]
+    const contentType = details.contentType[index]
+    const cacheControl = details.cacheControl[index]
+    const etag = details.etag?.[index]
+    const version = details.version?.[index]
+    if (size !== null) entry.size = size
+    if (contentType !== null) entry.contentType = details.contentTypes[contentType]
+    if (cacheControl !== null) entry.cacheControl = details.cacheControls[cacheControl]
+    if (md5 !== null) entry.md5 = md5
+    if (etag !== undefined && etag !== null) entry.etag = etag
+    if (version !== undefined && version !== null) entry.version = version
+    entries[relpath] = entry
+  })
+  return entries
+}
+
+/** `entries` as columns parallel to `files`; columns that would hold nothing but nulls are left out. */
+function columnsOf(files: readonly string[], entries: Readonly<Record<string, ManifestEntry>>): ManifestColumns {
+  const tables = { contentTypes: new Map<string, number>(), cacheControls: new Map<string, number>() }
+  const indexIn = (table: Map<string, number>, value: string | undefined) => {
+    if (value === undefined) return null
+    if (!table.has(value)) table.set(value, table.size)
+    return table.get(value)!
+  }
+  const columns: ManifestColumns = { size: [], md5: [], contentType: [], contentTypes: [], cacheControl: [], cacheControls: [], etag: [], version: [] }
+  for (const relpath of files) {
+    const entry: ManifestEntry = Object.hasOwn(entries, relpath) ? entries[relpath]! : {}
+    columns.size.push(entry.size ?? null)
+    columns.md5.push(entry.md5 ?? null)
+    columns.contentType.push(indexIn(tables.contentTypes, entry.contentType))
+    columns.cacheControl.push(indexIn(tables.cacheControls, entry.cacheControl))
+    columns.etag!.push(entry.etag ?? null)
+    columns.version!.push(entry.version ?? null)
+  }
+  columns.contentTypes = [...tables.contentTypes.keys()]
+  columns.cacheControls = [...tables.cacheControls.keys()]
+  if (columns.etag!.every((etag) => etag === null)) delete columns.etag
+  if (columns.version!.every((version) => version === null)) delete columns.version
+  return columns
 }
 
 const isEntry = (entry: unknown): boolean =>
@@ -114,11 +211,20 @@ export function parseManifest(text: string, key: string, timestampFromKey: numbe
   if (!isRecord(manifest)) throw unreadable(key, 'it is neither an object nor an array')
   const problem = fieldProblem(manifest, timestampFromKey, now)
   if (problem) throw unreadable(key, problem)
-  return { ...manifest, files: manifest.files as string[], timestamp: (manifest.timestamp as number | undefined) ?? timestampFromKey }
+  const { details, ...fields } = manifest
+  const files = manifest.files as string[]
+  return {
+    ...fields,
+    files,
+    timestamp: (manifest.timestamp as number | undefined) ?? timestampFromKey,
+    ...(details === undefined ? {} : { entries: entriesOf(files, details as ManifestColumns) }),
+  }
 }
 
+/** The manifest as stored: JSON, `entries` written as the columns of `details`. */
 export function serializeManifest(manifest: Manifest): string {
-  return `${JSON.stringify(manifest)}\n`
+  const { entries, ...fields } = manifest
+  return `${JSON.stringify(entries === undefined ? fields : { ...fields, details: columnsOf(manifest.files, entries) })}\n`
 }
 
 function unreadable(key: string, why: string, cause?: unknown): PushCacheError {

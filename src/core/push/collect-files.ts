@@ -3,6 +3,7 @@ import { lstat, readdir, realpath, stat } from 'node:fs/promises'
 import { isAbsolute, join, relative, sep } from 'node:path'
 import { PushCacheError } from '../model/errors'
 import { unsafePathReason } from '../model/paths'
+import { forEachLimited } from '../util/concurrency'
 import { type Logger, silentLogger } from '../util/logger'
 import type { BuildFile } from './plan'
 
@@ -46,8 +47,12 @@ export async function collectFiles(root: string, relpaths?: readonly string[], l
   const realRoot = await realpath(root)
   const skip = (path: string, why: string) => logger.warn(`skipped ${toPosix(relative(root, path))}: ${why}; it is not pushed`)
   const paths = relpaths ? await pickEmitted(root, realRoot, relpaths, skip) : await walk(root, realRoot, skip)
-  return Promise.all(
-    paths.map(async (path) => {
+  const files: BuildFile[] = new Array(paths.length)
+  // A few at a time: a stat of each of 100,000 files at once held ~150 MB of pending requests.
+  await forEachLimited(
+    paths.map((path, index) => ({ path, index })),
+    STATS,
+    async ({ path, index }) => {
       const relpath = toPosix(relative(root, path))
       const problem = unsafePathReason(relpath)
       if (problem)
@@ -55,10 +60,14 @@ export async function collectFiles(root: string, relpaths?: readonly string[], l
           'UNSAFE_PATH',
           `Refusing ${JSON.stringify(relpath)} in ${root}: its path ${problem}, which stores and servers read differently. Rename the file in the build, or leave it out of the output directory.`,
         )
-      return { relpath, path, size: (await stat(path)).size }
-    }),
+      files[index] = { relpath, path, size: (await stat(path)).size }
+    },
   )
+  return files
 }
+
+/** Stats in flight while the files are collected: the disk and the thread pool stay busy. */
+const STATS = 64
 
 type Skip = (path: string, why: string) => void
 
@@ -106,26 +115,29 @@ async function resolveInside(root: string, realRoot: string, path: string): Prom
 async function walk(root: string, realRoot: string, skip: Skip): Promise<string[]> {
   const visit = async (directory: string, branch: readonly string[]): Promise<string[]> => {
     const entries = await readdir(directory, { withFileTypes: true })
+    // Files are taken at once; only what needs more I/O (directories, links) gets a promise.
+    const files = entries.filter((entry) => entry.isFile()).map((entry) => join(directory, entry.name))
     const nested = await Promise.all(
-      entries.map(async (entry): Promise<string[]> => {
-        const path = join(directory, entry.name)
-        const skipped = (why: string) => {
-          skip(path, why)
-          return []
-        }
-        if (entry.isFile()) return [path]
-        if (entry.isDirectory()) return visit(path, [...branch, join(branch.at(-1)!, entry.name)])
-        if (!entry.isSymbolicLink()) return skipped(specialKind(entry))
-        const resolved = await resolveInside(root, realRoot, path)
-        if ('skip' in resolved) return skipped(resolved.skip)
-        const { target, info } = resolved
-        if (info.isFile()) return [path]
-        if (!info.isDirectory()) return skipped(specialKind(info))
-        if (branch.includes(target)) return skipped(`a symbolic link loop (to ${toPosix(relative(realRoot, target)) || '.'}, which contains it)`)
-        return visit(path, [...branch, target])
-      }),
+      entries
+        .filter((entry) => !entry.isFile())
+        .map(async (entry): Promise<string[]> => {
+          const path = join(directory, entry.name)
+          const skipped = (why: string) => {
+            skip(path, why)
+            return []
+          }
+          if (entry.isDirectory()) return visit(path, [...branch, join(branch.at(-1)!, entry.name)])
+          if (!entry.isSymbolicLink()) return skipped(specialKind(entry))
+          const resolved = await resolveInside(root, realRoot, path)
+          if ('skip' in resolved) return skipped(resolved.skip)
+          const { target, info } = resolved
+          if (info.isFile()) return [path]
+          if (!info.isDirectory()) return skipped(specialKind(info))
+          if (branch.includes(target)) return skipped(`a symbolic link loop (to ${toPosix(relative(realRoot, target)) || '.'}, which contains it)`)
+          return visit(path, [...branch, target])
+        }),
     )
-    return nested.flat()
+    return [...files, ...nested.flat()]
   }
   return visit(root, [realRoot])
 }

@@ -105,11 +105,14 @@ function logDecisions(logger: PushRun['logger'], sync: SyncPlan<HashedUpload>, h
   }
 }
 
-/** Copies of `files`, with the MD5 of those that `worth` still wants when their turn comes. */
+/**
+ * `files`, each given the MD5 that `worth` still wants when its turn comes. In place, not copies:
+ * a copy of each planned file is ~8 MB more for 100,000 files; the plan is made for this push only.
+ */
 async function hashWhere(files: readonly PlannedUpload[], worth: (file: PlannedUpload) => boolean): Promise<HashedUpload[]> {
-  const hashed: HashedUpload[] = files.map((file) => ({ ...file }))
+  const hashed: readonly HashedUpload[] = files
   await forEachLimited(hashed, HASHING, async (file) => {
     if (worth(file)) file.md5 = await md5File(file.path, () => worth(file))
   })
-  return hashed
+  return [...hashed]
 }

@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream'
+import { StringDecoder } from 'node:string_decoder'
 import { PushCacheError } from '../model/errors'
 import { MANIFEST_MAX_BYTES, type Manifest, parseManifest } from '../model/manifest'
 import { formatBytes } from '../model/progress'
@@ -9,9 +10,11 @@ import type { Store, StoreEntry } from './store'
 const MANIFEST_READS = 8
 /**
  * More keys than this under one prefix is not an app's builds but a listing that never ends (a
- * server that answers `IsTruncated` for ever): refused before it fills the memory (~60 MB of entries).
+ * server that answers `IsTruncated` for ever): refused before it fills the memory (~300 MB of
+ * entries). A million, as many files as the largest manifest names (`MANIFEST_MAX_BYTES`): a pop
+ * of a 250,000-file build lists them all.
  */
-const LIST_MAX_ENTRIES = 200_000
+const LIST_MAX_ENTRIES = 1_000_000
 
 /** One build of an app found in a store. */
 export interface StoredBuild {
@@ -36,11 +39,24 @@ export async function readAll(stream: Readable, limit = Number.POSITIVE_INFINITY
   return Buffer.concat(chunks)
 }
 
-async function readText(store: Store, key: string, retries = 3): Promise<string | undefined> {
+/**
+ * The value as text, or its first characters past `limit` bytes. Decoded chunk by chunk: the bytes
+ * of a 10 MB manifest are not held a second time, joined, beside the text.
+ */
+async function readText(store: Store, key: string, retries = 3, limit = MANIFEST_MAX_BYTES): Promise<string | undefined> {
   return withRetry(
     async () => {
       const stream = await store.read(key)
-      return stream && (await readAll(stream, MANIFEST_MAX_BYTES)).toString('utf8')
+      if (!stream) return undefined
+      const decoder = new StringDecoder('utf8')
+      let text = ''
+      let bytes = 0
+      for await (const chunk of stream) {
+        text += decoder.write(chunk)
+        bytes += chunk.length
+        if (bytes > limit) break // leaving the loop destroys the stream
+      }
+      return text + decoder.end()
     },
     { retries, isTransient: store.isTransient },
   )

@@ -48,7 +48,8 @@ export async function readStoreState(store: Store, app: string, retries: number,
   const [newest] = await Promise.all([
     readNewest(),
     (async () => {
-      for await (const entry of store.list(layout.dataPrefix(app))) listing.push(entry)
+      // Only what is compared: 100,000 listed dates and sizes of no use would stay until the end.
+      for await (const { key, size, etag } of store.list(layout.dataPrefix(app))) listing.push({ key, size, etag })
     })(),
   ])
   const recorded = newest?.manifest?.entries ?? {}

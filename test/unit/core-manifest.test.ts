@@ -1,0 +1,116 @@
+// Manifests as stored: `files` and `timestamp` as valpop reads them, the per-file details as columns.
+import { describe, expect, it } from 'vitest'
+import { MANIFEST_MAX_BYTES, type Manifest, parseManifest, serializeManifest } from '../../src/core/model/manifest'
+
+const NOW = 1_700_000_000
+const IMMUTABLE = 'public, max-age=31536000, immutable'
+const SHORT = 'public, max-age=60, stale-while-revalidate=300'
+
+const manifest: Manifest = {
+  files: ['fed-mods.json', 'js/a.1a2b3c4d.js', 'js/b.5e6f7a8b.js'],
+  timestamp: NOW,
+  image: 'quay.io/app:1',
+  entrypoints: ['fed-mods.json'],
+  generator: 'unplugin-push-cache@0.0.0',
+  entries: {
+    'fed-mods.json': { size: 12, contentType: 'application/json; charset=utf-8', cacheControl: SHORT, md5: 'a'.repeat(32), etag: 'e1' },
+    'js/a.1a2b3c4d.js': { size: 40, contentType: 'text/javascript; charset=utf-8', cacheControl: IMMUTABLE, md5: 'b'.repeat(32), version: NOW - 60 },
+    'js/b.5e6f7a8b.js': { size: 0, contentType: 'text/javascript; charset=utf-8', cacheControl: IMMUTABLE },
+  },
+}
+
+/** A build of `count` files as our pushes record it. */
+function manyFiles(count: number): Manifest {
+  const files = Array.from({ length: count }, (_, index) => `js/chunk-${index.toString(16).padStart(8, '0')}.js`)
+  const entries = Object.fromEntries(
+    files.map((relpath, index) => [
+      relpath,
+      {
+        size: 300 + index,
+        contentType: 'text/javascript; charset=utf-8',
+        cacheControl: IMMUTABLE,
+        md5: index.toString(16).padStart(32, '0'),
+        etag: `${index}-18c5`,
+      },
+    ]),
+  )
+  return { files, timestamp: NOW, entrypoints: ['fed-mods.json'], generator: 'unplugin-push-cache@0.0.0', entries }
+}
+
+describe('manifests as stored', () => {
+  it('write the details as columns beside `files` and `timestamp`, and read back what was written', () => {
+    const text = serializeManifest(manifest)
+    const stored = JSON.parse(text)
+    // What valpop reads is there as before.
+    expect(stored).toMatchObject({ files: manifest.files, timestamp: NOW, image: 'quay.io/app:1' })
+    expect(stored.entries).toBeUndefined()
+    expect(stored.details).toEqual({
+      size: [12, 40, 0],
+      md5: ['a'.repeat(32), 'b'.repeat(32), null],
+      contentType: [0, 1, 1],
+      contentTypes: ['application/json; charset=utf-8', 'text/javascript; charset=utf-8'],
+      cacheControl: [0, 1, 1],
+      cacheControls: [SHORT, IMMUTABLE],
+      etag: ['e1', null, null],
+      version: [null, NOW - 60, null],
+    })
+    expect(parseManifest(text, 'k', NOW, NOW)).toEqual(manifest)
+  })
+
+  it('read the map of entries that earlier versions wrote', () => {
+    const legacy = JSON.stringify({ ...manifest, entries: manifest.entries })
+    expect(parseManifest(legacy, 'k', NOW, NOW)).toEqual(manifest)
+  })
+
+  it('keep a 250,000-file build far below the limit, about 100 B a file', () => {
+    const text = serializeManifest(manyFiles(250_000))
+    expect(Buffer.byteLength(text) / 250_000).toBeLessThan(110)
+    expect(Buffer.byteLength(text)).toBeLessThan(MANIFEST_MAX_BYTES / 4)
+    const back = parseManifest(text, 'k', NOW, NOW)
+    expect(back.files).toHaveLength(250_000)
+    expect(back.entries?.['js/chunk-0003d08f.js']).toEqual({
+      size: 300 + 0x3d08f,
+      contentType: 'text/javascript; charset=utf-8',
+      cacheControl: IMMUTABLE,
+      md5: (0x3d08f).toString(16).padStart(32, '0'),
+      etag: `${0x3d08f}-18c5`,
+    })
+  })
+
+  it.each([
+    ['not columns', { details: [] }, '`details` is not a set of columns'],
+    [
+      'a column too short',
+      { details: { size: [1], md5: [null, null], contentType: [null, null], contentTypes: [], cacheControl: [null, null], cacheControls: [] } },
+      '`details.size` is not a column of 2 values',
+    ],
+    [
+      'a header index out of its table',
+      { details: { size: [1, 2], md5: [null, null], contentType: [0, 1], contentTypes: ['text/css'], cacheControl: [null, null], cacheControls: [] } },
+      '`details.contentType` is not a column of 2 values',
+    ],
+    [
+      'a negative size',
+      { details: { size: [-1, 2], md5: [null, null], contentType: [null, null], contentTypes: [], cacheControl: [null, null], cacheControls: [] } },
+      '`details.size` is not a column of 2 values',
+    ],
+    [
+      'a version that is not a number',
+      {
+        details: {
+          size: [1, 2],
+          md5: [null, null],
+          contentType: [null, null],
+          contentTypes: [],
+          cacheControl: [null, null],
+          cacheControls: [],
+          version: ['1', null],
+        },
+      },
+      '`details.version` is not a column of 2 values',
+    ],
+  ])('refuse columns with %s, saying which', (_, fields, why) => {
+    const text = JSON.stringify({ files: ['a.js', 'b.js'], timestamp: NOW, ...fields })
+    expect(() => parseManifest(text, 'manifests/a/1700000000', NOW, NOW)).toThrow(`Manifest manifests/a/1700000000 cannot be read: ${why}`)
+  })
+})

@@ -19,7 +19,7 @@ const CONCURRENCY = 512
 /**
  * Valkey or Redis, standalone or Cluster, with valpop's keys (`data:<app>:<ts>:<relpath>` = the raw
  * bytes, `lock:<app>:<ts>`). A value holds bytes only: Content-Type and Cache-Control ride in the
- * build's manifest (`manifest:<app>:<ts>`, field `entries`, written by core), so valpop's readers
+ * build's manifest (`manifest:<app>:<ts>`, field `details`, written by core), so valpop's readers
  * still see plain data keys.
  *
  * Core runs up to `concurrency` puts at once; with auto-pipelining those commands leave in one

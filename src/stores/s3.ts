@@ -122,6 +122,18 @@ async function md5OfRange(path: string, start: number, length: number): Promise<
 
 const SILENT = { debug() {}, info() {}, warn() {}, error() {} }
 
+/** A key listed with `EncodingType=url`; a server that escaped it wrongly is named, not a bare URIError. */
+function decodeListedKey(key: string, display: string): string {
+  try {
+    return decodeURIComponent(key.replaceAll('+', ' '))
+  } catch {
+    throw new PushCacheError(
+      'STORE_UNREACHABLE',
+      `${display} listed a key that is not URL-encoded as asked (EncodingType=url): ${JSON.stringify(key.slice(0, 200))}. Check the S3-compatible server.`,
+    )
+  }
+}
+
 const unquote = (etag: string | undefined) => etag?.replaceAll('"', '')
 
 /**
@@ -351,7 +363,7 @@ export function createS3Store(url: string, options: S3Options, timeouts: StoreTi
         const answer = await call((c) =>
           c.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: root + prefix || undefined, ContinuationToken: token, EncodingType: 'url' })),
         )
-        const decode = answer.EncodingType === 'url' ? (key: string) => decodeURIComponent(key.replaceAll('+', ' ')) : (key: string) => key
+        const decode = answer.EncodingType === 'url' ? (key: string) => decodeListedKey(key, display) : (key: string) => key
         for (const object of answer.Contents ?? []) {
           if (!object.Key) continue
           yield { key: decode(object.Key).slice(root.length), size: object.Size, lastModified: object.LastModified, etag: unquote(object.ETag) }

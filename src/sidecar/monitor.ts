@@ -54,6 +54,7 @@ export function createWatchMonitor({ app, staleAfterMs, now = Date.now }: Monito
     onEvent(event) {
       switch (event.event) {
         case 'serving':
+        case 'up-to-date':
           return serving(event.timestamp)
         case 'applied':
           metrics.applied.inc()

@@ -368,3 +368,19 @@ describe('watch --listen', () => {
     await expect(get('/healthz')).rejects.toThrow()
   })
 })
+
+describe('a newer build with the same files', () => {
+  it('is said up to date under its timestamp, not applied from the old directory', async () => {
+    const work = await tempDir()
+    const app = uniqueApp()
+    const store = `file:${join(work, 'store')}`
+    const dist = await writeTree(join(work, 'dist'), buildOf('v1'))
+    expect((await runCli(['populate', dist, '--app', app, '--store', store, '--timestamp', '1700000100'])).code).toBe(0)
+    const watcher = startWatch([join(work, 'www', app), '--app', app, '--store', store, '--poll', '200ms', ...FAST_BACKOFF])
+    await watcher.waitFor(applied(1700000100))
+    expect((await runCli(['populate', dist, '--app', app, '--store', store, '--timestamp', '1700000200'])).code).toBe(0)
+    await watcher.waitFor((event) => event.event === 'up-to-date' && event.timestamp === 1700000200)
+    expect(watcher.events.filter((event) => event.event === 'applied')).toHaveLength(1)
+    expect(watcher.stderr()).toContain('build 1700000200 holds the files')
+  })
+})

@@ -222,11 +222,20 @@ async function catchUp(watching: Watching, signal: AbortSignal): Promise<void> {
 
 async function apply(watching: Watching, snapshot: StoreSnapshot, started: number, signal: AbortSignal): Promise<void> {
   const { input } = watching
+  const before = await readServed(input.dest)
   // The catch-up's duration counts reading the store too, not only the download.
   const report = { ...(await pop({ ...input, store: watching.store, snapshot, logger: silentLogger, signal })), durationMs: Date.now() - started }
   watching.held = await heldBuild(input.dest)
-  watching.applied++
   watching.reported = { upToDate: true, kept: -1, empty: false }
+  // A newer build with the same files: dest already serves them, from the directory it had.
+  if (before.kind === 'build' && report.build === before.id) {
+    watching.emit(
+      { event: 'up-to-date', timestamp: report.timestamp },
+      `build ${report.timestamp ?? '(no manifest)'} holds the files ${input.dest} serves: nothing to switch`,
+    )
+    return
+  }
+  watching.applied++
   watching.emit(
     { event: 'applied', ...pick(report) },
     `caught up to build ${report.timestamp ?? '(no manifest)'}: ${report.downloaded.files} files downloaded (${formatBytes(report.downloaded.bytes)}), ${report.unchanged.files} unchanged, in ${(report.durationMs / 1000).toFixed(1)} s`,

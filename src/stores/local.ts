@@ -1,17 +1,51 @@
 import { randomBytes } from 'node:crypto'
 import type { Stats } from 'node:fs'
 import { createReadStream } from 'node:fs'
-import { copyFile, mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { copyFile, link, mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { dirname, join, relative, sep } from 'node:path'
 import type { Readable } from 'node:stream'
 import { assertSafeRelpath } from '../core/model/paths'
-import type { PutBody, PutResult, Store, StoreEntry } from '../core/store/store'
+import { type DeleteOptions, PreconditionFailed, type PutBody, type PutOptions, type PutResult, type Store, type StoreEntry } from '../core/store/store'
 import { isTransient } from '../core/util/concurrency'
 
 const DRIVER_NAME = 'local'
 
 /** Every write renames a new file into place: a new inode, so the tag changes even within one mtime tick. */
 const etagOf = (info: Stats) => `${info.ino.toString(16)}-${info.mtimeMs.toString(16)}-${info.size.toString(16)}`
+
+const codeOf = (error: unknown) => (error as NodeJS.ErrnoException).code
+
+/**
+ * Takes `target` away from every other writer by renaming it aside (only one rename of a path
+ * succeeds), then checks it is the version `etag` names; a version that is not is put back.
+ * Resolves to the aside path, which the caller removes. The local store's compare-and-swap.
+ */
+async function claim(target: string, etag: string, key: string): Promise<string> {
+  const aside = `${target}.${randomBytes(4).toString('hex')}.claim.tmp`
+  try {
+    await rename(target, aside)
+  } catch (error) {
+    if (codeOf(error) === 'ENOENT') throw new PreconditionFailed(key)
+    throw error
+  }
+  if (etagOf(await stat(aside)) === etag) return aside
+  // Not ours to take: put it back, unless a writer created the key meanwhile (then theirs stands).
+  await link(aside, target).catch(() => {})
+  await rm(aside, { force: true })
+  throw new PreconditionFailed(key)
+}
+
+/** Publishes `temporary` at `target` only if nothing is there: `link` fails with EEXIST where `rename` would replace. */
+async function linkNew(temporary: string, target: string, key: string): Promise<void> {
+  try {
+    await link(temporary, target)
+  } catch (error) {
+    if (codeOf(error) === 'EEXIST') throw new PreconditionFailed(key)
+    throw error
+  } finally {
+    await rm(temporary, { force: true })
+  }
+}
 
 /**
  * A directory with the same keys as the S3 store (`data/<app>/...`, `manifests/<app>/<ts>`), for a
@@ -27,13 +61,20 @@ export function createLocalStore(root: string): Store {
     isTransient,
     // The kernel copies a file on disk: nothing is held in memory.
     bufferedBytes: () => 0,
-    async put(key: string, body: PutBody): Promise<PutResult> {
+    // A conditional put links its file into place (O_EXCL's guarantee), after a claim for `ifMatch`.
+    conditionalWrites: true,
+    async put(key: string, body: PutBody, { ifNoneMatch, ifMatch }: PutOptions = {}): Promise<PutResult> {
       const target = pathOf(key)
       const temporary = `${target}.${randomBytes(4).toString('hex')}.tmp`
       await mkdir(dirname(target), { recursive: true })
       try {
         await ('file' in body ? copyFile(body.file, temporary) : writeFile(temporary, body))
-        await rename(temporary, target)
+        if (ifMatch !== undefined) {
+          const aside = await claim(target, ifMatch, key)
+          await rm(aside, { force: true })
+        }
+        if (ifNoneMatch || ifMatch !== undefined) await linkNew(temporary, target, key)
+        else await rename(temporary, target)
         return { etag: etagOf(await stat(target)) }
       } catch (error) {
         await rm(temporary, { force: true })
@@ -57,7 +98,11 @@ export function createLocalStore(root: string): Store {
         }
       }
     },
-    async delete(keys: readonly string[]) {
+    async delete(keys: readonly string[], { ifMatch }: DeleteOptions = {}) {
+      if (ifMatch !== undefined) {
+        for (const key of keys) await rm(await claim(pathOf(key), ifMatch, key), { force: true })
+        return
+      }
       await Promise.all(keys.map((key) => rm(pathOf(key), { force: true })))
     },
     async close() {},

@@ -1,8 +1,9 @@
 import { describeError, PushCacheError } from '../model/errors'
 import { listBuilds, type StoredBuild } from '../store/builds'
 import { layoutOf } from '../store/layout'
-import { relpathsInUse, takeLease } from '../store/leases'
+import { type Lease, relpathsInUse, takeLease } from '../store/leases'
 import type { Store } from '../store/store'
+import { takeWriterLock, type WriterLockTiming } from '../store/writer-lock'
 import { withRetry } from '../util/concurrency'
 import { type Logger, silentLogger } from '../util/logger'
 import { type PruneRule, planFlatPrune, planVersionedPrune } from './rules'
@@ -27,6 +28,8 @@ export interface PruneInput {
   retries?: number
   dryRun?: boolean
   logger?: Logger
+  /** How long the app's writer lock lives unrenewed and how long to wait for it (tests shorten them). */
+  writerLock?: WriterLockTiming
 }
 
 /**
@@ -35,10 +38,21 @@ export interface PruneInput {
  * running push has leased are kept (see `leases.ts`). An unreadable manifest or lease stops the
  * prune before it deletes anything, with the reason in `aborted`: the caller decides whether that fails.
  */
-export async function prune({ store, app, rule, entrypoints, retries = 3, dryRun = false, logger = silentLogger }: PruneInput): Promise<PruneReport> {
-  // A dry run writes nothing, not even its lease.
-  const lease = dryRun ? undefined : await withRetry(() => takeLease(store, app, 'prune', []), { retries, isTransient: store.isTransient })
+export async function prune({
+  store,
+  app,
+  rule,
+  entrypoints,
+  retries = 3,
+  dryRun = false,
+  logger = silentLogger,
+  writerLock,
+}: PruneInput): Promise<PruneReport> {
+  // A dry run writes nothing, not even its lease or the lock.
+  const lock = dryRun ? undefined : await takeWriterLock({ store, app, what: 'prune', retries, timing: writerLock, logger })
+  let lease: Lease | undefined
   try {
+    lease = dryRun ? undefined : await withRetry(() => takeLease(store, app, 'prune', []), { retries, isTransient: store.isTransient })
     let builds: StoredBuild[]
     let inUse: Set<string>
     try {
@@ -67,6 +81,7 @@ export async function prune({ store, app, rule, entrypoints, retries = 3, dryRun
     if (!lease?.live())
       throw new PushCacheError('PRUNE_FAILED', `Pruning ${app} took longer than its lease before deleting anything; nothing was deleted. Run the prune again.`)
 
+    await lock?.confirm('its deletes')
     try {
       // Stores batch deletes themselves; a retry of an idempotent delete costs nothing.
       await withRetry(() => store.delete(keys), { retries, isTransient: store.isTransient })
@@ -83,6 +98,7 @@ export async function prune({ store, app, rule, entrypoints, retries = 3, dryRun
     return report
   } finally {
     await lease?.release()
+    await lock?.release()
   }
 }
 

@@ -9,6 +9,7 @@ import { newestBuild, type StoredBuild } from '../store/builds'
 import { layoutOf } from '../store/layout'
 import { LEASE_SECONDS, type Lease } from '../store/leases'
 import type { Store } from '../store/store'
+import { takeWriterLock, type WriterLockTiming } from '../store/writer-lock'
 import { dropSpareBuffers } from '../util/file-buffers'
 import { type Logger, silentLogger } from '../util/logger'
 import { buildManifest } from './build-manifest'
@@ -28,6 +29,8 @@ export interface PopulateInput {
   logger?: Logger
   onProgress?: (event: ProgressEvent) => void
   now?: () => number
+  /** How long the app's writer lock lives unrenewed and how long to wait for it (tests shorten them). */
+  writerLock?: WriterLockTiming
 }
 
 /**
@@ -37,7 +40,15 @@ export interface PopulateInput {
  * A failure at any step leaves no entrypoint and no manifest of this build; a failure before the
  * second phase leaves everything served as it was.
  */
-export async function populate({ store, options, files, logger = silentLogger, onProgress, now = Date.now }: PopulateInput): Promise<PopulateReport> {
+export async function populate({
+  store,
+  options,
+  files,
+  logger = silentLogger,
+  onProgress,
+  now = Date.now,
+  writerLock,
+}: PopulateInput): Promise<PopulateReport> {
   const started = now()
   const layout = layoutOf(store)
   const plan = planUpload(files, options, layout)
@@ -66,6 +77,10 @@ export async function populate({ store, options, files, logger = silentLogger, o
   })
   let writer: FileWriter | undefined
   let lease: Lease | undefined
+  // A dry run writes nothing, not even the lock: its plan may race a writer, and says so by being a plan.
+  const lock = options.dryRun
+    ? undefined
+    : await takeWriterLock({ store, app: options.app, what: 'push', retries: options.retries, timing: writerLock, logger, now })
   try {
     await build.begin()
     const planned = await planPhase(run, all, newest, build.comparesHeaders)
@@ -79,17 +94,20 @@ export async function populate({ store, options, files, logger = silentLogger, o
     await writeNew(writer, planned)
     await writeChanged(build, writer, planned, report)
     await beforeEntrypoints(run, build, writer, planned)
+    await lock?.confirm('its entrypoints')
     await writeEntrypoints(run, build, writer, planned, plan, report)
+    await lock?.confirm('its manifest')
     await writeManifest(run, build, planned, all, writer, report)
   } catch (error) {
     await build.abandon(writer?.written ?? [], logger)
     throw error
   } finally {
     await lease?.release()
+    await lock?.release()
     dropSpareBuffers()
   }
   logger.info(pushedLine(report))
-  await pruneAfterPush(run, report)
+  await pruneAfterPush(run, report, writerLock)
   await announceBuild(run, report)
   return { ...report, durationMs: now() - started }
 }
@@ -188,10 +206,12 @@ async function writeManifest(
 }
 
 /** The build is in the store: a prune that could not run is reported, not a failed push. */
-async function pruneAfterPush({ store, options, logger, now, timed }: PushRun, report: PopulateReport): Promise<void> {
+async function pruneAfterPush({ store, options, logger, now, timed }: PushRun, report: PopulateReport, writerLock?: WriterLockTiming): Promise<void> {
   if (!options.prune) return
   const rule = { ...options.prune, now: Math.floor(now() / 1000) }
-  report.pruned = await timed('prune', () => prune({ store, app: options.app, rule, entrypoints: options.entrypoint, retries: options.retries, logger }))
+  report.pruned = await timed('prune', () =>
+    prune({ store, app: options.app, rule, entrypoints: options.entrypoint, retries: options.retries, logger, writerLock }),
+  )
   if (report.pruned.aborted) logger.warn(report.pruned.aborted)
 }
 

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto'
 import type { Stats } from 'node:fs'
-import { createReadStream } from 'node:fs'
-import { copyFile, link, mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { copyFile, link, mkdir, open, readdir, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { dirname, join, relative, sep } from 'node:path'
 import type { Readable } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { assertSafeRelpath } from '../core/model/paths'
 import { type DeleteOptions, PreconditionFailed, type PutBody, type PutOptions, type PutResult, type Store, type StoreEntry } from '../core/store/store'
 import { isTransient } from '../core/util/concurrency'
@@ -15,24 +15,40 @@ const etagOf = (info: Stats) => `${info.ino.toString(16)}-${info.mtimeMs.toStrin
 
 const codeOf = (error: unknown) => (error as NodeJS.ErrnoException).code
 
+/** A compare-and-swap guard older than this was left by a process that died holding it. */
+const STALE_GUARD_MS = 10_000
+const GUARD_TRIES = 500
+
 /**
- * Takes `target` away from every other writer by renaming it aside (only one rename of a path
- * succeeds), then checks it is the version `etag` names; a version that is not is put back.
- * Resolves to the aside path, which the caller removes. The local store's compare-and-swap.
+ * Runs `work` while holding `<target>.guard.tmp`, created with O_EXCL: the local store's
+ * compare-and-swap is compare, then rename over the target (never absent meanwhile, so a create
+ * with `ifNoneMatch` cannot slip in), and no two of them interleave. Bounded: a guard held for
+ * longer than a few seconds is stale.
  */
-async function claim(target: string, etag: string, key: string): Promise<string> {
-  const aside = `${target}.${randomBytes(4).toString('hex')}.claim.tmp`
-  try {
-    await rename(target, aside)
-  } catch (error) {
-    if (codeOf(error) === 'ENOENT') throw new PreconditionFailed(key)
-    throw error
+async function withGuard<T>(target: string, work: () => Promise<T>): Promise<T> {
+  const guard = `${target}.guard.tmp`
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await writeFile(guard, '', { flag: 'wx' })
+      break
+    } catch (error) {
+      if (codeOf(error) !== 'EEXIST' || attempt === GUARD_TRIES) throw error
+      const info = await stat(guard).catch(() => undefined)
+      if (info && Date.now() - info.mtimeMs > STALE_GUARD_MS) await rm(guard, { force: true })
+      else await sleep(5)
+    }
   }
-  if (etagOf(await stat(aside)) === etag) return aside
-  // Not ours to take: put it back, unless a writer created the key meanwhile (then theirs stands).
-  await link(aside, target).catch(() => {})
-  await rm(aside, { force: true })
-  throw new PreconditionFailed(key)
+  try {
+    return await work()
+  } finally {
+    await rm(guard, { force: true })
+  }
+}
+
+/** Throws {@link PreconditionFailed} unless `target` exists with the tag `etag`. */
+async function expectTag(target: string, etag: string, key: string): Promise<void> {
+  const info = await stat(target).catch(() => undefined)
+  if (!info || etagOf(info) !== etag) throw new PreconditionFailed(key)
 }
 
 /** Publishes `temporary` at `target` only if nothing is there: `link` fails with EEXIST where `rename` would replace. */
@@ -61,7 +77,7 @@ export function createLocalStore(root: string): Store {
     isTransient,
     // The kernel copies a file on disk: nothing is held in memory.
     bufferedBytes: () => 0,
-    // A conditional put links its file into place (O_EXCL's guarantee), after a claim for `ifMatch`.
+    // `ifNoneMatch` links its file into place (O_EXCL's guarantee); `ifMatch` compares and renames under a guard.
     conditionalWrites: true,
     async put(key: string, body: PutBody, { ifNoneMatch, ifMatch }: PutOptions = {}): Promise<PutResult> {
       const target = pathOf(key)
@@ -69,11 +85,12 @@ export function createLocalStore(root: string): Store {
       await mkdir(dirname(target), { recursive: true })
       try {
         await ('file' in body ? copyFile(body.file, temporary) : writeFile(temporary, body))
-        if (ifMatch !== undefined) {
-          const aside = await claim(target, ifMatch, key)
-          await rm(aside, { force: true })
-        }
-        if (ifNoneMatch || ifMatch !== undefined) await linkNew(temporary, target, key)
+        if (ifMatch !== undefined)
+          await withGuard(target, async () => {
+            await expectTag(target, ifMatch, key)
+            await rename(temporary, target)
+          })
+        else if (ifNoneMatch) await linkNew(temporary, target, key)
         else await rename(temporary, target)
         return { etag: etagOf(await stat(target)) }
       } catch (error) {
@@ -82,9 +99,15 @@ export function createLocalStore(root: string): Store {
       }
     },
     async read(key: string): Promise<Readable | undefined> {
-      const path = pathOf(key)
-      const info = await stat(path).catch(() => undefined)
-      return info?.isFile() ? createReadStream(path) : undefined
+      // Opened now, not when the stream is first read: a key deleted in between reads as absent, not as an error.
+      const handle = await open(pathOf(key)).catch((error: NodeJS.ErrnoException) => {
+        if (error.code === 'ENOENT' || error.code === 'EISDIR') return undefined
+        throw error
+      })
+      if (!handle) return undefined
+      if ((await handle.stat()).isFile()) return handle.createReadStream()
+      await handle.close()
+      return undefined
     },
     async *list(prefix: string): AsyncIterable<StoreEntry> {
       // Walk only the deepest directory the prefix names fully.
@@ -100,7 +123,11 @@ export function createLocalStore(root: string): Store {
     },
     async delete(keys: readonly string[], { ifMatch }: DeleteOptions = {}) {
       if (ifMatch !== undefined) {
-        for (const key of keys) await rm(await claim(pathOf(key), ifMatch, key), { force: true })
+        for (const key of keys)
+          await withGuard(pathOf(key), async () => {
+            await expectTag(pathOf(key), ifMatch, key)
+            await rm(pathOf(key), { force: true })
+          })
         return
       }
       await Promise.all(keys.map((key) => rm(pathOf(key), { force: true })))

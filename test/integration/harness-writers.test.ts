@@ -59,6 +59,16 @@ describe.each(STORE_KINDS)('writers on the %s store', (kind) => {
     expect(await everyViolation(world)).toEqual([])
     expect((await newestBuild(store, world.app))?.timestamp).toBe(100)
   })
+
+  it('case 7 (issue 19 item 1): a build pushed at a complete build’s timestamp is refused, and the same build again is a no-op', async () => {
+    const world = await worldWith(kind, 'v1')
+    const before = await world.contents()
+    await expect(pushBuild(world, 'v2', 100)).rejects.toThrow(/Build 100 of .* is already in .*, with other files .*another timestamp/)
+    world.builds.delete('v2')
+    expect(await world.contents()).toEqual(before)
+    expect(await everyViolation(world)).toEqual([])
+    await expect(pushBuild(world, 'v1', 100)).resolves.toMatchObject({ skipped: 'same-build', uploaded: 0 })
+  })
 })
 
 describe('writers that the harness cannot drive yet', () => {
@@ -69,6 +79,5 @@ describe('writers that the harness cannot drive yet', () => {
     'case 4: a push whose manifest write fails (gate.fail on put:manifest) leaves no served entrypoint that a later prune breaks; not reproduced by the plain scenario yet',
   )
   it.todo('case 6 (Valkey): a populate killed after PERSIST leaks no key, and pop never serves a build without its entrypoint')
-  it.todo('case 7 (Valkey): a push that reuses a complete build’s timestamp never touches its keys')
   it.todo('case 10: populate stops on SIGTERM/SIGINT, releases its lease and lock, and exits 143/130')
 })

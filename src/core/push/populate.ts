@@ -5,11 +5,12 @@ import type { ResolvedCoreOptions } from '../model/options'
 import type { ProgressEvent } from '../model/progress'
 import { prune } from '../prune/prune'
 import { type BuildWrite, buildWriteFor } from '../store/build-write'
-import { newestBuild, type StoredBuild } from '../store/builds'
+import { buildAt, newestBuild, type StoredBuild } from '../store/builds'
 import { layoutOf } from '../store/layout'
 import { LEASE_SECONDS, type Lease } from '../store/leases'
 import type { Store } from '../store/store'
 import { takeWriterLock, type WriterLockTiming } from '../store/writer-lock'
+import { md5File } from '../util/digest'
 import { dropSpareBuffers } from '../util/file-buffers'
 import { type Logger, silentLogger } from '../util/logger'
 import { buildManifest } from './build-manifest'
@@ -82,9 +83,10 @@ export async function populate({
     ? undefined
     : await takeWriterLock({ store, app: options.app, what: 'push', retries: options.retries, timing: writerLock, logger, now })
   try {
-    await build.begin()
     const planned = await planPhase(run, all, newest, build.comparesHeaders)
     lease = planned.lease
+    if (await alreadyPushed(run, all)) return { ...report, skipped: 'same-build', durationMs: now() - started }
+    await build.begin()
     countPlanned(report, planned.sync)
     if (options.dryRun) {
       logWouldPush(logger, planned)
@@ -115,6 +117,32 @@ export async function populate({
 /** The newest build, read only when an image is given (valpop's duplicate-image skip); `null`: read, and there is none. The plan reuses it. */
 async function newestIfImageAsked(store: Store, options: ResolvedCoreOptions): Promise<StoredBuild | null | undefined> {
   return options.image ? ((await newestBuild(store, options.app, options.retries)) ?? null) : undefined
+}
+
+/**
+ * A timestamp names one build for good: readers, prunes and valpop take the manifest at it for the
+ * build. Pushed again with the same files (a re-run CI job), it is a no-op; with other files, it is
+ * refused before anything is written, for a push never rewrites nor hides a complete build. Read
+ * under the writer lock, so no other push lands it meanwhile.
+ */
+async function alreadyPushed({ store, options, logger, retry }: PushRun, files: readonly HashedUpload[]): Promise<boolean> {
+  const stored = await retry(`the manifest of build ${options.timestamp}`, () => buildAt(store, options.app, options.timestamp, 0))
+  if (!stored) return false
+  const entries = stored.manifest?.entries ?? {}
+  const storedFiles = new Set(stored.files)
+  const ours = new Set(files.map((file) => file.relpath))
+  let differ = stored.files.filter((relpath) => !ours.has(relpath)).length
+  for (const file of files) {
+    const md5 = entries[file.relpath]?.md5
+    if (!storedFiles.has(file.relpath) || md5 === undefined || md5 !== (file.md5 ??= await md5File(file.path))) differ++
+  }
+  if (differ > 0)
+    throw new PushCacheError(
+      'UPLOAD_FAILED',
+      `Build ${options.timestamp} of ${options.app} is already in ${store.display}, with other files (${differ} differ): a push never rewrites a complete build. Push this one with another timestamp (--timestamp, BUILD_TIMESTAMP or SOURCE_DATE_EPOCH), or prune build ${options.timestamp} first. Nothing was written.`,
+    )
+  logger.info(`Build ${options.timestamp} of ${options.app} is already in ${store.display} with the same files; nothing to push.`)
+  return true
 }
 
 const toWriteOf = ({ sync }: StorePlan) => [...sync.added, ...sync.changed]

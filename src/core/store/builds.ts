@@ -88,6 +88,13 @@ async function readBuild(store: Store, app: string, { key, size }: StoreEntry, r
   return { timestamp, manifestKey: key, files: manifest.files, manifest, complete: true }
 }
 
+/** The build whose manifest is at `timestamp`, if there is one that names files. */
+export async function buildAt(store: Store, app: string, timestamp: number, retries = 3): Promise<StoredBuild | undefined> {
+  const key = layoutOf(store).manifestKey(app, timestamp)
+  const [entry] = (await listEntries(store, key, retries)).filter((listed) => listed.key === key)
+  return entry && readBuild(store, app, entry, retries)
+}
+
 /**
  * The newest complete build that has a manifest, reading that one manifest only (valpop's
  * duplicate-image skip and the push's plan ask for nothing more), or more when it names no file.

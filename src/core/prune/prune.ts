@@ -2,6 +2,7 @@ import { describeError, PushCacheError } from '../model/errors'
 import { listBuilds, type StoredBuild } from '../store/builds'
 import { layoutOf } from '../store/layout'
 import { type Lease, relpathsInUse, takeLease } from '../store/leases'
+import { isServed, readPending, servedEntrypoints } from '../store/pending'
 import type { Store } from '../store/store'
 import { takeWriterLock, type WriterLockTiming } from '../store/writer-lock'
 import { withRetry } from '../util/concurrency'
@@ -66,10 +67,13 @@ export async function prune({
     const protect = [...entrypoints, ...inUse]
     let dying: StoredBuild[]
     let keys: string[]
+    let stale: string[] = []
     if (!layout.keysPerBuild) {
-      const plan = planFlatPrune(builds, { ...rule, protect })
-      dying = plan.dying
+      const served = await servedRecords(store, app, builds, entrypoints, retries)
+      const plan = planFlatPrune(builds, { ...rule, protect: [...protect, ...served.files] })
+      dying = plan.dying.filter((build) => !served.builds.has(build))
       keys = plan.deleteFiles.map((relpath) => layout.dataKey(app, 0, relpath))
+      stale = served.stalePending
     } else {
       const records = builds.map((build) => ({ ...build, versions: versionsOf(build), scanned: !build.manifestKey }))
       const plan = planVersionedPrune(records, { ...rule, protect: [...inUse] })
@@ -77,7 +81,7 @@ export async function prune({
       keys = plan.deleteVersions.map(({ timestamp, relpath }) => layout.dataKey(app, timestamp, relpath))
     }
     const report: PruneReport = { builds: dying.map((build) => build.timestamp), keys, kept: builds.length - dying.length, dryRun }
-    if (dryRun || (dying.length === 0 && keys.length === 0)) return report
+    if (dryRun || (dying.length === 0 && keys.length === 0 && stale.length === 0)) return report
     if (!lease?.live())
       throw new PushCacheError('PRUNE_FAILED', `Pruning ${app} took longer than its lease before deleting anything; nothing was deleted. Run the prune again.`)
 
@@ -86,7 +90,7 @@ export async function prune({
       // Stores batch deletes themselves; a retry of an idempotent delete costs nothing.
       await withRetry(() => store.delete(keys), { retries, isTransient: store.isTransient })
       const manifests = dying.flatMap((build) => (build.manifestKey ? [build.manifestKey] : []))
-      await withRetry(() => store.delete(manifests), { retries, isTransient: store.isTransient })
+      await withRetry(() => store.delete([...manifests, ...stale]), { retries, isTransient: store.isTransient })
     } catch (error) {
       throw new PushCacheError(
         'PRUNE_FAILED',
@@ -99,6 +103,26 @@ export async function prune({
   } finally {
     await lease?.release()
     await lock?.release()
+  }
+}
+
+/**
+ * Flat stores: the build whose entrypoints are served is never pruned, whatever its age or rank (a
+ * push that failed or died between its entrypoints and its manifest, an older build served after a
+ * newer one failed). Matched by MD5 against the manifests and the pending records (`pending.ts`);
+ * pending records whose entrypoints are not served protect nothing and go.
+ */
+async function servedRecords(store: Store, app: string, builds: readonly StoredBuild[], entrypoints: readonly string[], retries: number) {
+  const served = await servedEntrypoints(store, app, entrypoints, retries)
+  const pending = await readPending(store, app, retries)
+  const servedBuilds = new Set(
+    builds.filter((build) => isServed(Object.fromEntries(entrypoints.map((relpath) => [relpath, build.manifest?.entries?.[relpath]?.md5])), served)),
+  )
+  const servedPending = pending.filter((record) => isServed(record.entrypoints, served))
+  return {
+    builds: servedBuilds,
+    files: [...servedBuilds, ...servedPending].flatMap((record) => record.files),
+    stalePending: pending.filter((record) => !servedPending.includes(record)).map((record) => record.key),
   }
 }
 

@@ -1,5 +1,5 @@
 import { announce } from '../announce/announce'
-import { PushCacheError } from '../model/errors'
+import { describeError, PushCacheError } from '../model/errors'
 import { serializeManifest } from '../model/manifest'
 import type { ResolvedCoreOptions } from '../model/options'
 import type { ProgressEvent } from '../model/progress'
@@ -102,7 +102,8 @@ export async function populate({
     await writeManifest(run, build, planned, all, writer, report)
   } catch (error) {
     await build.abandon(writer?.written ?? [], logger)
-    throw error
+    const note = build.pendingNote()
+    throw note ? new PushCacheError('UPLOAD_FAILED', `${describeError(error)}. ${note}`, { cause: error }) : error
   } finally {
     await lease?.release()
     await lock?.release()
@@ -200,6 +201,11 @@ async function writeEntrypoints(
     )
   } else if (entrypoints.length > 0)
     await run.timed('entrypoints', async () => {
+      for (const file of entrypoints) file.md5 ??= await md5File(file.path)
+      await build.recordPending(
+        plan.assets.concat(plan.entrypoints).map((file) => file.relpath),
+        Object.fromEntries(entrypoints.map((file) => [file.relpath, file.md5!])),
+      )
       for (const file of entrypoints) await writer.put(file)
       await build.persist(entrypoints, 'persisting the entrypoints')
     })
@@ -228,7 +234,9 @@ async function writeManifest(
   await run.timed('manifest', async () => {
     await retry(report.manifestKey, () =>
       store.put(report.manifestKey, Buffer.from(serializeManifest(manifest)), { contentType: 'application/json; charset=utf-8', cacheControl: 'no-cache' }),
-    )
+    ).catch((error) => {
+      throw new PushCacheError('UPLOAD_FAILED', `Could not write manifest ${report.manifestKey} to ${store.display}: ${describeError(error)}`, { cause: error })
+    })
     await build.complete()
   })
 }

@@ -3,6 +3,7 @@ import type { Logger } from '../util/logger'
 import { newerBuildExists } from './builds'
 import type { StoredFile } from './held-files'
 import { layoutOf } from './layout'
+import { pendingKey, writePending } from './pending'
 import type { Store } from './store'
 
 /** Runs one request with the push's retries; `what` names it in the retry's log line. */
@@ -33,6 +34,13 @@ export interface BuildWrite {
   persist(files: readonly { key: string }[], what: string): Promise<void>
   /** What the manifest records of where a file's bytes are: the build whose key holds them, or the store's tag. */
   recordOf(etag: string | undefined, reused: StoredFile | undefined): { version?: number; etag?: string }
+  /**
+   * Right before the entrypoints: flat stores leave a pending record of the build (see
+   * `pending.ts`), so that a served entrypoint is never without a record of its files.
+   */
+  recordPending(files: readonly string[], entrypoints: Record<string, string>): Promise<void>
+  /** What a failure leaves served, when it may leave an entrypoint without a manifest; said in its message. */
+  pendingNote(): string | undefined
   /** The manifest is written: the build is no longer in progress. */
   complete(): Promise<void>
   /** Best effort after a failure: removes what the build wrote and its lock. */
@@ -55,8 +63,10 @@ export function buildWriteFor(input: BuildWriteInput): BuildWrite {
   return layout.locks ? versionedBuildWrite(input, layout.locks.key(input.app, input.timestamp)) : flatBuildWrite(input)
 }
 
-function flatBuildWrite({ store, app, timestamp, retries }: BuildWriteInput): BuildWrite {
+function flatBuildWrite({ store, app, timestamp, retries, retry }: BuildWriteInput): BuildWrite {
   const nothing = async () => {}
+  const pending = pendingKey(store, app, timestamp)
+  let recorded: string[] | undefined
   return {
     comparesHeaders: true,
     begin: nothing,
@@ -66,7 +76,19 @@ function flatBuildWrite({ store, app, timestamp, retries }: BuildWriteInput): Bu
     superseded: () => newerBuildExists(store, app, timestamp, retries),
     persist: nothing,
     recordOf: (etag, reused) => ({ etag: etag ?? reused?.etag }),
-    complete: nothing,
+    async recordPending(files, entrypoints) {
+      await retry(pending, () => writePending(store, app, { timestamp, files: [...files], entrypoints }))
+      recorded = Object.keys(entrypoints)
+    },
+    pendingNote: () =>
+      recorded &&
+      `${recorded.join(', ')} of build ${timestamp} may be served without its manifest; its files are kept from prunes by ${pending} in ${store.display}. Push build ${timestamp} again (the same files and timestamp) to complete it.`,
+    async complete() {
+      // Best effort: a prune removes a pending record whose entrypoints are no longer served.
+      await store.delete([pending]).catch(() => {})
+      recorded = undefined
+    },
+    // The pending record stays: the entrypoints may be served (a prune removes it once they are not).
     abandon: nothing,
   }
 }
@@ -101,6 +123,9 @@ function versionedBuildWrite({ store, timestamp, dryRun, retry, now }: BuildWrit
         )
     },
     recordOf: (_etag, reused) => (reused?.version !== undefined ? { version: reused.version } : {}),
+    // A versioned entrypoint is served only through its build's manifest.
+    recordPending: async () => {},
+    pendingNote: () => undefined,
     async complete() {
       await retry(lockKey, () => store.delete([lockKey]))
     },

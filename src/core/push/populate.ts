@@ -237,7 +237,7 @@ async function writeManifest(
     ).catch((error) => {
       throw new PushCacheError('UPLOAD_FAILED', `Could not write manifest ${report.manifestKey} to ${store.display}: ${describeError(error)}`, { cause: error })
     })
-    await build.complete()
+    await build.complete(run.logger)
   })
 }
 

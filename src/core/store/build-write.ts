@@ -41,8 +41,11 @@ export interface BuildWrite {
   recordPending(files: readonly string[], entrypoints: Record<string, string>): Promise<void>
   /** What a failure leaves served, when it may leave an entrypoint without a manifest; said in its message. */
   pendingNote(): string | undefined
-  /** The manifest is written: the build is no longer in progress. */
-  complete(): Promise<void>
+  /**
+   * The manifest is written: the build is no longer in progress. Never throws: the build is in the
+   * store, and a failure to tidy up must not make the push take it back.
+   */
+  complete(logger: Logger): Promise<void>
   /** Best effort after a failure: removes what the build wrote and its lock. */
   abandon(files: readonly { key: string }[], logger: Logger): Promise<void>
 }
@@ -98,6 +101,7 @@ function versionedBuildWrite({ store, timestamp, dryRun, retry, now }: BuildWrit
   // A crashed build's keys must expire before its lock, or readers would take them for a build:
   // the lock lives twice the expiry, and data keys are written only during the first.
   const lockedAt = now()
+  let completed = false
   return {
     expiresIn,
     // A value holds bytes only: headers ride in the manifest.
@@ -126,12 +130,19 @@ function versionedBuildWrite({ store, timestamp, dryRun, retry, now }: BuildWrit
     // A versioned entrypoint is served only through its build's manifest.
     recordPending: async () => {},
     pendingNote: () => undefined,
-    async complete() {
-      await retry(lockKey, () => store.delete([lockKey]))
+    async complete(logger) {
+      completed = true
+      try {
+        await retry(lockKey, () => store.delete([lockKey]))
+      } catch (error) {
+        logger.warn(
+          `build ${timestamp} is complete, but its lock ${lockKey} could not be removed (${describeError(error)}): readers skip the build until the lock expires (${2 * expiresIn} s at most), or delete it by hand.`,
+        )
+      }
     },
     // Only keys this build wrote go; they expire on their own if this fails too.
     async abandon(files, logger) {
-      if (dryRun) return
+      if (dryRun || completed) return
       try {
         await store.delete(files.map((file) => file.key))
         await store.delete([lockKey])

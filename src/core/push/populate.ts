@@ -134,8 +134,12 @@ async function alreadyPushed({ store, options, logger, retry }: PushRun, files: 
   const ours = new Set(files.map((file) => file.relpath))
   let differ = stored.files.filter((relpath) => !ours.has(relpath)).length
   for (const file of files) {
-    const md5 = entries[file.relpath]?.md5
-    if (!storedFiles.has(file.relpath) || md5 === undefined || md5 !== (file.md5 ??= await md5File(file.path))) differ++
+    const recorded = entries[file.relpath]?.md5
+    if (!storedFiles.has(file.relpath) || recorded === undefined) differ++
+    else {
+      file.md5 ??= await md5File(file.path)
+      if (recorded !== file.md5) differ++
+    }
   }
   if (differ > 0)
     throw new PushCacheError(

@@ -53,7 +53,7 @@ export async function prune({
   const lock = dryRun ? undefined : await takeWriterLock({ store, app, what: 'prune', retries, timing: writerLock, logger })
   let lease: Lease | undefined
   try {
-    lease = dryRun ? undefined : await withRetry(() => takeLease(store, app, 'prune', []), { retries, isTransient: store.isTransient })
+    lease = dryRun ? undefined : await takeLease(store, app, 'prune', [], (attempt) => withRetry(attempt, { retries, isTransient: store.isTransient }))
     let builds: StoredBuild[]
     let inUse: Set<string>
     try {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
-import { PushCacheError } from '../model/errors'
+import { describeError, PushCacheError } from '../model/errors'
 import { createBackoff, pause } from '../util/backoff'
 import { withRetry } from '../util/concurrency'
 import { type Logger, silentLogger } from '../util/logger'
@@ -85,7 +85,12 @@ export async function takeWriterLock({
 }: WriterLockInput): Promise<WriterLock> {
   const key = writerLockKey(store, app)
   const owner = `${what} on ${hostname()} (pid ${process.pid}, ${randomBytes(4).toString('hex')})`
-  const retry = <T>(attempt: () => Promise<T>) => withRetry(attempt, { retries, isTransient: store.isTransient })
+  const retry = <T>(attempt: () => Promise<T>) =>
+    withRetry(attempt, {
+      retries,
+      isTransient: store.isTransient,
+      onRetry: (error, count) => logger.warn(`retrying the writer lock ${key} (${count}/${retries}): ${describeError(error)}`),
+    })
   const bodyNow = () => Buffer.from(JSON.stringify({ owner, expiresAt: now() + timing.seconds * 1000 } satisfies LockBody))
   const putOptions = { contentType: 'application/json', expiresIn: timing.seconds }
 

@@ -109,20 +109,23 @@ export async function prune({
 /**
  * Flat stores: the build whose entrypoints are served is never pruned, whatever its age or rank (a
  * push that failed or died between its entrypoints and its manifest, an older build served after a
- * newer one failed). Matched by MD5 against the manifests and the pending records (`pending.ts`);
- * pending records whose entrypoints are not served protect nothing and go.
+ * newer one failed). It is the newest record, manifest or pending (`pending.ts`), whose entrypoints
+ * have the served MD5s: builds that share an entrypoint's bytes all match, and the newest one wrote
+ * it last. Pending records other than that one protect nothing and go.
  */
 async function servedRecords(store: Store, app: string, builds: readonly StoredBuild[], entrypoints: readonly string[], retries: number) {
   const served = await servedEntrypoints(store, app, entrypoints, retries)
   const pending = await readPending(store, app, retries)
-  const servedBuilds = new Set(
-    builds.filter((build) => isServed(Object.fromEntries(entrypoints.map((relpath) => [relpath, build.manifest?.entries?.[relpath]?.md5])), served)),
-  )
-  const servedPending = pending.filter((record) => isServed(record.entrypoints, served))
+  const recordedOf = (build: StoredBuild) => Object.fromEntries(entrypoints.map((relpath) => [relpath, build.manifest?.entries?.[relpath]?.md5]))
+  const candidates = [
+    ...builds.filter((build) => isServed(recordedOf(build), served)).map((build) => ({ timestamp: build.timestamp, files: build.files, build })),
+    ...pending.filter((record) => isServed(record.entrypoints, served)).map((record) => ({ ...record, build: undefined })),
+  ]
+  const newest = candidates.sort((a, b) => b.timestamp - a.timestamp)[0]
   return {
-    builds: servedBuilds,
-    files: [...servedBuilds, ...servedPending].flatMap((record) => record.files),
-    stalePending: pending.filter((record) => !servedPending.includes(record)).map((record) => record.key),
+    builds: new Set(newest?.build ? [newest.build] : []),
+    files: newest?.files ?? [],
+    stalePending: pending.filter((record) => record.key !== (newest && 'key' in newest ? newest.key : undefined)).map((record) => record.key),
   }
 }
 

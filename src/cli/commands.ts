@@ -15,6 +15,7 @@ import type { ResolvedOptions } from '../options'
 import { createStore, isValkeyUrl } from '../stores'
 import type { WatchSettings } from './flags'
 import { createProgress, type Progress } from './progress'
+import { untilSignalled } from './signals'
 import { openStore } from './store'
 
 export interface Context {
@@ -56,7 +57,11 @@ export async function populateCommand(dir: string, context: Context): Promise<Re
   const files = await collectFiles(resolve(dir), undefined, logger)
   if (files.length === 0)
     throw new PushCacheError('NO_FILES', `The directory ${dir} holds no files: nothing to push. Build first, or point to the directory the build writes.`)
-  return withProgress(context, (onProgress) => withStore(options, logger, (store) => populate({ store, options, files, logger, onProgress })))
+  const stopped = (signal: string) =>
+    `Stopped by ${signal}: no upload was started after it, and no entrypoint or manifest of build ${options.timestamp} was written unless the build was already complete. Push again.`
+  return withProgress(context, (onProgress) =>
+    withStore(options, logger, (store) => untilSignalled(stopped, (signal) => populate({ store, options, files, logger, onProgress, signal }))),
+  )
 }
 
 /**

@@ -1,3 +1,5 @@
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { newestBuild } from '../../src/core/store/builds'
@@ -6,13 +8,14 @@ import { createWorld, popInto, pruneKeeping, pushBuild, type World } from '../ha
 import { createGate, type Gate } from '../harness/holds'
 import { destViolations, storeViolations } from '../harness/invariants'
 import { broken, enumerateWindows } from '../harness/scheduler'
-import { tempDir } from '../helpers/fs'
+import { CLI } from '../helpers/cli'
+import { tempDir, tree, writeTree } from '../helpers/fs'
 import { STORE_KINDS } from '../helpers/stores'
 
 /**
- * The writer side of issue 16 (cases 2–7 and 10), expressed on the harness. Cases 2 and 5 fail
- * today (local and S3) and are skipped until the writers are fixed: switch each on with its fix.
- * The others are listed as todo: a kill -9 of a push and signals are not driven by the harness yet.
+ * The writer side of issue 16 (cases 2–5, 7 and 10), each a deterministic run against local, S3
+ * (moto) and Valkey: one actor held at each of its request types while the other runs, a failure
+ * at each request type, then the invariants I1–I3 as a reader would see them.
  */
 
 const worlds: World[] = []
@@ -138,7 +141,31 @@ describe.each(STORE_KINDS)('writers on the %s store', (kind) => {
   })
 })
 
-describe('writers that the harness cannot drive yet', () => {
-  it.todo('case 6 (Valkey): a populate killed after PERSIST leaks no key, and pop never serves a build without its entrypoint')
-  it.todo('case 10: populate stops on SIGTERM/SIGINT, releases its lease and lock, and exits 143/130')
+describe.each([
+  ['SIGTERM', 143],
+  ['SIGINT', 130],
+] as const)('case 10: populate (the CLI) stopped by %s', (signal, exitCode) => {
+  it(`stops starting uploads, leaves no entrypoint, manifest, lock or lease, and exits ${exitCode}`, async () => {
+    const root = await tempDir()
+    const app = 'signals'
+    const files = Object.fromEntries(Array.from({ length: 3000 }, (_, i) => [`js/chunk-${i}.js`, `console.log(${i})`]))
+    const dir = await writeTree(await tempDir(), { ...files, 'fed-mods.json': '{}' })
+    const child = spawn(process.execPath, [CLI, 'populate', dir, '--app', app, '--store', root, '--timestamp', '100', '--concurrency', '1'], {
+      env: { PATH: process.env.PATH, CI: 'true', PUSH_CACHE_DEBUG: '1' },
+    })
+    let stderr = ''
+    child.stderr.on('data', (chunk) => {
+      stderr += chunk
+      // Once uploads are under way.
+      if (/pushed data\//.test(stderr) && !child.killed) child.kill(signal)
+    })
+    const [code] = (await once(child, 'exit')) as [number | null]
+    expect(code).toBe(exitCode)
+    expect(stderr).toMatch(new RegExp(`Stopped by ${signal}: no upload was started after it`))
+    const left = await tree(root)
+    const pushed = left.filter((key) => key.startsWith(`data/${app}/js/`)).length
+    expect(pushed).toBeGreaterThan(0)
+    expect(pushed).toBeLessThan(3000)
+    expect(left.filter((key) => !key.startsWith(`data/${app}/js/`))).toEqual([])
+  })
 })

@@ -32,6 +32,11 @@ export interface PopulateInput {
   now?: () => number
   /** How long the app's writer lock lives unrenewed and how long to wait for it (tests shorten them). */
   writerLock?: WriterLockTiming
+  /**
+   * Aborted (the CLI's SIGTERM/SIGINT): no upload starts after it, nor the entrypoints or the
+   * manifest; the push fails with the signal's reason, as a failed push would leave the store.
+   */
+  signal?: AbortSignal
 }
 
 /**
@@ -49,6 +54,7 @@ export async function populate({
   onProgress,
   now = Date.now,
   writerLock,
+  signal,
 }: PopulateInput): Promise<PopulateReport> {
   const started = now()
   const layout = layoutOf(store)
@@ -92,18 +98,22 @@ export async function populate({
       logWouldPush(logger, planned)
       return { ...report, durationMs: now() - started }
     }
-    writer = createFileWriter(run, build, { files: report.uploaded, bytes: report.bytes }, onProgress)
+    writer = createFileWriter(run, build, { files: report.uploaded, bytes: report.bytes }, onProgress, signal)
     await writeNew(writer, planned)
     await writeChanged(build, writer, planned, report)
     await beforeEntrypoints(run, build, writer, planned)
+    signal?.throwIfAborted()
     await lock?.confirm('its entrypoints')
     await writeEntrypoints(run, build, writer, planned, plan, report)
+    signal?.throwIfAborted()
     await lock?.confirm('its manifest')
     await writeManifest(run, build, planned, all, writer, report)
   } catch (error) {
     await build.abandon(writer?.written ?? [], logger)
     const note = build.pendingNote()
-    throw note ? new PushCacheError('UPLOAD_FAILED', `${describeError(error)}. ${note}`, { cause: error }) : error
+    // Stopped by a signal: its reason, whatever the request that noticed it threw.
+    const cause = signal?.aborted ? signal.reason : error
+    throw note ? new PushCacheError('UPLOAD_FAILED', `${describeError(cause)}. ${note}`, { cause }) : cause
   } finally {
     await lease?.release()
     await lock?.release()

@@ -84,6 +84,8 @@ export async function populate({
   })
   let writer: FileWriter | undefined
   let lease: Lease | undefined
+  /** The manifest, once this push wrote it: a failure after that takes it back too. */
+  const ownManifest: { key: string }[] = []
   // A dry run writes nothing, not even the lock: its plan may race a writer, and says so by being a plan.
   const lock = options.dryRun
     ? undefined
@@ -101,15 +103,15 @@ export async function populate({
     writer = createFileWriter(run, build, { files: report.uploaded, bytes: report.bytes }, onProgress, signal)
     await writeNew(writer, planned)
     await writeChanged(build, writer, planned, report)
-    await beforeEntrypoints(run, build, writer, planned)
+    await beforeEntrypoints(run, planned)
     signal?.throwIfAborted()
     await lock?.confirm('its entrypoints')
     await writeEntrypoints(run, build, writer, planned, plan, report)
     signal?.throwIfAborted()
     await lock?.confirm('its manifest')
-    await writeManifest(run, build, planned, all, writer, report)
+    await writeManifest(run, build, planned, all, writer, report, ownManifest)
   } catch (error) {
-    await build.abandon(writer?.written ?? [], logger)
+    await build.abandon([...(writer?.written ?? []), ...ownManifest], logger)
     const note = build.pendingNote()
     // Stopped by a signal: its reason, whatever the request that noticed it threw.
     const cause = signal?.aborted ? signal.reason : error
@@ -184,9 +186,8 @@ async function writeChanged(build: BuildWrite, writer: FileWriter, { sync }: Sto
     )
 }
 
-/** The files written so far stay (persisted), and what the plan found unchanged is still there (the lease held). */
-async function beforeEntrypoints(run: PushRun, build: BuildWrite, writer: FileWriter, { lease }: StorePlan): Promise<void> {
-  await build.persist(writer.written, 'persisting the written keys')
+/** What the plan found unchanged is still there (the lease held). */
+async function beforeEntrypoints(run: PushRun, { lease }: StorePlan): Promise<void> {
   if (lease && !lease.live())
     throw new PushCacheError(
       'UPLOAD_FAILED',
@@ -221,11 +222,15 @@ async function writeEntrypoints(
         Object.fromEntries(entrypoints.map((file) => [file.relpath, file.md5!])),
       )
       for (const file of entrypoints) await writer.put(file)
-      await build.persist(entrypoints, 'persisting the entrypoints')
     })
 }
 
-/** The manifest goes last: it makes the build complete for readers, pops and prunes. */
+/**
+ * The manifest goes last: it makes the build complete for readers, pops and prunes. On a versioned
+ * store it is written with the build's expiry like every key of the build, and the keys become
+ * permanent only now, the manifest last: a push killed before that leaves keys that expire, never
+ * permanent keys that no manifest names (issue 16 case 6); its build lock hides the manifest meanwhile.
+ */
 async function writeManifest(
   run: PushRun,
   build: BuildWrite,
@@ -233,6 +238,7 @@ async function writeManifest(
   all: readonly HashedUpload[],
   writer: FileWriter,
   report: PopulateReport,
+  written: { key: string }[],
 ): Promise<void> {
   const { store, options, retry } = run
   const manifest = buildManifest({
@@ -246,11 +252,20 @@ async function writeManifest(
     recordOf: build.recordOf,
   })
   await run.timed('manifest', async () => {
+    const manifestFile = { key: report.manifestKey }
     await retry(report.manifestKey, () =>
-      store.put(report.manifestKey, Buffer.from(serializeManifest(manifest)), { contentType: 'application/json; charset=utf-8', cacheControl: 'no-cache' }),
+      store.put(report.manifestKey, Buffer.from(serializeManifest(manifest)), {
+        contentType: 'application/json; charset=utf-8',
+        cacheControl: 'no-cache',
+        expiresIn: build.expiresIn,
+      }),
     ).catch((error) => {
       throw new PushCacheError('UPLOAD_FAILED', `Could not write manifest ${report.manifestKey} to ${store.display}: ${describeError(error)}`, { cause: error })
     })
+    // From here a failure takes the manifest back with the build's other keys.
+    written.push(manifestFile)
+    await build.persist(writer.written, 'persisting the written keys')
+    await build.persist([manifestFile], 'persisting the manifest')
     await build.complete(run.logger)
   })
 }

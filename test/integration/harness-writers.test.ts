@@ -53,7 +53,7 @@ describe.each(STORE_KINDS)('writers on the %s store', (kind) => {
       { othersMs: 1500 },
     )
     expect(broken(windows)).toEqual([])
-  })
+  }, 240_000)
 
   it.each(['[]', '{"files":[]}'])('case 5: an empty newest manifest (%s) is not a build: prune --keep 1 keeps the live one', async (empty) => {
     const world = await worldWith(kind, 'v1')

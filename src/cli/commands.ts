@@ -18,6 +18,7 @@ import { createWatchMonitor, type WatchMonitor } from '../sidecar/monitor'
 import { createStore, isValkeyUrl } from '../stores'
 import type { WatchSettings } from './flags'
 import { createProgress, type Progress } from './progress'
+import { untilSignalled } from './signals'
 import { openStore } from './store'
 
 export interface Context {
@@ -62,9 +63,11 @@ export async function populateCommand(dir: string, context: Context): Promise<Re
   const files = await collectFiles(resolve(dir), undefined, logger)
   if (files.length === 0)
     throw new PushCacheError('NO_FILES', `The directory ${dir} holds no files: nothing to push. Build first, or point to the directory the build writes.`)
+  const stopped = (signal: string) =>
+    `Stopped by ${signal}: no upload was started after it, and no entrypoint or manifest of build ${options.timestamp} was written unless the build was already complete. Push again.`
   return withProgress(context, (onProgress, logger) =>
     withStore(options, logger, async (store) => {
-      const report = await populate({ store, options, files, logger, onProgress })
+      const report = await untilSignalled(stopped, (signal) => populate({ store, options, files, logger, onProgress, signal }))
       return options.dryRun && !report.skipped ? dryRunSummary(store, options, report, logger) : report
     }),
   )

@@ -1,5 +1,6 @@
 import { describeError, PushCacheError, redact, USAGE_ERROR_CODES } from '../core/model/errors'
 import { CommandLineError } from './command-line'
+import { StoppedBySignal } from './signals'
 import { StoreConfigurationError } from './store'
 
 export const EXIT_OK = 0
@@ -9,6 +10,7 @@ export const EXIT_USAGE = 2
 /** 2 for anything the user must fix in the invocation or configuration, 1 when the work itself failed. */
 export function exitCodeOf(error: unknown): number {
   if (error instanceof CommandLineError || error instanceof StoreConfigurationError) return EXIT_USAGE
+  if (error instanceof StoppedBySignal) return error.exitCode
   return error instanceof PushCacheError && USAGE_ERROR_CODES.has(error.code) ? EXIT_USAGE : EXIT_FAILED
 }
 

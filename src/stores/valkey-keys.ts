@@ -1,13 +1,28 @@
+import { createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import type { Cluster, Redis } from 'iovalkey'
 import { PushCacheError } from '../core/model/errors'
-import type { PutBody, PutOptions, PutResult, Store } from '../core/store/store'
+import { type DeleteOptions, PreconditionFailed, type PutBody, type PutOptions, type PutResult, type Store } from '../core/store/store'
 import type { ValkeyConnection } from './valkey-connection'
 
 /** Keys per round of pipelined UNLINK/PERSIST/EXISTS: bounds what one round holds in memory. */
 const BATCH = 1000
 /** What Redis and Valkey accept by default when CONFIG GET is not allowed. */
 const DEFAULT_MAX_BULK = 512 * 1024 * 1024
+
+/**
+ * Compare-and-swap on a value, one key so one slot in a cluster: the etag of a Valkey value is its
+ * SHA-1, which the server computes itself. A missing key hashes as the empty string, which no etag
+ * we hand out names.
+ */
+const REPLACE_IF_MATCH = `if redis.sha1hex(redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end
+if ARGV[3] == '' then redis.call('SET', KEYS[1], ARGV[2]) else redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) end
+return 1`
+const DELETE_IF_MATCH = `if redis.sha1hex(redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end
+redis.call('UNLINK', KEYS[1])
+return 1`
+
+const sha1 = (value: Buffer) => createHash('sha1').update(value).digest('hex')
 
 /** Writes, expiries and deletes of whole keys: what a push and a prune send. */
 export function valkeyKeyCommands({ client, guard }: ValkeyConnection): Pick<Store, 'put' | 'exists' | 'delete'> & Required<Pick<Store, 'persist'>> {
@@ -44,7 +59,20 @@ export function valkeyKeyCommands({ client, guard }: ValkeyConnection): Pick<Sto
         )
       const value = 'file' in body ? await readFile(body.file) : Buffer.from(body.buffer, body.byteOffset, body.byteLength)
       const valkey = await client()
-      await guard(putOptions.expiresIn ? valkey.set(key, value, 'EX', putOptions.expiresIn) : valkey.set(key, value))
+      const { expiresIn, ifNoneMatch, ifMatch } = putOptions
+      if (ifMatch !== undefined) {
+        // https://valkey.io/commands/eval/
+        const replaced = await guard(valkey.eval(REPLACE_IF_MATCH, 1, key, ifMatch, value, expiresIn ? String(expiresIn) : ''))
+        if (replaced !== 1) throw new PreconditionFailed(key)
+        return { etag: sha1(value) }
+      }
+      if (ifNoneMatch) {
+        // https://valkey.io/commands/set/ NX: nothing is set (null) when the key exists.
+        const set = await guard(expiresIn ? valkey.set(key, value, 'EX', expiresIn, 'NX') : valkey.set(key, value, 'NX'))
+        if (set === null) throw new PreconditionFailed(key)
+        return { etag: sha1(value) }
+      }
+      await guard(expiresIn ? valkey.set(key, value, 'EX', expiresIn) : valkey.set(key, value))
       return {}
     },
 
@@ -54,7 +82,12 @@ export function valkeyKeyCommands({ client, guard }: ValkeyConnection): Pick<Sto
     },
 
     // https://valkey.io/commands/unlink/ ; one key per command, so a cluster never sees a cross-slot request.
-    async delete(keys: readonly string[]) {
+    async delete(keys: readonly string[], { ifMatch }: DeleteOptions = {}) {
+      if (ifMatch !== undefined) {
+        const valkey = await client()
+        for (const key of keys) if ((await guard(valkey.eval(DELETE_IF_MATCH, 1, key, ifMatch))) !== 1) throw new PreconditionFailed(key)
+        return
+      }
       await eachKey(keys, (valkey, key) => valkey.unlink(key))
     },
 

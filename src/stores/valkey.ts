@@ -37,6 +37,8 @@ export function createValkeyStore(url: string, options: ValkeyOptions, timeouts:
     isTransient,
     pendingExpiry: { seconds: lockTtlOf(options), option: 'valkey.lockTtl' },
     concurrency: CONCURRENCY,
+    // SET NX, and Lua compare-and-swap on a value's SHA-1 (valkey-keys.ts).
+    conditionalWrites: true,
     ...valkeyKeyCommands(connection),
 
     // https://valkey.io/commands/get/

@@ -3,6 +3,7 @@ import { collectFiles } from '../../src/core/push/collect-files'
 import { populate } from '../../src/core/push/populate'
 import { pop } from '../../src/core/serve/pop'
 import { watch } from '../../src/core/serve/watch'
+import { readAll } from '../../src/core/store/builds'
 import type { Store } from '../../src/core/store/store'
 import { resolveOptions } from '../../src/options'
 import { tempDir, writeTree } from '../helpers/fs'
@@ -30,6 +31,8 @@ export interface World {
   url: string
   env: Record<string, string>
   builds: Map<string, Record<string, string>>
+  /** Every key of the app with its bytes, sorted: what a test compares before and after. */
+  contents(): Promise<[string, string][]>
   /** A client of its own for one actor, its requests passing `gate` (a gate that holds nothing when left out). */
   open(gate?: Gate): Promise<Store>
   close(): Promise<void>
@@ -45,6 +48,12 @@ export async function createWorld(kind: StoreKind): Promise<World> {
     url: underTest.url,
     env: underTest.env,
     builds: new Map(),
+    async contents() {
+      const store = await underTest.open()
+      clients.push(store)
+      const keys = await underTest.keys(app)
+      return Promise.all(keys.map(async (key): Promise<[string, string]> => [key, (await readAll((await store.read(key))!)).toString('base64')]))
+    },
     async open(gate = createGate()) {
       const store = await underTest.open()
       clients.push(store)

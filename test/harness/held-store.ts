@@ -24,6 +24,7 @@ export function gatedStore(store: Store, app: string, gate: Gate, entrypoints?: 
     display: store.display,
     releasesBodies: store.releasesBodies,
     concurrency: store.concurrency,
+    conditionalWrites: store.conditionalWrites,
     put: (key, body, options) => around('put', key, () => store.put(key, body, options)),
     read: (key): Promise<Readable | undefined> => around('read', key, () => store.read(key)),
     async *list(prefix: string): AsyncIterable<StoreEntry> {
@@ -32,7 +33,7 @@ export function gatedStore(store: Store, app: string, gate: Gate, entrypoints?: 
       yield* store.list(prefix)
       await gate.pass(type, 'after')
     },
-    delete: (keys) => around('delete', keys[0] ?? '', () => store.delete(keys)),
+    delete: (keys, options) => around('delete', keys[0] ?? '', () => store.delete(keys, options)),
     close: () => store.close(),
   }
   if (store.bufferedBytes) gated.bufferedBytes = (size) => store.bufferedBytes!(size)

@@ -111,10 +111,10 @@ describe('S3: a lasting fault fails the push within the bound, and publishes not
   /** One step, then releasing the push's lease (one request that times out too). */
   const bound = stepBoundMs(QUICK) + QUICK.requestTimeout
 
-  // The push's first request (its lease) meets the fault: it fails before writing any file.
+  // The push's first request (reading its writer lock) meets the fault: it fails before writing any file.
   it.each<[string, Fault, RegExp]>([
-    ['accepts and never answers', { kind: 'stall' }, /timed out: PUT \/.* got no complete answer within 500 ms.*`requestTimeout` \(--request-timeout\)/],
-    ['answers at a trickle', { kind: 'trickle', bytesPerSecond: 50 }, /timed out: PUT .* got no complete answer within 500 ms/],
+    ['accepts and never answers', { kind: 'stall' }, /timed out: (GET|PUT) \/.* got no complete answer within 500 ms.*`requestTimeout` \(--request-timeout\)/],
+    ['answers at a trickle', { kind: 'trickle', bytesPerSecond: 50 }, /timed out: (GET|PUT) .* got no complete answer within 500 ms/],
     ['resets every connection', { kind: 'reset' }, /could not be reached: .*(ECONNRESET|socket hang up)/],
     ['drops every connection mid-upload', { kind: 'drop', afterBytes: 512 }, /could not be reached: .*(ECONNRESET|socket hang up|EPIPE)/],
   ])('a server that %s', async (_, fault, reason) => {

@@ -101,12 +101,14 @@ describe.each(stores)('%s: pushes and prunes of one app at the same time', (_, o
       await push(store, app, 1)
       // Build 3 relies on alt-1.js of build 1 and stops at its first write; build 4 lands without
       // alt-1.js, so a prune keeping one build finds build 1 dying and alt-1.js named by no survivor.
+      // Both wait for the writer lock that build 3 holds, then run.
       const stopped = holdFirstDataWrite(store, app)
       const pushing = push(stopped.store, app, 3)
       await stopped.held
-      await push(store, app, 4)
-      await pruneAll(store, app)
+      const others = push(store, app, 4).then(() => pruneAll(store, app))
+      await sleep(300)
       stopped.release()
+      await others
       expect(await pushing).toMatchObject({ unchanged: expect.any(Number) })
       expect(await missingFiles(store, app)).toEqual([])
     } finally {

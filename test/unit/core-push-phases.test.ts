@@ -163,7 +163,7 @@ describe('the versioned build write', () => {
     await write.persist([{ key: 'data:inventory:100:a.js' }], 'persisting')
     expect(persisted).toEqual([['data:inventory:100:a.js']])
     expect(await write.superseded()).toBe(false)
-    await write.complete()
+    await write.complete(silentLogger)
     expect(await tree(root)).toEqual([])
   })
 

@@ -1,8 +1,10 @@
 import { describeError, PushCacheError } from '../model/errors'
 import { listBuilds, type StoredBuild } from '../store/builds'
 import { layoutOf } from '../store/layout'
-import { relpathsInUse, takeLease } from '../store/leases'
+import { type Lease, relpathsInUse, takeLease } from '../store/leases'
+import { isServed, readPending, servedEntrypoints } from '../store/pending'
 import type { Store } from '../store/store'
+import { takeWriterLock, type WriterLockTiming } from '../store/writer-lock'
 import { withRetry } from '../util/concurrency'
 import { type Logger, silentLogger } from '../util/logger'
 import { type PruneRule, planFlatPrune, planVersionedPrune } from './rules'
@@ -27,6 +29,8 @@ export interface PruneInput {
   retries?: number
   dryRun?: boolean
   logger?: Logger
+  /** How long the app's writer lock lives unrenewed and how long to wait for it (tests shorten them). */
+  writerLock?: WriterLockTiming
 }
 
 /**
@@ -35,10 +39,21 @@ export interface PruneInput {
  * running push has leased are kept (see `leases.ts`). An unreadable manifest or lease stops the
  * prune before it deletes anything, with the reason in `aborted`: the caller decides whether that fails.
  */
-export async function prune({ store, app, rule, entrypoints, retries = 3, dryRun = false, logger = silentLogger }: PruneInput): Promise<PruneReport> {
-  // A dry run writes nothing, not even its lease.
-  const lease = dryRun ? undefined : await withRetry(() => takeLease(store, app, 'prune', []), { retries, isTransient: store.isTransient })
+export async function prune({
+  store,
+  app,
+  rule,
+  entrypoints,
+  retries = 3,
+  dryRun = false,
+  logger = silentLogger,
+  writerLock,
+}: PruneInput): Promise<PruneReport> {
+  // A dry run writes nothing, not even its lease or the lock.
+  const lock = dryRun ? undefined : await takeWriterLock({ store, app, what: 'prune', retries, timing: writerLock, logger })
+  let lease: Lease | undefined
   try {
+    lease = dryRun ? undefined : await takeLease(store, app, 'prune', [], (attempt) => withRetry(attempt, { retries, isTransient: store.isTransient }))
     let builds: StoredBuild[]
     let inUse: Set<string>
     try {
@@ -52,10 +67,13 @@ export async function prune({ store, app, rule, entrypoints, retries = 3, dryRun
     const protect = [...entrypoints, ...inUse]
     let dying: StoredBuild[]
     let keys: string[]
+    let stale: string[] = []
     if (!layout.keysPerBuild) {
-      const plan = planFlatPrune(builds, { ...rule, protect })
-      dying = plan.dying
+      const served = await servedRecords(store, app, builds, entrypoints, retries)
+      const plan = planFlatPrune(builds, { ...rule, protect: [...protect, ...served.files] })
+      dying = plan.dying.filter((build) => !served.builds.has(build))
       keys = plan.deleteFiles.map((relpath) => layout.dataKey(app, 0, relpath))
+      stale = served.stalePending
     } else {
       const records = builds.map((build) => ({ ...build, versions: versionsOf(build), scanned: !build.manifestKey }))
       const plan = planVersionedPrune(records, { ...rule, protect: [...inUse] })
@@ -63,15 +81,16 @@ export async function prune({ store, app, rule, entrypoints, retries = 3, dryRun
       keys = plan.deleteVersions.map(({ timestamp, relpath }) => layout.dataKey(app, timestamp, relpath))
     }
     const report: PruneReport = { builds: dying.map((build) => build.timestamp), keys, kept: builds.length - dying.length, dryRun }
-    if (dryRun || (dying.length === 0 && keys.length === 0)) return report
+    if (dryRun || (dying.length === 0 && keys.length === 0 && stale.length === 0)) return report
     if (!lease?.live())
       throw new PushCacheError('PRUNE_FAILED', `Pruning ${app} took longer than its lease before deleting anything; nothing was deleted. Run the prune again.`)
 
+    await lock?.confirm('its deletes')
     try {
       // Stores batch deletes themselves; a retry of an idempotent delete costs nothing.
       await withRetry(() => store.delete(keys), { retries, isTransient: store.isTransient })
       const manifests = dying.flatMap((build) => (build.manifestKey ? [build.manifestKey] : []))
-      await withRetry(() => store.delete(manifests), { retries, isTransient: store.isTransient })
+      await withRetry(() => store.delete([...manifests, ...stale]), { retries, isTransient: store.isTransient })
     } catch (error) {
       throw new PushCacheError(
         'PRUNE_FAILED',
@@ -83,6 +102,30 @@ export async function prune({ store, app, rule, entrypoints, retries = 3, dryRun
     return report
   } finally {
     await lease?.release()
+    await lock?.release()
+  }
+}
+
+/**
+ * Flat stores: the build whose entrypoints are served is never pruned, whatever its age or rank (a
+ * push that failed or died between its entrypoints and its manifest, an older build served after a
+ * newer one failed). It is the newest record, manifest or pending (`pending.ts`), whose entrypoints
+ * have the served MD5s: builds that share an entrypoint's bytes all match, and the newest one wrote
+ * it last. Pending records other than that one protect nothing and go.
+ */
+async function servedRecords(store: Store, app: string, builds: readonly StoredBuild[], entrypoints: readonly string[], retries: number) {
+  const served = await servedEntrypoints(store, app, entrypoints, retries)
+  const pending = await readPending(store, app, retries)
+  const recordedOf = (build: StoredBuild) => Object.fromEntries(entrypoints.map((relpath) => [relpath, build.manifest?.entries?.[relpath]?.md5]))
+  const candidates = [
+    ...builds.filter((build) => isServed(recordedOf(build), served)).map((build) => ({ timestamp: build.timestamp, files: build.files, build })),
+    ...pending.filter((record) => isServed(record.entrypoints, served)).map((record) => ({ ...record, build: undefined })),
+  ]
+  const newest = candidates.sort((a, b) => b.timestamp - a.timestamp)[0]
+  return {
+    builds: new Set(newest?.build ? [newest.build] : []),
+    files: newest?.files ?? [],
+    stalePending: pending.filter((record) => record.key !== (newest && 'key' in newest ? newest.key : undefined)).map((record) => record.key),
   }
 }
 

@@ -63,7 +63,7 @@ async function planAgainstStore(
   let lease: Lease | undefined
   if (!options.force && !options.dryRun) {
     const relpaths = files.map((file) => file.relpath)
-    lease = await retry('the lease', () => takeLease(store, options.app, 'push', relpaths))
+    lease = await takeLease(store, options.app, 'push', relpaths, (attempt) => retry('the lease', attempt))
     if (await retry('the leases of prunes', () => pruneRunning(store, options.app))) {
       logger.info(`a prune of ${options.app} is running: every file is uploaded, none is taken as unchanged`)
       skipNothing = true

@@ -1,14 +1,16 @@
 import { announce } from '../announce/announce'
-import { PushCacheError } from '../model/errors'
+import { describeError, PushCacheError } from '../model/errors'
 import { serializeManifest } from '../model/manifest'
 import type { ResolvedCoreOptions } from '../model/options'
 import type { ProgressEvent } from '../model/progress'
 import { prune } from '../prune/prune'
 import { type BuildWrite, buildWriteFor } from '../store/build-write'
-import { newestBuild, type StoredBuild } from '../store/builds'
+import { buildAt, newestBuild, type StoredBuild } from '../store/builds'
 import { layoutOf } from '../store/layout'
 import { LEASE_SECONDS, type Lease } from '../store/leases'
 import type { Store } from '../store/store'
+import { takeWriterLock, type WriterLockTiming } from '../store/writer-lock'
+import { md5File } from '../util/digest'
 import { dropSpareBuffers } from '../util/file-buffers'
 import { type Logger, silentLogger } from '../util/logger'
 import { buildManifest } from './build-manifest'
@@ -28,6 +30,13 @@ export interface PopulateInput {
   logger?: Logger
   onProgress?: (event: ProgressEvent) => void
   now?: () => number
+  /** How long the app's writer lock lives unrenewed and how long to wait for it (tests shorten them). */
+  writerLock?: WriterLockTiming
+  /**
+   * Aborted (the CLI's SIGTERM/SIGINT): no upload starts after it, nor the entrypoints or the
+   * manifest; the push fails with the signal's reason, as a failed push would leave the store.
+   */
+  signal?: AbortSignal
 }
 
 /**
@@ -37,7 +46,16 @@ export interface PopulateInput {
  * A failure at any step leaves no entrypoint and no manifest of this build; a failure before the
  * second phase leaves everything served as it was.
  */
-export async function populate({ store, options, files, logger = silentLogger, onProgress, now = Date.now }: PopulateInput): Promise<PopulateReport> {
+export async function populate({
+  store,
+  options,
+  files,
+  logger = silentLogger,
+  onProgress,
+  now = Date.now,
+  writerLock,
+  signal,
+}: PopulateInput): Promise<PopulateReport> {
   const started = now()
   const layout = layoutOf(store)
   const plan = planUpload(files, options, layout)
@@ -67,30 +85,45 @@ export async function populate({ store, options, files, logger = silentLogger, o
   })
   let writer: FileWriter | undefined
   let lease: Lease | undefined
+  /** The manifest, once this push wrote it: a failure after that takes it back too. */
+  const ownManifest: { key: string }[] = []
+  // A dry run writes nothing, not even the lock: its plan may race a writer, and says so by being a plan.
+  const lock = options.dryRun
+    ? undefined
+    : await takeWriterLock({ store, app: options.app, what: 'push', retries: options.retries, timing: writerLock, logger, now })
   try {
-    await build.begin()
     const planned = await planPhase(run, all, newest, build.comparesHeaders)
     lease = planned.lease
+    if (await alreadyPushed(run, all)) return { ...report, skipped: 'same-build', durationMs: now() - started }
+    await build.begin()
     countPlanned(report, planned.sync)
     if (options.dryRun) {
       logWouldPush(logger, planned)
       return { ...report, durationMs: now() - started }
     }
-    writer = createFileWriter(run, build, { files: report.uploaded, bytes: report.bytes }, onProgress)
+    writer = createFileWriter(run, build, { files: report.uploaded, bytes: report.bytes }, onProgress, signal)
     await writeNew(writer, planned)
     await writeChanged(build, writer, planned, report)
-    await beforeEntrypoints(run, build, writer, planned)
+    await beforeEntrypoints(run, planned)
+    signal?.throwIfAborted()
+    await lock?.confirm('its entrypoints')
     await writeEntrypoints(run, build, writer, planned, plan, report)
-    await writeManifest(run, build, planned, all, writer, report)
+    signal?.throwIfAborted()
+    await lock?.confirm('its manifest')
+    await writeManifest(run, build, planned, all, writer, report, ownManifest)
   } catch (error) {
-    await build.abandon(writer?.written ?? [], logger)
-    throw error
+    await build.abandon([...(writer?.written ?? []), ...ownManifest], logger)
+    const note = build.pendingNote()
+    // Stopped by a signal: its reason, whatever the request that noticed it threw.
+    const cause = signal?.aborted ? signal.reason : error
+    throw note ? new PushCacheError('UPLOAD_FAILED', `${describeError(cause)}. ${note}`, { cause }) : cause
   } finally {
     await lease?.release()
+    await lock?.release()
     dropSpareBuffers()
   }
   logger.info(pushedLine(report))
-  await pruneAfterPush(run, report)
+  await pruneAfterPush(run, report, writerLock)
   await announceBuild(run, report)
   return { ...report, durationMs: now() - started }
 }
@@ -98,6 +131,36 @@ export async function populate({ store, options, files, logger = silentLogger, o
 /** The newest build, read only when an image is given (valpop's duplicate-image skip); `null`: read, and there is none. The plan reuses it. */
 async function newestIfImageAsked(store: Store, options: ResolvedCoreOptions): Promise<StoredBuild | null | undefined> {
   return options.image ? ((await newestBuild(store, options.app, options.retries)) ?? null) : undefined
+}
+
+/**
+ * A timestamp names one build for good: readers, prunes and valpop take the manifest at it for the
+ * build. Pushed again with the same files (a re-run CI job), it is a no-op; with other files, it is
+ * refused before anything is written, for a push never rewrites nor hides a complete build. Read
+ * under the writer lock, so no other push lands it meanwhile.
+ */
+async function alreadyPushed({ store, options, logger, retry }: PushRun, files: readonly HashedUpload[]): Promise<boolean> {
+  const stored = await retry(`the manifest of build ${options.timestamp}`, () => buildAt(store, options.app, options.timestamp, 0))
+  if (!stored) return false
+  const entries = stored.manifest?.entries ?? {}
+  const storedFiles = new Set(stored.files)
+  const ours = new Set(files.map((file) => file.relpath))
+  let differ = stored.files.filter((relpath) => !ours.has(relpath)).length
+  for (const file of files) {
+    const recorded = entries[file.relpath]?.md5
+    if (!storedFiles.has(file.relpath) || recorded === undefined) differ++
+    else {
+      file.md5 ??= await md5File(file.path)
+      if (recorded !== file.md5) differ++
+    }
+  }
+  if (differ > 0)
+    throw new PushCacheError(
+      'UPLOAD_FAILED',
+      `Build ${options.timestamp} of ${options.app} is already in ${store.display}, with other files (${differ} differ): a push never rewrites a complete build. Push this one with another timestamp (--timestamp, BUILD_TIMESTAMP or SOURCE_DATE_EPOCH), or prune build ${options.timestamp} first. Nothing was written.`,
+    )
+  logger.info(`Build ${options.timestamp} of ${options.app} is already in ${store.display} with the same files; nothing to push.`)
+  return true
 }
 
 const toWriteOf = ({ sync }: StorePlan) => [...sync.added, ...sync.changed]
@@ -124,9 +187,8 @@ async function writeChanged(build: BuildWrite, writer: FileWriter, { sync }: Sto
     )
 }
 
-/** The files written so far stay (persisted), and what the plan found unchanged is still there (the lease held). */
-async function beforeEntrypoints(run: PushRun, build: BuildWrite, writer: FileWriter, { lease }: StorePlan): Promise<void> {
-  await build.persist(writer.written, 'persisting the written keys')
+/** What the plan found unchanged is still there (the lease held). */
+async function beforeEntrypoints(run: PushRun, { lease }: StorePlan): Promise<void> {
   if (lease && !lease.live())
     throw new PushCacheError(
       'UPLOAD_FAILED',
@@ -155,12 +217,21 @@ async function writeEntrypoints(
     )
   } else if (entrypoints.length > 0)
     await run.timed('entrypoints', async () => {
+      for (const file of entrypoints) file.md5 ??= await md5File(file.path)
+      await build.recordPending(
+        plan.assets.concat(plan.entrypoints).map((file) => file.relpath),
+        Object.fromEntries(entrypoints.map((file) => [file.relpath, file.md5!])),
+      )
       for (const file of entrypoints) await writer.put(file)
-      await build.persist(entrypoints, 'persisting the entrypoints')
     })
 }
 
-/** The manifest goes last: it makes the build complete for readers, pops and prunes. */
+/**
+ * The manifest goes last: it makes the build complete for readers, pops and prunes. On a versioned
+ * store it is written with the build's expiry like every key of the build, and the keys become
+ * permanent only now, the manifest last: a push killed before that leaves keys that expire, never
+ * permanent keys that no manifest names (issue 16 case 6); its build lock hides the manifest meanwhile.
+ */
 async function writeManifest(
   run: PushRun,
   build: BuildWrite,
@@ -168,6 +239,7 @@ async function writeManifest(
   all: readonly HashedUpload[],
   writer: FileWriter,
   report: PopulateReport,
+  written: { key: string }[],
 ): Promise<void> {
   const { store, options, retry } = run
   const manifest = buildManifest({
@@ -181,18 +253,31 @@ async function writeManifest(
     recordOf: build.recordOf,
   })
   await run.timed('manifest', async () => {
+    const manifestFile = { key: report.manifestKey }
     await retry(report.manifestKey, () =>
-      store.put(report.manifestKey, Buffer.from(serializeManifest(manifest)), { contentType: 'application/json; charset=utf-8', cacheControl: 'no-cache' }),
-    )
-    await build.complete()
+      store.put(report.manifestKey, Buffer.from(serializeManifest(manifest)), {
+        contentType: 'application/json; charset=utf-8',
+        cacheControl: 'no-cache',
+        expiresIn: build.expiresIn,
+      }),
+    ).catch((error) => {
+      throw new PushCacheError('UPLOAD_FAILED', `Could not write manifest ${report.manifestKey} to ${store.display}: ${describeError(error)}`, { cause: error })
+    })
+    // From here a failure takes the manifest back with the build's other keys.
+    written.push(manifestFile)
+    await build.persist(writer.written, 'persisting the written keys')
+    await build.persist([manifestFile], 'persisting the manifest')
+    await build.complete(run.logger)
   })
 }
 
 /** The build is in the store: a prune that could not run is reported, not a failed push. */
-async function pruneAfterPush({ store, options, logger, now, timed }: PushRun, report: PopulateReport): Promise<void> {
+async function pruneAfterPush({ store, options, logger, now, timed }: PushRun, report: PopulateReport, writerLock?: WriterLockTiming): Promise<void> {
   if (!options.prune) return
   const rule = { ...options.prune, now: Math.floor(now() / 1000) }
-  report.pruned = await timed('prune', () => prune({ store, app: options.app, rule, entrypoints: options.entrypoint, retries: options.retries, logger }))
+  report.pruned = await timed('prune', () =>
+    prune({ store, app: options.app, rule, entrypoints: options.entrypoint, retries: options.retries, logger, writerLock }),
+  )
   if (report.pruned.aborted) logger.warn(report.pruned.aborted)
 }
 

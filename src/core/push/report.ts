@@ -24,8 +24,11 @@ export interface PopulateReport {
   /** Files that `include`/`exclude` left out. */
   excluded: number
   entrypoints: string[]
-  /** Set when the run was skipped because the newest build already records the same image. */
-  skipped?: 'same-image'
+  /**
+   * Set when nothing was pushed: the newest build already records the same image, or the build's
+   * timestamp already holds a build with the same files.
+   */
+  skipped?: 'same-image' | 'same-build'
   /**
    * Set when a newer build was found in a flat store (S3, local): this older one added its new
    * files and its manifest, and replaced nothing served (no changed file, no entrypoint).

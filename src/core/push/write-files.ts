@@ -25,7 +25,13 @@ export interface FileWriter {
   putAll(phase: 'added' | 'changed', batch: readonly HashedUpload[]): Promise<void>
 }
 
-export function createFileWriter(run: PushRun, build: BuildWrite, total: ProgressEvent['total'], onProgress?: (event: ProgressEvent) => void): FileWriter {
+export function createFileWriter(
+  run: PushRun,
+  build: BuildWrite,
+  total: ProgressEvent['total'],
+  onProgress?: (event: ProgressEvent) => void,
+  stop?: AbortSignal,
+): FileWriter {
   const { store, options, logger, retry } = run
   const written: PlannedUpload[] = []
   const etags = new Map<string, string>()
@@ -36,6 +42,8 @@ export function createFileWriter(run: PushRun, build: BuildWrite, total: Progres
   const { expiresIn } = build
 
   async function put(file: HashedUpload): Promise<void> {
+    // Uploads under way finish; none starts once the push was told to stop.
+    stop?.throwIfAborted()
     build.checkTime()
     written.push(file)
     try {

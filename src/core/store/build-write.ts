@@ -3,6 +3,7 @@ import type { Logger } from '../util/logger'
 import { newerBuildExists } from './builds'
 import type { StoredFile } from './held-files'
 import { layoutOf } from './layout'
+import { pendingKey, writePending } from './pending'
 import type { Store } from './store'
 
 /** Runs one request with the push's retries; `what` names it in the retry's log line. */
@@ -33,8 +34,18 @@ export interface BuildWrite {
   persist(files: readonly { key: string }[], what: string): Promise<void>
   /** What the manifest records of where a file's bytes are: the build whose key holds them, or the store's tag. */
   recordOf(etag: string | undefined, reused: StoredFile | undefined): { version?: number; etag?: string }
-  /** The manifest is written: the build is no longer in progress. */
-  complete(): Promise<void>
+  /**
+   * Right before the entrypoints: flat stores leave a pending record of the build (see
+   * `pending.ts`), so that a served entrypoint is never without a record of its files.
+   */
+  recordPending(files: readonly string[], entrypoints: Record<string, string>): Promise<void>
+  /** What a failure leaves served, when it may leave an entrypoint without a manifest; said in its message. */
+  pendingNote(): string | undefined
+  /**
+   * The manifest is written: the build is no longer in progress. Never throws: the build is in the
+   * store, and a failure to tidy up must not make the push take it back.
+   */
+  complete(logger: Logger): Promise<void>
   /** Best effort after a failure: removes what the build wrote and its lock. */
   abandon(files: readonly { key: string }[], logger: Logger): Promise<void>
 }
@@ -55,8 +66,10 @@ export function buildWriteFor(input: BuildWriteInput): BuildWrite {
   return layout.locks ? versionedBuildWrite(input, layout.locks.key(input.app, input.timestamp)) : flatBuildWrite(input)
 }
 
-function flatBuildWrite({ store, app, timestamp, retries }: BuildWriteInput): BuildWrite {
+function flatBuildWrite({ store, app, timestamp, retries, retry }: BuildWriteInput): BuildWrite {
   const nothing = async () => {}
+  const pending = pendingKey(store, app, timestamp)
+  let recorded: string[] | undefined
   return {
     comparesHeaders: true,
     begin: nothing,
@@ -66,7 +79,19 @@ function flatBuildWrite({ store, app, timestamp, retries }: BuildWriteInput): Bu
     superseded: () => newerBuildExists(store, app, timestamp, retries),
     persist: nothing,
     recordOf: (etag, reused) => ({ etag: etag ?? reused?.etag }),
-    complete: nothing,
+    async recordPending(files, entrypoints) {
+      await retry(pending, () => writePending(store, app, { timestamp, files: [...files], entrypoints }))
+      recorded = Object.keys(entrypoints)
+    },
+    pendingNote: () =>
+      recorded &&
+      `${recorded.join(', ')} of build ${timestamp} may be served without its manifest; its files are kept from prunes by ${pending} in ${store.display}. Push build ${timestamp} again (the same files and timestamp) to complete it.`,
+    async complete() {
+      // Best effort: a prune removes a pending record whose entrypoints are no longer served.
+      await store.delete([pending]).catch(() => {})
+      recorded = undefined
+    },
+    // The pending record stays: the entrypoints may be served (a prune removes it once they are not).
     abandon: nothing,
   }
 }
@@ -76,6 +101,7 @@ function versionedBuildWrite({ store, timestamp, dryRun, retry, now }: BuildWrit
   // A crashed build's keys must expire before its lock, or readers would take them for a build:
   // the lock lives twice the expiry, and data keys are written only during the first.
   const lockedAt = now()
+  let completed = false
   return {
     expiresIn,
     // A value holds bytes only: headers ride in the manifest.
@@ -101,12 +127,22 @@ function versionedBuildWrite({ store, timestamp, dryRun, retry, now }: BuildWrit
         )
     },
     recordOf: (_etag, reused) => (reused?.version !== undefined ? { version: reused.version } : {}),
-    async complete() {
-      await retry(lockKey, () => store.delete([lockKey]))
+    // A versioned entrypoint is served only through its build's manifest.
+    recordPending: async () => {},
+    pendingNote: () => undefined,
+    async complete(logger) {
+      completed = true
+      try {
+        await retry(lockKey, () => store.delete([lockKey]))
+      } catch (error) {
+        logger.warn(
+          `build ${timestamp} is complete, but its lock ${lockKey} could not be removed (${describeError(error)}): readers skip the build until the lock expires (${2 * expiresIn} s at most), or delete it by hand.`,
+        )
+      }
     },
     // Only keys this build wrote go; they expire on their own if this fails too.
     async abandon(files, logger) {
-      if (dryRun) return
+      if (dryRun || completed) return
       try {
         await store.delete(files.map((file) => file.key))
         await store.delete([lockKey])

@@ -85,7 +85,7 @@ export async function listKeys(store: Store, prefix: string, retries = 3): Promi
   return (await listEntries(store, prefix, retries)).map((entry) => entry.key)
 }
 
-/** The build a manifest key names, or undefined when the key is not a manifest or is gone. */
+/** The build a manifest key names, or undefined when the key is not a manifest, is gone or names no file. */
 async function readBuild(store: Store, app: string, { key, size }: StoreEntry, retries: number): Promise<StoredBuild | undefined> {
   const timestamp = layoutOf(store).parseManifestKey(app, key)
   if (timestamp === undefined) return undefined
@@ -98,20 +98,35 @@ async function readBuild(store: Store, app: string, { key, size }: StoreEntry, r
   const text = await readText(store, key, retries)
   if (text === undefined) return undefined // deleted since it was listed
   const manifest = parseManifest(text, key, timestamp)
+  // A manifest that names no file (`[]`, `{"files":[]}`) protects nothing and serves nothing: kept
+  // as "the latest build", it would let a prune delete the live one.
+  if (manifest.files.length === 0) return undefined
   return { timestamp, manifestKey: key, files: manifest.files, manifest, complete: true }
+}
+
+/** The build whose manifest is at `timestamp`, if there is one that names files. */
+export async function buildAt(store: Store, app: string, timestamp: number, retries = 3): Promise<StoredBuild | undefined> {
+  const key = layoutOf(store).manifestKey(app, timestamp)
+  const [entry] = (await listEntries(store, key, retries)).filter((listed) => listed.key === key)
+  return entry && readBuild(store, app, entry, retries)
 }
 
 /**
  * The newest complete build that has a manifest, reading that one manifest only (valpop's
- * duplicate-image skip and the push's plan ask for nothing more).
+ * duplicate-image skip and the push's plan ask for nothing more), or more when it names no file.
  */
 export async function newestBuild(store: Store, app: string, retries = 3): Promise<StoredBuild | undefined> {
   const layout = layoutOf(store)
   const [entries, locked] = await Promise.all([listEntries(store, layout.manifestPrefix(app), retries), lockedTimestamps(store, app, retries)])
-  const newest = entries
+  const newestFirst = entries
     .filter(({ key }) => layout.parseManifestKey(app, key) !== undefined && !locked.has(layout.parseManifestKey(app, key)!))
-    .sort((a, b) => layout.parseManifestKey(app, b.key)! - layout.parseManifestKey(app, a.key)!)[0]
-  return newest === undefined ? undefined : readBuild(store, app, newest, retries)
+    .sort((a, b) => layout.parseManifestKey(app, b.key)! - layout.parseManifestKey(app, a.key)!)
+  // Past manifests that are no build (empty, deleted since listed); bounded by the listing.
+  for (const entry of newestFirst) {
+    const build = await readBuild(store, app, entry, retries)
+    if (build) return build
+  }
+  return undefined
 }
 
 /** Whether a build of `app` newer than `timestamp` has a manifest: one listing, no reads. */

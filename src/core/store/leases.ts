@@ -27,11 +27,22 @@ export interface Lease {
 
 const prefixOf = (store: Store, app: string, kind: LeaseKind) => `${layoutOf(store).leasePrefix(app)}${kind}-`
 
-/** Writes the lease once: callers retry. */
-export async function takeLease(store: Store, app: string, kind: LeaseKind, relpaths: readonly string[], now = Date.now): Promise<Lease> {
+/**
+ * Writes the lease, through `retry` when given. Every attempt writes the same key: a retry after a
+ * write that landed but whose answer was lost leaves one lease, not one per attempt.
+ */
+export async function takeLease(
+  store: Store,
+  app: string,
+  kind: LeaseKind,
+  relpaths: readonly string[],
+  retry: <T>(attempt: () => Promise<T>) => Promise<T> = (attempt) => attempt(),
+  now = Date.now,
+): Promise<Lease> {
   const key = `${prefixOf(store, app, kind)}${now()}-${randomBytes(4).toString('hex')}`
   const takenAt = now()
-  await store.put(key, Buffer.from(JSON.stringify({ relpaths })), { contentType: 'application/json', expiresIn: LEASE_SECONDS })
+  const body = Buffer.from(JSON.stringify({ relpaths }))
+  await retry(() => store.put(key, body, { contentType: 'application/json', expiresIn: LEASE_SECONDS }))
   return {
     // A minute of margin for the clocks of two machines.
     live: () => now() - takenAt < (LEASE_SECONDS - 60) * 1000,

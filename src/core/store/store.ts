@@ -21,6 +21,26 @@ export interface PutOptions {
    * stores use it so that a crashed populate cannot leak keys; flat stores ignore it.
    */
   expiresIn?: number
+  /**
+   * Conditional writes, on stores that say {@link Store.conditionalWrites}: `'*'` creates the key
+   * only if it does not exist; an etag replaces it only if it still holds what that put returned.
+   * Otherwise the put throws {@link PreconditionFailed} and writes nothing.
+   */
+  ifNoneMatch?: '*'
+  ifMatch?: string
+}
+
+export interface DeleteOptions {
+  /** Deletes the one key only if it still holds what the put that returned this etag wrote; else {@link PreconditionFailed}. */
+  ifMatch?: string
+}
+
+/** What every store throws, whatever its native answer (HTTP 412, a Valkey `NX` that set nothing, `EEXIST`), when a condition does not hold. */
+export class PreconditionFailed extends Error {
+  override name = 'PreconditionFailed'
+  constructor(readonly key: string) {
+    super(`${key} is not in the state the write expected`)
+  }
 }
 
 /** What a store tells of an object it just wrote. */
@@ -74,6 +94,11 @@ export interface Store {
    * `option` names the setting that raises it, for messages (`valkey.lockTtl`).
    */
   readonly pendingExpiry?: { seconds: number; option: string }
+  /**
+   * Whether `put` honours `ifNoneMatch`/`ifMatch` and `delete` honours `ifMatch` atomically. A
+   * store without them still writes the key; core then reads it back to learn who holds it.
+   */
+  readonly conditionalWrites?: boolean
   /** Uploads in flight that suit the store when the user names none (default 16). */
   readonly concurrency?: number
   /**
@@ -88,7 +113,7 @@ export interface Store {
   /** Every key that starts with `prefix` (a plain string, not a pattern), in no particular order. */
   list(prefix: string): AsyncIterable<StoreEntry>
   /** Deletes the keys; a key that does not exist is not an error. */
-  delete(keys: readonly string[]): Promise<void>
+  delete(keys: readonly string[], options?: DeleteOptions): Promise<void>
   /** Removes the expiry of keys written with `expiresIn`; resolves to the keys that no longer exist. */
   persist?(keys: readonly string[]): Promise<string[]>
   /** Sends `message` to the subscribers of `channel`; resolves to how many got it. Only stores with a message bus (Valkey) have it. */

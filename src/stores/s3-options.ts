@@ -34,4 +34,11 @@ export interface S3Options {
    * @default 8 * 1024 * 1024
    */
   multipartThreshold?: number
+  /**
+   * Whether the server honours `If-None-Match`/`If-Match` on PutObject and DeleteObject (AWS since
+   * 2024, MinIO, moto): the app's writer lock is then a real compare-and-swap. Set `false` for one
+   * that ignores them (older MinIO, s3rver): the lock is written and read back, best effort.
+   * @default true
+   */
+  conditionalWrites?: boolean
 }

@@ -4,7 +4,17 @@ import { isTransient } from '../core/util/concurrency'
  * S3 error codes worth another attempt whatever their HTTP status: S3 answers `400 RequestTimeout`
  * when a body came too slowly, and `BadDigest` when bytes changed on the way (Content-MD5).
  */
-const TRANSIENT_CODES = new Set(['RequestTimeout', 'SlowDown', 'InternalError', 'ServiceUnavailable', 'Throttling', 'ThrottlingException', 'BadDigest'])
+const TRANSIENT_CODES = new Set([
+  'RequestTimeout',
+  'SlowDown',
+  'InternalError',
+  'ServiceUnavailable',
+  'Throttling',
+  'ThrottlingException',
+  'BadDigest',
+  // 409: another conditional write of the same key was in flight; S3 asks to try again.
+  'ConditionalRequestConflict',
+])
 
 /** An error as the AWS SDK throws it: its S3 code as `name` (or `Code` inside a DeleteObjects answer). */
 export type S3Error = Error & { Code?: string; $retryable?: unknown; $metadata?: { httpStatusCode?: number; clockSkewCorrected?: boolean } }

@@ -19,7 +19,7 @@ import { state as nodeVersionNotice } from '@aws-sdk/core/client'
 import { loadConfig, NODE_REGION_CONFIG_FILE_OPTIONS, NODE_REGION_CONFIG_OPTIONS } from '@smithy/core/config'
 import { invalidOption, PushCacheError, redact, timedOut } from '../core/model/errors'
 import { DEFAULT_TIMEOUTS, type StoreTimeouts } from '../core/model/options'
-import type { PutBody, PutOptions, PutResult, Store, StoreEntry } from '../core/store/store'
+import { type DeleteOptions, PreconditionFailed, type PutBody, type PutOptions, type PutResult, type Store, type StoreEntry } from '../core/store/store'
 import { forEachLimited, withRetry } from '../core/util/concurrency'
 import { md5 } from '../core/util/digest'
 import { CHUNK, giveBack, readChunks, readWhole } from '../core/util/file-buffers'
@@ -135,6 +135,8 @@ function decodeListedKey(key: string, display: string): string {
 }
 
 const unquote = (etag: string | undefined) => etag?.replaceAll('"', '')
+/** An ETag as a condition header wants it: quoted. */
+const quote = (etag: string | undefined) => (etag === undefined ? undefined : `"${unquote(etag)}"`)
 
 /**
  * An S3 bucket (or a prefix of one) on AWS or any S3-compatible server, through the AWS SDK. The
@@ -197,11 +199,12 @@ export function createS3Store(url: string, options: S3Options, timeouts: StoreTi
       return Object.assign(new Error(`${display} could not be reached: ${message}`, { cause: error }), { code, transient })
     return Object.assign(error, { transient })
   }
-  /** Every request goes through here: its error comes out clarified and marked. */
-  const call = async <T>(request: (client: S3Client) => Promise<T>): Promise<T> => {
+  /** Every request goes through here: its error comes out clarified and marked; a conditional one that did not hold, as {@link PreconditionFailed}. */
+  const call = async <T>(request: (client: S3Client) => Promise<T>, conditionalKey?: string): Promise<T> => {
     try {
       return await request(await s3())
     } catch (error) {
+      if (conditionalKey !== undefined && (error as S3Error).$metadata?.httpStatusCode === 412) throw new PreconditionFailed(conditionalKey)
       throw clarify(error)
     }
   }
@@ -312,6 +315,7 @@ export function createS3Store(url: string, options: S3Options, timeouts: StoreTi
       return display
     },
     isTransient: isTransientS3,
+    conditionalWrites: options.conditionalWrites ?? true,
     concurrency: CONCURRENCY,
     maxConcurrency: MAX_CONCURRENCY,
     // The SDK does not retry, and a request that failed or timed out is destroyed with its socket:
@@ -325,19 +329,24 @@ export function createS3Store(url: string, options: S3Options, timeouts: StoreTi
       const bytes = 'file' in body ? await readWhole(body.file, body.size, true) : body
       try {
         // https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html
-        const { ETag } = await call((c) =>
-          c.send(
-            new PutObjectCommand({
-              Bucket: bucket,
-              Key: root + key,
-              Body: bytes,
-              ContentLength: bytes.byteLength,
-              ContentMD5: md5(bytes, 'base64'),
-              ContentType: headers.contentType,
-              CacheControl: headers.cacheControl,
-              Metadata: headers.metadata,
-            }),
-          ),
+        const { ETag } = await call(
+          (c) =>
+            c.send(
+              new PutObjectCommand({
+                Bucket: bucket,
+                Key: root + key,
+                Body: bytes,
+                ContentLength: bytes.byteLength,
+                ContentMD5: md5(bytes, 'base64'),
+                ContentType: headers.contentType,
+                CacheControl: headers.cacheControl,
+                Metadata: headers.metadata,
+                // Conditional writes (S3 since 2024, MinIO, moto): 412 when the condition does not hold.
+                IfNoneMatch: headers.ifNoneMatch,
+                IfMatch: quote(headers.ifMatch),
+              }),
+            ),
+          key,
         )
         return { etag: unquote(ETag) }
       } finally {
@@ -375,7 +384,12 @@ export function createS3Store(url: string, options: S3Options, timeouts: StoreTi
       }
       throw new Error(`${display} listed more than ${MAX_LIST_PAGES} pages under ${root + prefix}`)
     },
-    async delete(keys: readonly string[]) {
+    async delete(keys: readonly string[], { ifMatch }: DeleteOptions = {}) {
+      if (ifMatch !== undefined) {
+        // https://docs.aws.amazon.com/AmazonS3/latest/API/API_DeleteObject.html (If-Match: general purpose buckets since 2024)
+        for (const key of keys) await call((c) => c.send(new DeleteObjectCommand({ Bucket: bucket, Key: root + key, IfMatch: quote(ifMatch) })), key)
+        return
+      }
       for (let start = 0; start < keys.length; start += DELETE_BATCH) await deleteBatch(keys.slice(start, start + DELETE_BATCH))
     },
     async close() {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { readAll } from '../../src/core/store/builds'
-import type { Store } from '../../src/core/store/store'
+import { PreconditionFailed, type Store } from '../../src/core/store/store'
 import { forEachLimited } from '../../src/core/util/concurrency'
 
 export interface StoreContractOptions {
@@ -114,6 +114,18 @@ export function testStoreContract(name: string, open: () => Promise<Store>, { ma
         await store.delete(keys)
         expect(await listed(store, 'data/many/')).toEqual([])
       })
+
+    it('writes and deletes on a condition, and says when it does not hold', async (context) => {
+      if (!store.conditionalWrites) return context.skip()
+      const first = await store.put('locks/app/writer', Buffer.from('one'), { ifNoneMatch: '*' })
+      await expect(store.put('locks/app/writer', Buffer.from('two'), { ifNoneMatch: '*' })).rejects.toBeInstanceOf(PreconditionFailed)
+      const second = await store.put('locks/app/writer', Buffer.from('three'), { ifMatch: first.etag })
+      await expect(store.put('locks/app/writer', Buffer.from('four'), { ifMatch: first.etag })).rejects.toBeInstanceOf(PreconditionFailed)
+      await expect(store.delete(['locks/app/writer'], { ifMatch: first.etag })).rejects.toBeInstanceOf(PreconditionFailed)
+      expect((await readKey(store, 'locks/app/writer'))?.toString()).toBe('three')
+      await store.delete(['locks/app/writer'], { ifMatch: second.etag })
+      expect(await readKey(store, 'locks/app/writer')).toBeUndefined()
+    })
 
     additionalTests?.(() => store)
   })

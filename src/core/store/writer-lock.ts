@@ -113,6 +113,8 @@ export async function takeWriterLock({
     }
     const held = await current()
     if (!held) return { holder: { owner: 'a writer that just left', expiresAt: now() } }
+    // Our own create, landed though its answer was lost and the retry refused.
+    if (held.owner === owner) return { etag: held.etag ?? '' }
     if (held.etag === undefined || held.expiresAt + CLOCK_MARGIN_MS > now()) return { holder: held }
     try {
       const { etag } = await retry(() => store.put(key, bodyNow(), { ...putOptions, ifMatch: held.etag }))

@@ -23,7 +23,8 @@ const S3_PERMISSIONS: Record<Command, Record<string, readonly string[]>> = {
   },
   prune: {
     's3:ListBucket': ['data/<app>/', 'manifests/<app>/', 'locks/<app>/'],
-    's3:GetObject': ['manifests/<app>/*', 'locks/<app>/*'],
+    // data: the served entrypoints, whose MD5 tells which build is live.
+    's3:GetObject': ['data/<app>/*', 'manifests/<app>/*', 'locks/<app>/*'],
     's3:PutObject': ['locks/<app>/*'],
     's3:DeleteObject': ['data/<app>/*', 'manifests/<app>/*', 'locks/<app>/*'],
   },
@@ -36,13 +37,14 @@ const S3_PERMISSIONS: Record<Command, Record<string, readonly string[]>> = {
 /** Valkey commands and the keys (`~`) and channels (`&`) they may touch. */
 const VALKEY_PERMISSIONS: Record<Command, { commands: readonly string[]; keys: readonly string[]; channels?: readonly string[] }> = {
   populate: {
-    commands: ['SCAN', 'STRLEN', 'GET', 'SET', 'PERSIST', 'EXISTS', 'DEL', 'UNLINK', 'PUBLISH'],
+    // EVAL: the writer lock's compare-and-swap (a Lua script on the lock key alone).
+    commands: ['SCAN', 'STRLEN', 'GET', 'SET', 'PERSIST', 'EXISTS', 'DEL', 'UNLINK', 'EVAL', 'PUBLISH'],
     keys: ['data:<app>:*', 'manifest:<app>:*', 'lock:<app>:*', 'lease:<app>:*'],
     channels: ['<channel>'],
   },
   pop: { commands: ['SCAN', 'STRLEN', 'GET'], keys: ['data:<app>:*', 'manifest:<app>:*', 'lock:<app>:*'] },
   prune: {
-    commands: ['SCAN', 'STRLEN', 'GET', 'SET', 'EXISTS', 'DEL', 'UNLINK'],
+    commands: ['SCAN', 'STRLEN', 'GET', 'SET', 'EXISTS', 'DEL', 'UNLINK', 'EVAL'],
     keys: ['data:<app>:*', 'manifest:<app>:*', 'lock:<app>:*', 'lease:<app>:*'],
   },
   ls: { commands: ['SCAN', 'STRLEN', 'GET'], keys: ['data:<app>:*', 'manifest:<app>:*', 'lock:<app>:*'] },

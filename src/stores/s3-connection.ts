@@ -1,0 +1,171 @@
+import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3'
+import { state as nodeVersionNotice } from '@aws-sdk/core/client'
+import { loadConfig, NODE_REGION_CONFIG_FILE_OPTIONS, NODE_REGION_CONFIG_OPTIONS } from '@smithy/core/config'
+import { invalidOption, PushCacheError, redact, timedOut } from '../core/model/errors'
+import type { StoreTimeouts } from '../core/model/options'
+import { PreconditionFailed } from '../core/store/store'
+import { createRequestHandler } from './s3-http'
+import type { S3Options } from './s3-options'
+import { isTransientS3, type S3Error } from './s3-transient'
+
+export const unquote = (etag: string | undefined) => etag?.replaceAll('"', '')
+/** An ETag as a condition header wants it: quoted. */
+export const quote = (etag: string | undefined) => (etag === undefined ? undefined : `"${unquote(etag)}"`)
+
+/** How far a push may raise its uploads on a long link; the socket pool is sized for it (sockets open only as needed). */
+export const MAX_CONCURRENCY = 256
+
+/** One bucket (or a prefix of one) and the SDK client that reaches it, made on first use. */
+export interface S3Connection {
+  bucket: string
+  /** The key prefix of `s3://bucket/root/`: `''` or `root/`. */
+  root: string
+  /** Where it points, secrets redacted; the endpoint is known once the client is made. */
+  display(): string
+  /**
+   * Every request goes through here: its error comes out clarified and marked (`transient`); with
+   * `conditionalKey`, a condition that did not hold comes out as {@link PreconditionFailed}.
+   */
+  call<T>(request: (client: S3Client) => Promise<T>, conditionalKey?: string): Promise<T>
+  close(): Promise<void>
+}
+
+/** `s3://bucket[/root/prefix]` → the bucket and the key prefix (`''` or `root/prefix/`). */
+function parseS3Url(url: string): { bucket: string; root: string } {
+  const [bucket = '', ...segments] = url.replace(/^s3:\/\//i, '').split('/')
+  if (!bucket) throw invalidOption('store', `is ${JSON.stringify(redact(url))}, which names no bucket`, 'Use s3://bucket or s3://bucket/root/prefix.')
+  const root = segments.filter(Boolean).join('/')
+  return { bucket, root: root ? `${root}/` : '' }
+}
+
+/**
+ * Builds an SDK client without its notice that SDK releases after January 2027 will need Node 22
+ * (aws/aws-sdk-js-v3#7983): it is printed once per process, by the first client built, and is not
+ * about the SDK this package pins. The notice is re-armed afterwards, so the build's own SDK
+ * clients still print it.
+ */
+function quietClient(config: S3ClientConfig): S3Client {
+  const emitted = nodeVersionNotice.warningEmitted
+  nodeVersionNotice.warningEmitted = true
+  try {
+    return new S3Client(config)
+  } finally {
+    nodeVersionNotice.warningEmitted = emitted
+  }
+}
+
+/** The SDK's region chain, except that a blank AWS_REGION (a CI variable left empty) counts as unset. */
+const REGION_CHAIN = {
+  ...NODE_REGION_CONFIG_OPTIONS,
+  environmentVariableSelector: (env: NodeJS.ProcessEnv) => env.AWS_REGION?.trim() || undefined,
+}
+
+/**
+ * The region when `s3.region` is not set: AWS_REGION, then the `region` of the profile in
+ * ~/.aws/config. A custom endpoint (MinIO, moto) still needs some region to sign with; AWS itself
+ * needs one to start from (a bucket elsewhere is then followed), so there a missing region is an
+ * error that says where to set it.
+ */
+async function regionFromChain(endpoint: string | undefined): Promise<string> {
+  try {
+    return await loadConfig(REGION_CHAIN, NODE_REGION_CONFIG_FILE_OPTIONS)()
+  } catch {
+    if (endpoint) return 'us-east-1'
+    throw invalidOption(
+      's3.region',
+      'is not set, and the AWS SDK found none (AWS_REGION, the `region` of the profile in ~/.aws/config)',
+      "Set `s3: { region: 'eu-west-1' }` (`--s3-region` on the command line), AWS_REGION, or a region in your AWS profile.",
+    )
+  }
+}
+
+/**
+ * The endpoint the SDK's own rules configure when `s3.endpoint` is not set: AWS_ENDPOINT_URL_S3,
+ * AWS_ENDPOINT_URL, or `endpoint_url` in the profile (its `services` section first), unless
+ * AWS_IGNORE_CONFIGURED_ENDPOINT_URLS. Asked of a client given nothing, so that nothing of ours overrides it.
+ */
+async function configuredEndpoint(): Promise<string | undefined> {
+  const probe = quietClient({ region: 'us-east-1' })
+  try {
+    return (await probe.config.serviceConfiguredEndpoint?.()) || undefined
+  } finally {
+    probe.destroy()
+  }
+}
+
+const SILENT = { debug() {}, info() {}, warn() {}, error() {} }
+
+export function connectS3(url: string, options: S3Options, timeouts: StoreTimeouts): S3Connection {
+  const { bucket, root } = parseS3Url(url)
+  const prefixDisplay = `s3://${bucket}${root ? `/${root.slice(0, -1)}` : ''}`
+  let display = redact(`${prefixDisplay}${options.endpoint ? ` at ${options.endpoint}` : ''}`)
+  let client: Promise<S3Client> | undefined
+  const s3 = () =>
+    (client ??= (async () => {
+      const endpoint = options.endpoint || (await configuredEndpoint())
+      if (endpoint) display = redact(`${prefixDisplay} at ${endpoint}`)
+      return quietClient({
+        region: options.region || (await regionFromChain(endpoint)),
+        endpoint,
+        forcePathStyle: options.forcePathStyle ?? endpoint !== undefined,
+        credentials: options.credentials,
+        // MinIO-likes and older gateways reject the CRC32 the SDK sends by default; every body
+        // carries its Content-MD5 instead, and in-memory ones their signed SHA-256.
+        requestChecksumCalculation: 'WHEN_REQUIRED',
+        responseChecksumValidation: 'WHEN_REQUIRED',
+        followRegionRedirects: true,
+        maxAttempts: 1,
+        // Without a logger of its own the SDK writes some warnings to the console ("An error was
+        // encountered in a non-retryable streaming request"); every error reaches us anyway.
+        logger: SILENT,
+        requestHandler: await createRequestHandler(display, timeouts, MAX_CONCURRENCY),
+      })
+    })())
+
+  /**
+   * Adds what the user must do to the few errors whose SDK message does not say it, marks whether
+   * another attempt may succeed, and drops the raw HTTP exchange the SDK hangs on every error
+   * (`$response`): its request headers carry the session token and the access key id.
+   */
+  const clarify = (error: unknown): unknown => {
+    if (!(error instanceof Error) || error instanceof PushCacheError) return error
+    Reflect.deleteProperty(error, '$response')
+    const { name, message } = error as S3Error
+    if (name === 'NoSuchBucket')
+      return new PushCacheError(
+        'STORE_UNREACHABLE',
+        `Bucket ${bucket} does not exist in ${display}. Create it (\`aws s3 mb s3://${bucket}\`) or point \`store\` at an existing bucket.`,
+        { cause: error },
+      )
+    // The SDK's `connectionTimeout`; its other TimeoutErrors are resets and broken pipes.
+    if (name === 'TimeoutError' && message.includes('did not establish a connection'))
+      return timedOut(display, 'no connection was established', 'connect', timeouts.connectTimeout, error)
+    // Node's network errors (ECONNRESET, EPIPE, ECONNREFUSED) name an address, not the store.
+    const { code } = error as { code?: unknown }
+    const transient = isTransientS3(error)
+    if (typeof code === 'string' && /^E[A-Z]+$/.test(code) && (error as S3Error).$metadata?.httpStatusCode === undefined)
+      return Object.assign(new Error(`${display} could not be reached: ${message}`, { cause: error }), { code, transient })
+    return Object.assign(error, { transient })
+  }
+  const call = async <T>(request: (client: S3Client) => Promise<T>, conditionalKey?: string): Promise<T> => {
+    try {
+      return await request(await s3())
+    } catch (error) {
+      if (conditionalKey !== undefined && (error as S3Error).$metadata?.httpStatusCode === 412) throw new PreconditionFailed(conditionalKey)
+      throw clarify(error)
+    }
+  }
+
+  return {
+    bucket,
+    root,
+    display: () => display,
+    call,
+    async close() {
+      const opened = client
+      client = undefined
+      // A client that never came (no region) has nothing to close.
+      ;(await opened?.catch(() => undefined))?.destroy()
+    },
+  }
+}

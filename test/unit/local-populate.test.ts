@@ -76,3 +76,19 @@ describe('the local store', () => {
     expect(await readdir(dirname(dest))).toEqual(['.www.builds', 'www']) // dest links to a build directory beside it
   })
 })
+
+describe('populate --image', () => {
+  it('pushes, with a warning, when the newest manifest cannot be read', async () => {
+    const storeRoot = await tempDir()
+    await push(storeRoot, await writeTree(await tempDir(), build), 1700000000, { image: 'quay.io/app:1' })
+    await writeTree(join(storeRoot, 'manifests/inventory'), { '1700000100': '{"files": 5}' })
+    const warnings: string[] = []
+    const store = createLocalStore(storeRoot)
+    const options = resolveOptions({ app: 'inventory', timestamp: 1700000200, image: 'quay.io/app:2' }, {})
+    const logger = { info() {}, debug() {}, error() {}, warn: (line: string) => void warnings.push(line) }
+    const report = await populate({ store, options, files: await collectFiles(await writeTree(await tempDir(), build)), logger })
+    expect(report.skipped).toBeUndefined()
+    expect(report.manifestKey).toBe('manifests/inventory/1700000200')
+    expect(warnings.join('\n')).toMatch(/manifests\/inventory\/1700000100 cannot be read.*The duplicate-image check is skipped: build 1700000200 is pushed\./s)
+  })
+})

@@ -68,7 +68,7 @@ export async function populate({
       'NO_FILES',
       `No files to push for app ${options.app}: ${files.length} found, all left out by include/exclude. Check the output directory and the \`include\`/\`exclude\` options.`,
     )
-  const newest = await newestIfImageAsked(store, options)
+  const newest = await newestIfImageAsked(store, options, logger)
   if (options.image && newest?.manifest?.image === options.image) {
     logger.info(`Build ${newest.timestamp} already records image ${options.image}; nothing to push.`)
     return { ...report, skipped: 'same-image', durationMs: now() - started }
@@ -129,8 +129,16 @@ export async function populate({
 }
 
 /** The newest build, read only when an image is given (valpop's duplicate-image skip); `null`: read, and there is none. The plan reuses it. */
-async function newestIfImageAsked(store: Store, options: ResolvedCoreOptions): Promise<StoredBuild | null | undefined> {
-  return options.image ? ((await newestBuild(store, options.app, options.retries)) ?? null) : undefined
+async function newestIfImageAsked(store: Store, options: ResolvedCoreOptions, logger: Logger): Promise<StoredBuild | null | undefined> {
+  if (!options.image) return undefined
+  try {
+    return (await newestBuild(store, options.app, options.retries)) ?? null
+  } catch (error) {
+    // A manifest nobody can read must not stop every push (the prune that meets it says what to do).
+    if (!(error instanceof PushCacheError && error.code === 'MANIFEST_UNREADABLE')) throw error
+    logger.warn(`${describeError(error)} The duplicate-image check is skipped: build ${options.timestamp} is pushed.`)
+    return undefined
+  }
 }
 
 /**

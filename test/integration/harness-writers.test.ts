@@ -50,7 +50,7 @@ describe.each(STORE_KINDS)('writers on the %s store', (kind) => {
         },
         teardown: (world) => world.close(),
       },
-      { othersMs: 1500 },
+      { othersMs: 600 },
     )
     expect(broken(windows)).toEqual([])
   }, 240_000)
@@ -77,7 +77,7 @@ describe.each(STORE_KINDS)('writers on the %s store', (kind) => {
         check: (world) => everyViolation(world),
         teardown: (world) => world.close(),
       },
-      { othersMs: 1500 },
+      { othersMs: 600 },
     )
     expect(windows.filter((window) => window.reached).length).toBeGreaterThanOrEqual(4)
     expect(broken(windows)).toEqual([])
@@ -92,7 +92,7 @@ describe.each(STORE_KINDS)('writers on the %s store', (kind) => {
         check: (world) => everyViolation(world),
         teardown: (world) => world.close(),
       },
-      { othersMs: 1500 },
+      { othersMs: 600 },
     )
     expect(windows.filter((window) => window.reached).length).toBeGreaterThanOrEqual(6)
     expect(broken(windows)).toEqual([])

@@ -60,7 +60,8 @@ describe('S3', () => {
     const credentials = { accessKeyId: SECRETS.accessKeyId, secretAccessKey: SECRETS.secretAccessKey, sessionToken: SECRETS.sessionToken }
     const options = resolveOptions({ app: 'my-app', store: 's3://no-such-bucket-here', s3: { ...s3StoreOptions(), credentials } }, {})
     const error = await pushFiles({ files, options, logger: silentLogger }).catch((thrown: unknown) => thrown)
-    expect(error).toMatchObject({ code: 'UPLOAD_FAILED' })
+    // The first request (the app's writer lock) meets the missing bucket.
+    expect(error).toMatchObject({ code: 'STORE_UNREACHABLE', message: expect.stringContaining('Bucket no-such-bucket-here does not exist') })
     const everything = inspect(error, { depth: Number.POSITIVE_INFINITY, showHidden: true })
     expect(everything).toContain('NoSuchBucket')
     for (const needle of NEEDLES) expect(everything).not.toContain(needle)

@@ -57,17 +57,7 @@ export async function populate({
   signal,
 }: PopulateInput): Promise<PopulateReport> {
   const started = now()
-  const layout = layoutOf(store)
-  const plan = planUpload(files, options, layout)
-  warnOfEntrypoints(plan, options.entrypoint, logger)
-  for (const file of plan.excluded) logger.debug(`plan: ${file.relpath} is left out by include/exclude`)
-  const report = emptyReport(options, store.display, layout.manifestKey(options.app, options.timestamp), plan)
-  const all = [...plan.assets, ...plan.entrypoints]
-  if (all.length === 0)
-    throw new PushCacheError(
-      'NO_FILES',
-      `No files to push for app ${options.app}: ${files.length} found, all left out by include/exclude. Check the output directory and the \`include\`/\`exclude\` options.`,
-    )
+  const { plan, all, report } = planBuild(store, options, files, logger)
   const newest = await newestIfImageAsked(store, options, logger)
   if (options.image && newest?.manifest?.image === options.image) {
     logger.info(`Build ${newest.timestamp} already records image ${options.image}; nothing to push.`)
@@ -126,6 +116,21 @@ export async function populate({
   await pruneAfterPush(run, report, writerLock)
   await announceBuild(run, report)
   return { ...report, durationMs: now() - started }
+}
+
+/** The build's files as this push writes them, and its report so far; none left by include/exclude is a usage error. */
+function planBuild(store: Store, options: ResolvedCoreOptions, files: readonly BuildFile[], logger: Logger) {
+  const layout = layoutOf(store)
+  const plan = planUpload(files, options, layout)
+  warnOfEntrypoints(plan, options.entrypoint, logger)
+  for (const file of plan.excluded) logger.debug(`plan: ${file.relpath} is left out by include/exclude`)
+  const all = [...plan.assets, ...plan.entrypoints]
+  if (all.length === 0)
+    throw new PushCacheError(
+      'NO_FILES',
+      `No files to push for app ${options.app}: ${files.length} found, all left out by include/exclude. Check the output directory and the \`include\`/\`exclude\` options.`,
+    )
+  return { plan, all, report: emptyReport(options, store.display, layout.manifestKey(options.app, options.timestamp), plan) }
 }
 
 /** The newest build, read only when an image is given (valpop's duplicate-image skip); `null`: read, and there is none. The plan reuses it. */

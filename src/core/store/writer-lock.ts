@@ -174,15 +174,27 @@ function heldLock({ store, app, what, key, owner, etag: firstTag, timing, retry,
   let lost: unknown
   // Renewals run one after another: each names the tag the one before it got.
   let renewals: Promise<void> = Promise.resolve()
+  const ownerNow = async () => {
+    const stream = await retry(() => store.read(key))
+    return parseBody(stream ? (await readAll(stream, 64 * 1024)).toString('utf8') : '')?.owner
+  }
+  /** Without a condition: only once the lock was read back as ours. */
+  const renewAsOwner = async () => {
+    if ((await ownerNow()) !== owner) throw new PreconditionFailed(key)
+    etag = (await retry(() => store.put(key, bodyNow(), putOptions))).etag ?? ''
+  }
   const renew = () => {
     renewals = renewals.then(async () => {
       if (lost) return
       try {
-        if (store.conditionalWrites) etag = (await retry(() => store.put(key, bodyNow(), { ...putOptions, ifMatch: etag }))).etag ?? ''
-        else {
-          const stream = await retry(() => store.read(key))
-          if (parseBody(stream ? (await readAll(stream, 64 * 1024)).toString('utf8') : '')?.owner !== owner) throw new PreconditionFailed(key)
-          await retry(() => store.put(key, bodyNow(), putOptions))
+        if (!store.conditionalWrites) return await renewAsOwner()
+        try {
+          etag = (await retry(() => store.put(key, bodyNow(), { ...putOptions, ifMatch: etag }))).etag ?? ''
+        } catch (error) {
+          // A renewal that landed though its answer was lost (a timeout, then a retry) left a tag
+          // this one does not know: the lock is still ours when it still names us.
+          if (!(error instanceof PreconditionFailed)) throw error
+          await renewAsOwner()
         }
       } catch (error) {
         lost = error
@@ -210,10 +222,7 @@ function heldLock({ store, app, what, key, owner, etag: firstTag, timing, retry,
       if (lost) return
       try {
         if (store.conditionalWrites) await store.delete([key], { ifMatch: etag })
-        else {
-          const stream = await store.read(key)
-          if (parseBody(stream ? (await readAll(stream, 64 * 1024)).toString('utf8') : '')?.owner === owner) await store.delete([key])
-        }
+        else if ((await ownerNow()) === owner) await store.delete([key])
       } catch {
         // Taken over, or the store is gone: either way the lock expires on its own.
       }

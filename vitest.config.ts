@@ -15,6 +15,8 @@ export default defineConfig({
         test: {
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],
+          // Mostly waiting on servers and held requests: two files at once halve the run on 2 cores.
+          maxWorkers: 2,
           // Each starts a real server on a free loopback port and provides its address to the tests.
           globalSetup: ['test/setup/s3-server.ts', 'test/setup/valkey-server.ts', 'test/setup/vwatch-server.ts'],
         },

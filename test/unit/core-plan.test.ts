@@ -4,6 +4,7 @@ import { cacheControlOf, contentTypeOf, hasContentHash, planUpload } from '../..
 import { flatLayout, versionedLayout } from '../../src/core/store/layout'
 import { silentLogger } from '../../src/core/util/logger'
 import { resolveOptions } from '../../src/options'
+import { HASHED_NAMES, UNHASHED_NAMES } from '../helpers/hashed-names'
 
 const options = (extra = {}) => resolveOptions({ app: 'inventory', timestamp: 1700000000, ...extra }, {})
 const file = (relpath: string, size = 10) => ({ relpath, path: `/out/${relpath}`, size })
@@ -57,34 +58,9 @@ describe('cache control', () => {
 })
 
 describe('the name heuristic, for files no bundler vouched for (the CLI)', () => {
-  it.each([
-    'js/main.3f2a1b9c0d.js', // webpack [name].[contenthash]
-    '453.8f3c2a91e0b7d6c4a5f1.js',
-    'App.caa9037c.js',
-    'assets/index-BxY7_a9Q.js', // Vite [name]-[hash]
-    'assets/index-DhTRlqEC.css',
-    'main-B-RNKoMk.css',
-    'js/lazy-BFeHIACX.js',
-    'js/main-MMO2JUH2.js', // esbuild
-  ])('reads %s as content-hashed', (relpath) => expect(hasContentHash(relpath)).toBe(true))
+  it.each(HASHED_NAMES)('reads %s as content-hashed', (relpath) => expect(hasContentHash(relpath)).toBe(true))
 
-  it.each([
-    // fec-like names: words, not hashes. A wrongly immutable file is served stale for a year.
-    'fonts/OpenSans-SemiBold.woff2',
-    'fonts/Roboto-ExtraBold.woff2',
-    'img/BackgroundImage.png',
-    'img/logo.BackgroundImage.png',
-    'js/vendor-LegacyCode.js',
-    'my-component.js',
-    'widgets/date-picker-long.js',
-    'App-Component.js',
-    'logo café.svg',
-    'icons.material24.svg',
-    // Ambiguous, so short: all letters upper case, all digits, words a hash may spell.
-    'main-LAIVXYRB.css',
-    'assets/logo café.44389336.svg',
-    'js/chunks/lazy-Bsle-cxw.js',
-  ])('reads %s as not content-hashed', (relpath) => expect(hasContentHash(relpath)).toBe(false))
+  it.each(UNHASHED_NAMES)('reads %s as not content-hashed', (relpath) => expect(hasContentHash(relpath)).toBe(false))
 
   it('finds no hash in the name itself or the extension', () => {
     expect(hasContentHash('abcdef0123456789.js')).toBe(false)

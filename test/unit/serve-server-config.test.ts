@@ -7,30 +7,12 @@ import { flatLayout } from '../../src/core/store/layout'
 import { silentLogger } from '../../src/core/util/logger'
 import { resolveOptions } from '../../src/options'
 import { tempDir } from '../helpers/fs'
+import { HASHED_NAMES, UNHASHED_NAMES } from '../helpers/hashed-names'
 
 /** Names the push's own tests read as hashed or not (test/unit/core-plan.test.ts), and the usual entrypoints. */
 const NAMES = [
-  'js/main.3f2a1b9c0d.js',
-  '453.8f3c2a91e0b7d6c4a5f1.js',
-  'App.caa9037c.js',
-  'assets/index-BxY7_a9Q.js',
-  'assets/index-DhTRlqEC.css',
-  'main-B-RNKoMk.css',
-  'js/lazy-BFeHIACX.js',
-  'js/main-MMO2JUH2.js',
-  'fonts/OpenSans-SemiBold.woff2',
-  'fonts/Roboto-ExtraBold.woff2',
-  'img/BackgroundImage.png',
-  'img/logo.BackgroundImage.png',
-  'js/vendor-LegacyCode.js',
-  'my-component.js',
-  'widgets/date-picker-long.js',
-  'App-Component.js',
-  'logo café.svg',
-  'icons.material24.svg',
-  'main-LAIVXYRB.css',
-  'assets/logo café.44389336.svg',
-  'js/chunks/lazy-Bsle-cxw.js',
+  ...HASHED_NAMES,
+  ...UNHASHED_NAMES,
   'abcdef0123456789.js',
   'main.ABCDEF123',
   `x.${'a'.repeat(60)}_.js`,

@@ -18,7 +18,7 @@ import { createWatchMonitor, type WatchMonitor } from '../sidecar/monitor'
 import { createStore, isValkeyUrl } from '../stores'
 import type { WatchSettings } from './flags'
 import { createProgress, type Progress } from './progress'
-import { untilSignalled } from './signals'
+import { StoppedBySignal, type StopSignal, untilSignalled } from './signals'
 import { openStore } from './store'
 
 export interface Context {
@@ -63,8 +63,11 @@ export async function populateCommand(dir: string, context: Context): Promise<Re
   const files = await collectFiles(resolve(dir), undefined, logger)
   if (files.length === 0)
     throw new PushCacheError('NO_FILES', `The directory ${dir} holds no files: nothing to push. Build first, or point to the directory the build writes.`)
-  const stopped = (signal: string) =>
-    `Stopped by ${signal}: no upload was started after it, and no entrypoint or manifest of build ${options.timestamp} was written unless the build was already complete. Push again.`
+  const stopped = (signal: StopSignal) =>
+    new StoppedBySignal(
+      signal,
+      `Stopped by ${signal}: no upload was started after it, and no entrypoint or manifest of build ${options.timestamp} was written unless the build was already complete. Push again.`,
+    )
   return withProgress(context, (onProgress, logger) =>
     withStore(options, logger, async (store) => {
       const report = await untilSignalled(stopped, (signal) => populate({ store, options, files, logger, onProgress, signal }))
@@ -93,28 +96,15 @@ async function dryRunSummary(store: Store, options: ResolvedOptions, report: Pop
   return { ...report, ...(pruned && { pruned }) }
 }
 
-/**
- * Runs `work` with a signal that the first SIGTERM or SIGINT aborts (a second one is left to Node:
- * exit at once). Downloads then stop and their directory goes; a swap under way completes.
- */
-async function untilStopped<T>(dest: string, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
-  const controller = new AbortController()
-  const stop = (name: string) => () =>
-    controller.abort(new PushCacheError('DOWNLOAD_FAILED', `Stopped by ${name} before the new build was in place: ${dest} was left as it was.`))
-  const listeners = { SIGTERM: stop('SIGTERM'), SIGINT: stop('SIGINT') }
-  for (const [name, listener] of Object.entries(listeners)) process.once(name, listener)
-  try {
-    return await work(controller.signal)
-  } finally {
-    for (const [name, listener] of Object.entries(listeners)) process.off(name, listener)
-  }
-}
+/** A pop or watch stopped before its switch: `dest` as it was. */
+const stoppedBeforeSwitch = (dest: string) => (signal: StopSignal) =>
+  new PushCacheError('DOWNLOAD_FAILED', `Stopped by ${signal} before the new build was in place: ${dest} was left as it was.`)
 
 export async function popCommand(dest: string, context: Context): Promise<Report> {
   const { options } = context
   return withProgress(context, (onProgress, logger) =>
     withStore(options, logger, (store) =>
-      untilStopped(dest, (signal) =>
+      untilSignalled(stoppedBeforeSwitch(dest), (signal) =>
         pop({
           store,
           app: options.app,
@@ -157,7 +147,7 @@ export async function watchCommand(dest: string, context: Context, settings: Wat
   }
   const monitor = settings.listen === undefined ? undefined : await listening(settings.listen, settings, options.app, logger)
   try {
-    return await untilStopped(dest, (signal) =>
+    return await untilSignalled(stoppedBeforeSwitch(dest), (signal) =>
       watch({
         // No fail-fast check of the store here: a watch starts serving what dest holds even while the store is down.
         createStore: () => createStore(options.store, options),

@@ -317,11 +317,21 @@ describe('push-cache watch', () => {
   })
 })
 
+/** A local store in a fresh directory, and a push of `buildOf(version)` into it with the CLI. */
+async function localStore() {
+  const work = await tempDir()
+  const app = uniqueApp()
+  const store = `file:${join(work, 'store')}`
+  const push = async (version: string, timestamp: number) => {
+    const dist = await writeTree(join(work, `dist-${version}`), buildOf(version))
+    expect((await runCli(['populate', dist, '--app', app, '--store', store, '--timestamp', String(timestamp)])).code).toBe(0)
+  }
+  return { work, app, store, push }
+}
+
 describe('watch --listen', () => {
   it('answers the probes and a real scrape of /metrics as builds are applied', async () => {
-    const work = await tempDir()
-    const app = uniqueApp()
-    const store = `file:${join(work, 'store')}`
+    const { work, app, store, push } = await localStore()
     const port = await closedPort()
     const get = async (path: string) => {
       const response = await fetch(`http://127.0.0.1:${port}${path}`)
@@ -352,8 +362,7 @@ describe('watch --listen', () => {
     expect((await get('/healthz')).status).toBe(200)
     expect(await get('/readyz')).toEqual({ status: 503, body: 'no complete build served yet\n' })
 
-    const dist = await writeTree(join(work, 'dist'), buildOf('v1'))
-    expect((await runCli(['populate', dist, '--app', app, '--store', store, '--timestamp', '1700000100'])).code).toBe(0)
+    await push('v1', 1700000100)
     await watcher.waitFor(applied(1700000100))
 
     expect(await get('/readyz')).toEqual({ status: 200, body: 'ready\n' })
@@ -371,14 +380,11 @@ describe('watch --listen', () => {
 
 describe('a newer build with the same files', () => {
   it('is said up to date under its timestamp, not applied from the old directory', async () => {
-    const work = await tempDir()
-    const app = uniqueApp()
-    const store = `file:${join(work, 'store')}`
-    const dist = await writeTree(join(work, 'dist'), buildOf('v1'))
-    expect((await runCli(['populate', dist, '--app', app, '--store', store, '--timestamp', '1700000100'])).code).toBe(0)
+    const { work, app, store, push } = await localStore()
+    await push('v1', 1700000100)
     const watcher = startWatch([join(work, 'www', app), '--app', app, '--store', store, '--poll', '200ms', ...FAST_BACKOFF])
     await watcher.waitFor(applied(1700000100))
-    expect((await runCli(['populate', dist, '--app', app, '--store', store, '--timestamp', '1700000200'])).code).toBe(0)
+    await push('v1', 1700000200)
     await watcher.waitFor((event) => event.event === 'up-to-date' && event.timestamp === 1700000200)
     expect(watcher.events.filter((event) => event.event === 'applied')).toHaveLength(1)
     expect(watcher.stderr()).toContain('build 1700000200 holds the files')

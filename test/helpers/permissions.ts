@@ -2,8 +2,9 @@
  * What each command needs on each store, and nothing more: the one list the least-privilege tests
  * build their IAM policies and ACL users from, and the README's table (the test checks that the
  * README shows `permissionsTable()` as it is). `<app>` stands for the app's name, `<channel>` for
- * `announce.channel`. Leases (`locks/<app>/push-…`, `locks/<app>/prune-…`; `lease:<app>:…` on
- * Valkey) are how a push and a prune of the same app see each other.
+ * `announce.channel`. The app's writer lock (`locks/<app>/writer`; `lease:<app>:writer` on Valkey,
+ * its one key there) is how a push and a prune of the same app exclude each other; `locks/<app>/`
+ * also holds the pending records of flat stores.
  */
 export const COMMANDS = ['populate', 'pop', 'prune', 'ls'] as const
 export type Command = (typeof COMMANDS)[number]
@@ -39,13 +40,13 @@ const VALKEY_PERMISSIONS: Record<Command, { commands: readonly string[]; keys: r
   populate: {
     // EVAL: the writer lock's compare-and-swap (a Lua script on the lock key alone).
     commands: ['SCAN', 'STRLEN', 'GET', 'SET', 'PERSIST', 'EXISTS', 'DEL', 'UNLINK', 'EVAL', 'PUBLISH'],
-    keys: ['data:<app>:*', 'manifest:<app>:*', 'lock:<app>:*', 'lease:<app>:*'],
+    keys: ['data:<app>:*', 'manifest:<app>:*', 'lock:<app>:*', 'lease:<app>:writer'],
     channels: ['<channel>'],
   },
   pop: { commands: ['SCAN', 'STRLEN', 'GET'], keys: ['data:<app>:*', 'manifest:<app>:*', 'lock:<app>:*'] },
   prune: {
     commands: ['SCAN', 'STRLEN', 'GET', 'SET', 'EXISTS', 'DEL', 'UNLINK', 'EVAL'],
-    keys: ['data:<app>:*', 'manifest:<app>:*', 'lock:<app>:*', 'lease:<app>:*'],
+    keys: ['data:<app>:*', 'manifest:<app>:*', 'lock:<app>:*', 'lease:<app>:writer'],
   },
   ls: { commands: ['SCAN', 'STRLEN', 'GET'], keys: ['data:<app>:*', 'manifest:<app>:*', 'lock:<app>:*'] },
 }

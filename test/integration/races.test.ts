@@ -5,7 +5,6 @@ import { collectFiles } from '../../src/core/push/collect-files'
 import { populate } from '../../src/core/push/populate'
 import { listBuilds } from '../../src/core/store/builds'
 import { layoutOf } from '../../src/core/store/layout'
-import { takeLease } from '../../src/core/store/leases'
 import type { Store } from '../../src/core/store/store'
 import { resolveOptions } from '../../src/options'
 import { createLocalStore } from '../../src/stores/local'
@@ -111,28 +110,6 @@ describe.each(stores)('%s: pushes and prunes of one app at the same time', (_, o
       await others
       expect(await pushing).toMatchObject({ unchanged: expect.any(Number) })
       expect(await missingFiles(store, app)).toEqual([])
-    } finally {
-      await store.close()
-    }
-  })
-
-  it("keeps what a running push leased, and a push uploads everything while a prune's lease lives", async () => {
-    const store = await open()
-    const app = uniqueApp()
-    try {
-      await push(store, app, 0)
-      await push(store, app, 1)
-      const pushing = await takeLease(store, app, 'push', ['alt-0.js'])
-      const report = await pruneAll(store, app)
-      await pushing.release()
-      const layout = layoutOf(store)
-      expect(report.builds).toEqual([1000])
-      expect(report.keys).not.toContain(layout.dataKey(app, 1000, 'alt-0.js'))
-      expect(await store.read(layout.dataKey(app, 1000, 'alt-0.js'))).toBeDefined()
-
-      const pruning = await takeLease(store, app, 'prune', [])
-      expect(await push(store, app, 3)).toMatchObject({ unchanged: 0, uploaded: 3 })
-      await pruning.release()
     } finally {
       await store.close()
     }

@@ -33,7 +33,6 @@ describe('the plan phase', () => {
   it('takes every file as new on an empty store, and as changed once the store holds its name but no manifest vouches for the bytes', async () => {
     const first = await setUp(100)
     const planned = await planPhase(first.run, first.files, undefined, first.write.comparesHeaders)
-    await planned.lease?.release()
     expect(planned.sync.added.map((file) => file.relpath).sort()).toEqual(['big.bin', 'fed-mods.json', 'main.1a2b3c4d.js'])
     expect(first.report.phases.plan).toBeGreaterThanOrEqual(0)
 
@@ -41,7 +40,6 @@ describe('the plan phase', () => {
     for (const file of planned.sync.added) await writer.put(file)
     const second = await setUp(200, first.root)
     const again = await planPhase(second.run, second.files, undefined, second.write.comparesHeaders)
-    await again.lease?.release()
     expect(again.sync).toMatchObject({ added: [], unchanged: [] })
     expect(again.sync.changed).toHaveLength(3)
   })
@@ -158,13 +156,24 @@ describe('the versioned build write', () => {
     const { root, store, persisted } = await versionedStore()
     const write = writeFor(store, Date.now)
     expect(write).toMatchObject({ expiresIn: 60, comparesHeaders: false })
-    await write.begin()
+    await write.begin(true)
     expect(await tree(root)).toEqual(['lock:inventory:100'])
     await write.persist([{ key: 'data:inventory:100:a.js' }], 'persisting')
     expect(persisted).toEqual([['data:inventory:100:a.js']])
     expect(await write.superseded()).toBe(false)
     await write.complete(silentLogger)
     expect(await tree(root)).toEqual([])
+  })
+
+  it('writes a build of no file but its manifest without a lock, the manifest permanent at once', async () => {
+    const { root, store, persisted } = await versionedStore()
+    const write = writeFor(store, Date.now)
+    await write.begin(false)
+    expect(write.expiresIn).toBeUndefined()
+    await write.persist([{ key: 'manifest:inventory:100' }], 'persisting the manifest')
+    await write.complete(silentLogger)
+    expect(await tree(root)).toEqual([])
+    expect(persisted).toEqual([])
   })
 
   it('fails a build that outlived its keys, naming the option that raises the limit', async () => {
@@ -182,11 +191,11 @@ describe('the versioned build write', () => {
   it('takes back what a failed build wrote, and writes nothing in a dry run', async () => {
     const { root, store } = await versionedStore()
     const write = writeFor(store, Date.now)
-    await write.begin()
+    await write.begin(true)
     await store.put('data:inventory:100:a.js', Buffer.from('a'))
     await write.abandon([{ key: 'data:inventory:100:a.js' }], silentLogger)
     expect(await tree(root)).toEqual([])
-    await writeFor(store, Date.now, true).begin()
+    await writeFor(store, Date.now, true).begin(true)
     expect(await tree(root)).toEqual([])
   })
 

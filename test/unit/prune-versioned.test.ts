@@ -39,11 +39,6 @@ describe('versioned prune plan', () => {
     expect(planVersionedPrune([latest, second, first], rule).deleteVersions).toEqual([{ timestamp: first.timestamp, relpath: 'vendor.js' }])
   })
 
-  it('keeps every version of a relpath that a running push leased', () => {
-    const plan = planVersionedPrune([build(1, ['a.js']), build(10, ['a.js', 'b.js'])], { ...rule, protect: ['b.js'] })
-    expect(plan.deleteVersions).toEqual([{ timestamp: now - 10 * DAY, relpath: 'a.js' }])
-  })
-
   it('keeps the newest version of each relpath of builds valpop wrote without a manifest', () => {
     const builds = [
       build(1, ['a.js'], { scanned: true }),

@@ -1,7 +1,6 @@
 import { describeError, PushCacheError } from '../model/errors'
 import { listBuilds, type StoredBuild } from '../store/builds'
 import { layoutOf } from '../store/layout'
-import { type Lease, relpathsInUse, takeLease } from '../store/leases'
 import { isServed, readPending, servedEntrypoints } from '../store/pending'
 import type { Store } from '../store/store'
 import { takeWriterLock, type WriterLockTiming } from '../store/writer-lock'
@@ -35,9 +34,10 @@ export interface PruneInput {
 
 /**
  * Removes aged-out builds of one app: data first, then the dying manifests, so that a crash in
- * between leaves manifests that protect nothing rather than files that no manifest names. Files a
- * running push has leased are kept (see `leases.ts`). An unreadable manifest or lease stops the
- * prune before it deletes anything, with the reason in `aborted`: the caller decides whether that fails.
+ * between leaves manifests that protect nothing rather than files that no manifest names. It holds
+ * the app's writer lock throughout, so no push of the app runs meanwhile (see `writer-lock.ts`). An
+ * unreadable manifest stops the prune before it deletes anything, with the reason in `aborted`:
+ * the caller decides whether that fails.
  */
 export async function prune({
   store,
@@ -49,41 +49,34 @@ export async function prune({
   logger = silentLogger,
   writerLock,
 }: PruneInput): Promise<PruneReport> {
-  // A dry run writes nothing, not even its lease or the lock.
+  // A dry run writes nothing, not even the lock.
   const lock = dryRun ? undefined : await takeWriterLock({ store, app, what: 'prune', retries, timing: writerLock, logger })
-  let lease: Lease | undefined
   try {
-    lease = dryRun ? undefined : await takeLease(store, app, 'prune', [], (attempt) => withRetry(attempt, { retries, isTransient: store.isTransient }))
     let builds: StoredBuild[]
-    let inUse: Set<string>
     try {
       builds = (await listBuilds(store, app, retries)).filter((build) => build.complete)
-      inUse = await relpathsInUse(store, app, retries)
     } catch (error) {
       if (!(error instanceof PushCacheError) || error.code !== 'MANIFEST_UNREADABLE') throw error
       return { builds: [], keys: [], kept: 0, dryRun, aborted: error.message }
     }
     const layout = layoutOf(store)
-    const protect = [...entrypoints, ...inUse]
     let dying: StoredBuild[]
     let keys: string[]
     let stale: string[] = []
     if (!layout.keysPerBuild) {
       const served = await servedRecords(store, app, builds, entrypoints, retries)
-      const plan = planFlatPrune(builds, { ...rule, protect: [...protect, ...served.files] })
+      const plan = planFlatPrune(builds, { ...rule, protect: [...entrypoints, ...served.files] })
       dying = plan.dying.filter((build) => !served.builds.has(build))
       keys = plan.deleteFiles.map((relpath) => layout.dataKey(app, 0, relpath))
       stale = served.stalePending
     } else {
       const records = builds.map((build) => ({ ...build, versions: versionsOf(build), scanned: !build.manifestKey }))
-      const plan = planVersionedPrune(records, { ...rule, protect: [...inUse] })
+      const plan = planVersionedPrune(records, rule)
       dying = plan.dying
       keys = plan.deleteVersions.map(({ timestamp, relpath }) => layout.dataKey(app, timestamp, relpath))
     }
     const report: PruneReport = { builds: dying.map((build) => build.timestamp), keys, kept: builds.length - dying.length, dryRun }
     if (dryRun || (dying.length === 0 && keys.length === 0 && stale.length === 0)) return report
-    if (!lease?.live())
-      throw new PushCacheError('PRUNE_FAILED', `Pruning ${app} took longer than its lease before deleting anything; nothing was deleted. Run the prune again.`)
 
     await lock?.confirm('its deletes')
     try {
@@ -101,7 +94,6 @@ export async function prune({
     logger.info(`pruned ${dying.length} builds (${keys.length} files) of ${app}, kept ${report.kept}`)
     return report
   } finally {
-    await lease?.release()
     await lock?.release()
   }
 }

@@ -14,7 +14,7 @@ export interface PruneRule {
   olderThanSeconds: number
   /** The newest `keep` builds survive whatever their age; never less than 1. */
   keep: number
-  /** Relpaths never deleted (the entrypoints: a client may hold them at any time). */
+  /** Flat stores: relpaths never deleted (the entrypoints: a client may hold them at any time; the served build's files). */
   protect: readonly string[]
 }
 
@@ -50,21 +50,20 @@ export function planFlatPrune<T extends BuildRecord>(builds: readonly T[], rule:
 /**
  * Versioned layout (Valkey): one key per build and relpath, and a build names the key of each of
  * its files (its own, or an older build's it found unchanged). A key dies with the last build that
- * names it: the keys that dying builds name and no surviving build names go, except those of
- * `protect` (relpaths a running push may be relying on).
+ * names it: the keys that dying builds name and no surviving build names go. No push runs
+ * meanwhile (the prune holds the app's writer lock), so none relies on a key that goes.
  *
  * Builds that valpop wrote without a manifest keep valpop's promise: the newest version of each
  * relpath stays, whatever its age.
  */
 export function planVersionedPrune<T extends BuildRecord>(
   builds: readonly T[],
-  rule: PruneRule,
+  rule: Omit<PruneRule, 'protect'>,
 ): { surviving: T[]; dying: T[]; deleteVersions: { timestamp: number; relpath: string }[] } {
   const { surviving, dying: aged } = partitionBuilds(builds, rule)
   const versionOf = (build: BuildRecord, relpath: string) => build.versions?.[relpath] ?? build.timestamp
   const id = (timestamp: number, relpath: string) => `${timestamp}\0${relpath}`
   const named = new Set(surviving.flatMap((build) => build.files.map((relpath) => id(versionOf(build, relpath), relpath))))
-  const protect = new Set(rule.protect)
   const newestVersion = new Map<string, number>()
   for (const build of builds)
     for (const relpath of build.files) newestVersion.set(relpath, Math.max(newestVersion.get(relpath) ?? -1, versionOf(build, relpath)))
@@ -76,8 +75,7 @@ export function planVersionedPrune<T extends BuildRecord>(
     ;(valpopKeeps.length > 0 ? surviving : dying).push(build)
     for (const relpath of build.files) {
       const timestamp = versionOf(build, relpath)
-      if (!named.has(id(timestamp, relpath)) && !protect.has(relpath) && !valpopKeeps.includes(relpath))
-        deleteVersions.set(id(timestamp, relpath), { timestamp, relpath })
+      if (!named.has(id(timestamp, relpath)) && !valpopKeeps.includes(relpath)) deleteVersions.set(id(timestamp, relpath), { timestamp, relpath })
     }
   }
   return { surviving, dying, deleteVersions: [...deleteVersions.values()] }

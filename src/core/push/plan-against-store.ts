@@ -1,8 +1,7 @@
 import { describeError, PushCacheError } from '../model/errors'
 import { planSync, type SyncPlan } from '../model/sync-plan'
-import type { StoredBuild } from '../store/builds'
-import { readStoreState, type StoredFile } from '../store/held-files'
-import { type Lease, pruneRunning, takeLease } from '../store/leases'
+import { manifestsAround, type StoredBuild } from '../store/builds'
+import { heldFiles, listHeld, type StoredFile } from '../store/held-files'
 import { forEachLimited } from '../util/concurrency'
 import { md5File } from '../util/digest'
 import type { PlannedUpload } from './plan'
@@ -17,7 +16,12 @@ export type HashedUpload = PlannedUpload & { md5?: string }
 export interface StorePlan {
   sync: SyncPlan<HashedUpload>
   held: Map<string, StoredFile>
-  lease?: Lease
+  /** The build already at this push's timestamp, if any. */
+  own?: StoredBuild
+  /** Whether a build newer than this push's was listed (under the writer lock: no push lands one meanwhile). */
+  newer: boolean
+  /** Versioned stores: a push that died at this timestamp left its build marked in progress. */
+  ownLocked: boolean
 }
 
 /** The plan phase: what to write, against what the store holds. A failure here has written nothing of the build. */
@@ -43,9 +47,9 @@ export function planPhase(run: PushRun, files: readonly PlannedUpload[], newest:
 }
 
 /**
- * Sorts the build's files by what the store holds for them. Unless everything is to be written
- * (`force`, or a prune of the app is running), the push first leases its relpaths, so that a prune
- * starting later keeps them; what it then reads of the store is what it may rely on.
+ * Sorts the build's files by what the store holds for them. Every read runs at once: the data
+ * listing, the manifests (the newest, the one at this push's timestamp) and the hashing of the
+ * files the store holds. Under the app's writer lock, what it reads is what the push may rely on.
  */
 async function planAgainstStore(
   { store, options, logger, retry }: PushRun,
@@ -55,27 +59,21 @@ async function planAgainstStore(
 ): Promise<StorePlan> {
   // Hashing starts at once, beside the read of the store; once that read tells which names the
   // store holds, only those are still hashed: a new name is written whatever its bytes.
-  let skipNothing = options.force
   let held: Map<string, StoredFile> | undefined
   let failed = false
-  const hashing = hashWhere(files, (file) => !skipNothing && !failed && (held === undefined || held.get(file.relpath)?.md5 !== undefined))
+  const hashing = hashWhere(files, (file) => !options.force && !failed && (held === undefined || held.get(file.relpath)?.md5 !== undefined))
   hashing.catch(() => {}) // awaited below; a store error must not leave it unhandled
-  let lease: Lease | undefined
-  if (!options.force && !options.dryRun) {
-    const relpaths = files.map((file) => file.relpath)
-    lease = await takeLease(store, options.app, 'push', relpaths, (attempt) => retry('the lease', attempt))
-    if (await retry('the leases of prunes', () => pruneRunning(store, options.app))) {
-      logger.info(`a prune of ${options.app} is running: every file is uploaded, none is taken as unchanged`)
-      skipNothing = true
-    }
-  }
   try {
-    // Retried as a whole, so nothing inside retries: a store that keeps failing costs `retries + 1`
-    // attempts, not their square (the README's bound).
-    const state = await retry(`the files of ${options.app}`, () => readStoreState(store, options.app, 0, newest))
+    // Each read is retried as a whole, so nothing inside retries: a store that keeps failing costs
+    // `retries + 1` attempts, not their square (the README's bound).
+    const [manifests, listing] = await Promise.all([
+      retry(`the manifests of ${options.app}`, () => manifestsAround(store, options.app, options.timestamp, 0, newest)),
+      retry(`the files of ${options.app}`, () => listHeld(store, options.app)),
+    ])
+    const state = heldFiles(store, options.app, listing, manifests.newest)
     held = state // from now on only names the store holds are worth hashing
     const sync = planSync(await hashing, state, { headers: comparesHeaders })
-    if (skipNothing) {
+    if (options.force) {
       sync.changed.push(...sync.unchanged)
       sync.unchanged = []
     }
@@ -86,10 +84,9 @@ async function planAgainstStore(
       sync.unchanged = sync.unchanged.filter((_, index) => present[index])
     }
     logDecisions(logger, sync, state)
-    return { sync, held: state, lease }
+    return { sync, held: state, own: manifests.at, newer: manifests.newer, ownLocked: manifests.atLocked }
   } catch (error) {
     failed = true
-    await lease?.release()
     throw error
   }
 }

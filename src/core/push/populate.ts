@@ -5,9 +5,8 @@ import type { ResolvedCoreOptions } from '../model/options'
 import type { ProgressEvent } from '../model/progress'
 import { prune } from '../prune/prune'
 import { type BuildWrite, buildWriteFor } from '../store/build-write'
-import { buildAt, newestBuild, type StoredBuild } from '../store/builds'
+import { newestBuild, type StoredBuild } from '../store/builds'
 import { layoutOf } from '../store/layout'
-import { LEASE_SECONDS, type Lease } from '../store/leases'
 import type { Store } from '../store/store'
 import { takeWriterLock, type WriterLockTiming } from '../store/writer-lock'
 import { md5File } from '../util/digest'
@@ -74,7 +73,6 @@ export async function populate({
     now,
   })
   let writer: FileWriter | undefined
-  let lease: Lease | undefined
   /** The manifest, once this push wrote it: a failure after that takes it back too. */
   const ownManifest: { key: string }[] = []
   // A dry run writes nothing, not even the lock: its plan may race a writer, and says so by being a plan.
@@ -83,9 +81,9 @@ export async function populate({
     : await takeWriterLock({ store, app: options.app, what: 'push', retries: options.retries, timing: writerLock, logger, now })
   try {
     const planned = await planPhase(run, all, newest, build.comparesHeaders)
-    lease = planned.lease
-    if (await alreadyPushed(run, all)) return { ...report, skipped: 'same-build', durationMs: now() - started }
-    await build.begin()
+    if (await alreadyPushed(run, all, planned.own)) return { ...report, skipped: 'same-build', durationMs: now() - started }
+    // A mark a dead push left at this timestamp is taken over, and removed once the manifest is in.
+    await build.begin(toWriteOf(planned).length > 0 || planned.ownLocked)
     countPlanned(report, planned.sync)
     if (options.dryRun) {
       logWouldPush(logger, planned)
@@ -94,7 +92,6 @@ export async function populate({
     writer = createFileWriter(run, build, { files: report.uploaded, bytes: report.bytes }, onProgress, signal)
     await writeNew(writer, planned)
     await writeChanged(build, writer, planned, report)
-    await beforeEntrypoints(run, planned)
     signal?.throwIfAborted()
     await lock?.confirm('its entrypoints')
     await writeEntrypoints(run, build, writer, planned, plan, report)
@@ -108,7 +105,6 @@ export async function populate({
     const cause = signal?.aborted ? signal.reason : error
     throw note ? new PushCacheError('UPLOAD_FAILED', `${describeError(cause)}. ${note}`, { cause }) : cause
   } finally {
-    await lease?.release()
     await lock?.release()
     dropSpareBuffers()
   }
@@ -149,11 +145,10 @@ async function newestIfImageAsked(store: Store, options: ResolvedCoreOptions, lo
 /**
  * A timestamp names one build for good: readers, prunes and valpop take the manifest at it for the
  * build. Pushed again with the same files (a re-run CI job), it is a no-op; with other files, it is
- * refused before anything is written, for a push never rewrites nor hides a complete build. Read
- * under the writer lock, so no other push lands it meanwhile.
+ * refused before anything is written, for a push never rewrites nor hides a complete build. The
+ * plan read `stored` under the writer lock, so no other push lands it meanwhile.
  */
-async function alreadyPushed({ store, options, logger, retry }: PushRun, files: readonly HashedUpload[]): Promise<boolean> {
-  const stored = await retry(`the manifest of build ${options.timestamp}`, () => buildAt(store, options.app, options.timestamp, 0))
+async function alreadyPushed({ store, options, logger }: PushRun, files: readonly HashedUpload[], stored: StoredBuild | undefined): Promise<boolean> {
   if (!stored) return false
   const entries = stored.manifest?.entries ?? {}
   const storedFiles = new Set(stored.files)
@@ -190,23 +185,15 @@ async function writeNew(writer: FileWriter, { sync }: StorePlan): Promise<void> 
   )
 }
 
-/** Files that replace others, but the entrypoints; none when a newer build already serves them. */
-async function writeChanged(build: BuildWrite, writer: FileWriter, { sync }: StorePlan, report: PopulateReport): Promise<void> {
-  report.superseded = await build.superseded()
-  if (!report.superseded)
-    await writer.putAll(
-      'changed',
-      sync.changed.filter((file) => !file.entrypoint),
-    )
-}
-
-/** What the plan found unchanged is still there (the lease held). */
-async function beforeEntrypoints(run: PushRun, { lease }: StorePlan): Promise<void> {
-  if (lease && !lease.live())
-    throw new PushCacheError(
-      'UPLOAD_FAILED',
-      `Build ${run.options.timestamp} took longer than ${LEASE_SECONDS / 60 - 1} minutes before its entrypoints: a prune may since have removed files it found unchanged. Push again (or with \`force\`).`,
-    )
+/**
+ * Files that replace others, but the entrypoints; none when a newer build already serves them.
+ * With none to write, the plan's listing tells whether a newer build exists; with some, the store
+ * is asked again right before: a push that lost its lock while writing its new files replaces nothing.
+ */
+async function writeChanged(build: BuildWrite, writer: FileWriter, { sync, newer }: StorePlan, report: PopulateReport): Promise<void> {
+  const changed = sync.changed.filter((file) => !file.entrypoint)
+  report.superseded = await build.superseded(changed.length > 0 ? undefined : newer)
+  if (!report.superseded) await writer.putAll('changed', changed)
 }
 
 /** Entrypoints name the other files: they are published only now that all of them are in place, unless a newer build came. */

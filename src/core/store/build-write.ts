@@ -1,6 +1,6 @@
 import { describeError, PushCacheError } from '../model/errors'
 import type { Logger } from '../util/logger'
-import { newerBuildExists } from './builds'
+import { listKeys } from './builds'
 import type { StoredFile } from './held-files'
 import { layoutOf } from './layout'
 import { pendingKey, writePending } from './pending'
@@ -8,6 +8,12 @@ import type { Store } from './store'
 
 /** Runs one request with the push's retries; `what` names it in the retry's log line. */
 export type Retry = <T>(what: string, attempt: () => Promise<T>) => Promise<T>
+
+/** Whether a build of `app` newer than `timestamp` has a manifest: one listing, no reads. */
+async function newerBuildExists(store: Store, app: string, timestamp: number, retries: number): Promise<boolean> {
+  const layout = layoutOf(store)
+  return (await listKeys(store, layout.manifestPrefix(app), retries)).some((key) => (layout.parseManifestKey(app, key) ?? -1) > timestamp)
+}
 
 /** For a versioned store that does not say how long a build may take. */
 const DEFAULT_PENDING_EXPIRY = { seconds: 3600, option: 'pendingExpiry' }
@@ -24,12 +30,18 @@ export interface BuildWrite {
   readonly expiresIn?: number
   /** Whether stored objects keep their headers, so that other headers make a file changed. */
   readonly comparesHeaders: boolean
-  /** Marks the build as in progress, before anything of it is written. */
-  begin(): Promise<void>
+  /**
+   * Marks the build as in progress, before anything of it is written. A build that writes no file
+   * but its manifest (the same build again) needs no mark: its manifest lands whole, in one write.
+   */
+  begin(writesFiles: boolean): Promise<void>
   /** Throws once the build took longer than its keys live: call before each write. */
   checkTime(): void
-  /** Whether a newer build already serves the keys this one would replace. */
-  superseded(): Promise<boolean>
+  /**
+   * Whether a newer build already serves the keys this one would replace; `listed`, what a listing
+   * made under the writer lock told already (the store is asked when it is left out).
+   */
+  superseded(listed?: boolean): Promise<boolean>
   /** Makes the keys of `files` outlive their expiry; `what` names the step in retry logs. */
   persist(files: readonly { key: string }[], what: string): Promise<void>
   /** What the manifest records of where a file's bytes are: the build whose key holds them, or the store's tag. */
@@ -76,7 +88,7 @@ function flatBuildWrite({ store, app, timestamp, retries, retry }: BuildWriteInp
     checkTime() {},
     // A flat key holds one build's bytes: an older build pushed after a newer one (a re-run CI job)
     // must not replace what the newer one serves.
-    superseded: () => newerBuildExists(store, app, timestamp, retries),
+    superseded: async (listed) => listed ?? (await newerBuildExists(store, app, timestamp, retries)),
     persist: nothing,
     recordOf: (etag, reused) => ({ etag: etag ?? reused?.etag }),
     async recordPending(files, entrypoints) {
@@ -87,8 +99,10 @@ function flatBuildWrite({ store, app, timestamp, retries, retry }: BuildWriteInp
       recorded &&
       `${recorded.join(', ')} of build ${timestamp} may be served without its manifest; its files are kept from prunes by ${pending} in ${store.display}. Push build ${timestamp} again (the same files and timestamp) to complete it.`,
     async complete() {
-      // Best effort: a prune removes a pending record whose entrypoints are no longer served.
-      await store.delete([pending]).catch(() => {})
+      // Only the record this push wrote: a push that wrote no entrypoint spends no request here.
+      // Best effort: a prune removes a pending record once a manifest or a newer record serves its
+      // entrypoints (one left by a failed push of this build, too).
+      if (recorded) await store.delete([pending]).catch(() => {})
       recorded = undefined
     },
     // The pending record stays: the entrypoints may be served (a prune removes it once they are not).
@@ -102,12 +116,17 @@ function versionedBuildWrite({ store, timestamp, dryRun, retry, now }: BuildWrit
   // the lock lives twice the expiry, and data keys are written only during the first.
   const lockedAt = now()
   let completed = false
+  // No file to write: no lock, and the manifest is written permanent at once.
+  let bare = false
   return {
-    expiresIn,
+    get expiresIn() {
+      return bare ? undefined : expiresIn
+    },
     // A value holds bytes only: headers ride in the manifest.
     comparesHeaders: false,
-    async begin() {
-      if (!dryRun) await retry(lockKey, () => store.put(lockKey, Buffer.from('in-progress'), { expiresIn: 2 * expiresIn }))
+    async begin(writesFiles) {
+      bare = !writesFiles
+      if (!dryRun && !bare) await retry(lockKey, () => store.put(lockKey, Buffer.from('in-progress'), { expiresIn: 2 * expiresIn }))
     },
     checkTime() {
       if (now() - lockedAt > expiresIn * 1000)
@@ -119,6 +138,7 @@ function versionedBuildWrite({ store, timestamp, dryRun, retry, now }: BuildWrit
     // Readers take the newest build anyway: an older one replaces nothing.
     superseded: async () => false,
     async persist(files, what) {
+      if (bare || files.length === 0) return
       const lost = await retry(what, async () => (await store.persist?.(files.map((file) => file.key))) ?? [])
       if (lost.length > 0)
         throw new PushCacheError(
@@ -132,6 +152,7 @@ function versionedBuildWrite({ store, timestamp, dryRun, retry, now }: BuildWrit
     pendingNote: () => undefined,
     async complete(logger) {
       completed = true
+      if (bare) return
       try {
         await retry(lockKey, () => store.delete([lockKey]))
       } catch (error) {
@@ -145,7 +166,7 @@ function versionedBuildWrite({ store, timestamp, dryRun, retry, now }: BuildWrit
       if (dryRun || completed) return
       try {
         await store.delete(files.map((file) => file.key))
-        await store.delete([lockKey])
+        if (!bare) await store.delete([lockKey])
       } catch (error) {
         logger.warn(`could not remove the partial build (its keys expire on their own): ${describeError(error)}`)
       }

@@ -104,35 +104,70 @@ async function readBuild(store: Store, app: string, { key, size }: StoreEntry, r
   return { timestamp, manifestKey: key, files: manifest.files, manifest, complete: true }
 }
 
-/** The build whose manifest is at `timestamp`, if there is one that names files. */
-export async function buildAt(store: Store, app: string, timestamp: number, retries = 3): Promise<StoredBuild | undefined> {
-  const key = layoutOf(store).manifestKey(app, timestamp)
-  const [entry] = (await listEntries(store, key, retries)).filter((listed) => listed.key === key)
-  return entry && readBuild(store, app, entry, retries)
+/** For reads that can do without the newest manifest: an unreadable one counts as none. */
+export const unlessUnreadable = (error: unknown): undefined => {
+  if (error instanceof PushCacheError && error.code === 'MANIFEST_UNREADABLE') return undefined
+  throw error
 }
 
-/**
- * The newest complete build that has a manifest, reading that one manifest only (valpop's
- * duplicate-image skip and the push's plan ask for nothing more), or more when it names no file.
- */
-export async function newestBuild(store: Store, app: string, retries = 3): Promise<StoredBuild | undefined> {
+/** Every manifest of `app`, and those that may be its newest build, newest first (versioned builds still being written are left out). */
+async function candidates(store: Store, app: string, retries: number): Promise<{ entries: StoreEntry[]; newestFirst: StoreEntry[]; locked: Set<number> }> {
   const layout = layoutOf(store)
   const [entries, locked] = await Promise.all([listEntries(store, layout.manifestPrefix(app), retries), lockedTimestamps(store, app, retries)])
   const newestFirst = entries
     .filter(({ key }) => layout.parseManifestKey(app, key) !== undefined && !locked.has(layout.parseManifestKey(app, key)!))
     .sort((a, b) => layout.parseManifestKey(app, b.key)! - layout.parseManifestKey(app, a.key)!)
+  return { entries, newestFirst, locked }
+}
+
+/** The first of `newestFirst` that is a build; `first` is the read of the first entry when it already started. */
+async function firstBuild(store: Store, app: string, newestFirst: readonly StoreEntry[], retries: number, first?: Promise<StoredBuild | undefined>) {
   // Past manifests that are no build (empty, deleted since listed); bounded by the listing.
-  for (const entry of newestFirst) {
-    const build = await readBuild(store, app, entry, retries)
+  for (const [index, entry] of newestFirst.entries()) {
+    const build = await (index === 0 && first ? first : readBuild(store, app, entry, retries))
     if (build) return build
   }
   return undefined
 }
 
-/** Whether a build of `app` newer than `timestamp` has a manifest: one listing, no reads. */
-export async function newerBuildExists(store: Store, app: string, timestamp: number, retries = 3): Promise<boolean> {
+/**
+ * The newest complete build that has a manifest, reading that one manifest only (valpop's
+ * duplicate-image skip and pop ask for nothing more), or more when it names no file.
+ */
+export async function newestBuild(store: Store, app: string, retries = 3): Promise<StoredBuild | undefined> {
+  return firstBuild(store, app, (await candidates(store, app, retries)).newestFirst, retries)
+}
+
+/** What a push learns of the manifests of its app, from one listing. */
+export interface ManifestsAround {
+  /** The newest build (none when its manifest cannot be read: nothing is vouched for). */
+  newest?: StoredBuild
+  /** The build already at the push's timestamp, if any. */
+  at?: StoredBuild
+  /** Whether a manifest newer than the push's timestamp is listed. */
+  newer: boolean
+  /** Versioned stores: whether a build at the push's timestamp is marked in progress (the lock of a push that died). */
+  atLocked: boolean
+}
+
+/**
+ * The newest build, the build at `timestamp` and whether a newer one exists, reading the listing
+ * once and each manifest at most once: a push asks all three before it writes anything. `known`,
+ * the newest build when the caller read it already (a manifest never changes once written).
+ * A build at `timestamp` that cannot be read throws: a push must not guess whether it is its own.
+ */
+export async function manifestsAround(store: Store, app: string, timestamp: number, retries = 3, known?: StoredBuild | null): Promise<ManifestsAround> {
   const layout = layoutOf(store)
-  return (await listKeys(store, layout.manifestPrefix(app), retries)).some((key) => (layout.parseManifestKey(app, key) ?? -1) > timestamp)
+  const { entries, newestFirst, locked } = await candidates(store, app, retries)
+  const own = entries.find((entry) => entry.key === layout.manifestKey(app, timestamp))
+  const first = known === undefined && newestFirst[0] ? readBuild(store, app, newestFirst[0], retries) : undefined
+  first?.catch(() => {}) // awaited below, by one read or both
+  const [newest, at] = await Promise.all([
+    known === undefined ? firstBuild(store, app, newestFirst, retries, first).catch(unlessUnreadable) : (known ?? undefined),
+    own && (own === newestFirst[0] && first ? first : readBuild(store, app, own, retries)),
+  ])
+  const newer = entries.some(({ key }) => (layout.parseManifestKey(app, key) ?? -1) > timestamp)
+  return { newest, at, newer, atLocked: locked.has(timestamp) }
 }
 
 /** Versioned builds still being written (their lock key exists); flat stores have no locks. */

@@ -23,7 +23,7 @@ export interface Layout {
   manifestKey(app: string, timestamp: number): string
   /** The timestamp a manifest key names, or undefined for a key that is not a manifest. */
   parseManifestKey(app: string, key: string): number | undefined
-  /** Where running pushes and prunes of the app leave their leases (see `leases.ts`). */
+  /** Where the app's writer lock (see `writer-lock.ts`) and, on flat stores, pending records (`pending.ts`) live. */
   leasePrefix(app: string): string
 }
 

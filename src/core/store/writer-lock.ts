@@ -14,12 +14,14 @@ import { PreconditionFailed, type Store } from './store'
  * writes it (the "superseded" check and the plan are no longer races), and no prune deletes while a
  * push writes.
  *
- * The lock is one key beside the leases (`locks/<app>/writer`, `lease:<app>:writer`), created only
- * if absent and replaced only by whoever holds what it was (the store's conditional writes), with
- * an owner and an expiry in its body. Its holder renews it in the background and confirms it
- * before each step that could do harm (entrypoints, manifest, deletes): a writer that was too slow
- * and lost it stops there. A lock whose expiry has passed by more than the clock margin belongs to
- * a writer that died: the next one takes it over, again by compare-and-swap.
+ * The lock is one key (`locks/<app>/writer`, `lease:<app>:writer`), created only if absent and
+ * replaced only by whoever holds what it was (the store's conditional writes), with an owner and an
+ * expiry in its body. Its holder renews it in the background and confirms it before each step that
+ * could do harm (entrypoints, manifest, deletes): a writer that was too slow and lost it stops
+ * there. A lock whose expiry has passed by more than the clock margin belongs to a writer that
+ * died: the next one takes it over, again by compare-and-swap. A writer that died relies on
+ * nothing once its lock is gone: what it may have left served is kept by its pending record.
+ * So the lock is all a push and a prune need of each other (issue 16 (e): the leases are gone).
  */
 export interface WriterLockTiming {
   /** A lock not renewed for this long is dead. */
@@ -138,8 +140,10 @@ export async function takeWriterLock({
   const started = now()
   const backoff = createBackoff({ minMs: 100, maxMs: 2000 }, { floorMs: 50 })
   for (let round = 0; ; round++) {
+    // The lock written by this attempt lives from no earlier than now, by this clock.
+    const sentAt = now()
     const result = await attempt()
-    if ('etag' in result) return heldLock({ store, app, what, key, owner, etag: result.etag, timing, retry, bodyNow, putOptions })
+    if ('etag' in result) return heldLock({ store, app, what, key, owner, etag: result.etag, sentAt, timing, retry, bodyNow, putOptions, now })
     if (now() - started >= timing.waitMs)
       throw new PushCacheError(
         what === 'push' ? 'UPLOAD_FAILED' : 'PRUNE_FAILED',
@@ -163,15 +167,20 @@ interface HeldInput {
   key: string
   owner: string
   etag: string
+  /** When the write that made the lock ours was sent. */
+  sentAt: number
   timing: WriterLockTiming
   retry: <T>(attempt: () => Promise<T>) => Promise<T>
   bodyNow: () => Buffer
   putOptions: { contentType: string; expiresIn: number }
+  now: () => number
 }
 
-function heldLock({ store, app, what, key, owner, etag: firstTag, timing, retry, bodyNow, putOptions }: HeldInput): WriterLock {
+function heldLock({ store, app, what, key, owner, etag: firstTag, sentAt, timing, retry, bodyNow, putOptions, now }: HeldInput): WriterLock {
   let etag = firstTag
   let lost: unknown
+  /** When the last write that renewed the lock was sent: it expires `timing.seconds` after, at the earliest. */
+  let renewedAt = sentAt
   // Renewals run one after another: each names the tag the one before it got.
   let renewals: Promise<void> = Promise.resolve()
   const ownerNow = async () => {
@@ -187,14 +196,17 @@ function heldLock({ store, app, what, key, owner, etag: firstTag, timing, retry,
     renewals = renewals.then(async () => {
       if (lost) return
       try {
+        const sending = now()
         if (!store.conditionalWrites) return await renewAsOwner()
         try {
           etag = (await retry(() => store.put(key, bodyNow(), { ...putOptions, ifMatch: etag }))).etag ?? ''
+          renewedAt = sending
         } catch (error) {
           // A renewal that landed though its answer was lost (a timeout, then a retry) left a tag
           // this one does not know: the lock is still ours when it still names us.
           if (!(error instanceof PreconditionFailed)) throw error
           await renewAsOwner()
+          renewedAt = sending
         }
       } catch (error) {
         lost = error
@@ -206,7 +218,11 @@ function heldLock({ store, app, what, key, owner, etag: firstTag, timing, retry,
   heartbeat.unref()
   return {
     async confirm(step) {
-      await renew()
+      await renewals
+      // Renewed less than half its life ago (the heartbeat renews every quarter): no other writer
+      // can have taken it over, for that waits for its expiry plus the clock margin. The step then
+      // costs no round trip. A store without conditional writes reads the owner back every time.
+      if (lost || !store.conditionalWrites || now() - renewedAt >= (timing.seconds * 1000) / 2) await renew()
       if (lost)
         throw new PushCacheError(
           what === 'push' ? 'UPLOAD_FAILED' : 'PRUNE_FAILED',

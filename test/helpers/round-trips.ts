@@ -1,0 +1,120 @@
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { Readable } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { onTestFinished } from 'vitest'
+import type { Store, StoreEntry } from '../../src/core/store/store'
+
+/**
+ * The sequential round trips of a run: a request started after another one was answered counts
+ * one more than it, requests in flight together count once. The deepest chain is what a long link
+ * multiplies by its round-trip time, whatever the number of requests.
+ */
+export interface TripDepth {
+  /** Every request so far: its depth, then what it was. */
+  readonly log: string[]
+  /** The longest chain of requests, each sent after the one before it was answered. */
+  deepest(): number
+  /**
+   * Marks a request sent; the function returned marks it answered. Requests of one `chain` (the
+   * pages of one listing) wait for the one before them only: each counts one more than it.
+   */
+  start(what: string, chain?: string): () => void
+  reset(): void
+}
+
+export function createTripDepth(): TripDepth {
+  let answered = 0
+  let deepest = 0
+  const log: string[] = []
+  const chains = new Map<string, number>()
+  return {
+    log,
+    deepest: () => deepest,
+    start(what, chain) {
+      const before = chain === undefined ? undefined : chains.get(chain)
+      const depth = (before ?? answered) + 1
+      if (chain !== undefined) chains.set(chain, depth)
+      deepest = Math.max(deepest, depth)
+      log.push(`${depth} ${what}`)
+      return () => {
+        answered = Math.max(answered, depth)
+      }
+    },
+    reset() {
+      answered = 0
+      deepest = 0
+      log.length = 0
+      chains.clear()
+    },
+  }
+}
+
+/**
+ * An HTTP proxy in front of an S3 endpoint that delays every request by `delayMs` (a long link) and
+ * counts its round trips, listing pages included. Closed when the test that started it ends.
+ */
+export async function startTripProxy(upstream: string, delayMs: number): Promise<{ endpoint: string; trips: TripDepth }> {
+  const trips = createTripDepth()
+  const target = new URL(upstream)
+  const agent = new http.Agent({ keepAlive: true })
+  const server = http.createServer(async (req, res) => {
+    const url = new URL(req.url ?? '/', 'http://proxy')
+    // A listing's next page waits for the page before it, not for whatever else was answered meanwhile.
+    const prefix = url.searchParams.get('prefix')
+    const page = url.searchParams.has('continuation-token') ? 'next page' : 'first page'
+    const chain = prefix === null ? undefined : `list ${prefix}`
+    const done = trips.start(prefix === null ? `${req.method} ${decodeURIComponent(url.pathname)}` : `list ${prefix} (${page})`, chain)
+    res.once('close', done)
+    await sleep(delayMs)
+    const forwarded = http.request(
+      { hostname: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers, agent },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers)
+        answer.pipe(res)
+      },
+    )
+    forwarded.once('error', () => res.destroy())
+    req.pipe(forwarded)
+  })
+  await new Promise<void>((ready) => server.listen(0, '127.0.0.1', ready))
+  onTestFinished(async () => {
+    server.closeAllConnections()
+    agent.destroy()
+    await new Promise((closed) => server.close(closed))
+  })
+  return { endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, trips }
+}
+
+/**
+ * `store` with each call counted as one round trip (a listing as one, whatever its pages): for the
+ * stores the HTTP proxy cannot stand in front of (Valkey, a directory).
+ */
+export function tripCountingStore(store: Store, trips: TripDepth): Store {
+  const counted = async <T>(what: string, request: () => Promise<T>): Promise<T> => {
+    const done = trips.start(what)
+    try {
+      return await request()
+    } finally {
+      done()
+    }
+  }
+  const wrapped: Store = {
+    ...store,
+    put: (key, body, options) => counted(`put ${key}`, () => store.put(key, body, options)),
+    read: (key): Promise<Readable | undefined> => counted(`read ${key}`, () => store.read(key)),
+    async *list(prefix: string): AsyncIterable<StoreEntry> {
+      const done = trips.start(`list ${prefix}`)
+      try {
+        yield* store.list(prefix)
+      } finally {
+        done()
+      }
+    },
+    delete: (keys, options) => counted(`delete ${keys[0]}${keys.length > 1 ? ` (+${keys.length - 1})` : ''}`, () => store.delete(keys, options)),
+    close: () => store.close(),
+  }
+  if (store.exists) wrapped.exists = (keys) => counted(`exists ${keys.length} keys`, () => store.exists!(keys))
+  if (store.persist) wrapped.persist = (keys) => counted(`persist ${keys.length} keys`, () => store.persist!(keys))
+  return wrapped
+}

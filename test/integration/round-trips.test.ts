@@ -1,0 +1,83 @@
+import { describe, expect, it } from 'vitest'
+import { collectFiles } from '../../src/core/push/collect-files'
+import { populate } from '../../src/core/push/populate'
+import type { Store } from '../../src/core/store/store'
+import { resolveOptions } from '../../src/options'
+import { createLocalStore } from '../../src/stores/local'
+import { createS3Store } from '../../src/stores/s3'
+import { createValkeyStore } from '../../src/stores/valkey'
+import { tempDir, writeTree } from '../helpers/fs'
+import { createTripDepth, startTripProxy, type TripDepth, tripCountingStore } from '../helpers/round-trips'
+import { createBucket, s3StoreOptions, s3StoreUrl } from '../helpers/s3'
+import { uniqueApp, valkeyUrl } from '../helpers/valkey'
+
+/**
+ * Issue 20 item 3: the same build pushed again costs at most ⌈files/1000⌉ + 4 sequential round
+ * trips (one listing page per 1,000 files, then the few steps the README lists), with a new
+ * timestamp (a CI job building the same sources) and with the same one (a re-run CI job).
+ */
+const FILES = 2000
+const BUDGET = Math.ceil(FILES / 1000) + 4
+
+async function buildDir(): Promise<string> {
+  const files: Record<string, string> = { 'index.html': '<!doctype html>', 'fed-mods.json': '{"inventory":{}}' }
+  for (let i = 0; i < FILES - 2; i++) files[`js/chunk-${i}.${(i * 2654435761).toString(16).padStart(8, '0').slice(-8)}.js`] = `console.log(${i})`
+  return writeTree(await tempDir(), files)
+}
+
+const push = async (store: Store, app: string, dir: string, timestamp: number) =>
+  populate({ store, options: resolveOptions({ app, store: 'unused', timestamp, retries: 1 }, {}), files: await collectFiles(dir) })
+
+/** Pushes once, then again with a new and with the same timestamp through `counted`: the trips of each re-push. */
+async function repushTrips(plain: Store, counted: Store, trips: TripDepth) {
+  const app = uniqueApp()
+  const dir = await buildDir()
+  await push(plain, app, dir, 1000)
+  trips.reset()
+  const again = await push(counted, app, dir, 2000)
+  const newTimestamp = { trips: trips.deepest(), log: [...trips.log] }
+  trips.reset()
+  const rerun = await push(counted, app, dir, 2000)
+  const sameTimestamp = { trips: trips.deepest(), log: [...trips.log] }
+  expect(again).toMatchObject({ uploaded: 0, unchanged: FILES })
+  expect(rerun).toMatchObject({ skipped: 'same-build' })
+  return { newTimestamp, sameTimestamp }
+}
+
+/** The depth, with the requests that made it when it is over the budget. */
+const withinBudget = ({ trips, log }: { trips: number; log: string[] }) => (trips <= BUDGET ? trips : `${trips} trips:\n${log.join('\n')}`)
+
+describe(`the same ${FILES}-file build pushed again`, () => {
+  it(`takes at most ${BUDGET} sequential round trips on S3, listing pages included`, async () => {
+    const bucket = await createBucket()
+    const proxy = await startTripProxy(s3StoreOptions().endpoint!, 20)
+    const plain = createS3Store(s3StoreUrl(bucket), s3StoreOptions())
+    const counted = createS3Store(s3StoreUrl(bucket), { ...s3StoreOptions(), endpoint: proxy.endpoint })
+    try {
+      const { newTimestamp, sameTimestamp } = await repushTrips(plain, counted, proxy.trips)
+      expect(withinBudget(newTimestamp)).toBe(newTimestamp.trips)
+      expect(withinBudget(sameTimestamp)).toBe(sameTimestamp.trips)
+    } finally {
+      await Promise.all([plain.close(), counted.close()])
+    }
+  }, 120_000)
+
+  it.each([
+    ['local', async () => createLocalStore(await tempDir())],
+    ['valkey', async () => createValkeyStore(valkeyUrl(), {})],
+  ] as const)(
+    `takes at most ${BUDGET} sequential store calls on the %s store`,
+    async (_kind, open) => {
+      const store = await open()
+      const trips = createTripDepth()
+      try {
+        const { newTimestamp, sameTimestamp } = await repushTrips(store, tripCountingStore(store, trips), trips)
+        expect(withinBudget(newTimestamp)).toBe(newTimestamp.trips)
+        expect(withinBudget(sameTimestamp)).toBe(sameTimestamp.trips)
+      } finally {
+        await store.close()
+      }
+    },
+    120_000,
+  )
+})

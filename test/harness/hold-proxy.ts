@@ -46,6 +46,8 @@ export async function startHoldProxy(upstream: string, app: string, entrypoints?
       res.end(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>${(error as Error).message}</Message></Error>`)
       return
     }
+    // A client killed while its request was held never sent it: it must not land after its death.
+    if (req.socket.destroyed) return
     const forwarded = http.request(
       { hostname: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers, agent },
       async (answer) => {

@@ -4,12 +4,13 @@ import { join } from 'node:path'
 import { readServed } from '../../src/core/serve/served-dir'
 import { listBuilds, readAll } from '../../src/core/store/builds'
 import { layoutOf } from '../../src/core/store/layout'
+import { relpathsInUse } from '../../src/core/store/leases'
 import type { Store } from '../../src/core/store/store'
 import { tree } from '../helpers/fs'
 
 /** One broken promise of issue 16, said the way a user would see it. */
 export interface Violation {
-  invariant: 'I1' | 'I2' | 'I3'
+  invariant: 'I1' | 'I2' | 'I3' | 'I4'
   detail: string
 }
 
@@ -105,4 +106,42 @@ export async function storeViolations(store: Store, app: string, builds: Builds)
       readKey(store, keyOf(relpath)),
     )),
   ]
+}
+
+/**
+ * What a crashed push that has not expired may still rely on, with its bytes (right after the
+ * crash): the keys of the relpaths its live lease names (on Valkey, the ones the newest complete
+ * build maps them to: what it would reuse) and, on Valkey, its own keys while its
+ * `lock:<app>:<timestamp>` lives. I4 is that none of them is deleted or changed: see `lostNeeds`.
+ */
+export async function crashedPushNeeds(store: Store, app: string, timestamp: number): Promise<Map<string, Buffer>> {
+  const layout = layoutOf(store)
+  const leased = await relpathsInUse(store, app, 1)
+  const keys = new Set<string>()
+  if (!layout.keysPerBuild) for (const relpath of leased) keys.add(layout.dataKey(app, 0, relpath))
+  else {
+    const newest = (await listBuilds(store, app)).find((build) => build.complete)
+    for (const relpath of leased)
+      if (newest?.files.includes(relpath)) keys.add(layout.dataKey(app, newest.manifest?.entries?.[relpath]?.version ?? newest.timestamp, relpath))
+    if ((await readKey(store, `lock:${app}:${timestamp}`)) !== undefined)
+      for await (const { key } of store.list(layout.dataKey(app, timestamp, ''))) keys.add(key)
+  }
+  const needs = new Map<string, Buffer>()
+  for (const key of keys) {
+    const bytes = await readKey(store, key)
+    if (bytes) needs.set(key, bytes)
+  }
+  return needs
+}
+
+/**
+ * I4: the keys of `needs` that are gone. A flat key rewritten since (a later push's `index.html`)
+ * is not: a newer build replaces same-name files, and the crashed push would write them again.
+ */
+export async function lostNeeds(store: Store, needs: ReadonlyMap<string, Buffer>): Promise<Violation[]> {
+  const violations: Violation[] = []
+  for (const key of needs.keys())
+    if ((await readKey(store, key)) === undefined)
+      violations.push({ invariant: 'I4', detail: `${key}, which a crashed push that has not expired relies on, is gone` })
+  return violations
 }

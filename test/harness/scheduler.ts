@@ -39,12 +39,18 @@ const settle = (work: Promise<unknown>): Promise<Outcome> =>
  * and phase: the actor is held at the first request of that type (or, with `fail`, that request
  * fails with `fail()` once it was reached), the others run (at most
  * `othersMs`: one that waits for the held actor, as a second writer of a `dest` does, is let go on),
+ * `phasesOf(type)` (by default `phases`) telling where each type is held,
  * the hold is released, and the invariants are checked. Bounded: one window per request type and
  * phase, each window bounded by the actors' own deadlines.
  */
 export async function enumerateWindows<W>(
   scenario: Scenario<W>,
-  { phases = ['before'] as Phase[], othersMs = 20_000, fail }: { phases?: Phase[]; othersMs?: number; fail?: () => Error } = {},
+  {
+    phases = ['before'] as Phase[],
+    othersMs = 20_000,
+    fail,
+    phasesOf = () => phases,
+  }: { phases?: Phase[]; othersMs?: number; fail?: () => Error; phasesOf?: (type: RequestType) => Phase[] } = {},
 ): Promise<Window[]> {
   const probe = await scenario.setup()
   const probeGate = createGate()
@@ -56,7 +62,7 @@ export async function enumerateWindows<W>(
   const types = [...new Set(probeGate.log)]
   const windows: Window[] = []
   for (const type of types)
-    for (const phase of phases) {
+    for (const phase of phasesOf(type)) {
       const world = await scenario.setup()
       try {
         const gate = createGate()

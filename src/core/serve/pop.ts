@@ -120,6 +120,20 @@ export function planVersionedPop(
 }
 
 /**
+ * A file only older builds name may be gone: a prune deletes a dying build's keys before its
+ * manifest, and one stopped in between leaves that manifest naming keys it already deleted. Such a
+ * file is left out, as a flat store's listing leaves out a deleted one; the newest build's are kept.
+ */
+async function withoutPrunedOlder(store: Store, files: PopFile[], newest: readonly string[], retries: number): Promise<PopFile[]> {
+  const inNewest = new Set(newest)
+  const older = files.filter((file) => !inNewest.has(file.relpath))
+  if (!store.exists || older.length === 0) return files
+  const present = await withRetry(() => store.exists!(older.map((file) => file.key)), { retries, isTransient: store.isTransient })
+  const gone = new Set(older.filter((_, index) => !present[index]).map((file) => file.key))
+  return files.filter((file) => !gone.has(file.key))
+}
+
+/**
  * What the store holds for `app`, read without downloading any file. Versioned stores: every file
  * of the newest complete build that has it. Flat stores: the files of the newest manifest, pinned
  * to the MD5s and sizes it records, plus the other files the data prefix lists (older builds' that
@@ -128,7 +142,8 @@ export function planVersionedPop(
 export async function readStoreSnapshot(store: Store, app: string, retries = 3): Promise<StoreSnapshot> {
   if (layoutOf(store).keysPerBuild) {
     const builds = await listBuilds(store, app, retries)
-    return { files: planVersionedPop(app, builds), timestamp: builds.find((build) => build.complete)?.timestamp }
+    const newest = builds.find((build) => build.complete)
+    return { files: await withoutPrunedOlder(store, planVersionedPop(app, builds), newest?.files ?? [], retries), timestamp: newest?.timestamp }
   }
   const newestListed = await newestManifestTimestamp(store, app, retries)
   // An unreadable newest manifest vouches for nothing: the listed files are still served, checked by ETag or size.

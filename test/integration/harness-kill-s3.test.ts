@@ -1,0 +1,12 @@
+import { describe, expect, it } from 'vitest'
+import { expectKillsHold } from '../harness/kill'
+
+describe('the CLI killed -9 on the S3 store (moto behind the hold proxy)', () => {
+  it('push killed at each request type: I1–I4 hold, a later push and prune succeed', async () => {
+    expect(await expectKillsHold('s3', 'push')).toBeGreaterThanOrEqual(8)
+  }, 240_000)
+
+  it('prune killed at each request type: I1–I4 hold, a later push and prune succeed', async () => {
+    expect(await expectKillsHold('s3', 'prune')).toBeGreaterThanOrEqual(6)
+  }, 240_000)
+})

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { readServed } from '../../src/core/serve/served-dir'
 import { listBuilds, readAll } from '../../src/core/store/builds'
 import { layoutOf } from '../../src/core/store/layout'
-import { relpathsInUse } from '../../src/core/store/leases'
+import { isServed, readPending, servedEntrypoints } from '../../src/core/store/pending'
 import type { Store } from '../../src/core/store/store'
 import { tree } from '../helpers/fs'
 
@@ -110,18 +110,20 @@ export async function storeViolations(store: Store, app: string, builds: Builds)
 
 /**
  * What a crashed push that has not expired may still rely on, with its bytes (right after the
- * crash): the keys of the relpaths its live lease names (on Valkey, the ones the newest complete
- * build maps them to: what it would reuse) and, on Valkey, its own keys while its
+ * crash): on a flat store the files its pending record names once its entrypoint is served (the
+ * lock it held protects the rest only until it expires); on Valkey the newest complete build's keys for those files and its own keys while its
  * `lock:<app>:<timestamp>` lives. I4 is that none of them is deleted or changed: see `lostNeeds`.
  */
 export async function crashedPushNeeds(store: Store, app: string, timestamp: number): Promise<Map<string, Buffer>> {
   const layout = layoutOf(store)
-  const leased = await relpathsInUse(store, app, 1)
+  const record = (await readPending(store, app, 1)).find((pending) => pending.timestamp === timestamp)
+  const served = record && isServed(record.entrypoints, await servedEntrypoints(store, app, Object.keys(record.entrypoints), 1))
+  const pending = served ? record.files : []
   const keys = new Set<string>()
-  if (!layout.keysPerBuild) for (const relpath of leased) keys.add(layout.dataKey(app, 0, relpath))
+  if (!layout.keysPerBuild) for (const relpath of pending) keys.add(layout.dataKey(app, 0, relpath))
   else {
     const newest = (await listBuilds(store, app)).find((build) => build.complete)
-    for (const relpath of leased)
+    for (const relpath of pending)
       if (newest?.files.includes(relpath)) keys.add(layout.dataKey(app, newest.manifest?.entries?.[relpath]?.version ?? newest.timestamp, relpath))
     if ((await readKey(store, `lock:${app}:${timestamp}`)) !== undefined)
       for await (const { key } of store.list(layout.dataKey(app, timestamp, ''))) keys.add(key)

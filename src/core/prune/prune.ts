@@ -1,5 +1,5 @@
 import { describeError, PushCacheError } from '../model/errors'
-import { listBuilds, type StoredBuild } from '../store/builds'
+import { listBuilds, orphanedKeys, type StoredBuild } from '../store/builds'
 import { layoutOf } from '../store/layout'
 import { type Lease, relpathsInUse, takeLease } from '../store/leases'
 import { isServed, readPending, servedEntrypoints } from '../store/pending'
@@ -54,15 +54,16 @@ export async function prune({
   let lease: Lease | undefined
   try {
     lease = dryRun ? undefined : await takeLease(store, app, 'prune', [], (attempt) => withRetry(attempt, { retries, isTransient: store.isTransient }))
-    let builds: StoredBuild[]
+    let all: StoredBuild[]
     let inUse: Set<string>
     try {
-      builds = (await listBuilds(store, app, retries)).filter((build) => build.complete)
+      all = await listBuilds(store, app, retries)
       inUse = await relpathsInUse(store, app, retries)
     } catch (error) {
       if (!(error instanceof PushCacheError) || error.code !== 'MANIFEST_UNREADABLE') throw error
       return { builds: [], keys: [], kept: 0, dryRun, aborted: error.message }
     }
+    const builds = all.filter((build) => build.complete)
     const layout = layoutOf(store)
     const protect = [...entrypoints, ...inUse]
     let dying: StoredBuild[]
@@ -78,7 +79,9 @@ export async function prune({
       const records = builds.map((build) => ({ ...build, versions: versionsOf(build), scanned: !build.manifestKey }))
       const plan = planVersionedPrune(records, { ...rule, protect: [...inUse] })
       dying = plan.dying
-      keys = plan.deleteVersions.map(({ timestamp, relpath }) => layout.dataKey(app, timestamp, relpath))
+      const orphans = (await orphanedKeys(store, app, all, rule.now * 1000, retries)).filter((key) => !inUse.has(layout.parseDataKey(app, key)!.relpath))
+      if (orphans.length > 0) logger.info(`${orphans.length} keys of ${app} were left by a push that died before its manifest, and no build names them (first: ${orphans[0]})`)
+      keys = [...plan.deleteVersions.map(({ timestamp, relpath }) => layout.dataKey(app, timestamp, relpath)), ...orphans]
     }
     const report: PruneReport = { builds: dying.map((build) => build.timestamp), keys, kept: builds.length - dying.length, dryRun }
     if (dryRun || (dying.length === 0 && keys.length === 0 && stale.length === 0)) return report

@@ -95,8 +95,7 @@ export function valkeyIndex(connection: ValkeyConnection, mode: ValkeyScan): Val
       page = undefined
       cursor = next
       const members: { key: string; score: string }[] = []
-      for (let i = 0; i < pairs.length; i += 2)
-        if (pairs[i]!.startsWith(prefix) && !seen.has(pairs[i]!)) members.push({ key: pairs[i]!, score: pairs[i + 1]! })
+      for (let i = 0; i < pairs.length; i += 2) if (pairs[i]!.startsWith(prefix) && !seen.has(pairs[i]!)) members.push({ key: pairs[i]!, score: pairs[i + 1]! })
       for (const member of members) seen.add(member.key)
       yield* present(connection, at.index, members)
     } while (cursor !== '0')

@@ -30,7 +30,10 @@ const sha1 = (value: Buffer) => createHash('sha1').update(value).digest('hex')
  * its key's index entry; a delete leaves the entry, which the next listing drops once it is stale
  * (see valkey-index.ts: dropping it here could race a write of the same key).
  */
-export function valkeyKeyCommands({ client, guard }: ValkeyConnection, index: ValkeyIndex): Pick<Store, 'put' | 'exists' | 'delete'> & Required<Pick<Store, 'persist'>> {
+export function valkeyKeyCommands(
+  { client, guard }: ValkeyConnection,
+  index: ValkeyIndex,
+): Pick<Store, 'put' | 'exists' | 'delete'> & Required<Pick<Store, 'persist'>> {
   let maxBulk: Promise<number> | undefined
   /** The server's largest accepted value, asked once. */
   async function maxValueSize(): Promise<number> {

@@ -30,10 +30,10 @@ export interface ValkeyOptions {
    * `never`: from the index alone (apps only push-cache writes, on a server with many keys).
    * @default process.env.PUSH_CACHE_VALKEY_SCAN, else 'once'
    */
-  scan?: ValkeyScan
+  scan?: 'once' | 'always' | 'never'
 }
 
-export type ValkeyScan = 'once' | 'always' | 'never'
+export type ValkeyScan = NonNullable<ValkeyOptions['scan']>
 const SCAN_MODES: readonly ValkeyScan[] = ['once', 'always', 'never']
 
 /** `lockTtl` when unset, in seconds. */

@@ -172,7 +172,13 @@ describe('a populate killed mid-PERSIST (issue #16 case 6)', () => {
     await valkey.del(...leases)
   }
   const pruneNow = (store: Store, app: string) =>
-    prune({ store, app, rule: { now: Date.now() / 1000, olderThanSeconds: 3600, keep: 3 }, entrypoints: ['fed-mods.json'], writerLock: { seconds: 1, waitMs: 5000 } })
+    prune({
+      store,
+      app,
+      rule: { now: Date.now() / 1000, olderThanSeconds: 3600, keep: 3 },
+      entrypoints: ['fed-mods.json'],
+      writerLock: { seconds: 1, waitMs: 5000 },
+    })
 
   it('leaves keys that a prune removes once provably dead, and the complete build untouched', async () => {
     const app = uniqueApp()

@@ -80,7 +80,8 @@ export async function prune({
       const plan = planVersionedPrune(records, { ...rule, protect: [...inUse] })
       dying = plan.dying
       const orphans = (await orphanedKeys(store, app, all, rule.now * 1000, retries)).filter((key) => !inUse.has(layout.parseDataKey(app, key)!.relpath))
-      if (orphans.length > 0) logger.info(`${orphans.length} keys of ${app} were left by a push that died before its manifest, and no build names them (first: ${orphans[0]})`)
+      if (orphans.length > 0)
+        logger.info(`${orphans.length} keys of ${app} were left by a push that died before its manifest, and no build names them (first: ${orphans[0]})`)
       keys = [...plan.deleteVersions.map(({ timestamp, relpath }) => layout.dataKey(app, timestamp, relpath)), ...orphans]
     }
     const report: PruneReport = { builds: dying.map((build) => build.timestamp), keys, kept: builds.length - dying.length, dryRun }

@@ -200,7 +200,9 @@ export async function orphanedKeys(store: Store, app: string, builds: readonly S
   const owned = new Set(builds.map((build) => build.timestamp))
   const named = new Set(
     builds.flatMap((build) =>
-      Object.entries(build.manifest?.entries ?? {}).flatMap(([relpath, entry]) => (typeof entry?.version === 'number' ? [layout.dataKey(app, entry.version, relpath)] : [])),
+      Object.entries(build.manifest?.entries ?? {}).flatMap(([relpath, entry]) =>
+        typeof entry?.version === 'number' ? [layout.dataKey(app, entry.version, relpath)] : [],
+      ),
     ),
   )
   return entries

@@ -61,19 +61,21 @@ export interface ValkeyIndex {
 
 export function valkeyIndex(connection: ValkeyConnection, mode: ValkeyScan): ValkeyIndex {
   const { client, guard } = connection
-  /** Apps adopted (or being adopted) by this process: one check each. */
-  const adoption = new Map<string, Promise<Adoption>>()
+  /** Apps being adopted by this process, and those known to be adopted: one check each. */
+  const adopting = new Map<string, Promise<Adoption>>()
+  const adoptedApps = new Set<string>()
 
-  /** Whether the app was adopted before; adopts it (one SCAN of the keyspace) when not. */
+  /** Whether the app was adopted before this listing; adopts it (one SCAN of the keyspace) when not. */
   function adopted(app: string): Promise<Adoption> {
-    let done = adoption.get(app)
+    if (adoptedApps.has(app)) return Promise.resolve('before')
+    let done = adopting.get(app)
     if (!done) {
       done = adopt(connection, app)
-      adoption.set(app, done)
+      adopting.set(app, done)
       // Tried again by the next listing when it failed or could not write.
       done.then(
-        (result) => result === 'unwritable' && adoption.delete(app),
-        () => adoption.delete(app),
+        (result) => (result === 'unwritable' ? adopting.delete(app) : adoptedApps.add(app)),
+        () => adopting.delete(app),
       )
     }
     return done

@@ -18,9 +18,10 @@ const USAGE = `Usage: npm run bench -- [options]
   --rtt <ms>       add this many ms to every round trip, through a loopback proxy (default 0)
   --quick          small data and 1 run: a smoke check (a few minutes)
   --skip-big       leave out the 1 GiB case (10 files of 100 MiB)
-  --only <groups>  run only these, comma-separated: push, pop, valkey, big, big-tree
-                   (big-tree, builds of 2,000, 100,000 and 250,000 small files on the
-                   local store, runs only when named)
+  --only <groups>  run only these, comma-separated: push, pop, valkey, big, big-tree,
+                   valkey-foreign (big-tree, builds of 2,000, 100,000 and 250,000 small
+                   files on the local store, and valkey-foreign, one app of 2,000 files
+                   on a Valkey that holds 3,000,000 keys of other apps, run only when named)
   --seed <text>    seed of the synthetic builds (default push-cache-bench)
   --timeout <s>    kill a run that takes longer (default 900)`
 
@@ -52,8 +53,8 @@ const rtt = wholeNumber('rtt', flags.rtt)
 const timeoutMs = wholeNumber('timeout', flags.timeout) * 1000
 const groups = new Set(flags.only.split(',').map((group) => group.trim()))
 for (const group of groups)
-  if (!['push', 'pop', 'valkey', 'big', 'big-tree'].includes(group)) {
-    console.error(`--only names ${JSON.stringify(group)}: use push, pop, valkey, big and big-tree.\n${USAGE}`)
+  if (!['push', 'pop', 'valkey', 'big', 'big-tree', 'valkey-foreign'].includes(group)) {
+    console.error(`--only names ${JSON.stringify(group)}: use push, pop, valkey, big, big-tree and valkey-foreign.\n${USAGE}`)
     process.exit(2)
   }
 if (flags['skip-big']) groups.delete('big')
@@ -102,6 +103,9 @@ const data = await ensureBuilds(BENCH, { seed: flags.seed, app: APP, sizes, big:
 const TREE_SIZES = flags.quick ? [2_000, 20_000] : [2_000, 100_000, 250_000]
 const trees = []
 if (groups.has('big-tree')) for (const files of TREE_SIZES) trees.push(await ensureBigTree(join(BENCH, 'trees'), { seed: flags.seed, app: APP, files }))
+/** `valkey-foreign`: keys of other apps on the server (`data:otherapp:<n>`), and the one app's build. */
+const FOREIGN_KEYS = flags.quick ? 100_000 : 3_000_000
+const foreignBuild = groups.has('valkey-foreign') ? await ensureBigTree(join(BENCH, 'trees'), { seed: flags.seed, app: APP, files: 2_000 }) : undefined
 await rm(SCRATCH, { recursive: true, force: true })
 await mkdir(SCRATCH, { recursive: true })
 
@@ -156,6 +160,20 @@ const TREE_STEPS = {
 }
 for (const tree of trees)
   for (const [step, what] of Object.entries(TREE_STEPS)) cases[`tree-${tree.files}-${step}`] = { title: `${what}: ${describe(tree)} (big-tree)` }
+/** The steps of the valkey-foreign group, each a case: push-cache among foreign keys, its peers the same without them and with SCAN. */
+const FOREIGN_STEPS = {
+  adopt: 'first ls of the app ever (valkey.scan once: its one SCAN)',
+  cold: 'populate, cold',
+  again: 'populate, same build again',
+  ls: 'ls',
+  pop: 'pop into an empty directory',
+  prune: 'prune of the first build',
+}
+if (foreignBuild)
+  for (const [step, what] of Object.entries(FOREIGN_STEPS))
+    cases[`foreign-${step}`] = {
+      title: `Valkey ${what}: ${describe(foreignBuild)}, ${FOREIGN_KEYS.toLocaleString('en-US')} keys of other apps (valkey-foreign)`,
+    }
 function describe({ files, bytes }) {
   return `${files.toLocaleString('en-US')} files, ${formatBytes(bytes)}`
 }
@@ -281,20 +299,25 @@ async function commandStats() {
   return Object.fromEntries([...info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)].map(([, command, calls]) => [command, Number(calls)]))
 }
 
+/** Runs `[command, args]` measured, with the Valkey commands it sent (INFO commandstats before and after). */
+async function measureValkey([command, args], env = measuredEnv) {
+  const before = await commandStats()
+  const run = await measure(command, args, { env, timeoutMs, scratch: SCRATCH })
+  const after = await commandStats()
+  // The bench's own INFO (the `before` above) is not the tool's.
+  const requests = Object.fromEntries(
+    Object.entries(after)
+      .map(([name, calls]) => [name, calls - (before[name] ?? 0) - (name === 'info' ? 1 : 0)])
+      .filter(([, calls]) => calls > 0),
+  )
+  return { wallS: run.wallS, cpuS: run.cpuS, rssMb: run.rssMb, requests, report: reportOf(run.stdout) }
+}
+
 async function valkeyRuns(runNumber) {
   for (const { tool, command } of valkeyTools) {
     await valkey.flushall()
-    const before = await commandStats()
     const ts = nextTimestamp()
-    const run = await measure(...command(data.valkey.dir, ts), { env: measuredEnv, timeoutMs, scratch: SCRATCH })
-    const after = await commandStats()
-    // The bench's own INFO (the `before` above) is not the tool's.
-    const requests = Object.fromEntries(
-      Object.entries(after)
-        .map(([name, calls]) => [name, calls - (before[name] ?? 0) - (name === 'info' ? 1 : 0)])
-        .filter(([, calls]) => calls > 0),
-    )
-    record('valkey', tool, { wallS: run.wallS, cpuS: run.cpuS, rssMb: run.rssMb, requests, report: reportOf(run.stdout) }, runNumber)
+    record('valkey', tool, await measureValkey(command(data.valkey.dir, ts)), runNumber)
     const keys = (await valkey.keys(`data:${APP}:${ts}:*`)).length
     if (keys !== data.valkey.files) throw new Error(`${tool}: Valkey holds ${keys} data keys of the build, expected ${data.valkey.files}`)
   }
@@ -335,6 +358,37 @@ async function treeRuns(runNumber) {
   }
 }
 
+/**
+ * One app's steps on a server that holds `foreign` keys of other apps, as `tool`. push-cache runs
+ * among them; its peers are itself on an empty server and itself with `valkey.scan: always`.
+ */
+async function foreignSteps(runNumber, tool, { foreign, app, scan }) {
+  const dest = join(SCRATCH, 'foreign-pop')
+  await rm(dest, { recursive: true, force: true })
+  const env = scan ? { ...measuredEnv, PUSH_CACHE_VALKEY_SCAN: scan } : measuredEnv
+  const args = ['--app', app, '--store', valkeyStore, '--json']
+  const steps = {
+    adopt: [CLI, 'ls', ...args],
+    cold: [CLI, 'populate', foreignBuild.dir, ...args, '--timestamp', nextTimestamp()],
+    again: [CLI, 'populate', foreignBuild.dir, ...args, '--timestamp', nextTimestamp()],
+    ls: [CLI, 'ls', ...args],
+    pop: [CLI, 'pop', dest, ...args],
+    prune: [CLI, 'prune', ...args, '--older-than', '1s', '--keep', '1'],
+  }
+  await valkey.flushall()
+  // https://redis.io/docs/latest/commands/debug/ POPULATE: `data:otherapp:<n>`, fast, server-side.
+  if (foreign > 0) await valkey.call('DEBUG', 'POPULATE', String(foreign), 'data:otherapp')
+  for (const [step, argv] of Object.entries(steps)) record(`foreign-${step}`, tool, await measureValkey([NODE, argv], env), runNumber)
+  const popped = (await listFiles(dest)).length
+  if (popped !== foreignBuild.files) throw new Error(`valkey-foreign, ${tool}: pop wrote ${popped} files of the ${foreignBuild.files} pushed`)
+}
+
+async function foreignRuns(runNumber) {
+  await foreignSteps(runNumber, SUBJECT, { foreign: FOREIGN_KEYS, app: APP })
+  await foreignSteps(runNumber, `${SUBJECT}, no foreign keys`, { foreign: 0, app: APP })
+  await foreignSteps(runNumber, `${SUBJECT}, valkey.scan always`, { foreign: FOREIGN_KEYS, app: APP, scan: 'always' })
+}
+
 let failure
 try {
   log(
@@ -346,6 +400,7 @@ try {
     if (groups.has('valkey')) await valkeyRuns(runNumber)
     if (groups.has('big')) await bigRuns(runNumber)
     if (groups.has('big-tree')) await treeRuns(runNumber)
+    if (groups.has('valkey-foreign')) await foreignRuns(runNumber)
   }
 } catch (error) {
   failure = error

@@ -137,6 +137,9 @@ export async function startRedis(dir) {
     dir,
     '--logfile',
     '',
+    // DEBUG POPULATE fills the valkey-foreign case's server with other apps' keys in seconds.
+    '--enable-debug-command',
+    'local',
   ])
   try {
     await waitUntil('redis-server', child, async () => (await redisCommand(port, 'PING')).startsWith('+PONG'))

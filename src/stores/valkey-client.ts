@@ -78,8 +78,17 @@ export function createClient(
     // iovalkey waits this long for a closed socket to say goodbye before it destroys it, and the
     // process cannot exit meanwhile: a refused login would cost every CLI run 2 s.
     disconnectTimeout: 100,
+    // A cluster groups auto-pipelined commands by their first argument's slot, which for EVAL is
+    // the script's text: an EVAL would share a pipeline with keys of another node, which fails it.
+    autoPipeliningIgnoredCommands: ['eval', 'evalsha'],
   }
   return target.cluster
-    ? new Cluster(target.nodes, { lazyConnect: true, enableAutoPipelining, clusterRetryStrategy: retryStrategy, redisOptions: common })
+    ? new Cluster(target.nodes, {
+        lazyConnect: true,
+        enableAutoPipelining,
+        autoPipeliningIgnoredCommands: common.autoPipeliningIgnoredCommands,
+        clusterRetryStrategy: retryStrategy,
+        redisOptions: common,
+      })
     : new Redis({ ...common, ...target.nodes[0]!, db: target.db, lazyConnect: true, enableAutoPipelining, retryStrategy })
 }

@@ -4,6 +4,7 @@ import type { Cluster, Redis } from 'iovalkey'
 import { PushCacheError } from '../core/model/errors'
 import { type DeleteOptions, PreconditionFailed, type PutBody, type PutOptions, type PutResult, type Store } from '../core/store/store'
 import type { ValkeyConnection } from './valkey-connection'
+import type { ValkeyIndex } from './valkey-index'
 
 /** Keys per round of pipelined UNLINK/PERSIST/EXISTS: bounds what one round holds in memory. */
 const BATCH = 1000
@@ -24,8 +25,15 @@ return 1`
 
 const sha1 = (value: Buffer) => createHash('sha1').update(value).digest('hex')
 
-/** Writes, expiries and deletes of whole keys: what a push and a prune send. */
-export function valkeyKeyCommands({ client, guard }: ValkeyConnection): Pick<Store, 'put' | 'exists' | 'delete'> & Required<Pick<Store, 'persist'>> {
+/**
+ * Writes, expiries and deletes of whole keys: what a push and a prune send. Every write goes with
+ * its key's index entry; a delete leaves the entry, which the next listing drops once it is stale
+ * (see valkey-index.ts: dropping it here could race a write of the same key).
+ */
+export function valkeyKeyCommands(
+  { client, guard }: ValkeyConnection,
+  index: ValkeyIndex,
+): Pick<Store, 'put' | 'exists' | 'delete'> & Required<Pick<Store, 'persist'>> {
   let maxBulk: Promise<number> | undefined
   /** The server's largest accepted value, asked once. */
   async function maxValueSize(): Promise<number> {
@@ -60,20 +68,22 @@ export function valkeyKeyCommands({ client, guard }: ValkeyConnection): Pick<Sto
       const value = 'file' in body ? await readFile(body.file) : Buffer.from(body.buffer, body.byteOffset, body.byteLength)
       const valkey = await client()
       const { expiresIn, ifNoneMatch, ifMatch } = putOptions
-      if (ifMatch !== undefined) {
-        // https://valkey.io/commands/eval/
-        const replaced = await guard(valkey.eval(REPLACE_IF_MATCH, 1, key, ifMatch, value, expiresIn ? String(expiresIn) : ''))
-        if (replaced !== 1) throw new PreconditionFailed(key)
-        return { etag: sha1(value) }
-      }
-      if (ifNoneMatch) {
-        // https://valkey.io/commands/set/ NX: nothing is set (null) when the key exists.
-        const set = await guard(expiresIn ? valkey.set(key, value, 'EX', expiresIn, 'NX') : valkey.set(key, value, 'NX'))
-        if (set === null) throw new PreconditionFailed(key)
-        return { etag: sha1(value) }
-      }
-      await guard(expiresIn ? valkey.set(key, value, 'EX', expiresIn) : valkey.set(key, value))
-      return {}
+      return index.written(key, Boolean(expiresIn), async () => {
+        if (ifMatch !== undefined) {
+          // https://valkey.io/commands/eval/
+          const replaced = await guard(valkey.eval(REPLACE_IF_MATCH, 1, key, ifMatch, value, expiresIn ? String(expiresIn) : ''))
+          if (replaced !== 1) throw new PreconditionFailed(key)
+          return { etag: sha1(value) }
+        }
+        if (ifNoneMatch) {
+          // https://valkey.io/commands/set/ NX: nothing is set (null) when the key exists.
+          const set = await guard(expiresIn ? valkey.set(key, value, 'EX', expiresIn, 'NX') : valkey.set(key, value, 'NX'))
+          if (set === null) throw new PreconditionFailed(key)
+          return { etag: sha1(value) }
+        }
+        await guard(expiresIn ? valkey.set(key, value, 'EX', expiresIn) : valkey.set(key, value))
+        return {}
+      })
     },
 
     // https://valkey.io/commands/exists/

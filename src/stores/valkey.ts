@@ -4,9 +4,9 @@ import type { Store } from '../core/store/store'
 import { isTransient } from '../core/util/concurrency'
 import { parseValkeyUrl } from './valkey-client'
 import { connectValkey } from './valkey-connection'
+import { valkeyIndex } from './valkey-index'
 import { valkeyKeyCommands } from './valkey-keys'
-import { lockTtlOf, type ValkeyOptions } from './valkey-options'
-import { scanPrefix } from './valkey-scan'
+import { lockTtlOf, scanModeOf, type ValkeyOptions } from './valkey-options'
 
 const DRIVER_NAME = 'valkey'
 
@@ -18,7 +18,7 @@ const CONCURRENCY = 512
 
 /**
  * Valkey or Redis, standalone or Cluster, with valpop's keys (`data:<app>:<ts>:<relpath>` = the raw
- * bytes, `lock:<app>:<ts>`). A value holds bytes only: Content-Type and Cache-Control ride in the
+ * bytes, `lock:<app>:<ts>`), and an index per app that our writes keep (valkey-index.ts). A value holds bytes only: Content-Type and Cache-Control ride in the
  * build's manifest (`manifest:<app>:<ts>`, field `details`, written by core), so valpop's readers
  * still see plain data keys.
  *
@@ -29,6 +29,7 @@ export function createValkeyStore(url: string, options: ValkeyOptions, timeouts:
   const target = parseValkeyUrl(url, options)
   const connection = connectValkey(target, timeouts)
   const { client, guard } = connection
+  const index = valkeyIndex(connection, scanModeOf(options))
   return {
     kind: DRIVER_NAME,
     layout: 'versioned',
@@ -39,7 +40,7 @@ export function createValkeyStore(url: string, options: ValkeyOptions, timeouts:
     concurrency: CONCURRENCY,
     // SET NX, and Lua compare-and-swap on a value's SHA-1 (valkey-keys.ts).
     conditionalWrites: true,
-    ...valkeyKeyCommands(connection),
+    ...valkeyKeyCommands(connection, index),
 
     // https://valkey.io/commands/get/
     async read(key: string) {
@@ -47,7 +48,8 @@ export function createValkeyStore(url: string, options: ValkeyOptions, timeouts:
       return value === null ? undefined : Readable.from([value])
     },
 
-    list: (prefix: string) => scanPrefix(connection, prefix),
+    // An app's keys from its index (valkey-index.ts): no SCAN of other apps' keys.
+    list: (prefix: string) => index.list(prefix),
 
     // https://valkey.io/commands/publish/ ; in a cluster every node forwards it to its own subscribers.
     async publish(channel: string, message: string) {

@@ -38,17 +38,20 @@ const S3_PERMISSIONS: Record<Command, Record<string, readonly string[]>> = {
 /** Valkey commands and the keys (`~`) and channels (`&`) they may touch. */
 const VALKEY_PERMISSIONS: Record<Command, { commands: readonly string[]; keys: readonly string[]; channels?: readonly string[] }> = {
   populate: {
-    // EVAL: the writer lock's compare-and-swap (a Lua script on the lock key alone).
-    commands: ['SCAN', 'STRLEN', 'GET', 'SET', 'PERSIST', 'EXISTS', 'DEL', 'UNLINK', 'EVAL', 'PUBLISH'],
-    keys: ['data:<app>:*', 'manifest:<app>:*', 'lock:<app>:*', 'lease:<app>:writer'],
+    // EVAL: the writer lock's compare-and-swap (a Lua script on the lock key alone), and dropping
+    // stale index entries (ZSCORE, ZREM in a script on the index). SCAN, ZADD, SET: the one-time
+    // adoption of the app (valkey-index.ts).
+    commands: ['SCAN', 'ZSCAN', 'ZADD', 'ZSCORE', 'ZREM', 'STRLEN', 'GET', 'SET', 'PERSIST', 'EXISTS', 'DEL', 'UNLINK', 'EVAL', 'PUBLISH'],
+    keys: ['data:<app>:*', 'manifest:<app>:*', 'lock:<app>:*', 'lease:<app>:writer', 'push-cache-index:{<app>}:*'],
     channels: ['<channel>'],
   },
-  pop: { commands: ['SCAN', 'STRLEN', 'GET'], keys: ['data:<app>:*', 'manifest:<app>:*', 'lock:<app>:*'] },
+  // SCAN only until a writer adopted the app: a reader cannot write the index, so it scans instead.
+  pop: { commands: ['SCAN', 'ZSCAN', 'EXISTS', 'STRLEN', 'GET'], keys: ['data:<app>:*', 'manifest:<app>:*', 'lock:<app>:*', 'push-cache-index:{<app>}:*'] },
   prune: {
-    commands: ['SCAN', 'STRLEN', 'GET', 'SET', 'EXISTS', 'DEL', 'UNLINK', 'EVAL'],
-    keys: ['data:<app>:*', 'manifest:<app>:*', 'lock:<app>:*', 'lease:<app>:writer'],
+    commands: ['SCAN', 'ZSCAN', 'ZADD', 'ZSCORE', 'ZREM', 'STRLEN', 'GET', 'SET', 'EXISTS', 'DEL', 'UNLINK', 'EVAL'],
+    keys: ['data:<app>:*', 'manifest:<app>:*', 'lock:<app>:*', 'lease:<app>:writer', 'push-cache-index:{<app>}:*'],
   },
-  ls: { commands: ['SCAN', 'STRLEN', 'GET'], keys: ['data:<app>:*', 'manifest:<app>:*', 'lock:<app>:*'] },
+  ls: { commands: ['SCAN', 'ZSCAN', 'EXISTS', 'STRLEN', 'GET'], keys: ['data:<app>:*', 'manifest:<app>:*', 'lock:<app>:*', 'push-cache-index:{<app>}:*'] },
 }
 
 /** Every Valkey command needs these besides: the client's ready check, which waits while the server loads its data. */

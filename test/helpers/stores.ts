@@ -6,7 +6,7 @@ import type { S3Options } from '../../src/options'
 import { createStore } from '../../src/stores'
 import { tempDir, tree } from './fs'
 import { createBucket, listObjects, putObject, s3CliEnv, s3StoreOptions, s3StoreUrl } from './s3'
-import { appKeys, valkeyEnv, valkeyUrl } from './valkey'
+import { appKeys, plantKey, valkeyEnv, valkeyUrl } from './valkey'
 
 export const STORE_KINDS = ['local', 's3', 'valkey'] as const
 export type StoreKind = (typeof STORE_KINDS)[number]
@@ -66,7 +66,7 @@ export async function storeUnderTest(kind: StoreKind): Promise<StoreUnderTest> {
     env: {},
     s3: {},
     open: () => createStore(valkeyUrl(), { s3: {}, valkey: {} }),
-    plant: async (key, body) => void (await client.set(key, body)),
+    plant: (key, body) => plantKey(client, key, body),
     keys: (app) => appKeys(client, app),
     close: async () => client.disconnect(),
   }

@@ -6,6 +6,7 @@ import { collectFiles } from '../../src/core/push/collect-files'
 import { type PopulateInput, populate } from '../../src/core/push/populate'
 import type { Store } from '../../src/core/store/store'
 import { type Options, resolveOptions } from '../../src/options'
+import { indexOf } from '../../src/stores/valkey-index'
 import type { ValkeyEnv } from '../setup/valkey-server'
 import { tempDir, writeTree } from './fs'
 
@@ -67,3 +68,14 @@ export async function appKeys(client: Redis | Cluster, app: string): Promise<str
 /** `count` chunks whose content is `version`: a build big enough to spread over every cluster master. */
 export const assets = (count: number, version: string): Record<string, string> =>
   Object.fromEntries(Array.from({ length: count }, (_, i) => [`js/chunk-${i}.js`, version]))
+
+/**
+ * Writes `key` as valpop (or anyone but push-cache) does, and indexes it as the one-time adoption
+ * would have found it: an undated entry, so that a store listing the app's index sees the key.
+ */
+export async function plantKey(client: Redis | Cluster, key: string, body: string | Uint8Array): Promise<void> {
+  await client.set(key, Buffer.from(body))
+  const at = indexOf(key)
+  // https://valkey.io/commands/zadd/ NX: an entry push-cache wrote keeps its date.
+  if (at) await client.zadd(at.index, 'NX', 0, key)
+}

@@ -7,6 +7,7 @@ import { collectFiles } from '../../src/core/push/collect-files'
 import { pop } from '../../src/core/serve/pop'
 import { listBuilds } from '../../src/core/store/builds'
 import { createValkeyStore } from '../../src/stores/valkey'
+import type { ValkeyOptions } from '../../src/stores/valkey-options'
 import { appKeys, fixture, push, rawClient, readTree, tempDir, uniqueApp, valkeyUrl } from '../helpers/valkey'
 
 const valkey = rawClient()
@@ -19,8 +20,8 @@ async function valpopPopulate(app: string, timestamp: number, files: Record<stri
   if (unlock) await valkey.del(`lock:${app}:${timestamp}`)
 }
 
-async function popTree(app: string): Promise<Record<string, string>> {
-  const store = createValkeyStore(valkeyUrl(), {})
+async function popTree(app: string, options: ValkeyOptions = {}): Promise<Record<string, string>> {
+  const store = createValkeyStore(valkeyUrl(), options)
   const dest = join(await tempDir(), 'www')
   try {
     await pop({ store, app, dest })
@@ -73,9 +74,11 @@ describe('valpop compatibility', () => {
     expect(await popTree(app)).toEqual({ 'fed-mods.json': 'v3', 'main.js': 'v3', 'legacy.js': 'v1' })
   })
 
+  // valpop still pushing into the app after push-cache did: its keys are found by `scan: 'always'` only.
   it('skips a build whose lock is present, whoever wrote it', async () => {
     const app = uniqueApp()
-    const store = createValkeyStore(valkeyUrl(), {})
+    const always = { scan: 'always' } as const
+    const store = createValkeyStore(valkeyUrl(), always)
     await push(store, await fixture({ 'fed-mods.json': 'done', 'main.js': 'done' }), { app, timestamp: 1000 })
     await valpopPopulate(app, 2000, { 'fed-mods.json': 'half', 'main.js': 'half' }, { unlock: false })
     await valkey.set(`manifest:${app}:2000`, JSON.stringify({ files: ['fed-mods.json', 'main.js'], timestamp: 2000 }))
@@ -84,10 +87,23 @@ describe('valpop compatibility', () => {
       [2000, false],
       [1000, true],
     ])
-    expect(await popTree(app)).toEqual({ 'fed-mods.json': 'done', 'main.js': 'done' })
+    expect(await popTree(app, always)).toEqual({ 'fed-mods.json': 'done', 'main.js': 'done' })
     await valkey.del(`lock:${app}:2000`)
-    expect(await popTree(app)).toEqual({ 'fed-mods.json': 'half', 'main.js': 'half' })
+    expect(await popTree(app, always)).toEqual({ 'fed-mods.json': 'half', 'main.js': 'half' })
     await store.close()
+  })
+
+  it("adopts valpop's builds once: what valpop writes after that needs `scan: 'always'`", async () => {
+    const app = uniqueApp()
+    await valpopPopulate(app, 1000, { 'fed-mods.json': 'v1', 'a.js': 'v1' })
+    expect(await popTree(app)).toEqual({ 'fed-mods.json': 'v1', 'a.js': 'v1' })
+    await valpopPopulate(app, 2000, { 'fed-mods.json': 'v2' })
+    expect(await popTree(app)).toEqual({ 'fed-mods.json': 'v1', 'a.js': 'v1' })
+    expect(await popTree(app, { scan: 'always' })).toEqual({ 'fed-mods.json': 'v2', 'a.js': 'v1' })
+    // `never` reads the index alone: an app nobody adopted has no build there.
+    const fresh = uniqueApp()
+    await valpopPopulate(fresh, 1000, { 'fed-mods.json': 'v1' })
+    await expect(popTree(fresh, { scan: 'never' })).rejects.toThrow()
   })
 
   it.each([['../escape.txt'], ['/tmp/absolute.txt'], ['nul\0byte.txt'], ['back\\slash.txt']])(

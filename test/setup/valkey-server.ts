@@ -90,7 +90,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
 }
 
 /** A Redis Cluster of these masters (no replicas), ready once every node says `cluster_state:ok`. */
-async function startCluster(dir: string, nodes: { port: number; busPort: number }[], started: ChildProcess[], access: Access = {}): Promise<void> {
+export async function startCluster(dir: string, nodes: { port: number; busPort: number }[], started: ChildProcess[], access: Access = {}): Promise<void> {
   await Promise.all(
     nodes.map(({ port, busPort }) =>
       startRedis(

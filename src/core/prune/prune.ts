@@ -1,5 +1,5 @@
 import { describeError, PushCacheError } from '../model/errors'
-import { listBuilds, type StoredBuild } from '../store/builds'
+import { listBuilds, orphanedKeys, type StoredBuild } from '../store/builds'
 import { layoutOf } from '../store/layout'
 import { isServed, readPending, servedEntrypoints } from '../store/pending'
 import type { Store } from '../store/store'
@@ -52,13 +52,14 @@ export async function prune({
   // A dry run writes nothing, not even the lock.
   const lock = dryRun ? undefined : await takeWriterLock({ store, app, what: 'prune', retries, timing: writerLock, logger })
   try {
-    let builds: StoredBuild[]
+    let all: StoredBuild[]
     try {
-      builds = (await listBuilds(store, app, retries)).filter((build) => build.complete)
+      all = await listBuilds(store, app, retries)
     } catch (error) {
       if (!(error instanceof PushCacheError) || error.code !== 'MANIFEST_UNREADABLE') throw error
       return { builds: [], keys: [], kept: 0, dryRun, aborted: error.message }
     }
+    const builds = all.filter((build) => build.complete)
     const layout = layoutOf(store)
     let dying: StoredBuild[]
     let keys: string[]
@@ -73,7 +74,10 @@ export async function prune({
       const records = builds.map((build) => ({ ...build, versions: versionsOf(build), scanned: !build.manifestKey }))
       const plan = planVersionedPrune(records, rule)
       dying = plan.dying
-      keys = plan.deleteVersions.map(({ timestamp, relpath }) => layout.dataKey(app, timestamp, relpath))
+      const orphans = await orphanedKeys(store, app, all, rule.now * 1000, retries)
+      if (orphans.length > 0)
+        logger.info(`${orphans.length} keys of ${app} were left by a push that died before its manifest, and no build names them (first: ${orphans[0]})`)
+      keys = [...plan.deleteVersions.map(({ timestamp, relpath }) => layout.dataKey(app, timestamp, relpath)), ...orphans]
     }
     const report: PruneReport = { builds: dying.map((build) => build.timestamp), keys, kept: builds.length - dying.length, dryRun }
     if (dryRun || (dying.length === 0 && keys.length === 0 && stale.length === 0)) return report

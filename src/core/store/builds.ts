@@ -202,17 +202,52 @@ export async function listBuilds(store: Store, app: string, retries = 3): Promis
   return builds.sort((a, b) => b.timestamp - a.timestamp)
 }
 
-/** The builds whose data keys name them: what valpop alone leaves, with no manifest. */
+/**
+ * The builds whose data keys name them: what valpop alone leaves, with no manifest. A key the store
+ * dates (`lastModified`: push-cache wrote it, see {@link orphanedKeys}) belongs to a build of ours,
+ * which is one only with its manifest: a build still written, or the orphans of a crashed one.
+ */
 async function scanBuildsByDataKeys(store: Store, layout: Layout, app: string, retries: number): Promise<StoredBuild[]> {
   const byTimestamp = new Map<number, string[]>()
-  for (const key of await listKeys(store, layout.dataPrefix(app), retries)) {
+  for (const { key, lastModified } of await listEntries(store, layout.dataPrefix(app), retries)) {
     const parsed = layout.parseDataKey(app, key)
-    if (parsed?.timestamp === undefined) continue
+    if (parsed?.timestamp === undefined || lastModified) continue
     const files = byTimestamp.get(parsed.timestamp) ?? []
     files.push(parsed.relpath)
     byTimestamp.set(parsed.timestamp, files)
   }
   return [...byTimestamp].map(([timestamp, files]) => ({ timestamp, files: files.sort(), complete: true }))
+}
+
+/**
+ * Versioned stores: data keys that a crashed push of ours left for ever, provably dead. A push
+ * persists its data keys before its manifest; killed in between, they neither expire nor belong to
+ * a build. A key is one when the store dates it (only keys push-cache wrote are dated: valpop's
+ * manifest-less builds never are), it was written more than twice the pending expiry ago (the life
+ * of its build's lock: a living push would have finished or failed by then), no lock or manifest
+ * of its build exists, and no manifest names it (`builds`: every build, complete or not).
+ */
+export async function orphanedKeys(store: Store, app: string, builds: readonly StoredBuild[], nowMs: number, retries = 3): Promise<string[]> {
+  const layout = layoutOf(store)
+  if (!layout.keysPerBuild) return []
+  const deadBefore = nowMs - 2 * (store.pendingExpiry?.seconds ?? 3600) * 1000
+  const [entries, locked] = await Promise.all([listEntries(store, layout.dataPrefix(app), retries), lockedTimestamps(store, app, retries)])
+  const owned = new Set(builds.map((build) => build.timestamp))
+  const named = new Set(
+    builds.flatMap((build) =>
+      Object.entries(build.manifest?.entries ?? {}).flatMap(([relpath, entry]) =>
+        typeof entry?.version === 'number' ? [layout.dataKey(app, entry.version, relpath)] : [],
+      ),
+    ),
+  )
+  return entries
+    .filter(({ key, lastModified }) => {
+      const timestamp = layout.parseDataKey(app, key)?.timestamp
+      if (timestamp === undefined || !lastModified || lastModified.getTime() >= deadBefore) return false
+      return !owned.has(timestamp) && !locked.has(timestamp) && !named.has(key)
+    })
+    .map(({ key }) => key)
+    .sort()
 }
 
 /** The timestamp of the newest manifest key of `app`, readable or not (flat stores); one listing, no reads. */

@@ -291,6 +291,7 @@ async function fillBuildDir(
 
   const download = async (file: PopFile) => {
     signal.throwIfAborted()
+    const done = typeof inFlight === 'number' ? undefined : inFlight.started()
     const path = join(build.dir, file.relpath)
     await mkdir(dirname(path), { recursive: true })
     try {
@@ -305,7 +306,7 @@ async function fillBuildDir(
       )
     }
     const { size } = state.files[file.relpath]!
-    if (typeof inFlight !== 'number') inFlight.completed(1 + size / 65_536)
+    done?.()
     progress.add(file.relpath, size)
   }
   const reuse = async (file: PopFile) => {

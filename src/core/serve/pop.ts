@@ -44,8 +44,11 @@ const PASSES = 3
 const PASS_PAUSE_MS = 500
 /** How long a pop or watch waits for another writer of the same `dest`. */
 const LOCK_WAIT_MS = 10 * 60 * 1000
-/** Downloads in flight to start with, unless the caller fixes it (a store's own `concurrency` is about uploads). */
-const DEFAULT_DOWNLOADS = 16
+/**
+ * Downloads in flight to start with, unless the caller fixes it (a store's own `concurrency` is
+ * about uploads): as many as `rclone copy --transfers 32`, the probing raises it on a long link.
+ */
+const DEFAULT_DOWNLOADS = 32
 /** The most downloads a pop may have in flight, probing included: what sizes the abort listeners. */
 const MAX_DOWNLOADS = 256
 /** Hard links (or copies) made at once from the served build. */
@@ -334,11 +337,9 @@ async function fillBuildDir(
     LOCAL_COPIES,
     reuse,
   )
-  await forEachLimited(
-    fetching.filter((file) => !isLast(file)),
-    inFlight,
-    download,
-  )
+  // Largest first: a big file that started last would finish alone, long after the small ones.
+  const largestFirst = fetching.filter((file) => !isLast(file)).sort((a, b) => (b.size ?? 0) - (a.size ?? 0))
+  await forEachLimited(largestFirst, inFlight, download)
   for (const file of plan.unchanged.filter(isLast)) await reuse(file)
   for (const file of fetching.filter(isLast)) await download(file)
   return { ...progress.done }

@@ -9,7 +9,7 @@ import { join, relative, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { Redis } from 'iovalkey'
 import { canMeasureResources, killRunning, measure } from './measure.mjs'
-import { formatBytes, formatTable, SUBJECT, summarize } from './report.mjs'
+import { bigMemoryLine, formatBytes, formatTable, SUBJECT, summarize } from './report.mjs'
 import { killAll, LOOPBACK, startCountingProxy, startDelayProxy, startMoto, startRedis } from './servers.mjs'
 import { ensureBigTree, ensureBuilds, FULL, freshen, listFiles, QUICK } from './synthetic.mjs'
 
@@ -427,6 +427,7 @@ const out = [
   "pc/peer: push-cache wall time ÷ the peer's (below 1: push-cache is faster). CPU s: user + system seconds of the client process.",
   `peak RSS: its largest resident set (GNU time)${canMeasureResources ? '' : ': /usr/bin/time is missing, so neither is measured'}. requests: S3 requests by operation, Valkey commands from INFO commandstats.`,
   ...formatTable(rows),
+  ...bigMemoryLine(rows),
   '',
   `Took ${Math.round(durationS)} s.`,
 ]

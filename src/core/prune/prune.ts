@@ -1,4 +1,5 @@
 import { describeError, PushCacheError } from '../model/errors'
+import { entryOf } from '../model/manifest'
 import { listBuilds, type StoredBuild } from '../store/builds'
 import { layoutOf } from '../store/layout'
 import { type Lease, relpathsInUse, takeLease } from '../store/leases'
@@ -116,7 +117,7 @@ export async function prune({
 async function servedRecords(store: Store, app: string, builds: readonly StoredBuild[], entrypoints: readonly string[], retries: number) {
   const served = await servedEntrypoints(store, app, entrypoints, retries)
   const pending = await readPending(store, app, retries)
-  const recordedOf = (build: StoredBuild) => Object.fromEntries(entrypoints.map((relpath) => [relpath, build.manifest?.entries?.[relpath]?.md5]))
+  const recordedOf = (build: StoredBuild) => Object.fromEntries(entrypoints.map((relpath) => [relpath, entryOf(build.manifest, relpath)?.md5]))
   const candidates = [
     ...builds.filter((build) => isServed(recordedOf(build), served)).map((build) => ({ timestamp: build.timestamp, files: build.files, build })),
     ...pending.filter((record) => isServed(record.entrypoints, served)).map((record) => ({ ...record, build: undefined })),

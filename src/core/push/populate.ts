@@ -1,6 +1,6 @@
 import { announce } from '../announce/announce'
 import { describeError, PushCacheError } from '../model/errors'
-import { serializeManifest } from '../model/manifest'
+import { entryOf, serializeManifest } from '../model/manifest'
 import type { ResolvedCoreOptions } from '../model/options'
 import type { ProgressEvent } from '../model/progress'
 import { prune } from '../prune/prune'
@@ -155,12 +155,11 @@ async function newestIfImageAsked(store: Store, options: ResolvedCoreOptions, lo
 async function alreadyPushed({ store, options, logger, retry }: PushRun, files: readonly HashedUpload[]): Promise<boolean> {
   const stored = await retry(`the manifest of build ${options.timestamp}`, () => buildAt(store, options.app, options.timestamp, 0))
   if (!stored) return false
-  const entries = stored.manifest?.entries ?? {}
   const storedFiles = new Set(stored.files)
   const ours = new Set(files.map((file) => file.relpath))
   let differ = stored.files.filter((relpath) => !ours.has(relpath)).length
   for (const file of files) {
-    const recorded = entries[file.relpath]?.md5
+    const recorded = entryOf(stored.manifest, file.relpath)?.md5
     if (!storedFiles.has(file.relpath) || recorded === undefined) differ++
     else {
       file.md5 ??= await md5File(file.path)
@@ -268,7 +267,7 @@ async function writeManifest(
   await run.timed('manifest', async () => {
     const manifestFile = { key: report.manifestKey }
     await retry(report.manifestKey, () =>
-      store.put(report.manifestKey, Buffer.from(serializeManifest(manifest)), {
+      store.put(report.manifestKey, serializeManifest(manifest), {
         contentType: 'application/json; charset=utf-8',
         cacheControl: 'no-cache',
         expiresIn: build.expiresIn,

@@ -1,4 +1,5 @@
 import { PushCacheError } from '../model/errors'
+import { entryOf } from '../model/manifest'
 import type { HeldFile } from '../model/sync-plan'
 import { isMd5 } from '../util/digest'
 import { newestBuild, type StoredBuild } from './builds'
@@ -38,7 +39,7 @@ export async function readStoreState(store: Store, app: string, retries: number,
   if (layout.keysPerBuild) {
     const newest = await readNewest()
     for (const relpath of newest?.files ?? []) {
-      const entry = newest?.manifest?.entries?.[relpath]
+      const entry = entryOf(newest?.manifest, relpath)
       const version = entry?.version ?? newest!.timestamp
       files.set(relpath, { key: layout.dataKey(app, version, relpath), version, size: entry?.size, md5: entry?.md5 })
     }
@@ -52,11 +53,10 @@ export async function readStoreState(store: Store, app: string, retries: number,
       for await (const { key, size, etag } of store.list(layout.dataPrefix(app))) listing.push({ key, size, etag })
     })(),
   ])
-  const recorded = newest?.manifest?.entries ?? {}
   for (const { key, size, etag } of listing) {
     const relpath = layout.parseDataKey(app, key)?.relpath
     if (relpath === undefined) continue
-    const entry = recorded[relpath]
+    const entry = entryOf(newest?.manifest, relpath)
     const vouched = entry !== undefined && etag !== undefined && (entry.etag === etag || (isMd5(etag) && entry.md5 === etag.toLowerCase()))
     const md5 = vouched ? entry.md5 : isMd5(etag) ? etag.toLowerCase() : undefined
     files.set(relpath, { key, size, etag, md5, ...(vouched ? { contentType: entry.contentType, cacheControl: entry.cacheControl } : {}) })

@@ -131,8 +131,11 @@ async function servedRecords(store: Store, app: string, builds: readonly StoredB
 }
 
 /** The older builds' keys a build names for files it found unchanged. */
-function versionsOf(build: StoredBuild): Record<string, number> {
+function versionsOf({ manifest }: StoredBuild): Record<string, number> {
   const versions: Record<string, number> = {}
-  for (const [relpath, entry] of Object.entries(build.manifest?.entries ?? {})) if (typeof entry?.version === 'number') versions[relpath] = entry.version
+  const column = manifest?.details?.version ?? []
+  column.forEach((version, index) => {
+    if (typeof version === 'number') versions[manifest!.files[index]!] = version
+  })
   return versions
 }

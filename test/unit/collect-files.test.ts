@@ -18,7 +18,7 @@ describe('collectFiles', () => {
   it.each([
     ['as resolved', () => root],
     ['with a trailing slash', () => `${root}/`],
-    ['through ..', () => join(root, 'js', '..') + '/../' + root.split('/').at(-1)],
+    ['through ..', () => `${join(root, 'js', '..')}/../${root.split('/').at(-1)}`],
     ['relative to the working directory', () => relative(process.cwd(), root)],
   ])('gives the same relpaths and paths for a root %s', async (_, spell) => {
     const files = await collectFiles(spell())

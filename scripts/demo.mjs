@@ -21,8 +21,11 @@ const manifests = join(store, 'manifests', app)
 const newest = (await readdir(manifests)).map(Number).sort((a, b) => b - a)[0]
 const manifest = JSON.parse(await readFile(join(manifests, String(newest)), 'utf8'))
 console.log(`\nManifest manifests/${app}/${newest} (build of ${new Date(manifest.timestamp * 1000).toISOString()}):`)
-for (const file of manifest.files) {
-  const { size, cacheControl } = manifest.entries?.[file] ?? {}
+// The per-file details are columns parallel to `files`, headers as indexes into their tables.
+const { details } = manifest
+for (const [index, file] of manifest.files.entries()) {
+  const size = details?.size[index]
+  const cacheControl = details?.cacheControls[details.cacheControl[index]]
   console.log(`  ${file.padEnd(36)} ${String(size ?? '').padStart(6)} B  ${cacheControl ?? ''}`)
 }
 console.log(`\n${store}`)

@@ -20,8 +20,11 @@ const USAGE = `Usage: npm run bench -- [options]
   --skip-big       leave out the 1 GiB case (10 files of 100 MiB)
   --only <groups>  run only these, comma-separated: push, pop, valkey, big, big-tree,
                    valkey-foreign (big-tree, builds of 2,000, 100,000 and 250,000 small
-                   files on the local store, and valkey-foreign, one app of 2,000 files
-                   on a Valkey that holds 3,000,000 keys of other apps, run only when named)
+                   files on the local store and S3, and valkey-foreign, one app of 2,000
+                   files on a Valkey that holds 3,000,000 keys of other apps, run only
+                   when named)
+  --tree-files <n,n>  the file counts of the big-tree builds (default 2000,100000,250000;
+                   2000,20000 with --quick); S3 pushes them up to 100,000 files
   --seed <text>    seed of the synthetic builds (default push-cache-bench)
   --timeout <s>    kill a run that takes longer (default 900)`
 
@@ -33,6 +36,7 @@ const { values: flags } = parseArgs({
     'skip-big': { type: 'boolean', default: false },
     only: { type: 'string', default: 'push,pop,valkey,big' },
     seed: { type: 'string', default: 'push-cache-bench' },
+    'tree-files': { type: 'string' },
     timeout: { type: 'string', default: '900' },
     help: { type: 'boolean', default: false },
   },
@@ -100,7 +104,11 @@ const sizes = flags.quick ? QUICK : FULL
 log(`Synthetic builds under ${relative(ROOT, BENCH)}/ (seed ${flags.seed}${flags.quick ? ', quick sizes' : ''})…`)
 const data = await ensureBuilds(BENCH, { seed: flags.seed, app: APP, sizes, big: groups.has('big') })
 /** `big-tree`: file counts of builds of small files, for manifests and memory that must not grow with them. */
-const TREE_SIZES = flags.quick ? [2_000, 20_000] : [2_000, 100_000, 250_000]
+const TREE_SIZES = (flags['tree-files'] ?? (flags.quick ? '2000,20000' : '2000,100000,250000'))
+  .split(',')
+  .map((files) => wholeNumber('tree-files', files.trim()))
+/** moto takes ~15 minutes for a cold push of 100,000 files: larger trees are pushed to the local store only. */
+const TREE_S3_MAX_FILES = 100_000
 const trees = []
 if (groups.has('big-tree')) for (const files of TREE_SIZES) trees.push(await ensureBigTree(join(BENCH, 'trees'), { seed: flags.seed, app: APP, files }))
 /** `valkey-foreign`: keys of other apps on the server (`data:otherapp:<n>`), and the one app's build. */
@@ -154,6 +162,8 @@ const cases = {
 const TREE_STEPS = {
   cold: 'local push, cold',
   again: 'local push, same build again',
+  's3-cold': 'S3 push, cold',
+  's3-again': 'S3 push, same build again',
   ls: 'local ls',
   prune: 'local prune of the first build',
   pop: 'local pop into an empty directory',
@@ -355,6 +365,14 @@ async function treeRuns(runNumber) {
     }
     const popped = (await listFiles(dest)).length
     if (popped !== tree.files) throw new Error(`big-tree: pop wrote ${popped} files of the ${tree.files} pushed`)
+    if (tree.files > TREE_S3_MAX_FILES) continue
+    // The same build twice into an empty bucket: the second push reads the first one's manifest.
+    await moto.reset()
+    for (const step of ['s3-cold', 's3-again']) {
+      const run = await measureS3([NODE, [CLI, 'populate', tree.dir, '--app', APP, '--store', s3Store, '--timestamp', nextTimestamp(), '--json']])
+      record(`tree-${tree.files}-${step}`, SUBJECT, run, runNumber)
+    }
+    await moto.reset()
   }
 }
 
@@ -387,6 +405,24 @@ async function foreignRuns(runNumber) {
   await foreignSteps(runNumber, SUBJECT, { foreign: FOREIGN_KEYS, app: APP })
   await foreignSteps(runNumber, `${SUBJECT}, no foreign keys`, { foreign: 0, app: APP })
   await foreignSteps(runNumber, `${SUBJECT}, valkey.scan always`, { foreign: FOREIGN_KEYS, app: APP, scan: 'always' })
+}
+
+/** Peak RSS of each big-tree push step by build size, and its ratio to the smallest build's: memory must not grow with the file count. */
+function treeMemoryLines(rows) {
+  const lines = []
+  for (const step of ['cold', 'again', 's3-cold', 's3-again']) {
+    const sizes = trees
+      .map((tree) => ({ files: tree.files, row: rows.find((row) => row.case === `tree-${tree.files}-${step}`) }))
+      .filter(({ row }) => row?.rssMb)
+    if (sizes.length < 2) continue
+    const base = sizes[0].row.rssMb
+    const cells = sizes.map(
+      ({ files, row }, index) =>
+        `${files.toLocaleString('en-US')} files ${Math.round(row.rssMb)} MiB${index === 0 ? '' : ` (${(row.rssMb / base).toFixed(1)}×)`}`,
+    )
+    lines.push(`  ${TREE_STEPS[step]}: ${cells.join(', ')}`)
+  }
+  return lines.length > 0 ? ['', 'big-tree peak RSS by build size (× the smallest build):', ...lines] : []
 }
 
 let failure
@@ -428,6 +464,7 @@ const out = [
   `peak RSS: its largest resident set (GNU time)${canMeasureResources ? '' : ': /usr/bin/time is missing, so neither is measured'}. requests: S3 requests by operation, Valkey commands from INFO commandstats.`,
   ...formatTable(rows),
   ...bigMemoryLine(rows),
+  ...treeMemoryLines(rows),
   '',
   `Took ${Math.round(durationS)} s.`,
 ]

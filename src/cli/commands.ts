@@ -203,8 +203,8 @@ export async function pruneCommand({ options, logger }: Context): Promise<Report
 
 /** Sum of the sizes the manifest records; undefined for manifests written without them (valpop). */
 function bytesOf(build: StoredBuild): number | undefined {
-  const entries = Object.values(build.manifest?.entries ?? {})
-  return entries.length > 0 ? entries.reduce((sum, entry) => sum + (entry.size ?? 0), 0) : undefined
+  const sizes = build.manifest?.details?.size ?? []
+  return sizes.length > 0 ? sizes.reduce<number>((sum, size) => sum + (size ?? 0), 0) : undefined
 }
 
 export async function lsCommand({ options, logger, print }: Context): Promise<Report> {

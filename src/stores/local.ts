@@ -7,11 +7,13 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { assertSafeRelpath } from '../core/model/paths'
 import { type DeleteOptions, PreconditionFailed, type PutBody, type PutOptions, type PutResult, type Store, type StoreEntry } from '../core/store/store'
 import { isTransient } from '../core/util/concurrency'
+import { flatString } from '../core/util/flat-string'
 
 const DRIVER_NAME = 'local'
 
 /** Every write renames a new file into place: a new inode, so the tag changes even within one mtime tick. */
-const etagOf = (info: Stats) => `${info.ino.toString(16)}-${info.mtimeMs.toString(16)}-${info.size.toString(16)}`
+/** Flat: a listing of 100,000 files keeps one per file, and joined pieces held ~140 B more each. */
+const etagOf = (info: Stats) => flatString(`${info.ino.toString(16)}-${info.mtimeMs.toString(16)}-${info.size.toString(16)}`)
 
 const codeOf = (error: unknown) => (error as NodeJS.ErrnoException).code
 

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import { readFile, realpath } from 'node:fs/promises'
 import { join } from 'node:path'
+import { entryOf } from '../../src/core/model/manifest'
 import { readServed } from '../../src/core/serve/served-dir'
 import { listBuilds, readAll } from '../../src/core/store/builds'
 import { layoutOf } from '../../src/core/store/layout'
@@ -94,7 +95,7 @@ export async function storeViolations(store: Store, app: string, builds: Builds)
   const layout = layoutOf(store)
   const newest = (await listBuilds(store, app)).find((build) => build.complete)
   if (!newest) return []
-  const keyOf = (relpath: string, timestamp = newest.timestamp) => layout.dataKey(app, newest.manifest?.entries?.[relpath]?.version ?? timestamp, relpath)
+  const keyOf = (relpath: string, timestamp = newest.timestamp) => layout.dataKey(app, entryOf(newest.manifest, relpath)?.version ?? timestamp, relpath)
   const violations: Violation[] = []
   for (const relpath of newest.files)
     if ((await readKey(store, keyOf(relpath))) === undefined)
@@ -124,7 +125,7 @@ export async function crashedPushNeeds(store: Store, app: string, timestamp: num
   else {
     const newest = (await listBuilds(store, app)).find((build) => build.complete)
     for (const relpath of pending)
-      if (newest?.files.includes(relpath)) keys.add(layout.dataKey(app, newest.manifest?.entries?.[relpath]?.version ?? newest.timestamp, relpath))
+      if (newest?.files.includes(relpath)) keys.add(layout.dataKey(app, entryOf(newest.manifest, relpath)?.version ?? newest.timestamp, relpath))
     if ((await readKey(store, `lock:${app}:${timestamp}`)) !== undefined)
       for await (const { key } of store.list(layout.dataKey(app, timestamp, ''))) keys.add(key)
   }

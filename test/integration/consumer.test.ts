@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path'
 import { promisify } from 'node:util'
 import { beforeAll, describe, expect, it } from 'vitest'
 import packageJson from '../../package.json'
-import { parseManifest } from '../../src/core/model/manifest'
+import { entryOf, parseManifest } from '../../src/core/model/manifest'
 import { DEFAULT_CACHE_CONTROL } from '../../src/core/model/options'
 import { closedPort } from '../helpers/cli'
 
@@ -81,9 +81,9 @@ describe('the packed package in a fresh project', () => {
         expect.stringMatching(/^sourcemaps\/App\.[0-9a-f]+\.js\.map$/),
       ]),
     )
-    const { entries, entrypoints } = await manifest('inventory')
-    expect(entrypoints).toEqual(['fed-mods.json'])
-    const cacheControl = (pattern: RegExp) => files.filter((file) => pattern.test(file)).map((file) => entries?.[file]?.cacheControl)
+    const built = await manifest('inventory')
+    expect(built.entrypoints).toEqual(['fed-mods.json'])
+    const cacheControl = (pattern: RegExp) => files.filter((file) => pattern.test(file)).map((file) => entryOf(built, file)?.cacheControl)
     expect(cacheControl(/^fed-mods\.json$/)).toEqual([DEFAULT_CACHE_CONTROL.short])
     expect(cacheControl(/^fonts\//)).toEqual([DEFAULT_CACHE_CONTROL.default])
     expect(new Set(cacheControl(/\.js(\.map)?$/))).toEqual(new Set([DEFAULT_CACHE_CONTROL.immutable]))
@@ -125,7 +125,7 @@ describe('the packed package in a fresh project', () => {
     expect(files).toContain('index.html')
     const scripts = files.filter((file) => /^static\/js\/index\.[0-9a-f]+\.js$/.test(file))
     expect(scripts).toHaveLength(1)
-    expect((await manifest('consumer-rsbuild')).entries?.[scripts[0]!]?.cacheControl).toBe(DEFAULT_CACHE_CONTROL.immutable)
+    expect(entryOf(await manifest('consumer-rsbuild'), scripts[0]!)?.cacheControl).toBe(DEFAULT_CACHE_CONTROL.immutable)
   })
 
   it('type-checks the documented imports with `skipLibCheck: false`, as an ES module and as CommonJS (node16)', async () => {

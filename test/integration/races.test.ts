@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { describe, expect, it } from 'vitest'
+import { entryOf } from '../../src/core/model/manifest'
 import { prune } from '../../src/core/prune/prune'
 import { collectFiles } from '../../src/core/push/collect-files'
 import { populate } from '../../src/core/push/populate'
@@ -49,7 +50,7 @@ async function missingFiles(store: Store, app: string): Promise<string[]> {
   for (const build of await listBuilds(store, app)) {
     if (!build.complete) continue
     for (const relpath of build.files) {
-      const key = layout.dataKey(app, build.manifest?.entries?.[relpath]?.version ?? build.timestamp, relpath)
+      const key = layout.dataKey(app, entryOf(build.manifest, relpath)?.version ?? build.timestamp, relpath)
       if (!held.has(key)) missing.push(`build ${build.timestamp}: ${key}`)
     }
   }

@@ -5,7 +5,7 @@ import { createServer } from 'node:net'
 import { userInfo } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { Manifest } from '../../src/core/model/manifest'
+import { columnsOf, entryOf, type Manifest } from '../../src/core/model/manifest'
 import { collectFiles } from '../../src/core/push/collect-files'
 import { populate } from '../../src/core/push/populate'
 import { pop } from '../../src/core/serve/pop'
@@ -172,7 +172,7 @@ async function servedHeaders(server: WebServer, manifest: Manifest) {
     manifest.files.map(async (relpath) => {
       const response = await fetch(`${server.url}/apps/${APP}/${relpath}`, { signal: AbortSignal.timeout(5000) })
       await response.arrayBuffer()
-      const entry = manifest.entries![relpath]!
+      const entry = entryOf(manifest, relpath)!
       return {
         relpath,
         served: { status: response.status, contentType: response.headers.get('content-type'), cacheControl: response.headers.get('cache-control') },
@@ -229,11 +229,9 @@ for (const { name, config: configName, start, available, install } of servers) {
       const rules = await readFile(config, 'utf8')
       const manifest = await push(store, BUILD_2, 1_700_000_200)
       // Readers all through the switch: whichever build answers, its headers are the ones recorded (the two builds agree on shared names).
-      const both: Manifest = {
-        ...manifest,
-        files: [...new Set([...firstManifest.files, ...manifest.files])],
-        entries: { ...firstManifest.entries, ...manifest.entries },
-      }
+      const files = [...new Set([...firstManifest.files, ...manifest.files])].sort()
+      const recorded = (relpath: string) => entryOf(manifest, relpath) ?? entryOf(firstManifest, relpath) ?? {}
+      const both: Manifest = { ...manifest, files, details: columnsOf(files, Object.fromEntries(files.map((relpath) => [relpath, recorded(relpath)]))) }
       let switching = true
       const reads = (async () => {
         const answers = []

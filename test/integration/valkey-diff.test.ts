@@ -1,6 +1,6 @@
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { parseManifest } from '../../src/core/model/manifest'
+import { entryOf, parseManifest } from '../../src/core/model/manifest'
 import { prune } from '../../src/core/prune/prune'
 import { pop } from '../../src/core/serve/pop'
 import { createValkeyStore } from '../../src/stores/valkey'
@@ -24,7 +24,7 @@ describe('Valkey: a push writes only files whose content the newest build does n
     expect((await appKeys(valkey, app)).filter((key) => key.startsWith(`data:${app}:2000:`))).toEqual([])
     const manifest = parseManifest((await valkey.get(`manifest:${app}:2000`))!, 'manifest', 2000)
     expect(manifest.files).toEqual(Object.keys(build1).sort())
-    expect(manifest.entries?.['index.html']).toMatchObject({ version: 1000, cacheControl: expect.any(String) })
+    expect(entryOf(manifest, 'index.html')).toMatchObject({ version: 1000, cacheControl: expect.any(String) })
     expect(await readTree(dest)).toEqual(build1)
   })
 

@@ -2,7 +2,7 @@ import { join } from 'node:path'
 import { build } from 'vite'
 import { describe, expect, it } from 'vitest'
 import { fixtureConfig } from '../../fixtures/app/vite.config'
-import { parseManifest } from '../../src/core/model/manifest'
+import { entryOf, parseManifest } from '../../src/core/model/manifest'
 import { prune } from '../../src/core/prune/prune'
 import { collectFiles } from '../../src/core/push/collect-files'
 import { pop } from '../../src/core/serve/pop'
@@ -40,13 +40,13 @@ describe('the Valkey store', () => {
     }
     const manifest = parseManifest((await valkey.get(`manifest:${app}:1700000000`))!, 'manifest', 1700000000)
     expect(manifest.files).toEqual(Object.keys(build1).sort())
-    expect(manifest.entries?.['js/main.1a2b3c4d.js']).toEqual({
+    expect(entryOf(manifest, 'js/main.1a2b3c4d.js')).toEqual({
       size: 9,
       contentType: 'text/javascript; charset=utf-8',
       cacheControl: 'public, max-age=31536000, immutable',
       md5: expect.stringMatching(/^[0-9a-f]{32}$/),
     })
-    expect(manifest.entries?.['fed-mods.json']?.cacheControl).toBe('public, max-age=60, stale-while-revalidate=300')
+    expect(entryOf(manifest, 'fed-mods.json')?.cacheControl).toBe('public, max-age=60, stale-while-revalidate=300')
   })
 
   it('pops the build back byte for byte, a relpath with `:` included', async () => {

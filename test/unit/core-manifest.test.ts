@@ -1,22 +1,25 @@
 // Manifests as stored: `files` and `timestamp` as valpop reads them, the per-file details as columns.
 import { describe, expect, it } from 'vitest'
-import { MANIFEST_MAX_BYTES, type Manifest, parseManifest, serializeManifest } from '../../src/core/model/manifest'
+import { columnsOf, entryOf, MANIFEST_MAX_BYTES, type Manifest, parseManifest, serializeManifest } from '../../src/core/model/manifest'
 
 const NOW = 1_700_000_000
 const IMMUTABLE = 'public, max-age=31536000, immutable'
 const SHORT = 'public, max-age=60, stale-while-revalidate=300'
 
+/** Details as earlier versions wrote them: a map keyed by relpath. */
+const entries = {
+  'fed-mods.json': { size: 12, contentType: 'application/json; charset=utf-8', cacheControl: SHORT, md5: 'a'.repeat(32), etag: 'e1' },
+  'js/a.1a2b3c4d.js': { size: 40, contentType: 'text/javascript; charset=utf-8', cacheControl: IMMUTABLE, md5: 'b'.repeat(32), version: NOW - 60 },
+  'js/b.5e6f7a8b.js': { size: 0, contentType: 'text/javascript; charset=utf-8', cacheControl: IMMUTABLE },
+}
+const files = Object.keys(entries)
 const manifest: Manifest = {
-  files: ['fed-mods.json', 'js/a.1a2b3c4d.js', 'js/b.5e6f7a8b.js'],
+  files,
   timestamp: NOW,
   image: 'quay.io/app:1',
   entrypoints: ['fed-mods.json'],
   generator: 'unplugin-push-cache@0.0.0',
-  entries: {
-    'fed-mods.json': { size: 12, contentType: 'application/json; charset=utf-8', cacheControl: SHORT, md5: 'a'.repeat(32), etag: 'e1' },
-    'js/a.1a2b3c4d.js': { size: 40, contentType: 'text/javascript; charset=utf-8', cacheControl: IMMUTABLE, md5: 'b'.repeat(32), version: NOW - 60 },
-    'js/b.5e6f7a8b.js': { size: 0, contentType: 'text/javascript; charset=utf-8', cacheControl: IMMUTABLE },
-  },
+  details: columnsOf(files, entries),
 }
 
 /** A build of `count` files as our pushes record it. */
@@ -34,12 +37,12 @@ function manyFiles(count: number): Manifest {
       },
     ]),
   )
-  return { files, timestamp: NOW, entrypoints: ['fed-mods.json'], generator: 'unplugin-push-cache@0.0.0', entries }
+  return { files, timestamp: NOW, entrypoints: ['fed-mods.json'], generator: 'unplugin-push-cache@0.0.0', details: columnsOf(files, entries) }
 }
 
 describe('manifests as stored', () => {
   it('write the details as columns beside `files` and `timestamp`, and read back what was written', () => {
-    const text = serializeManifest(manifest)
+    const text = serializeManifest(manifest).toString()
     const stored = JSON.parse(text)
     // What valpop reads is there as before.
     expect(stored).toMatchObject({ files: manifest.files, timestamp: NOW, image: 'quay.io/app:1' })
@@ -58,23 +61,38 @@ describe('manifests as stored', () => {
   })
 
   it('read the map of entries that earlier versions wrote', () => {
-    const legacy = JSON.stringify({ ...manifest, entries: manifest.entries })
+    const { details, ...fields } = manifest
+    const legacy = JSON.stringify({ ...fields, entries })
     expect(parseManifest(legacy, 'k', NOW, NOW)).toEqual(manifest)
   })
 
   it('keep a 250,000-file build far below the limit, about 100 B a file', () => {
-    const text = serializeManifest(manyFiles(250_000))
+    const text = serializeManifest(manyFiles(250_000)).toString()
     expect(Buffer.byteLength(text) / 250_000).toBeLessThan(110)
     expect(Buffer.byteLength(text)).toBeLessThan(MANIFEST_MAX_BYTES / 4)
     const back = parseManifest(text, 'k', NOW, NOW)
     expect(back.files).toHaveLength(250_000)
-    expect(back.entries?.['js/chunk-0003d08f.js']).toEqual({
+    expect(entryOf(back, 'js/chunk-0003d08f.js')).toEqual({
       size: 300 + 0x3d08f,
       contentType: 'text/javascript; charset=utf-8',
       cacheControl: IMMUTABLE,
       md5: (0x3d08f).toString(16).padStart(32, '0'),
       etag: `${0x3d08f}-18c5`,
     })
+  })
+
+  it("find a file's details whether or not `files` is sorted", () => {
+    const unsorted = {
+      files: ['b.js', 'a.js', 'c.js'],
+      details: columnsOf(['b.js', 'a.js', 'c.js'], { 'a.js': { size: 1 }, 'b.js': { size: 2 }, 'c.js': { size: 3 } }),
+    }
+    expect(['a.js', 'b.js', 'c.js', 'd.js'].map((relpath) => entryOf(unsorted, relpath)?.size)).toEqual([1, 2, 3, undefined])
+    expect(['fed-mods.json', 'js/b.5e6f7a8b.js', 'js/c.js'].map((relpath) => entryOf(manifest, relpath)?.size)).toEqual([12, 0, undefined])
+  })
+
+  it('write a manifest of many files as the JSON of it, in pieces', () => {
+    const many = manyFiles(20_000)
+    expect(serializeManifest(many).toString()).toBe(`${JSON.stringify(many)}\n`)
   })
 
   it.each([

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { entryOf } from '../../src/core/model/manifest'
 import type { ProgressEvent } from '../../src/core/model/progress'
 import { buildManifest } from '../../src/core/push/build-manifest'
 import { collectFiles } from '../../src/core/push/collect-files'
@@ -116,8 +117,8 @@ describe('buildManifest', () => {
   it('records every file, sorted, with the tag the store gave it or held for it (flat)', () => {
     const manifest = buildManifest({ ...input, recordOf: (etag, reused) => ({ etag: etag ?? reused?.etag }) })
     expect(manifest).toMatchObject({ files: ['fed-mods.json', 'fresh.js', 'kept.js'], timestamp: 200, entrypoints: ['fed-mods.json'] })
-    expect(manifest.entries?.['kept.js']).toMatchObject({ etag: 'old-tag', size: 3, md5: 'd41d8cd98f00b204e9800998ecf8427e' })
-    expect(manifest.entries?.['fresh.js']).toMatchObject({ etag: 'new-tag' })
+    expect(entryOf(manifest, 'kept.js')).toMatchObject({ etag: 'old-tag', size: 3, md5: 'd41d8cd98f00b204e9800998ecf8427e' })
+    expect(entryOf(manifest, 'fresh.js')).toMatchObject({ etag: 'new-tag' })
     expect(manifest).not.toHaveProperty('image')
   })
 
@@ -127,8 +128,8 @@ describe('buildManifest', () => {
       image: 'quay.io/app:1',
       recordOf: (_etag, reused) => (reused?.version !== undefined ? { version: reused.version } : {}),
     })
-    expect(manifest.entries?.['kept.js']).toMatchObject({ version: 100 })
-    expect(manifest.entries?.['fresh.js']).not.toHaveProperty('version')
+    expect(entryOf(manifest, 'kept.js')).toMatchObject({ version: 100 })
+    expect(entryOf(manifest, 'fresh.js')).not.toHaveProperty('version')
     expect(manifest.image).toBe('quay.io/app:1')
   })
 })

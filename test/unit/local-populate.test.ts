@@ -1,7 +1,7 @@
 import { mkdir, readdir, readFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { parseManifest } from '../../src/core/model/manifest'
+import { entryOf, parseManifest } from '../../src/core/model/manifest'
 import { collectFiles } from '../../src/core/push/collect-files'
 import { populate } from '../../src/core/push/populate'
 import { pop } from '../../src/core/serve/pop'
@@ -38,7 +38,7 @@ describe('the local store', () => {
       timestamp: 1700000000,
       entrypoints: ['fed-mods.json'],
     })
-    expect(manifest.entries?.['main.1a2b3c4d.js']).toEqual({
+    expect(entryOf(manifest, 'main.1a2b3c4d.js')).toEqual({
       size: 9,
       contentType: 'text/javascript; charset=utf-8',
       cacheControl: 'public, max-age=31536000, immutable',

@@ -22,13 +22,14 @@ export interface ManifestEntry {
  * `manifests/<app>/<ts>` (S3, local) and `manifest:<app>:<ts>` (Valkey). valpop reads `files` and
  * `timestamp` and ignores the rest (Go's json), so fields may be added but these two never change.
  *
- * In memory the per-file details are `entries`, keyed by relpath; on the wire they are `details`,
- * columns parallel to `files` (see {@link ManifestColumns}).
+ * The per-file details are `details`, columns parallel to `files` (see {@link ManifestColumns}),
+ * in memory as on the wire: read one file's with {@link entryOf}. An object per file would hold
+ * ~10 MB more for 100,000 files, on every push that reads the previous manifest.
  */
 export interface Manifest {
   /**
    * Paths relative to the output root, `/`-separated: every file of the build, written by it or
-   * found unchanged in the store (then `entries[path].version` names the key on versioned stores).
+   * found unchanged in the store (then its entry's `version` names the key on versioned stores).
    */
   files: string[]
   /** The build's timestamp in seconds. */
@@ -39,8 +40,8 @@ export interface Manifest {
   entrypoints?: string[]
   /** `unplugin-push-cache@<version>` */
   generator?: string
-  /** Per-file details, keyed by relpath. */
-  entries?: Record<string, ManifestEntry>
+  /** Per-file details, parallel to `files`. */
+  details?: ManifestColumns
   [extra: string]: unknown
 }
 
@@ -49,7 +50,7 @@ export interface Manifest {
  * headers as indexes into the tables of the distinct values. A 100,000-file build writes about
  * 10 MB where a map keyed by relpath took 24 MB: the path is not repeated, nor the headers.
  */
-interface ManifestColumns {
+export interface ManifestColumns {
   size: (number | null)[]
   md5: (string | null)[]
   /** Indexes into `contentTypes`. */
@@ -71,7 +72,7 @@ export const MANIFEST_MAX_BYTES = 128 * 1024 * 1024
 /** How far ahead of this machine's clock a build may be dated (clocks of CI runners drift, but not by a day), and its manifest's body from its key. */
 export const FUTURE_TOLERANCE_SECONDS = 24 * 60 * 60
 
-/** Ours nests three levels (`entries` → path → entry); JSON.parse spends seconds on millions. */
+/** Ours nests two levels (`details` → a column); JSON.parse spends seconds on millions. */
 const MAX_DEPTH = 64
 
 /** Whether arrays and objects nest deeper than `limit`, counting brackets outside strings. */
@@ -136,51 +137,107 @@ function columnsProblem(details: unknown, files: number): string | undefined {
   return undefined
 }
 
-/** The columns of `details` as a map keyed by relpath; a null leaves the field out. */
-function entriesOf(files: readonly string[], details: ManifestColumns): Record<string, ManifestEntry> {
-  const entries: Record<string, ManifestEntry> = {}
-  files.forEach((relpath, index) => {
-    const entry: ManifestEntry = {}
-    const size = details.size[index]
-    const md5 = details.md5[index]
-    const contentType = details.contentType[index]
-    const cacheControl = details.cacheControl[index]
-    const etag = details.etag?.[index]
-    const version = details.version?.[index]
-    if (size !== null) entry.size = size
-    if (contentType !== null) entry.contentType = details.contentTypes[contentType]
-    if (cacheControl !== null) entry.cacheControl = details.cacheControls[cacheControl]
-    if (md5 !== null) entry.md5 = md5
-    if (etag !== undefined && etag !== null) entry.etag = etag
-    if (version !== undefined && version !== null) entry.version = version
-    entries[relpath] = entry
-  })
-  return entries
+/** The index of `relpath` in `files`, or -1: a binary search when they are sorted (ours are), else a map made once. */
+const finders = new WeakMap<readonly string[], (relpath: string) => number>()
+
+function indexIn(files: readonly string[], relpath: string): number {
+  let find = finders.get(files)
+  if (!find) {
+    find = files.every((file, index) => index === 0 || files[index - 1]! < file) ? (wanted) => binarySearch(files, wanted) : mapFinder(files)
+    finders.set(files, find)
+  }
+  return find(relpath)
 }
 
-/** `entries` as columns parallel to `files`; columns that would hold nothing but nulls are left out. */
-function columnsOf(files: readonly string[], entries: Readonly<Record<string, ManifestEntry>>): ManifestColumns {
+function binarySearch(sorted: readonly string[], wanted: string): number {
+  let low = 0
+  let high = sorted.length - 1
+  while (low <= high) {
+    const middle = (low + high) >>> 1
+    const file = sorted[middle]!
+    if (file === wanted) return middle
+    if (file < wanted) low = middle + 1
+    else high = middle - 1
+  }
+  return -1
+}
+
+function mapFinder(files: readonly string[]): (relpath: string) => number {
+  const indexes = new Map(files.map((file, index) => [file, index]))
+  return (relpath) => indexes.get(relpath) ?? -1
+}
+
+/** What the manifest records of the file at `index` of `files`; a null leaves the field out. */
+function entryAt(details: ManifestColumns, index: number): ManifestEntry {
+  const entry: ManifestEntry = {}
+  const size = details.size[index]
+  const md5 = details.md5[index]
+  const contentType = details.contentType[index]
+  const cacheControl = details.cacheControl[index]
+  const etag = details.etag?.[index]
+  const version = details.version?.[index]
+  if (size !== null && size !== undefined) entry.size = size
+  if (contentType !== null && contentType !== undefined) entry.contentType = details.contentTypes[contentType]
+  if (cacheControl !== null && cacheControl !== undefined) entry.cacheControl = details.cacheControls[cacheControl]
+  if (md5 !== null && md5 !== undefined) entry.md5 = md5
+  if (etag !== undefined && etag !== null) entry.etag = etag
+  if (version !== undefined && version !== null) entry.version = version
+  return entry
+}
+
+/** What the manifest records of `relpath`: undefined when it names no such file or records no details. */
+export function entryOf(manifest: Pick<Manifest, 'files' | 'details'> | undefined, relpath: string): ManifestEntry | undefined {
+  if (manifest?.details === undefined) return undefined
+  const index = indexIn(manifest.files, relpath)
+  return index === -1 ? undefined : entryAt(manifest.details, index)
+}
+
+/** Collects details file by file into columns; `add` them in the order of the manifest's `files`. */
+export function columnsBuilder(): { add(entry: ManifestEntry): void; columns(): ManifestColumns } {
   const tables = { contentTypes: new Map<string, number>(), cacheControls: new Map<string, number>() }
   const indexIn = (table: Map<string, number>, value: string | undefined) => {
     if (value === undefined) return null
     if (!table.has(value)) table.set(value, table.size)
     return table.get(value)!
   }
-  const columns: ManifestColumns = { size: [], md5: [], contentType: [], contentTypes: [], cacheControl: [], cacheControls: [], etag: [], version: [] }
-  for (const relpath of files) {
-    const entry: ManifestEntry = Object.hasOwn(entries, relpath) ? entries[relpath]! : {}
-    columns.size.push(entry.size ?? null)
-    columns.md5.push(entry.md5 ?? null)
-    columns.contentType.push(indexIn(tables.contentTypes, entry.contentType))
-    columns.cacheControl.push(indexIn(tables.cacheControls, entry.cacheControl))
-    columns.etag!.push(entry.etag ?? null)
-    columns.version!.push(entry.version ?? null)
+  const columns: Required<ManifestColumns> = {
+    size: [],
+    md5: [],
+    contentType: [],
+    contentTypes: [],
+    cacheControl: [],
+    cacheControls: [],
+    etag: [],
+    version: [],
   }
-  columns.contentTypes = [...tables.contentTypes.keys()]
-  columns.cacheControls = [...tables.cacheControls.keys()]
-  if (columns.etag!.every((etag) => etag === null)) delete columns.etag
-  if (columns.version!.every((version) => version === null)) delete columns.version
-  return columns
+  return {
+    add(entry) {
+      columns.size.push(entry.size ?? null)
+      columns.md5.push(entry.md5 ?? null)
+      columns.contentType.push(indexIn(tables.contentTypes, entry.contentType))
+      columns.cacheControl.push(indexIn(tables.cacheControls, entry.cacheControl))
+      columns.etag.push(entry.etag ?? null)
+      columns.version.push(entry.version ?? null)
+    },
+    columns() {
+      const { etag, version, ...rest } = columns
+      // Columns that would hold nothing but nulls are left out.
+      return {
+        ...rest,
+        contentTypes: [...tables.contentTypes.keys()],
+        cacheControls: [...tables.cacheControls.keys()],
+        ...(etag.every((value) => value === null) ? {} : { etag }),
+        ...(version.every((value) => value === null) ? {} : { version }),
+      }
+    },
+  }
+}
+
+/** A map of entries keyed by relpath (what earlier versions wrote) as columns parallel to `files`. */
+export function columnsOf(files: readonly string[], entries: Readonly<Record<string, ManifestEntry>>): ManifestColumns {
+  const builder = columnsBuilder()
+  for (const relpath of files) builder.add(Object.hasOwn(entries, relpath) ? entries[relpath]! : {})
+  return builder.columns()
 }
 
 const isEntry = (entry: unknown): boolean =>
@@ -211,20 +268,60 @@ export function parseManifest(text: string, key: string, timestampFromKey: numbe
   if (!isRecord(manifest)) throw unreadable(key, 'it is neither an object nor an array')
   const problem = fieldProblem(manifest, timestampFromKey, now)
   if (problem) throw unreadable(key, problem)
-  const { details, ...fields } = manifest
+  const { details, entries, ...fields } = manifest
   const files = manifest.files as string[]
   return {
     ...fields,
     files,
     timestamp: (manifest.timestamp as number | undefined) ?? timestampFromKey,
-    ...(details === undefined ? {} : { entries: entriesOf(files, details as ManifestColumns) }),
+    ...(details !== undefined
+      ? { details: details as ManifestColumns }
+      : entries !== undefined
+        ? { details: columnsOf(files, entries as Record<string, ManifestEntry>) }
+        : {}),
   }
 }
 
-/** The manifest as stored: JSON, `entries` written as the columns of `details`. */
-export function serializeManifest(manifest: Manifest): string {
-  const { entries, ...fields } = manifest
-  return `${JSON.stringify(entries === undefined ? fields : { ...fields, details: columnsOf(manifest.files, entries) })}\n`
+/** Arrays longer than this are written a slice at a time: no string of the whole manifest is ever made. */
+const SLICE = 4096
+/** Text gathered before it is encoded into a chunk of the body. */
+const CHUNK_CHARS = 256 * 1024
+
+/** `value` as JSON, in pieces: long arrays a slice at a time, objects field by field. */
+function* jsonPieces(value: unknown): Generator<string> {
+  if (Array.isArray(value) && value.length > SLICE) {
+    for (let start = 0; start < value.length; start += SLICE)
+      yield `${start === 0 ? '[' : ','}${JSON.stringify(value.slice(start, start + SLICE)).slice(1, -1)}`
+    yield ']'
+  } else if (isRecord(value) && Object.values(value).some((field) => isRecord(field) || (Array.isArray(field) && field.length > SLICE))) {
+    let first = true
+    for (const [name, field] of Object.entries(value)) {
+      if (field === undefined) continue
+      yield `${first ? '{' : ','}${JSON.stringify(name)}:`
+      yield* jsonPieces(field)
+      first = false
+    }
+    yield first ? '{}' : '}'
+  } else yield JSON.stringify(value)
+}
+
+/**
+ * The manifest as stored: JSON, `details` last. Encoded a chunk at a time: a 100,000-file manifest
+ * is ~10 MB, which a string of it and its copy in bytes would hold twice more.
+ */
+export function serializeManifest(manifest: Manifest): Buffer {
+  const { details, ...fields } = manifest
+  const chunks: Buffer[] = []
+  let text = ''
+  for (const piece of jsonPieces(details === undefined ? fields : { ...fields, details })) {
+    text += piece
+    if (text.length >= CHUNK_CHARS) {
+      chunks.push(Buffer.from(text))
+      text = ''
+    }
+  }
+  chunks.push(Buffer.from(`${text}\n`))
+  return Buffer.concat(chunks)
 }
 
 function unreadable(key: string, why: string, cause?: unknown): PushCacheError {

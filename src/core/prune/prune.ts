@@ -1,4 +1,5 @@
 import { describeError, PushCacheError } from '../model/errors'
+import { entryOf } from '../model/manifest'
 import { listBuilds, orphanedKeys, type StoredBuild } from '../store/builds'
 import { layoutOf } from '../store/layout'
 import { isServed, readPending, servedEntrypoints } from '../store/pending'
@@ -112,7 +113,7 @@ export async function prune({
 async function servedRecords(store: Store, app: string, builds: readonly StoredBuild[], entrypoints: readonly string[], retries: number) {
   const served = await servedEntrypoints(store, app, entrypoints, retries)
   const pending = await readPending(store, app, retries)
-  const recordedOf = (build: StoredBuild) => Object.fromEntries(entrypoints.map((relpath) => [relpath, build.manifest?.entries?.[relpath]?.md5]))
+  const recordedOf = (build: StoredBuild) => Object.fromEntries(entrypoints.map((relpath) => [relpath, entryOf(build.manifest, relpath)?.md5]))
   const candidates = [
     ...builds.filter((build) => isServed(recordedOf(build), served)).map((build) => ({ timestamp: build.timestamp, files: build.files, build })),
     ...pending.filter((record) => isServed(record.entrypoints, served)).map((record) => ({ ...record, build: undefined })),
@@ -126,8 +127,11 @@ async function servedRecords(store: Store, app: string, builds: readonly StoredB
 }
 
 /** The older builds' keys a build names for files it found unchanged. */
-function versionsOf(build: StoredBuild): Record<string, number> {
+function versionsOf({ manifest }: StoredBuild): Record<string, number> {
   const versions: Record<string, number> = {}
-  for (const [relpath, entry] of Object.entries(build.manifest?.entries ?? {})) if (typeof entry?.version === 'number') versions[relpath] = entry.version
+  const column = manifest?.details?.version ?? []
+  column.forEach((version, index) => {
+    if (typeof version === 'number') versions[manifest!.files[index]!] = version
+  })
   return versions
 }

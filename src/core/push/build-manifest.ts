@@ -1,4 +1,4 @@
-import type { Manifest, ManifestEntry } from '../model/manifest'
+import { columnsBuilder, type Manifest } from '../model/manifest'
 import type { SyncPlan } from '../model/sync-plan'
 import { GENERATOR } from '../model/version'
 import type { BuildWrite } from '../store/build-write'
@@ -19,23 +19,24 @@ export interface ManifestInput {
   recordOf: BuildWrite['recordOf']
 }
 
-/** The build's manifest: what readers pop and prune by. */
+const byRelpath = (a: HashedUpload, b: HashedUpload) => (a.relpath < b.relpath ? -1 : a.relpath > b.relpath ? 1 : 0)
+
+/** The build's manifest: what readers pop and prune by. Its details go straight into columns, no object per file. */
 export function buildManifest({ timestamp, image, files, entrypoints, sync, held, etags, recordOf }: ManifestInput): Manifest {
   const unchanged = new Set(sync.unchanged)
-  const entry = (file: HashedUpload): ManifestEntry => ({
-    size: file.size,
-    contentType: file.contentType,
-    cacheControl: file.cacheControl,
-    md5: file.md5,
-    ...recordOf(etags.get(file.relpath), unchanged.has(file) ? held.get(file.relpath) : undefined),
-  })
+  // Files left out by include/exclude are not in it.
+  const sorted = [...files].sort(byRelpath)
+  const details = columnsBuilder()
+  for (const file of sorted) {
+    const record = recordOf(etags.get(file.relpath), unchanged.has(file) ? held.get(file.relpath) : undefined)
+    details.add({ size: file.size, contentType: file.contentType, cacheControl: file.cacheControl, md5: file.md5, ...record })
+  }
   return {
-    // Files left out by include/exclude are not in it.
-    files: files.map((file) => file.relpath).sort(),
+    files: sorted.map((file) => file.relpath),
     timestamp,
     ...(image ? { image } : {}),
     entrypoints,
     generator: GENERATOR,
-    entries: Object.fromEntries([...sync.unchanged, ...sync.added, ...sync.changed].map((file) => [file.relpath, entry(file)])),
+    details: details.columns(),
   }
 }

@@ -4,6 +4,7 @@ import { isAbsolute, join, relative, sep } from 'node:path'
 import { PushCacheError } from '../model/errors'
 import { unsafePathReason } from '../model/paths'
 import { forEachLimited } from '../util/concurrency'
+import { flatString } from '../util/flat-string'
 import { type Logger, silentLogger } from '../util/logger'
 import type { BuildFile } from './plan'
 
@@ -48,21 +49,22 @@ export async function collectFiles(root: string, relpaths?: readonly string[], l
   const skip = (path: string, why: string) => logger.warn(`skipped ${toPosix(relative(root, path))}: ${why}; it is not pushed`)
   const paths = relpaths ? await pickEmitted(root, realRoot, relpaths, skip) : await walk(root, realRoot, skip)
   const files: BuildFile[] = new Array(paths.length)
+  // `relative` would resolve each path anew and hand back a slice of that copy, which stays: a
+  // slice of the (flat) path itself holds nothing more.
+  const inRoot = root.endsWith(sep) ? root : `${root}${sep}`
+  const relpathOf = (path: string) => toPosix(path.startsWith(inRoot) && isAbsolute(root) ? path.slice(inRoot.length) : relative(root, path))
   // A few at a time: a stat of each of 100,000 files at once held ~150 MB of pending requests.
-  await forEachLimited(
-    paths.map((path, index) => ({ path, index })),
-    STATS,
-    async ({ path, index }) => {
-      const relpath = toPosix(relative(root, path))
-      const problem = unsafePathReason(relpath)
-      if (problem)
-        throw new PushCacheError(
-          'UNSAFE_PATH',
-          `Refusing ${JSON.stringify(relpath)} in ${root}: its path ${problem}, which stores and servers read differently. Rename the file in the build, or leave it out of the output directory.`,
-        )
-      files[index] = { relpath, path, size: (await stat(path)).size }
-    },
-  )
+  await forEachLimited([...paths.keys()], STATS, async (index) => {
+    const path = paths[index]!
+    const relpath = relpathOf(path)
+    const problem = unsafePathReason(relpath)
+    if (problem)
+      throw new PushCacheError(
+        'UNSAFE_PATH',
+        `Refusing ${JSON.stringify(relpath)} in ${root}: its path ${problem}, which stores and servers read differently. Rename the file in the build, or leave it out of the output directory.`,
+      )
+    files[index] = { relpath, path, size: (await stat(path)).size }
+  })
   return files
 }
 
@@ -78,7 +80,7 @@ async function pickEmitted(root: string, realRoot: string, relpaths: readonly st
   const picked = await Promise.all(
     relpaths.map(async (relpath) => {
       // webpack may emit outside its output path (`../x.js`, an absolute name): resolved and skipped below.
-      const path = isAbsolute(relpath) ? relpath : join(root, relpath)
+      const path = flatString(isAbsolute(relpath) ? relpath : join(root, relpath))
       const skipped = (why: string) => {
         skip(path, why)
         return undefined
@@ -115,8 +117,9 @@ async function resolveInside(root: string, realRoot: string, path: string): Prom
 async function walk(root: string, realRoot: string, skip: Skip): Promise<string[]> {
   const visit = async (directory: string, branch: readonly string[]): Promise<string[]> => {
     const entries = await readdir(directory, { withFileTypes: true })
-    // Files are taken at once; only what needs more I/O (directories, links) gets a promise.
-    const files = entries.filter((entry) => entry.isFile()).map((entry) => join(directory, entry.name))
+    // Files are taken at once; only what needs more I/O (directories, links) gets a promise. Flat:
+    // the walk of a large build holds all its paths at once.
+    const files = entries.filter((entry) => entry.isFile()).map((entry) => flatString(join(directory, entry.name)))
     const nested = await Promise.all(
       entries
         .filter((entry) => !entry.isFile())
@@ -131,7 +134,7 @@ async function walk(root: string, realRoot: string, skip: Skip): Promise<string[
           const resolved = await resolveInside(root, realRoot, path)
           if ('skip' in resolved) return skipped(resolved.skip)
           const { target, info } = resolved
-          if (info.isFile()) return [path]
+          if (info.isFile()) return [flatString(path)]
           if (!info.isDirectory()) return skipped(specialKind(info))
           if (branch.includes(target)) return skipped(`a symbolic link loop (to ${toPosix(relative(realRoot, target)) || '.'}, which contains it)`)
           return visit(path, [...branch, target])

@@ -1,6 +1,6 @@
 import { announce } from '../announce/announce'
 import { describeError, PushCacheError } from '../model/errors'
-import { serializeManifest } from '../model/manifest'
+import { entryOf, serializeManifest } from '../model/manifest'
 import type { ResolvedCoreOptions } from '../model/options'
 import type { ProgressEvent } from '../model/progress'
 import { prune } from '../prune/prune'
@@ -150,12 +150,11 @@ async function newestIfImageAsked(store: Store, options: ResolvedCoreOptions, lo
  */
 async function alreadyPushed({ store, options, logger }: PushRun, files: readonly HashedUpload[], stored: StoredBuild | undefined): Promise<boolean> {
   if (!stored) return false
-  const entries = stored.manifest?.entries ?? {}
   const storedFiles = new Set(stored.files)
   const ours = new Set(files.map((file) => file.relpath))
   let differ = stored.files.filter((relpath) => !ours.has(relpath)).length
   for (const file of files) {
-    const recorded = entries[file.relpath]?.md5
+    const recorded = entryOf(stored.manifest, file.relpath)?.md5
     if (!storedFiles.has(file.relpath) || recorded === undefined) differ++
     else {
       file.md5 ??= await md5File(file.path)
@@ -255,7 +254,7 @@ async function writeManifest(
   await run.timed('manifest', async () => {
     const manifestFile = { key: report.manifestKey }
     await retry(report.manifestKey, () =>
-      store.put(report.manifestKey, Buffer.from(serializeManifest(manifest)), {
+      store.put(report.manifestKey, serializeManifest(manifest), {
         contentType: 'application/json; charset=utf-8',
         cacheControl: 'no-cache',
         expiresIn: build.expiresIn,

@@ -4,6 +4,7 @@ import type { BuildWrite } from '../store/build-write'
 import { forEachLimited } from '../util/concurrency'
 import { md5, md5File } from '../util/digest'
 import { giveBack, readWhole } from '../util/file-buffers'
+import { flatString } from '../util/flat-string'
 import type { PlannedUpload } from './plan'
 import type { HashedUpload } from './plan-against-store'
 import type { PushRun } from './run'
@@ -57,7 +58,9 @@ export function createFileWriter(
           ),
           file.md5 === undefined && md5File(file.path).then((digest) => (file.md5 = digest)),
         ])
-        if (etag) etags.set(file.relpath, etag)
+        // Kept to the end, one per file: flat, not the pieces a store joined it from (or the
+        // response headers it was sliced from).
+        if (etag) etags.set(file.relpath, flatString(etag))
       } finally {
         if (bytes && reuseBuffers) giveBack(bytes)
       }

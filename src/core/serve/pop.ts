@@ -5,7 +5,7 @@ import { copyFile, link, mkdir } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import { describeError, PushCacheError } from '../model/errors'
-import type { Manifest, ManifestEntry } from '../model/manifest'
+import { entryOf, type Manifest, type ManifestEntry } from '../model/manifest'
 import { assertSafeRelpath } from '../model/paths'
 import { createProgressCounter, type ProgressEvent } from '../model/progress'
 import { planSync, type SyncPlan, type WantedFile } from '../model/sync-plan'
@@ -106,7 +106,7 @@ const headersOf = (entry: ManifestEntry | undefined): PopFile['headers'] => entr
  */
 export function planVersionedPop(
   app: string,
-  builds: readonly { timestamp: number; files: readonly string[]; complete: boolean; manifest?: Pick<Manifest, 'entries'> }[],
+  builds: readonly { timestamp: number; files: readonly string[]; complete: boolean; manifest?: Pick<Manifest, 'files' | 'details'> }[],
 ): PopFile[] {
   const newest = new Map<string, (typeof builds)[number]>()
   for (const build of builds) {
@@ -115,7 +115,7 @@ export function planVersionedPop(
   }
   return [...newest].map(([relpath, { timestamp, manifest }]) => {
     // A build that found a file unchanged names the older build whose key holds it.
-    const entry = manifest?.entries?.[relpath]
+    const entry = entryOf(manifest, relpath)
     const key = versionedLayout.dataKey(app, entry?.version ?? timestamp, relpath)
     // A versioned key is never rewritten, so the MD5 its manifest recorded holds for as long as the key exists.
     return { relpath: assertSafeRelpath(relpath, key), key, size: entry?.size, md5: entry?.md5, headers: headersOf(entry) }
@@ -158,7 +158,7 @@ export async function readStoreSnapshot(store: Store, app: string, retries = 3):
   const files = new Map<string, PopFile>()
   for (const relpath of newest?.files ?? []) {
     const key = flatLayout.dataKey(app, 0, relpath)
-    const recorded = newest?.manifest?.entries?.[relpath]
+    const recorded = entryOf(newest?.manifest, relpath)
     const etag = listed.get(key)?.etag
     const expected = recorded?.md5
       ? { md5: recorded.md5.toLowerCase(), size: recorded.size }

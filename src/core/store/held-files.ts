@@ -1,3 +1,4 @@
+import { entryOf } from '../model/manifest'
 import type { HeldFile } from '../model/sync-plan'
 import { isMd5 } from '../util/digest'
 import type { StoredBuild } from './builds'
@@ -43,17 +44,16 @@ export function heldFiles(store: Store, app: string, listing: readonly ListedObj
   const layout = layoutOf(store)
   if (layout.keysPerBuild) {
     for (const relpath of newest?.files ?? []) {
-      const entry = newest?.manifest?.entries?.[relpath]
+      const entry = entryOf(newest?.manifest, relpath)
       const version = entry?.version ?? newest!.timestamp
       files.set(relpath, { key: layout.dataKey(app, version, relpath), version, size: entry?.size, md5: entry?.md5 })
     }
     return files
   }
-  const recorded = newest?.manifest?.entries ?? {}
   for (const { key, size, etag } of listing) {
     const relpath = layout.parseDataKey(app, key)?.relpath
     if (relpath === undefined) continue
-    const entry = recorded[relpath]
+    const entry = entryOf(newest?.manifest, relpath)
     const vouched = entry !== undefined && etag !== undefined && (entry.etag === etag || (isMd5(etag) && entry.md5 === etag.toLowerCase()))
     const md5 = vouched ? entry.md5 : isMd5(etag) ? etag.toLowerCase() : undefined
     files.set(relpath, { key, size, etag, md5, ...(vouched ? { contentType: entry.contentType, cacheControl: entry.cacheControl } : {}) })

@@ -81,6 +81,8 @@ export async function enumerateWindows<W>(
         await scenario.teardown(world)
       }
     }
+  // The counts the README gives: read them from the test output.
+  console.info(`${windows.length} windows (${windows.filter((window) => window.reached).length} reached)${fail ? ', a failure at each' : ''}`)
   return windows
 }
 

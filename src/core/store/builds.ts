@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream'
 import { StringDecoder } from 'node:string_decoder'
 import { PushCacheError } from '../model/errors'
-import { MANIFEST_MAX_BYTES, type Manifest, parseManifest } from '../model/manifest'
+import { entryOf, MANIFEST_MAX_BYTES, type Manifest, parseManifest } from '../model/manifest'
 import { formatBytes } from '../model/progress'
 import { forEachLimited, withRetry } from '../util/concurrency'
 import { type Layout, layoutOf } from './layout'
@@ -235,9 +235,10 @@ export async function orphanedKeys(store: Store, app: string, builds: readonly S
   const owned = new Set(builds.map((build) => build.timestamp))
   const named = new Set(
     builds.flatMap((build) =>
-      Object.entries(build.manifest?.entries ?? {}).flatMap(([relpath, entry]) =>
-        typeof entry?.version === 'number' ? [layout.dataKey(app, entry.version, relpath)] : [],
-      ),
+      build.files.flatMap((relpath) => {
+        const version = entryOf(build.manifest, relpath)?.version
+        return version === undefined ? [] : [layout.dataKey(app, version, relpath)]
+      }),
     ),
   )
   return entries

@@ -57,37 +57,31 @@ async function startGateServer(app: string, route: { gate: Gate }): Promise<{ ur
   }
 }
 
+/** A route whose gate is the proxy's own: setting the route's gate sets the proxy's. */
+function throughProxy(proxy: { gate: Gate }, store: string, env: Record<string, string>, close: () => Promise<void>): CliRoute {
+  return {
+    get gate() {
+      return proxy.gate
+    },
+    set gate(gate) {
+      proxy.gate = gate
+    },
+    store,
+    env,
+    nodeArgs: [],
+    close,
+  }
+}
+
 /** A route for CLI actors of `world`, with a gate that holds nothing until one is set. */
 export async function routeCli(world: World): Promise<CliRoute> {
   if (world.kind === 's3') {
     const proxy = await startHoldProxy(s3StoreOptions().endpoint!, world.app)
-    return {
-      get gate() {
-        return proxy.gate
-      },
-      set gate(gate) {
-        proxy.gate = gate
-      },
-      store: world.url,
-      env: { ...world.env, AWS_ENDPOINT_URL_S3: proxy.endpoint },
-      nodeArgs: [],
-      close: async () => proxy.gate.releaseAll(),
-    }
+    return throughProxy(proxy, world.url, { ...world.env, AWS_ENDPOINT_URL_S3: proxy.endpoint }, async () => proxy.gate.releaseAll())
   }
   if (world.kind === 'valkey') {
     const proxy = await startRespProxy(valkeyEnv().standalone, world.app)
-    return {
-      get gate() {
-        return proxy.gate
-      },
-      set gate(gate) {
-        proxy.gate = gate
-      },
-      store: proxy.url,
-      env: world.env,
-      nodeArgs: [],
-      close: () => proxy.close(),
-    }
+    return throughProxy(proxy, proxy.url, world.env, () => proxy.close())
   }
   const route = { gate: createGate() }
   const server = await startGateServer(world.app, route)

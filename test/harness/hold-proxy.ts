@@ -1,6 +1,7 @@
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { onTestFinished } from 'vitest'
+import { forward } from '../helpers/forward'
 import { createGate, type Gate, keyKind, type Operation } from './holds'
 
 /** An S3 endpoint in front of a real one whose requests pass one gate: what a CLI actor (another process) is given as its endpoint. */
@@ -48,16 +49,7 @@ export async function startHoldProxy(upstream: string, app: string, entrypoints?
     }
     // A client killed while its request was held never sent it: it must not land after its death.
     if (req.socket.destroyed) return
-    const forwarded = http.request(
-      { hostname: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers, agent },
-      async (answer) => {
-        await proxy.gate.pass(type, 'after')
-        res.writeHead(answer.statusCode ?? 502, answer.headers)
-        answer.pipe(res)
-      },
-    )
-    forwarded.once('error', () => res.destroy())
-    req.pipe(forwarded)
+    forward(req, res, target, agent, () => proxy.gate.pass(type, 'after'))
   })
   await new Promise<void>((ready) => server.listen(0, '127.0.0.1', ready))
   onTestFinished(async () => {

@@ -4,6 +4,7 @@ import type { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { onTestFinished } from 'vitest'
 import type { Store, StoreEntry } from '../../src/core/store/store'
+import { forward } from './forward'
 
 /**
  * The sequential round trips of a run: a request started after another one was answered counts
@@ -67,15 +68,7 @@ export async function startTripProxy(upstream: string, delayMs: number): Promise
     const done = trips.start(prefix === null ? `${req.method} ${decodeURIComponent(url.pathname)}` : `list ${prefix} (${page})`, chain)
     res.once('close', done)
     await sleep(delayMs)
-    const forwarded = http.request(
-      { hostname: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers, agent },
-      (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.headers)
-        answer.pipe(res)
-      },
-    )
-    forwarded.once('error', () => res.destroy())
-    req.pipe(forwarded)
+    forward(req, res, target, agent)
   })
   await new Promise<void>((ready) => server.listen(0, '127.0.0.1', ready))
   onTestFinished(async () => {

@@ -10,12 +10,8 @@ import { isTransientS3 } from './s3-transient'
 
 const MIB = 1024 * 1024
 const PART_SIZE = 8 * MIB
-/**
- * Parts of one multipart upload in flight. Each waits a round trip for its answer, so on a long
- * link a big file that sends few at a time is the push's tail; a part streams from disk through
- * two chunks, so four cost 2 MiB of the push's byte budget, not 32 MiB.
- */
-export const PART_QUEUE = 4
+/** Parts of one multipart upload in flight. */
+export const PART_QUEUE = 2
 /**
  * Attempts of one step of a multipart upload (a part, the completion). A part is retried on its
  * own, here, and the upload then fails for good: core never sends the whole file again.

@@ -11,6 +11,8 @@ import type { PushRun } from './run'
 
 /** File contents held in memory at once across all uploads in flight; larger files stream. */
 const BYTES_IN_FLIGHT = 16 * 1024 * 1024
+/** What a file counts for when the link is probed: a request, plus its bytes in 64 KiB units. */
+const workOf = (file: PlannedUpload) => 1 + file.size / 65_536
 
 /** Writes the files of one build, and remembers what it wrote. */
 export interface FileWriter {
@@ -44,7 +46,6 @@ export function createFileWriter(
     // Uploads under way finish; none starts once the push was told to stop.
     stop?.throwIfAborted()
     build.checkTime()
-    const done = typeof run.inFlight === 'number' ? undefined : run.inFlight.started()
     written.push(file)
     try {
       // A file the plan did not hash is hashed from the bytes sent where the store would hold
@@ -72,7 +73,7 @@ export function createFileWriter(
       )
     }
     logger.debug(`pushed ${file.key}`)
-    done?.()
+    if (typeof run.inFlight !== 'number') run.inFlight.completed(workOf(file))
     progress.add(file.relpath, file.size)
   }
 

@@ -43,11 +43,8 @@ const PASSES = 3
 const PASS_PAUSE_MS = 500
 /** How long a pop or watch waits for another writer of the same `dest`. */
 const LOCK_WAIT_MS = 10 * 60 * 1000
-/**
- * Downloads in flight to start with, unless the caller fixes it (a store's own `concurrency` is
- * about uploads): as many as `rclone copy --transfers 32`, the probing raises it on a long link.
- */
-const DEFAULT_DOWNLOADS = 32
+/** Downloads in flight to start with, unless the caller fixes it (a store's own `concurrency` is about uploads). */
+const DEFAULT_DOWNLOADS = 16
 /** The most downloads a pop may have in flight, probing included: what sizes the abort listeners. */
 const MAX_DOWNLOADS = 256
 /** Hard links (or copies) made at once from the served build. */
@@ -308,7 +305,6 @@ async function fillBuildDir(
 
   const download = async (file: PopFile) => {
     signal.throwIfAborted()
-    const done = typeof inFlight === 'number' ? undefined : inFlight.started()
     const path = join(build.dir, file.relpath)
     await mkdir(dirname(path), { recursive: true })
     try {
@@ -323,7 +319,7 @@ async function fillBuildDir(
       )
     }
     const { size } = state.files[file.relpath]!
-    done?.()
+    if (typeof inFlight !== 'number') inFlight.completed(1 + size / 65_536)
     progress.add(file.relpath, size)
   }
   const reuse = async (file: PopFile) => {
@@ -351,9 +347,11 @@ async function fillBuildDir(
     LOCAL_COPIES,
     reuse,
   )
-  // Largest first: a big file that started last would finish alone, long after the small ones.
-  const largestFirst = fetching.filter((file) => !isLast(file)).sort((a, b) => (b.size ?? 0) - (a.size ?? 0))
-  await forEachLimited(largestFirst, inFlight, download)
+  await forEachLimited(
+    fetching.filter((file) => !isLast(file)),
+    inFlight,
+    download,
+  )
   for (const file of plan.unchanged.filter(isLast)) await reuse(file)
   for (const file of fetching.filter(isLast)) await download(file)
   return { ...progress.done }

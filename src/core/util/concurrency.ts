@@ -57,53 +57,36 @@ export interface InFlightLimit {
   current(): number
 }
 
-/** What another doubling of the limit must add to the throughput to be kept: a sixth. */
-const GAIN = 7 / 6
-
 /**
  * A limit that finds how much a link takes, as TCP's slow start and BBR's startup do: it starts at
- * `initial` and doubles after each round, up to `max`, as long as each doubling raised the
- * throughput (tasks ended per ms) by a sixth or more. A round is as many completions as are
- * allowed in flight, counting only the tasks started in that round (BBR's delivery-rate rounds): a
- * big file started two rounds ago must not credit a level that did not move it. Tasks count alike
- * whatever their size: work is sent largest first, so weighing bytes would credit the first round
- * with the few big files and count every later one as a loss. A doubling that gained nothing is measured
- * once more (one noisy round on a busy machine must not end the probing), then taken back, and the
- * probing ends. A sign of congestion (a retried request: SlowDown, 503, a timeout) halves it, down
- * to `min`, and ends the probing too. On a short link more in flight gains nothing and it stays
- * put; on a long one it grows until the bandwidth-delay product is filled.
+ * `initial` and doubles after each round (as many completions as were in flight), up to `max`, as
+ * long as each doubling raised the throughput by a sixth or more; the first that did not is taken
+ * back, and the probing ends. A sign of congestion (a retried request: SlowDown, 503, a timeout) halves it, down to
+ * `min`, and ends the probing too. On a short link more in flight gains nothing and it stays put;
+ * on a long one it grows until the bandwidth-delay product is filled.
  */
 export function createAdaptiveLimit({ initial, max, min = 4, now = Date.now }: { initial: number; max: number; min?: number; now?: () => number }) {
   let current = Math.min(initial, max)
   let probing = current < max
-  let round = { id: 0, started: now(), completions: 0 }
-  /** The level with the best throughput so far, and that throughput. */
-  let best: { level: number; throughput: number } | undefined
-  /** Whether the current level already had one round without a gain. */
-  let doubted = false
-  const endRound = () => {
-    const throughput = round.completions / Math.max(1, now() - round.started)
-    if (!best || throughput >= best.throughput * GAIN) {
-      best = { level: current, throughput }
-      doubted = false
-      if (current < max) current = Math.min(max, current * 2)
-      else probing = false
-    } else if (!doubted) doubted = true
-    else {
-      current = best.level
-      probing = false
-    }
-    round = { id: round.id + 1, started: now(), completions: 0 }
-  }
+  let round = { started: now(), units: 0, completions: 0 }
+  /** The level before the last doubling, and its throughput. */
+  let before: { level: number; throughput: number } | undefined
   return {
     max,
     current: () => current,
-    /** A task starts: call what this returns once it ended well. */
-    started(): () => void {
-      const id = round.id
-      return () => {
-        if (probing && id === round.id && ++round.completions >= current) endRound()
-      }
+    /** A task ended well, having moved `units` of work (a file: 1 plus its size in 64 KiB). */
+    completed(units: number): void {
+      round.units += units
+      if (!probing || ++round.completions < current) return
+      const throughput = round.units / Math.max(1, now() - round.started)
+      if (before && throughput < before.throughput * (7 / 6)) {
+        current = before.level
+        probing = false
+      } else if (current < max) {
+        before = { level: current, throughput }
+        current = Math.min(max, current * 2)
+      } else probing = false
+      round = { started: now(), units: 0, completions: 0 }
     },
     congested(): void {
       current = Math.max(min, Math.floor(current / 2))

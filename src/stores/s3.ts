@@ -70,7 +70,7 @@ export function createS3Store(url: string, options: S3Options, timeouts: StoreTi
                 Key: root + key,
                 Body: bytes,
                 ContentLength: bytes.byteLength,
-                ContentMD5: md5(bytes, 'base64'),
+                ContentMD5: headers.md5 ? Buffer.from(headers.md5, 'hex').toString('base64') : md5(bytes, 'base64'),
                 ContentType: headers.contentType,
                 CacheControl: headers.cacheControl,
                 Metadata: headers.metadata,

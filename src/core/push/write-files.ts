@@ -55,7 +55,12 @@ export function createFileWriter(
         if (bytes) file.md5 = md5(bytes)
         const [{ etag }] = await Promise.all([
           retry(file.relpath, () =>
-            store.put(file.key, bytes ?? { file: file.path, size: file.size }, { contentType: file.contentType, cacheControl: file.cacheControl, expiresIn }),
+            store.put(file.key, bytes ?? { file: file.path, size: file.size }, {
+              contentType: file.contentType,
+              cacheControl: file.cacheControl,
+              expiresIn,
+              md5: file.md5,
+            }),
           ),
           file.md5 === undefined && md5File(file.path).then((digest) => (file.md5 = digest)),
         ])

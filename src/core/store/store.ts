@@ -28,6 +28,8 @@ export interface PutOptions {
    */
   ifNoneMatch?: '*'
   ifMatch?: string
+  /** The body's MD5 (hex) when core already knows it: a store that sends it (S3's Content-MD5) need not hash the bytes again. */
+  md5?: string
 }
 
 export interface DeleteOptions {

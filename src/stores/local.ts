@@ -11,8 +11,10 @@ import { flatString } from '../core/util/flat-string'
 
 const DRIVER_NAME = 'local'
 
-/** Every write renames a new file into place: a new inode, so the tag changes even within one mtime tick. */
-/** Flat: a listing of 100,000 files keeps one per file, and joined pieces held ~140 B more each. */
+/**
+ * Every write renames a new file into place: a new inode, so the tag changes even within one mtime
+ * tick. Flat: a listing of 100,000 files keeps one per file, and joined pieces held ~140 B more each.
+ */
 const etagOf = (info: Stats) => flatString(`${info.ino.toString(16)}-${info.mtimeMs.toString(16)}-${info.size.toString(16)}`)
 
 const codeOf = (error: unknown) => (error as NodeJS.ErrnoException).code

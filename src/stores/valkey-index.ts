@@ -161,7 +161,9 @@ async function adopt(connection: ValkeyConnection, app: string): Promise<Adoptio
   for await (const key of scanKeys(connection, `*:${app}:*`)) {
     const at = indexOf(key)
     if (at?.app !== app) continue
-    found.set(at.index, [...(found.get(at.index) ?? []), key])
+    const keys = found.get(at.index)
+    if (keys) keys.push(key)
+    else found.set(at.index, [key])
   }
   try {
     for (const [index, keys] of found)

@@ -103,7 +103,7 @@ describe('valpop compatibility', () => {
     // `never` reads the index alone: an app nobody adopted has no build there.
     const fresh = uniqueApp()
     await valpopPopulate(fresh, 1000, { 'fed-mods.json': 'v1' })
-    await expect(popTree(fresh, { scan: 'never' })).rejects.toThrow()
+    await expect(popTree(fresh, { scan: 'never' })).rejects.toThrow(`No files of app ${fresh}`)
   })
 
   it.each([['../escape.txt'], ['/tmp/absolute.txt'], ['nul\0byte.txt'], ['back\\slash.txt']])(

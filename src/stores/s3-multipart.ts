@@ -1,10 +1,9 @@
-import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import { AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CreateMultipartUploadCommand, type S3Client, UploadPartCommand } from '@aws-sdk/client-s3'
 import type { PutBody, PutOptions } from '../core/store/store'
 import { forEachLimited, withRetry } from '../core/util/concurrency'
-import { md5 } from '../core/util/digest'
-import { CHUNK, readChunks } from '../core/util/file-buffers'
+import { md5, md5OfRange } from '../core/util/digest'
+import { CHUNK } from '../core/util/file-buffers'
 import { type S3Connection, unquote } from './s3-connection'
 import { isTransientS3 } from './s3-transient'
 
@@ -17,13 +16,6 @@ export const PART_QUEUE = 2
  * own, here, and the upload then fails for good: core never sends the whole file again.
  */
 const PART_ATTEMPTS = 4
-
-/** MD5 of `length` bytes of a file from `start`, base64, for a part's Content-MD5. */
-async function md5OfRange(path: string, start: number, length: number): Promise<string> {
-  const hash = createHash('md5')
-  await readChunks(path, start, length, (chunk) => hash.update(chunk))
-  return hash.digest('base64')
-}
 
 /** One step of a multipart upload, retried here; once its attempts are spent, the upload fails for good. */
 async function step<T>(call: S3Connection['call'], request: (client: S3Client) => Promise<T>): Promise<T> {

@@ -137,9 +137,9 @@ function columnsProblem(details: unknown, files: number): string | undefined {
   return undefined
 }
 
-/** The index of `relpath` in `files`, or -1: a binary search when they are sorted (ours are), else a map made once. */
 const finders = new WeakMap<readonly string[], (relpath: string) => number>()
 
+/** The index of `relpath` in `files`, or -1: a binary search when they are sorted (ours are), else a map made once. */
 function indexIn(files: readonly string[], relpath: string): number {
   let find = finders.get(files)
   if (!find) {
@@ -195,7 +195,7 @@ export function entryOf(manifest: Pick<Manifest, 'files' | 'details'> | undefine
 /** Collects details file by file into columns; `add` them in the order of the manifest's `files`. */
 export function columnsBuilder(): { add(entry: ManifestEntry): void; columns(): ManifestColumns } {
   const tables = { contentTypes: new Map<string, number>(), cacheControls: new Map<string, number>() }
-  const indexIn = (table: Map<string, number>, value: string | undefined) => {
+  const tableIndex = (table: Map<string, number>, value: string | undefined) => {
     if (value === undefined) return null
     if (!table.has(value)) table.set(value, table.size)
     return table.get(value)!
@@ -214,8 +214,8 @@ export function columnsBuilder(): { add(entry: ManifestEntry): void; columns(): 
     add(entry) {
       columns.size.push(entry.size ?? null)
       columns.md5.push(entry.md5 ?? null)
-      columns.contentType.push(indexIn(tables.contentTypes, entry.contentType))
-      columns.cacheControl.push(indexIn(tables.cacheControls, entry.cacheControl))
+      columns.contentType.push(tableIndex(tables.contentTypes, entry.contentType))
+      columns.cacheControl.push(tableIndex(tables.cacheControls, entry.cacheControl))
       columns.etag.push(entry.etag ?? null)
       columns.version.push(entry.version ?? null)
     },

@@ -49,7 +49,6 @@ export async function withRetry<T>(attempt: () => Promise<T>, { retries, isTrans
   }
 }
 
-/** Bounds what tasks hold at once, in some unit (bytes in memory): a share is awaited before a task starts. */
 /** How many tasks may run at once, read before each one starts: it may change while they run. */
 export interface InFlightLimit {
   /** Never more than this. */
@@ -97,6 +96,7 @@ export function createAdaptiveLimit({ initial, max, min = 4, now = Date.now }: {
 
 export type AdaptiveLimit = ReturnType<typeof createAdaptiveLimit>
 
+/** Bounds what tasks hold at once, in some unit (bytes in memory): a share is awaited before a task starts. */
 export interface Budget<T> {
   limit: number
   /** A share larger than `limit` runs once nothing else holds any. */

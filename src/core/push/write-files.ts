@@ -59,7 +59,8 @@ export function createFileWriter(
               contentType: file.contentType,
               cacheControl: file.cacheControl,
               expiresIn,
-              md5: file.md5,
+              // Hashed from these very bytes just above; a planned MD5 is left for the store to check the bytes it reads.
+              md5: bytes ? file.md5 : undefined,
             }),
           ),
           file.md5 === undefined && md5File(file.path).then((digest) => (file.md5 = digest)),

@@ -8,7 +8,7 @@ import { collectFiles } from '../core/push/collect-files'
 import { populate } from '../core/push/populate'
 import type { PopulateReport } from '../core/push/report'
 import { pop } from '../core/serve/pop'
-import { type WatchEvent, watch } from '../core/serve/watch'
+import { DEFAULT_CATCH_UP_MS, type WatchEvent, watch } from '../core/serve/watch'
 import { listBuilds, type StoredBuild } from '../core/store/builds'
 import type { Store } from '../core/store/store'
 import { formatAge } from '../core/util/duration'
@@ -174,12 +174,9 @@ export async function watchCommand(dest: string, context: Context, settings: Wat
   }
 }
 
-/** The longest one catch-up may take (watch's default), for the liveness bound. */
-const CATCH_UP_MS = 600_000
-
 async function listening(address: string, { pollMs, backoff }: WatchSettings, app: string, logger: Logger): Promise<WatchMonitor> {
   // Alive while an attempt ends within a poll, the longest backoff and one catch-up, with a minute to spare.
-  const monitor = createWatchMonitor({ app, staleAfterMs: Math.max(pollMs, backoff.maxMs) + CATCH_UP_MS + 60_000 })
+  const monitor = createWatchMonitor({ app, staleAfterMs: Math.max(pollMs, backoff.maxMs) + DEFAULT_CATCH_UP_MS + 60_000 })
   await monitor.listen(address)
   logger.info(`serving /healthz, /readyz and /metrics on http://${monitor.address}`)
   return monitor

@@ -123,8 +123,12 @@ export function inferRules(files: readonly ServedHeaders[], entrypoints: readonl
   const hashed = `${hashToken}\\.[^/]*$`
   const classes = [shortPattern(entrypoints), hashed].map((pattern) => ({ pattern, regex: new RegExp(pattern), files: [] as RecordedCache[] }))
   const rest: string[] = []
-  const known = files.filter((file) => renderable(file.cacheControl) && renderable(file.contentType))
-  const inexpressible = files.filter((file) => !known.includes(file)).map((file) => file.relpath)
+  const known: ServedHeaders[] = []
+  const inexpressible: string[] = []
+  for (const file of files) {
+    if (renderable(file.cacheControl) && renderable(file.contentType)) known.push(file)
+    else inexpressible.push(file.relpath)
+  }
   for (const file of known) {
     if (file.cacheControl === undefined) continue
     const match = classes.find((rule) => rule.regex.test(`/${file.relpath}`))
@@ -139,8 +143,10 @@ export function inferRules(files: readonly ServedHeaders[], entrypoints: readonl
   // A value a class above claims (`immutable` on a name the name test missed) is that class's exception, not the default.
   const unclaimed = rest.filter((value) => ![...short, ...hashedFiles].some((rule) => rule.value === value))
   const rules: HeaderRules = { types: typeTable(), cache, defaultCache: mostCommon(unclaimed.length > 0 ? unclaimed : rest), exceptions: [], inexpressible }
+  // Compiled once: every rule is tested against every file of the build.
+  const compiled = cache.map((rule) => ({ regex: new RegExp(rule.pattern), value: rule.value }))
   for (const file of known) {
-    const served = headersOf(rules, file.relpath)
+    const served = headersOf(rules, compiled, file.relpath)
     const contentType = file.contentType ?? served.contentType
     const cacheControl = file.cacheControl ?? served.cacheControl
     if (contentType === served.contentType && cacheControl === served.cacheControl) continue
@@ -160,10 +166,11 @@ export function inferRules(files: readonly ServedHeaders[], entrypoints: readonl
  */
 function tailRules(files: readonly RecordedCache[], hashToken: string, hashedValue: string | undefined): CacheRule[] {
   const byTail = new Map<string, string[]>()
+  const hash = new RegExp(hashToken)
   for (const file of files) {
     const tail = /(?:\.[^./]+){2}$/.exec(posix.basename(file.relpath))?.[0]
     // A tail holding the hash itself (`.3f2a1b9c0d.js`) changes with every build: no rule for it.
-    if (tail === undefined || new RegExp(hashToken).test(tail)) continue
+    if (tail === undefined || hash.test(tail)) continue
     byTail.set(tail, [...(byTail.get(tail) ?? []), file.cacheControl])
   }
   return [...byTail]
@@ -175,11 +182,11 @@ function tailRules(files: readonly RecordedCache[], hashToken: string, hashedVal
 }
 
 /** What a server with `rules` sends for `relpath` (exceptions aside). */
-function headersOf(rules: HeaderRules, relpath: string): { contentType: string; cacheControl?: string } {
+function headersOf(rules: HeaderRules, cache: readonly { regex: RegExp; value: string }[], relpath: string): { contentType: string; cacheControl?: string } {
   const url = `/${relpath}`
   return {
     contentType: rules.types.get(extensionOf(relpath)) ?? DEFAULT_TYPE,
-    cacheControl: rules.cache.find((rule) => new RegExp(rule.pattern).test(url))?.value ?? rules.defaultCache,
+    cacheControl: cache.find((rule) => rule.regex.test(url))?.value ?? rules.defaultCache,
   }
 }
 

@@ -47,6 +47,9 @@ export interface WatchInput {
   onAttempt?(ok: boolean): void
 }
 
+/** The longest one catch-up may take unless `catchUpTimeoutMs` says otherwise. */
+export const DEFAULT_CATCH_UP_MS = 600_000
+
 export interface WatchReport {
   app: string
   dest: string
@@ -160,7 +163,7 @@ async function announceServing(watching: Watching): Promise<void> {
 /** One catch-up within its deadline; resolves to how long to wait before the next. */
 async function attempt(watching: Watching): Promise<number> {
   const { input, stop, display } = watching
-  const { pollMs = 300_000, catchUpTimeoutMs = 600_000 } = input
+  const { pollMs = 300_000, catchUpTimeoutMs = DEFAULT_CATCH_UP_MS } = input
   const started = Date.now()
   const bounded = deadline(
     stop,

@@ -1,6 +1,6 @@
 import { describeError, PushCacheError } from '../model/errors'
 import { entryOf } from '../model/manifest'
-import { listBuilds, orphanedKeys, type StoredBuild } from '../store/builds'
+import { listBuilds, orphanedKeys, type StoredBuild, versionsOf } from '../store/builds'
 import { layoutOf } from '../store/layout'
 import { isServed, readPending, servedEntrypoints } from '../store/pending'
 import type { Store } from '../store/store'
@@ -124,14 +124,4 @@ async function servedRecords(store: Store, app: string, builds: readonly StoredB
     files: newest?.files ?? [],
     stalePending: pending.filter((record) => record.key !== (newest && 'key' in newest ? newest.key : undefined)).map((record) => record.key),
   }
-}
-
-/** The older builds' keys a build names for files it found unchanged. */
-function versionsOf({ manifest }: StoredBuild): Record<string, number> {
-  const versions: Record<string, number> = {}
-  const column = manifest?.details?.version ?? []
-  column.forEach((version, index) => {
-    if (typeof version === 'number') versions[manifest!.files[index]!] = version
-  })
-  return versions
 }

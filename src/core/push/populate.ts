@@ -150,12 +150,12 @@ async function newestIfImageAsked(store: Store, options: ResolvedCoreOptions, lo
  */
 async function alreadyPushed({ store, options, logger }: PushRun, files: readonly HashedUpload[], stored: StoredBuild | undefined): Promise<boolean> {
   if (!stored) return false
-  const storedFiles = new Set(stored.files)
   const ours = new Set(files.map((file) => file.relpath))
   let differ = stored.files.filter((relpath) => !ours.has(relpath)).length
   for (const file of files) {
+    // Undefined too for a relpath the stored build does not name.
     const recorded = entryOf(stored.manifest, file.relpath)?.md5
-    if (!storedFiles.has(file.relpath) || recorded === undefined) differ++
+    if (recorded === undefined) differ++
     else {
       file.md5 ??= await md5File(file.path)
       if (recorded !== file.md5) differ++

@@ -1,6 +1,6 @@
 import { describeError, PushCacheError } from '../model/errors'
 import type { Logger } from '../util/logger'
-import { listKeys } from './builds'
+import { newestManifestTimestamp } from './builds'
 import type { StoredFile } from './held-files'
 import { layoutOf } from './layout'
 import { pendingKey, writePending } from './pending'
@@ -10,10 +10,8 @@ import type { Store } from './store'
 export type Retry = <T>(what: string, attempt: () => Promise<T>) => Promise<T>
 
 /** Whether a build of `app` newer than `timestamp` has a manifest: one listing, no reads. */
-async function newerBuildExists(store: Store, app: string, timestamp: number, retries: number): Promise<boolean> {
-  const layout = layoutOf(store)
-  return (await listKeys(store, layout.manifestPrefix(app), retries)).some((key) => (layout.parseManifestKey(app, key) ?? -1) > timestamp)
-}
+const newerBuildExists = async (store: Store, app: string, timestamp: number, retries: number) =>
+  ((await newestManifestTimestamp(store, app, retries)) ?? -1) > timestamp
 
 /** For a versioned store that does not say how long a build may take. */
 const DEFAULT_PENDING_EXPIRY = { seconds: 3600, option: 'pendingExpiry' }

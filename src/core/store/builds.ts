@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream'
 import { StringDecoder } from 'node:string_decoder'
 import { PushCacheError } from '../model/errors'
-import { entryOf, MANIFEST_MAX_BYTES, type Manifest, parseManifest } from '../model/manifest'
+import { MANIFEST_MAX_BYTES, type Manifest, parseManifest } from '../model/manifest'
 import { formatBytes } from '../model/progress'
 import { forEachLimited, withRetry } from '../util/concurrency'
 import { type Layout, layoutOf } from './layout'
@@ -220,6 +220,19 @@ async function scanBuildsByDataKeys(store: Store, layout: Layout, app: string, r
 }
 
 /**
+ * The older builds' keys a build names for files it found unchanged, by relpath: read straight from
+ * the manifest's version column. Prune's plan and its orphan check both read them here.
+ */
+export function versionsOf({ manifest }: Pick<StoredBuild, 'manifest'>): Record<string, number> {
+  const versions: Record<string, number> = {}
+  const column = manifest?.details?.version ?? []
+  column.forEach((version, index) => {
+    if (typeof version === 'number') versions[manifest!.files[index]!] = version
+  })
+  return versions
+}
+
+/**
  * Versioned stores: data keys that a crashed push of ours left for ever, provably dead. A push
  * persists its data keys before its manifest; killed in between, they neither expire nor belong to
  * a build. A key is one when the store dates it (only keys push-cache wrote are dated: valpop's
@@ -233,14 +246,7 @@ export async function orphanedKeys(store: Store, app: string, builds: readonly S
   const deadBefore = nowMs - 2 * (store.pendingExpiry?.seconds ?? 3600) * 1000
   const [entries, locked] = await Promise.all([listEntries(store, layout.dataPrefix(app), retries), lockedTimestamps(store, app, retries)])
   const owned = new Set(builds.map((build) => build.timestamp))
-  const named = new Set(
-    builds.flatMap((build) =>
-      build.files.flatMap((relpath) => {
-        const version = entryOf(build.manifest, relpath)?.version
-        return version === undefined ? [] : [layout.dataKey(app, version, relpath)]
-      }),
-    ),
-  )
+  const named = new Set(builds.flatMap((build) => Object.entries(versionsOf(build)).map(([relpath, version]) => layout.dataKey(app, version, relpath))))
   return entries
     .filter(({ key, lastModified }) => {
       const timestamp = layout.parseDataKey(app, key)?.timestamp

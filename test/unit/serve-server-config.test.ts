@@ -123,4 +123,16 @@ describe('the server configs pop writes beside the builds', () => {
     expect(report).toEqual({ exceptions: 1, reloadNeeded: true })
     expect(warnings).toEqual([expect.stringMatching(/header rules for shop changed .*reload the web server \(`nginx -s reload`, `caddy reload`\)/)])
   })
+
+  it('give Caddy headers it sets as the response is written, so a file that appears mid-switch still gets them and a 404 never does', async () => {
+    const dest = join(await tempDir(), 'www')
+    await mkdir(join(dirname(dest), '.www.builds'))
+    await writeServerConfigs(dest, 'shop', pushed(['fed-mods.json', 'js/main.3f2a1b9c0d.js', 'about.html']), ['fed-mods.json'], silentLogger)
+    const snippet = await readFile(join(dirname(dest), '.www.builds', 'server.caddy'), 'utf8')
+    // A `file` matcher asks whether the file exists before file_server opens it: across a switch the two disagree.
+    expect(snippet).not.toMatch(/^@\S+ file\b/m)
+    const headerBlocks = snippet.split('\n').filter((line) => line.startsWith('header'))
+    expect(headerBlocks.length).toBeGreaterThan(0)
+    expect(snippet.match(/^ {2}defer$/gm)).toHaveLength(headerBlocks.length)
+  })
 })

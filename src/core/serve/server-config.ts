@@ -229,31 +229,34 @@ const caddy: Dialect = {
   hashToken: HASH_TOKEN_RE2,
   render(rules, app) {
     const id = `push_cache_${app.replace(/[^A-Za-z0-9]/g, '_')}`
-    // In a `route`, directives run in the order written and a later `header` replaces an earlier one: most precise last.
+    // Deferred, the headers are set as the response is written: never on a 404 or another error (a
+    // 404 must not be cached for a year), whether or not the file existed when the request came in
+    // (a `file` matcher asked that before a switch, file_server answered after it). Deferred
+    // handlers apply innermost first, so the first written wins: most precise first.
+    const header = (matcher: string, fields: Record<string, string | undefined>) => [
+      `header${matcher} {`,
+      ...Object.entries(fields).flatMap(([field, value]) => (value === undefined ? [] : [`  ${field} "${value}"`])),
+      '  defer',
+      '}',
+    ]
     return [
       `# Written by push-cache pop/watch for ${app}: the Content-Type and Cache-Control the push recorded for each file.`,
       '# Import it in a route ahead of file_server, and do not edit it (every pop rewrites it):',
       `#   route /apps/${app}/* { import /srv/www/apps/.${app}.builds/${this.file} }`,
       '# It changes only when the rules change (the pop then says to reload Caddy), not with every build.',
-      // Only for files that exist: a 404 must not be cached for a year.
-      `@${id}_file file`,
-      `route @${id}_file {`,
-      `header Content-Type ${DEFAULT_TYPE}`,
-      ...typesByValue(rules.types).flatMap(([type, extensions], index) => [
-        `@${id}_type${index} path ${extensions.map((extension) => `*.${extension}`).join(' ')}`,
-        `header @${id}_type${index} Content-Type "${type}"`,
-      ]),
-      ...(rules.defaultCache === undefined ? [] : [`header Cache-Control "${rules.defaultCache}"`]),
-      ...rules.cache
-        .map((rule, index) => [`@${id}_cache${index} path_regexp \`${rule.pattern}\``, `header @${id}_cache${index} Cache-Control "${rule.value}"`])
-        .reverse()
-        .flat(),
       ...rules.exceptions.flatMap((file, index) => [
         `@${id}_path${index} path "*/${file.relpath.replace(/"/g, '\\"')}"`,
-        `header @${id}_path${index} Content-Type "${file.contentType}"`,
-        ...(file.cacheControl === undefined ? [] : [`header @${id}_path${index} Cache-Control "${file.cacheControl}"`]),
+        ...header(` @${id}_path${index}`, { 'Content-Type': file.contentType, 'Cache-Control': file.cacheControl }),
       ]),
-      '}',
+      ...rules.cache.flatMap((rule, index) => [
+        `@${id}_cache${index} path_regexp \`${rule.pattern}\``,
+        ...header(` @${id}_cache${index}`, { 'Cache-Control': rule.value }),
+      ]),
+      ...typesByValue(rules.types).flatMap(([type, extensions], index) => [
+        `@${id}_type${index} path ${extensions.map((extension) => `*.${extension}`).join(' ')}`,
+        ...header(` @${id}_type${index}`, { 'Content-Type': type }),
+      ]),
+      ...header('', { 'Content-Type': DEFAULT_TYPE, 'Cache-Control': rules.defaultCache }),
       '',
     ].join('\n')
   },

@@ -139,22 +139,34 @@ function columnsProblem(details: unknown, files: number): string | undefined {
 
 const finders = new WeakMap<readonly string[], (relpath: string) => number>()
 
-/** The index of `relpath` in `files`, or -1: a binary search when they are sorted (ours are), else a map made once. */
-function indexIn(files: readonly string[], relpath: string): number {
+/**
+ * The index of `relpath` in `files`, or -1: a binary search, over `files` when they are sorted
+ * (ours are), else over their indexes sorted once (a store's listing need not be; a Map of them
+ * would hold ~40 B more per file).
+ */
+export function indexIn(files: readonly string[], relpath: string): number {
   let find = finders.get(files)
   if (!find) {
-    find = files.every((file, index) => index === 0 || files[index - 1]! < file) ? (wanted) => binarySearch(files, wanted) : mapFinder(files)
+    if (files.every((file, index) => index === 0 || files[index - 1]! < file)) find = (wanted) => binarySearch(files.length, (at) => files[at]!, wanted)
+    else {
+      const order = Uint32Array.from(files.keys()).sort((a, b) => (files[a]! < files[b]! ? -1 : files[a]! > files[b]! ? 1 : 0))
+      find = (wanted) => {
+        const at = binarySearch(order.length, (position) => files[order[position]!]!, wanted)
+        return at === -1 ? -1 : order[at]!
+      }
+    }
     finders.set(files, find)
   }
   return find(relpath)
 }
 
-function binarySearch(sorted: readonly string[], wanted: string): number {
+/** Where `wanted` is among `count` sorted strings, each read with `at`, or -1. */
+function binarySearch(count: number, at: (index: number) => string, wanted: string): number {
   let low = 0
-  let high = sorted.length - 1
+  let high = count - 1
   while (low <= high) {
     const middle = (low + high) >>> 1
-    const file = sorted[middle]!
+    const file = at(middle)
     if (file === wanted) return middle
     if (file < wanted) low = middle + 1
     else high = middle - 1
@@ -162,13 +174,8 @@ function binarySearch(sorted: readonly string[], wanted: string): number {
   return -1
 }
 
-function mapFinder(files: readonly string[]): (relpath: string) => number {
-  const indexes = new Map(files.map((file, index) => [file, index]))
-  return (relpath) => indexes.get(relpath) ?? -1
-}
-
 /** What the manifest records of the file at `index` of `files`; a null leaves the field out. */
-function entryAt(details: ManifestColumns, index: number): ManifestEntry {
+export function entryAt(details: ManifestColumns, index: number): ManifestEntry {
   const entry: ManifestEntry = {}
   const size = details.size[index]
   const md5 = details.md5[index]

@@ -2,7 +2,7 @@ import { columnsBuilder, type Manifest } from '../model/manifest'
 import type { SyncPlan } from '../model/sync-plan'
 import { GENERATOR } from '../model/version'
 import type { BuildWrite } from '../store/build-write'
-import type { StoredFile } from '../store/held-files'
+import type { HeldFiles } from '../store/held-files'
 import type { HashedUpload } from './plan-against-store'
 
 export interface ManifestInput {
@@ -13,7 +13,7 @@ export interface ManifestInput {
   entrypoints: string[]
   sync: SyncPlan<HashedUpload>
   /** What the store held, by relpath: where an unchanged file's bytes are. */
-  held: ReadonlyMap<string, StoredFile>
+  held: HeldFiles
   /** The tags the store gave the files written now, by relpath. */
   etags: ReadonlyMap<string, string>
   recordOf: BuildWrite['recordOf']

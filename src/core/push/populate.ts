@@ -248,7 +248,6 @@ async function writeManifest(
     entrypoints: report.entrypoints,
     sync,
     held,
-    etags: writer.etags,
     recordOf: build.recordOf,
   })
   await run.timed('manifest', async () => {

@@ -312,23 +312,33 @@ function* jsonPieces(value: unknown): Generator<string> {
   } else yield JSON.stringify(value)
 }
 
-/**
- * The manifest as stored: JSON, `details` last. Encoded a chunk at a time: a 100,000-file manifest
- * is ~10 MB, which a string of it and its copy in bytes would hold twice more.
- */
-export function serializeManifest(manifest: Manifest): Buffer {
-  const { details, ...fields } = manifest
-  const chunks: Buffer[] = []
+/** The JSON of `value` in texts of about `CHUNK_CHARS` characters. */
+function* jsonChunks(value: unknown): Generator<string> {
   let text = ''
-  for (const piece of jsonPieces(details === undefined ? fields : { ...fields, details })) {
+  for (const piece of jsonPieces(value)) {
     text += piece
     if (text.length >= CHUNK_CHARS) {
-      chunks.push(Buffer.from(text))
+      yield text
       text = ''
     }
   }
-  chunks.push(Buffer.from(`${text}\n`))
-  return Buffer.concat(chunks)
+  yield `${text}\n`
+}
+
+/**
+ * The manifest as stored: JSON, `details` last. No string of it is ever whole, nor its bytes twice:
+ * a first pass counts the bytes, a second encodes the text a chunk at a time into the one buffer
+ * (a buffer per chunk, then their concatenation, held a 100,000-file manifest's ~10 MB twice).
+ */
+export function serializeManifest(manifest: Manifest): Buffer {
+  const { details, ...fields } = manifest
+  const value = details === undefined ? fields : { ...fields, details }
+  let bytes = 0
+  for (const text of jsonChunks(value)) bytes += Buffer.byteLength(text)
+  const body = Buffer.allocUnsafe(bytes)
+  let offset = 0
+  for (const text of jsonChunks(value)) offset += body.write(text, offset)
+  return body
 }
 
 function unreadable(key: string, why: string, cause?: unknown): PushCacheError {

@@ -162,6 +162,7 @@ const cases = {
 const TREE_STEPS = {
   cold: 'local push, cold',
   again: 'local push, same build again',
+  'same-ts': 'local push, same build again at the same timestamp',
   's3-cold': 'S3 push, cold',
   's3-again': 'S3 push, same build again',
   ls: 'local ls',
@@ -358,9 +359,12 @@ async function treeRuns(runNumber) {
     await rm(dest, { recursive: true, force: true })
     const app = ['--app', APP, '--store', `file:${store}`, '--json']
     const first = nextTimestamp()
+    const second = nextTimestamp()
     const steps = [
       ['cold', [CLI, 'populate', tree.dir, ...app, '--timestamp', first]],
-      ['again', [CLI, 'populate', tree.dir, ...app, '--timestamp', nextTimestamp()]],
+      ['again', [CLI, 'populate', tree.dir, ...app, '--timestamp', second]],
+      // A re-run CI job: the build at that timestamp is read and compared, nothing is written.
+      ['same-ts', [CLI, 'populate', tree.dir, ...app, '--timestamp', second]],
       ['ls', [CLI, 'ls', ...app]],
       ['prune', [CLI, 'prune', ...app, '--older-than', '1s', '--keep', '1']],
       ['pop', [CLI, 'pop', dest, ...app]],
@@ -416,7 +420,7 @@ async function foreignRuns(runNumber) {
 /** Peak RSS of each big-tree push step by build size, and its ratio to the smallest build's: memory must not grow with the file count. */
 function treeMemoryLines(rows) {
   const lines = []
-  for (const step of ['cold', 'again', 's3-cold', 's3-again']) {
+  for (const step of ['cold', 'again', 'same-ts', 's3-cold', 's3-again']) {
     const sizes = trees
       .map((tree) => ({ files: tree.files, row: rows.find((row) => row.case === `tree-${tree.files}-${step}`) }))
       .filter(({ row }) => row?.rssMb)

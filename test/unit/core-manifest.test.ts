@@ -95,6 +95,14 @@ describe('manifests as stored', () => {
     expect(serializeManifest(many).toString()).toBe(`${JSON.stringify(many)}\n`)
   })
 
+  it('write the bytes of names beyond ASCII exactly, however the chunks split them', () => {
+    const many = manyFiles(20_000)
+    many.files = many.files.map((relpath, index) => `${'é😀'.repeat(index % 7)}${relpath}${index % 5 === 0 ? '\ud800' : ''}`)
+    const body = serializeManifest(many)
+    expect(body.toString()).toBe(`${JSON.stringify(many)}\n`)
+    expect(body.length).toBe(Buffer.byteLength(`${JSON.stringify(many)}\n`))
+  })
+
   it.each([
     ['not columns', { details: [] }, '`details` is not a set of columns'],
     [

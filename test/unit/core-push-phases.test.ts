@@ -64,7 +64,7 @@ describe('the file writer', () => {
       files.filter((file) => !file.entrypoint),
     )
     expect(writer.written.map((file) => file.relpath)).toEqual(['big.bin', 'main.1a2b3c4d.js'])
-    expect([...writer.etags.keys()].sort()).toEqual(['big.bin', 'main.1a2b3c4d.js'])
+    expect(writer.written.filter((file) => file.etag !== undefined).map((file) => file.relpath)).toEqual(['big.bin', 'main.1a2b3c4d.js'])
     expect(events.map((event) => event.done.files)).toEqual([1, 2])
     expect(report.phases.added).toBeGreaterThanOrEqual(0)
     expect(await tree(root)).toEqual(['data/inventory/big.bin', 'data/inventory/main.1a2b3c4d.js'])
@@ -101,17 +101,13 @@ describe('buildManifest', () => {
     entrypoint: relpath === 'fed-mods.json',
     md5: 'd41d8cd98f00b204e9800998ecf8427e',
   })
-  const [kept, fresh, entry] = [file('kept.js'), file('fresh.js'), file('fed-mods.json')]
+  const [kept, fresh, entry] = [file('kept.js'), { ...file('fresh.js'), etag: 'new-tag' }, { ...file('fed-mods.json'), etag: 'entry-tag' }]
   const input = {
     timestamp: 200,
     files: [kept, fresh, entry],
     entrypoints: ['fed-mods.json'],
     sync: { unchanged: [kept], added: [fresh, entry], changed: [] },
     held: new Map([['kept.js', { key: 'k', etag: 'old-tag', version: 100 }]]),
-    etags: new Map([
-      ['fresh.js', 'new-tag'],
-      ['fed-mods.json', 'entry-tag'],
-    ]),
   }
 
   it('records every file, sorted, with the tag the store gave it or held for it (flat)', () => {

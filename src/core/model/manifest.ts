@@ -139,22 +139,34 @@ function columnsProblem(details: unknown, files: number): string | undefined {
 
 const finders = new WeakMap<readonly string[], (relpath: string) => number>()
 
-/** The index of `relpath` in `files`, or -1: a binary search when they are sorted (ours are), else a map made once. */
-function indexIn(files: readonly string[], relpath: string): number {
+/**
+ * The index of `relpath` in `files`, or -1: a binary search, over `files` when they are sorted
+ * (ours are), else over their indexes sorted once (a store's listing need not be; a Map of them
+ * would hold ~40 B more per file).
+ */
+export function indexIn(files: readonly string[], relpath: string): number {
   let find = finders.get(files)
   if (!find) {
-    find = files.every((file, index) => index === 0 || files[index - 1]! < file) ? (wanted) => binarySearch(files, wanted) : mapFinder(files)
+    if (files.every((file, index) => index === 0 || files[index - 1]! < file)) find = (wanted) => binarySearch(files.length, (at) => files[at]!, wanted)
+    else {
+      const order = Uint32Array.from(files.keys()).sort((a, b) => (files[a]! < files[b]! ? -1 : files[a]! > files[b]! ? 1 : 0))
+      find = (wanted) => {
+        const at = binarySearch(order.length, (position) => files[order[position]!]!, wanted)
+        return at === -1 ? -1 : order[at]!
+      }
+    }
     finders.set(files, find)
   }
   return find(relpath)
 }
 
-function binarySearch(sorted: readonly string[], wanted: string): number {
+/** Where `wanted` is among `count` sorted strings, each read with `at`, or -1. */
+function binarySearch(count: number, at: (index: number) => string, wanted: string): number {
   let low = 0
-  let high = sorted.length - 1
+  let high = count - 1
   while (low <= high) {
     const middle = (low + high) >>> 1
-    const file = sorted[middle]!
+    const file = at(middle)
     if (file === wanted) return middle
     if (file < wanted) low = middle + 1
     else high = middle - 1
@@ -162,13 +174,8 @@ function binarySearch(sorted: readonly string[], wanted: string): number {
   return -1
 }
 
-function mapFinder(files: readonly string[]): (relpath: string) => number {
-  const indexes = new Map(files.map((file, index) => [file, index]))
-  return (relpath) => indexes.get(relpath) ?? -1
-}
-
 /** What the manifest records of the file at `index` of `files`; a null leaves the field out. */
-function entryAt(details: ManifestColumns, index: number): ManifestEntry {
+export function entryAt(details: ManifestColumns, index: number): ManifestEntry {
   const entry: ManifestEntry = {}
   const size = details.size[index]
   const md5 = details.md5[index]
@@ -305,23 +312,33 @@ function* jsonPieces(value: unknown): Generator<string> {
   } else yield JSON.stringify(value)
 }
 
-/**
- * The manifest as stored: JSON, `details` last. Encoded a chunk at a time: a 100,000-file manifest
- * is ~10 MB, which a string of it and its copy in bytes would hold twice more.
- */
-export function serializeManifest(manifest: Manifest): Buffer {
-  const { details, ...fields } = manifest
-  const chunks: Buffer[] = []
+/** The JSON of `value` in texts of about `CHUNK_CHARS` characters. */
+function* jsonChunks(value: unknown): Generator<string> {
   let text = ''
-  for (const piece of jsonPieces(details === undefined ? fields : { ...fields, details })) {
+  for (const piece of jsonPieces(value)) {
     text += piece
     if (text.length >= CHUNK_CHARS) {
-      chunks.push(Buffer.from(text))
+      yield text
       text = ''
     }
   }
-  chunks.push(Buffer.from(`${text}\n`))
-  return Buffer.concat(chunks)
+  yield `${text}\n`
+}
+
+/**
+ * The manifest as stored: JSON, `details` last. No string of it is ever whole, nor its bytes twice:
+ * a first pass counts the bytes, a second encodes the text a chunk at a time into the one buffer
+ * (a buffer per chunk, then their concatenation, held a 100,000-file manifest's ~10 MB twice).
+ */
+export function serializeManifest(manifest: Manifest): Buffer {
+  const { details, ...fields } = manifest
+  const value = details === undefined ? fields : { ...fields, details }
+  let bytes = 0
+  for (const text of jsonChunks(value)) bytes += Buffer.byteLength(text)
+  const body = Buffer.allocUnsafe(bytes)
+  let offset = 0
+  for (const text of jsonChunks(value)) offset += body.write(text, offset)
+  return body
 }
 
 function unreadable(key: string, why: string, cause?: unknown): PushCacheError {

@@ -31,7 +31,7 @@ export interface SyncPlan<T> {
  * wanted file names is held with the same value. Anything unknown counts as changed: a needless transfer costs time, a wrong
  * skip serves the wrong bytes. Pure, in the order of `wanted`.
  */
-export function planSync<T extends WantedFile>(wanted: readonly T[], held: ReadonlyMap<string, HeldFile>, { headers = true } = {}): SyncPlan<T> {
+export function planSync<T extends WantedFile>(wanted: readonly T[], held: Pick<ReadonlyMap<string, HeldFile>, 'get'>, { headers = true } = {}): SyncPlan<T> {
   const plan: SyncPlan<T> = { unchanged: [], added: [], changed: [] }
   for (const file of wanted) {
     const copy = held.get(file.relpath)

@@ -2,7 +2,7 @@ import { columnsBuilder, type Manifest } from '../model/manifest'
 import type { SyncPlan } from '../model/sync-plan'
 import { GENERATOR } from '../model/version'
 import type { BuildWrite } from '../store/build-write'
-import type { StoredFile } from '../store/held-files'
+import type { HeldFiles } from '../store/held-files'
 import type { HashedUpload } from './plan-against-store'
 
 export interface ManifestInput {
@@ -13,22 +13,20 @@ export interface ManifestInput {
   entrypoints: string[]
   sync: SyncPlan<HashedUpload>
   /** What the store held, by relpath: where an unchanged file's bytes are. */
-  held: ReadonlyMap<string, StoredFile>
-  /** The tags the store gave the files written now, by relpath. */
-  etags: ReadonlyMap<string, string>
+  held: HeldFiles
   recordOf: BuildWrite['recordOf']
 }
 
 const byRelpath = (a: HashedUpload, b: HashedUpload) => (a.relpath < b.relpath ? -1 : a.relpath > b.relpath ? 1 : 0)
 
 /** The build's manifest: what readers pop and prune by. Its details go straight into columns, no object per file. */
-export function buildManifest({ timestamp, image, files, entrypoints, sync, held, etags, recordOf }: ManifestInput): Manifest {
+export function buildManifest({ timestamp, image, files, entrypoints, sync, held, recordOf }: ManifestInput): Manifest {
   const unchanged = new Set(sync.unchanged)
   // Files left out by include/exclude are not in it.
   const sorted = [...files].sort(byRelpath)
   const details = columnsBuilder()
   for (const file of sorted) {
-    const record = recordOf(etags.get(file.relpath), unchanged.has(file) ? held.get(file.relpath) : undefined)
+    const record = recordOf(file.etag, unchanged.has(file) ? held.get(file.relpath) : undefined)
     details.add({ size: file.size, contentType: file.contentType, cacheControl: file.cacheControl, md5: file.md5, ...record })
   }
   return {

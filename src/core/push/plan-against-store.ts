@@ -1,7 +1,7 @@
 import { describeError, PushCacheError } from '../model/errors'
 import { planSync, type SyncPlan } from '../model/sync-plan'
 import { manifestsAround, type StoredBuild } from '../store/builds'
-import { heldFiles, listHeld, type StoredFile } from '../store/held-files'
+import { type HeldFiles, heldFiles, listHeld } from '../store/held-files'
 import { forEachLimited } from '../util/concurrency'
 import { md5File } from '../util/digest'
 import type { PlannedUpload } from './plan'
@@ -15,7 +15,7 @@ export type HashedUpload = PlannedUpload & { md5?: string }
 
 export interface StorePlan {
   sync: SyncPlan<HashedUpload>
-  held: Map<string, StoredFile>
+  held: HeldFiles
   /** The build already at this push's timestamp, if any. */
   own?: StoredBuild
   /** Whether a build newer than this push's was listed (under the writer lock: no push lands one meanwhile). */
@@ -59,16 +59,17 @@ async function planAgainstStore(
 ): Promise<StorePlan> {
   // Hashing starts at once, beside the read of the store; once that read tells which names the
   // store holds, only those are still hashed: a new name is written whatever its bytes.
-  let held: Map<string, StoredFile> | undefined
+  let held: HeldFiles | undefined
   let failed = false
   const hashing = hashWhere(files, (file) => !options.force && !failed && (held === undefined || held.get(file.relpath)?.md5 !== undefined))
   hashing.catch(() => {}) // awaited below; a store error must not leave it unhandled
+  const relpaths = files.map((file) => file.relpath)
   try {
     // Each read is retried as a whole, so nothing inside retries: a store that keeps failing costs
     // `retries + 1` attempts, not their square (the README's bound).
     const [manifests, listing] = await Promise.all([
       retry(`the manifests of ${options.app}`, () => manifestsAround(store, options.app, options.timestamp, 0, newest)),
-      retry(`the files of ${options.app}`, () => listHeld(store, options.app)),
+      retry(`the files of ${options.app}`, () => listHeld(store, options.app, relpaths)),
     ])
     const state = heldFiles(store, options.app, listing, manifests.newest)
     held = state // from now on only names the store holds are worth hashing
@@ -92,7 +93,7 @@ async function planAgainstStore(
 }
 
 /** With `debug`: each file's fate and why, so that a run that writes nothing still says what it decided. */
-function logDecisions(logger: PushRun['logger'], sync: SyncPlan<HashedUpload>, held: ReadonlyMap<string, StoredFile>): void {
+function logDecisions(logger: PushRun['logger'], sync: SyncPlan<HashedUpload>, held: HeldFiles): void {
   for (const file of sync.added) logger.debug(`plan: ${file.relpath} is new (the store holds no ${file.key}): write`)
   for (const file of sync.unchanged) logger.debug(`plan: ${file.relpath} is unchanged (same MD5 and headers as ${held.get(file.relpath)?.key}): skip`)
   for (const file of sync.changed) {

@@ -1,6 +1,6 @@
 import { announce } from '../announce/announce'
 import { describeError, PushCacheError } from '../model/errors'
-import { entryOf, serializeManifest } from '../model/manifest'
+import { entryOf, indexIn, serializeManifest } from '../model/manifest'
 import type { ResolvedCoreOptions } from '../model/options'
 import type { ProgressEvent } from '../model/progress'
 import { prune } from '../prune/prune'
@@ -150,8 +150,9 @@ async function newestIfImageAsked(store: Store, options: ResolvedCoreOptions, lo
  */
 async function alreadyPushed({ store, options, logger }: PushRun, files: readonly HashedUpload[], stored: StoredBuild | undefined): Promise<boolean> {
   if (!stored) return false
-  const ours = new Set(files.map((file) => file.relpath))
-  let differ = stored.files.filter((relpath) => !ours.has(relpath)).length
+  // Searched, not a Set: one of 100,000 relpaths held ~3 MB more.
+  const ours = files.map((file) => file.relpath)
+  let differ = stored.files.filter((relpath) => indexIn(ours, relpath) === -1).length
   for (const file of files) {
     // Undefined too for a relpath the stored build does not name.
     const recorded = entryOf(stored.manifest, file.relpath)?.md5
@@ -248,7 +249,6 @@ async function writeManifest(
     entrypoints: report.entrypoints,
     sync,
     held,
-    etags: writer.etags,
     recordOf: build.recordOf,
   })
   await run.timed('manifest', async () => {

@@ -18,8 +18,6 @@ const workOf = (file: PlannedUpload) => 1 + file.size / 65_536
 export interface FileWriter {
   /** Every file whose write started, in that order: what a failed build takes back. */
   readonly written: PlannedUpload[]
-  /** The version tag the store gave each file it wrote, by relpath. */
-  readonly etags: Map<string, string>
   /** Writes one file (retried), or throws the error that fails the push. */
   put(file: HashedUpload): Promise<void>
   /** Writes `batch` as the phase `phase`, many at once under the byte budget, largest first. */
@@ -35,7 +33,6 @@ export function createFileWriter(
 ): FileWriter {
   const { store, options, logger, retry } = run
   const written: PlannedUpload[] = []
-  const etags = new Map<string, string>()
   /** Bytes of a file the store holds in memory while it writes it. */
   const heldInMemory = (file: PlannedUpload) => store.bufferedBytes?.(file.size) ?? file.size
   const reuseBuffers = store.releasesBodies === true
@@ -67,7 +64,7 @@ export function createFileWriter(
         ])
         // Kept to the end, one per file: flat, not the pieces a store joined it from (or the
         // response headers it was sliced from).
-        if (etag) etags.set(file.relpath, flatString(etag))
+        if (etag) file.etag = flatString(etag)
       } finally {
         if (bytes && reuseBuffers) giveBack(bytes)
       }
@@ -86,7 +83,6 @@ export function createFileWriter(
   const budget = { limit: BYTES_IN_FLIGHT, cost: heldInMemory }
   return {
     written,
-    etags,
     put,
     async putAll(phase, batch) {
       // Largest first: a big file that started last would finish alone, long after the small ones.

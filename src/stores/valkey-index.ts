@@ -1,3 +1,4 @@
+import type { Cluster, Redis } from 'iovalkey'
 import type { StoreEntry } from '../core/store/store'
 import type { ValkeyConnection } from './valkey-connection'
 import type { ValkeyScan } from './valkey-options'
@@ -48,14 +49,18 @@ for i = 1, #ARGV, 2 do
 end
 return dropped`
 
-/** Adopted by an earlier run, by this one, or not at all: the index could not be written. */
+/**
+ * The index held every key before this listing (adopted by an earlier run, or there was nothing
+ * to adopt), this listing added some, or the index could not be written.
+ */
 type Adoption = 'before' | 'now' | 'unwritable'
 
 export interface ValkeyIndex {
   /**
    * Runs `write` of `key` with its index entry. A key that expires on its own goes out in the same
    * pipeline as its entry (no extra round trip); one that never expires waits for its entry first,
-   * so that no permanent key is ever unindexed. (A key written with an expiry becomes permanent only
+   * so that no permanent key is ever unindexed. The entries of the keys written in one turn of the
+   * event loop go in one ZADD per index. (A key written with an expiry becomes permanent only
    * through PERSIST, after its put, entry included, succeeded.)
    */
   written<T>(key: string, expires: boolean, write: () => Promise<T>): Promise<T>
@@ -68,6 +73,31 @@ export function valkeyIndex(connection: ValkeyConnection, mode: ValkeyScan): Val
   /** Apps being adopted by this process, and those known to be adopted: one check each. */
   const adopting = new Map<string, Promise<Adoption>>()
   const adoptedApps = new Set<string>()
+  /** Entries not sent yet, per index, and the ZADD that will carry them. */
+  const unsent = new Map<string, { members: (number | string)[]; added: Promise<number> }>()
+
+  /**
+   * Adds `key` to `index` in one ZADD with the entries added until the next turn of the event loop:
+   * a push's thousands of keys cost a few commands, not one each. Auto-pipelining sends what is ready
+   * at the same point (setImmediate), so the ZADD leaves in the same pipeline as the keys' SETs.
+   */
+  function addEntry(valkey: Redis | Cluster, index: string, key: string): Promise<number> {
+    let batch = unsent.get(index)
+    if (!batch) {
+      const members: (number | string)[] = []
+      const added = new Promise<number>((resolve, reject) =>
+        setImmediate(() => {
+          unsent.delete(index)
+          // https://valkey.io/commands/zadd/
+          guard(valkey.zadd(index, ...members)).then(resolve, reject)
+        }),
+      )
+      batch = { members, added }
+      unsent.set(index, batch)
+    }
+    batch.members.push(Date.now(), key)
+    return batch.added
+  }
 
   /** Whether the app was adopted before this listing; adopts it (one SCAN of the keyspace) when not. */
   function adopted(app: string): Promise<Adoption> {
@@ -111,9 +141,7 @@ export function valkeyIndex(connection: ValkeyConnection, mode: ValkeyScan): Val
     async written(key, expires, write) {
       const at = indexOf(key)
       if (!at) return write()
-      const valkey = await client()
-      // https://valkey.io/commands/zadd/
-      const entry = guard(valkey.zadd(at.index, Date.now(), key))
+      const entry = addEntry(await client(), at.index, key)
       if (!expires) await entry
       return (await Promise.all([entry, write()]))[1]
     },
@@ -171,7 +199,8 @@ async function adopt(connection: ValkeyConnection, app: string): Promise<Adoptio
         // https://valkey.io/commands/zadd/ NX: a key our pushes indexed keeps its date.
         await guard(valkey.zadd(index, 'NX', ...keys.slice(start, start + PAGE).flatMap((key) => [0, key])))
     await guard(valkey.set(adoptedKey(app), new Date().toISOString()))
-    return 'now'
+    // Nothing added: the page read beside the adoption is whole.
+    return found.size > 0 ? 'now' : 'before'
   } catch {
     return 'unwritable'
   }

@@ -73,30 +73,31 @@ export function valkeyIndex(connection: ValkeyConnection, mode: ValkeyScan): Val
   /** Apps being adopted by this process, and those known to be adopted: one check each. */
   const adopting = new Map<string, Promise<Adoption>>()
   const adoptedApps = new Set<string>()
-  /** Entries not sent yet, per index, and the ZADD that will carry them. */
-  const unsent = new Map<string, { members: (number | string)[]; added: Promise<number> }>()
+  /** Entries not sent yet, per index, and when their ZADD is sent. */
+  const unsent = new Map<string, { members: (number | string)[]; sent: Promise<{ added: Promise<number> }> }>()
 
   /**
    * Adds `key` to `index` in one ZADD with the entries added until the next turn of the event loop:
-   * a push's thousands of keys cost a few commands, not one each. Auto-pipelining sends what is ready
-   * at the same point (setImmediate), so the ZADD leaves in the same pipeline as the keys' SETs.
+   * a push's thousands of keys cost a few commands, not one each. Resolves once the ZADD is sent,
+   * to its reply: a key's SET sent right then goes in the same auto-pipeline, behind its entry (a
+   * SET sent before the ZADD could leave in a pipeline of its own, a round trip ahead of it).
    */
-  function addEntry(valkey: Redis | Cluster, index: string, key: string): Promise<number> {
+  function addEntry(valkey: Redis | Cluster, index: string, key: string): Promise<{ added: Promise<number> }> {
     let batch = unsent.get(index)
     if (!batch) {
       const members: (number | string)[] = []
-      const added = new Promise<number>((resolve, reject) =>
+      const sent = new Promise<{ added: Promise<number> }>((resolve) =>
         setImmediate(() => {
           unsent.delete(index)
           // https://valkey.io/commands/zadd/
-          guard(valkey.zadd(index, ...members)).then(resolve, reject)
+          resolve({ added: guard(valkey.zadd(index, ...members)) })
         }),
       )
-      batch = { members, added }
+      batch = { members, sent }
       unsent.set(index, batch)
     }
     batch.members.push(Date.now(), key)
-    return batch.added
+    return batch.sent
   }
 
   /** Whether the app was adopted before this listing; adopts it (one SCAN of the keyspace) when not. */
@@ -141,9 +142,9 @@ export function valkeyIndex(connection: ValkeyConnection, mode: ValkeyScan): Val
     async written(key, expires, write) {
       const at = indexOf(key)
       if (!at) return write()
-      const entry = addEntry(await client(), at.index, key)
-      if (!expires) await entry
-      return (await Promise.all([entry, write()]))[1]
+      const { added } = await addEntry(await client(), at.index, key)
+      if (!expires) await added
+      return (await Promise.all([added, write()]))[1]
     },
     list,
   }

@@ -7,10 +7,10 @@ import { mkdir, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import { join, relative, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { Redis } from 'iovalkey'
+import { Cluster, Redis } from 'iovalkey'
 import { canMeasureResources, killRunning, measure } from './measure.mjs'
 import { bigMemoryLine, formatBytes, formatTable, SUBJECT, summarize } from './report.mjs'
-import { killAll, LOOPBACK, startCountingProxy, startDelayProxy, startMoto, startRedis } from './servers.mjs'
+import { killAll, LOOPBACK, startCountingProxy, startDelayProxy, startMoto, startRedis, startRedisCluster } from './servers.mjs'
 import { ensureBigTree, ensureBuilds, FULL, freshen, listFiles, QUICK } from './synthetic.mjs'
 
 const USAGE = `Usage: npm run bench -- [options]
@@ -123,7 +123,20 @@ const counter = await startCountingProxy(moto.port)
 const delays = rtt > 0 ? [await startDelayProxy(counter.port, rtt), await startDelayProxy(redis.port, rtt)] : []
 const s3Endpoint = `http://${LOOPBACK}:${rtt > 0 ? delays[0].port : counter.port}`
 const valkeyPort = rtt > 0 ? delays[1].port : redis.port
-const valkey = new Redis({ host: LOOPBACK, port: redis.port, commandTimeout: 30_000, maxRetriesPerRequest: 1 })
+const valkeyOptions = { commandTimeout: 30_000, maxRetriesPerRequest: 1 }
+const valkey = new Redis({ host: LOOPBACK, port: redis.port, ...valkeyOptions })
+/**
+ * valkey-foreign on a 3-master cluster too: its masters (for commandstats and FLUSHALL) and a client of
+ * the whole. Not behind the delay proxy (a cluster's nodes name their own ports), so only without `--rtt`.
+ */
+const cluster = groups.has('valkey-foreign') && rtt === 0 ? await startRedisCluster(SCRATCH) : undefined
+const clusterMasters = cluster?.ports.map((port) => new Redis({ host: LOOPBACK, port, ...valkeyOptions })) ?? []
+const clusterClient =
+  cluster &&
+  new Cluster(
+    cluster.ports.map((port) => ({ host: LOOPBACK, port })),
+    { enableAutoPipelining: true, redisOptions: valkeyOptions },
+  )
 
 /** The children's environment: ours without AWS and push-cache settings, then the bench's S3 server and dummy credentials. */
 function childEnv(endpoint) {
@@ -229,9 +242,10 @@ const popTools = [
 const valkeyStore = `redis://${LOOPBACK}:${valkeyPort}`
 const valkeyTools = [
   { tool: SUBJECT, command: (dir, ts) => [NODE, [CLI, 'populate', dir, '--app', APP, '--store', valkeyStore, '--timestamp', ts, '--json']] },
-  { tool: 'SET, 1 at a time', command: (dir, ts) => [NODE, [PEER, 'valkey-set', dir, String(valkeyPort), `data:${APP}:${ts}:`]] },
+  // A round trip per file: 200 s a case at 20 ms, and says nothing new there.
+  rtt < 20 && { tool: 'SET, 1 at a time', command: (dir, ts) => [NODE, [PEER, 'valkey-set', dir, String(valkeyPort), `data:${APP}:${ts}:`]] },
   { tool: 'SET, pipelined', command: (dir, ts) => [NODE, [PEER, 'valkey-pipeline', dir, String(valkeyPort), `data:${APP}:${ts}:`]] },
-]
+].filter(Boolean)
 
 const results = []
 function record(caseId, tool, run, runNumber) {
@@ -310,24 +324,34 @@ async function popRuns(runNumber) {
   }
 }
 
-/** Calls per command since FLUSHALL, from INFO commandstats before and after. */
-async function commandStats() {
-  const info = await valkey.info('commandstats')
-  return Object.fromEntries([...info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)].map(([, command, calls]) => [command, Number(calls)]))
+/** Calls and microseconds of server time per command since FLUSHALL, from INFO commandstats, summed over `servers`. */
+async function commandStats(servers) {
+  const stats = {}
+  for (const server of servers)
+    for (const [, command, calls, usec] of (await server.info('commandstats')).matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)) {
+      stats[command] ??= { calls: 0, usec: 0 }
+      stats[command].calls += Number(calls)
+      stats[command].usec += Number(usec)
+    }
+  return stats
 }
 
-/** Runs `[command, args]` measured, with the Valkey commands it sent (INFO commandstats before and after). */
-async function measureValkey([command, args], env = measuredEnv) {
-  const before = await commandStats()
+/**
+ * Runs `[command, args]` measured, with the Valkey commands it sent and the server's time on each
+ * (`serverUs`, in results.json: whether a slower step is the server's doing), from INFO commandstats
+ * before and after.
+ */
+async function measureValkey([command, args], env = measuredEnv, servers = [valkey]) {
+  const before = await commandStats(servers)
   const run = await measure(command, args, { env, timeoutMs, scratch: SCRATCH })
-  const after = await commandStats()
-  // The bench's own INFO (the `before` above) is not the tool's.
-  const requests = Object.fromEntries(
-    Object.entries(after)
-      .map(([name, calls]) => [name, calls - (before[name] ?? 0) - (name === 'info' ? 1 : 0)])
-      .filter(([, calls]) => calls > 0),
-  )
-  return { wallS: run.wallS, cpuS: run.cpuS, rssMb: run.rssMb, requests, report: reportOf(run.stdout) }
+  const after = await commandStats(servers)
+  // The bench's own INFO on each server (the `before` above) is not the tool's.
+  const sent = Object.entries(after)
+    .map(([name, { calls, usec }]) => [name, calls - (before[name]?.calls ?? 0) - (name === 'info' ? servers.length : 0), usec - (before[name]?.usec ?? 0)])
+    .filter(([, calls]) => calls > 0)
+  const requests = Object.fromEntries(sent.map(([name, calls]) => [name, calls]))
+  const serverUs = Object.fromEntries(sent.map(([name, , usec]) => [name, usec]))
+  return { wallS: run.wallS, cpuS: run.cpuS, rssMb: run.rssMb, requests, serverUs, report: reportOf(run.stdout) }
 }
 
 async function valkeyRuns(runNumber) {
@@ -387,14 +411,16 @@ async function treeRuns(runNumber) {
 }
 
 /**
- * One app's steps on a server that holds `foreign` keys of other apps, as `tool`. push-cache runs
- * among them; its peers are itself on an empty server and itself with `valkey.scan: always`.
+ * One app's steps on a server (or `onCluster`, the cluster) that holds `foreign` keys of other apps,
+ * as `tool`. push-cache runs among them; its peers are itself on an empty server and itself with
+ * `valkey.scan: always`.
  */
-async function foreignSteps(runNumber, tool, { foreign, app, scan }) {
+async function foreignSteps(runNumber, tool, { foreign, app, scan, onCluster }) {
   const dest = join(SCRATCH, 'foreign-pop')
   await rm(dest, { recursive: true, force: true })
   const env = scan ? { ...measuredEnv, PUSH_CACHE_VALKEY_SCAN: scan } : measuredEnv
-  const args = ['--app', app, '--store', valkeyStore, '--json']
+  const store = onCluster ? `valkey+cluster://${cluster.ports.map((port) => `${LOOPBACK}:${port}`).join(',')}` : valkeyStore
+  const args = ['--app', app, '--store', store, '--json']
   const steps = {
     adopt: [CLI, 'ls', ...args],
     cold: [CLI, 'populate', foreignBuild.dir, ...args, '--timestamp', nextTimestamp()],
@@ -403,18 +429,33 @@ async function foreignSteps(runNumber, tool, { foreign, app, scan }) {
     pop: [CLI, 'pop', dest, ...args],
     prune: [CLI, 'prune', ...args, '--older-than', '1s', '--keep', '1'],
   }
-  await valkey.flushall()
+  const servers = onCluster ? clusterMasters : [valkey]
+  await Promise.all(servers.map((server) => server.flushall()))
+  if (onCluster) await fillCluster(foreign)
   // https://redis.io/docs/latest/commands/debug/ POPULATE: `data:otherapp:<n>`, fast, server-side.
-  if (foreign > 0) await valkey.call('DEBUG', 'POPULATE', String(foreign), 'data:otherapp')
-  for (const [step, argv] of Object.entries(steps)) record(`foreign-${step}`, tool, await measureValkey([NODE, argv], env), runNumber)
+  else if (foreign > 0) await valkey.call('DEBUG', 'POPULATE', String(foreign), 'data:otherapp')
+  for (const [step, argv] of Object.entries(steps)) record(`foreign-${step}`, tool, await measureValkey([NODE, argv], env, servers), runNumber)
   const popped = (await listFiles(dest)).length
   if (popped !== foreignBuild.files) throw new Error(`valkey-foreign, ${tool}: pop wrote ${popped} files of the ${foreignBuild.files} pushed`)
+}
+
+/**
+ * DEBUG POPULATE's keys and values on the cluster, where DEBUG is off (the test suite's setup): SETs
+ * that auto-pipelining sends per master, a window at a time.
+ */
+async function fillCluster(count) {
+  const WINDOW = 10_000
+  for (let start = 0; start < count; start += WINDOW)
+    await Promise.all(Array.from({ length: Math.min(WINDOW, count - start) }, (_, i) => clusterClient.set(`data:otherapp:${start + i}`, `value:${start + i}`)))
 }
 
 async function foreignRuns(runNumber) {
   await foreignSteps(runNumber, SUBJECT, { foreign: FOREIGN_KEYS, app: APP })
   await foreignSteps(runNumber, `${SUBJECT}, no foreign keys`, { foreign: 0, app: APP })
   await foreignSteps(runNumber, `${SUBJECT}, valkey.scan always`, { foreign: FOREIGN_KEYS, app: APP, scan: 'always' })
+  if (!cluster) return
+  await foreignSteps(runNumber, `${SUBJECT}, cluster`, { foreign: FOREIGN_KEYS, app: APP, onCluster: true })
+  await foreignSteps(runNumber, `${SUBJECT}, cluster, no foreign keys`, { foreign: 0, app: APP, onCluster: true })
 }
 
 /** Peak RSS of each big-tree push step by build size, and its ratio to the smallest build's: memory must not grow with the file count. */
@@ -452,7 +493,9 @@ try {
   failure = error
 } finally {
   valkey.disconnect()
-  await Promise.all([...delays.map((proxy) => proxy.close()), counter.close(), moto.stop(), redis.stop()])
+  clusterClient?.disconnect()
+  for (const master of clusterMasters) master.disconnect()
+  await Promise.all([...delays.map((proxy) => proxy.close()), counter.close(), moto.stop(), redis.stop(), cluster?.stop()])
 }
 
 const rows = summarize(results)

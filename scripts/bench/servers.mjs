@@ -1,9 +1,14 @@
-// The bench's own servers on free 127.0.0.1 ports (moto_server for S3, redis-server for Valkey) and
-// the loopback proxies in front of them: one that adds a round-trip time, one that counts S3 requests.
+// The bench's own servers on free 127.0.0.1 ports (moto_server for S3, redis-server for Valkey, a
+// Redis Cluster for valkey-foreign) and the loopback proxies in front of them: one that adds a
+// round-trip time, one that counts S3 requests.
 import { spawn } from 'node:child_process'
+import { readFile, writeFile } from 'node:fs/promises'
 import http from 'node:http'
 import net from 'node:net'
+import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { pathToFileURL } from 'node:url'
+import { transform } from 'esbuild'
 
 export const LOOPBACK = '127.0.0.1'
 const STARTUP_TIMEOUT_MS = 30_000
@@ -277,4 +282,33 @@ export async function startCountingProxy(upstreamPort) {
       return new Promise((resolve) => server.close(resolve))
     },
   }
+}
+
+/**
+ * A 3-master Redis Cluster (no replicas) on free ports, its files in `dir`, started by the test
+ * suite's own setup (test/setup/valkey-server.ts, its types stripped by esbuild) rather than a copy of it.
+ */
+export async function startRedisCluster(dir) {
+  const setup = join(dir, 'valkey-server.mjs')
+  const source = await readFile(join(import.meta.dirname, '../../test/setup/valkey-server.ts'), 'utf8')
+  await writeFile(setup, (await transform(source, { loader: 'ts', format: 'esm' })).code)
+  const { freePorts, startCluster } = await import(pathToFileURL(setup).href)
+  const ports = await freePorts(6)
+  const nodes = [0, 1, 2].map((i) => ({ port: ports[i], busPort: ports[i + 3] }))
+  const children = []
+  // Tracked as the bench's other servers are, so that signal handlers stop them too.
+  const tracked = {
+    push(child) {
+      children.push(child)
+      started.add(child)
+      child.once('exit', () => started.delete(child))
+    },
+  }
+  try {
+    await startCluster(dir, nodes, tracked)
+  } catch (error) {
+    await Promise.all(children.map((child) => stopper(child)()))
+    throw error
+  }
+  return { ports: nodes.map(({ port }) => port), stop: () => Promise.all(children.map((child) => stopper(child)())) }
 }

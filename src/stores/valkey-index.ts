@@ -1,3 +1,4 @@
+import type { Cluster, Redis } from 'iovalkey'
 import type { StoreEntry } from '../core/store/store'
 import type { ValkeyConnection } from './valkey-connection'
 import type { ValkeyScan } from './valkey-options'
@@ -48,14 +49,18 @@ for i = 1, #ARGV, 2 do
 end
 return dropped`
 
-/** Adopted by an earlier run, by this one, or not at all: the index could not be written. */
+/**
+ * The index held every key before this listing (adopted by an earlier run, or there was nothing
+ * to adopt), this listing added some, or the index could not be written.
+ */
 type Adoption = 'before' | 'now' | 'unwritable'
 
 export interface ValkeyIndex {
   /**
    * Runs `write` of `key` with its index entry. A key that expires on its own goes out in the same
    * pipeline as its entry (no extra round trip); one that never expires waits for its entry first,
-   * so that no permanent key is ever unindexed. (A key written with an expiry becomes permanent only
+   * so that no permanent key is ever unindexed. The entries of the keys written in one turn of the
+   * event loop go in one ZADD per index. (A key written with an expiry becomes permanent only
    * through PERSIST, after its put, entry included, succeeded.)
    */
   written<T>(key: string, expires: boolean, write: () => Promise<T>): Promise<T>
@@ -68,6 +73,32 @@ export function valkeyIndex(connection: ValkeyConnection, mode: ValkeyScan): Val
   /** Apps being adopted by this process, and those known to be adopted: one check each. */
   const adopting = new Map<string, Promise<Adoption>>()
   const adoptedApps = new Set<string>()
+  /** Entries not sent yet, per index, and when their ZADD is sent. */
+  const unsent = new Map<string, { members: (number | string)[]; sent: Promise<{ added: Promise<number> }> }>()
+
+  /**
+   * Adds `key` to `index` in one ZADD with the entries added until the next turn of the event loop:
+   * a push's thousands of keys cost a few commands, not one each. Resolves once the ZADD is sent,
+   * to its reply: a key's SET sent right then goes in the same auto-pipeline, behind its entry (a
+   * SET sent before the ZADD could leave in a pipeline of its own, a round trip ahead of it).
+   */
+  function addEntry(valkey: Redis | Cluster, index: string, key: string): Promise<{ added: Promise<number> }> {
+    let batch = unsent.get(index)
+    if (!batch) {
+      const members: (number | string)[] = []
+      const sent = new Promise<{ added: Promise<number> }>((resolve) =>
+        setImmediate(() => {
+          unsent.delete(index)
+          // https://valkey.io/commands/zadd/
+          resolve({ added: guard(valkey.zadd(index, ...members)) })
+        }),
+      )
+      batch = { members, sent }
+      unsent.set(index, batch)
+    }
+    batch.members.push(Date.now(), key)
+    return batch.sent
+  }
 
   /** Whether the app was adopted before this listing; adopts it (one SCAN of the keyspace) when not. */
   function adopted(app: string): Promise<Adoption> {
@@ -111,11 +142,9 @@ export function valkeyIndex(connection: ValkeyConnection, mode: ValkeyScan): Val
     async written(key, expires, write) {
       const at = indexOf(key)
       if (!at) return write()
-      const valkey = await client()
-      // https://valkey.io/commands/zadd/
-      const entry = guard(valkey.zadd(at.index, Date.now(), key))
-      if (!expires) await entry
-      return (await Promise.all([entry, write()]))[1]
+      const { added } = await addEntry(await client(), at.index, key)
+      if (!expires) await added
+      return (await Promise.all([added, write()]))[1]
     },
     list,
   }
@@ -171,7 +200,8 @@ async function adopt(connection: ValkeyConnection, app: string): Promise<Adoptio
         // https://valkey.io/commands/zadd/ NX: a key our pushes indexed keeps its date.
         await guard(valkey.zadd(index, 'NX', ...keys.slice(start, start + PAGE).flatMap((key) => [0, key])))
     await guard(valkey.set(adoptedKey(app), new Date().toISOString()))
-    return 'now'
+    // Nothing added: the page read beside the adoption is whole.
+    return found.size > 0 ? 'now' : 'before'
   } catch {
     return 'unwritable'
   }

@@ -3,11 +3,17 @@ import { readFile } from 'node:fs/promises'
 import type { Cluster, Redis } from 'iovalkey'
 import { PushCacheError } from '../core/model/errors'
 import { type DeleteOptions, PreconditionFailed, type PutBody, type PutOptions, type PutResult, type Store } from '../core/store/store'
+import { forEachLimited } from '../core/util/concurrency'
 import type { ValkeyConnection } from './valkey-connection'
 import type { ValkeyIndex } from './valkey-index'
 
-/** Keys per round of pipelined UNLINK/PERSIST/EXISTS: bounds what one round holds in memory. */
+/** Keys per pipelined batch of UNLINK/PERSIST/EXISTS. */
 const BATCH = 1000
+/**
+ * Batches in flight at once: a build of up to 16,000 files is persisted (or checked) in one round
+ * trip rather than one per batch, and a prune of 300,000 keys holds no more than 16,000 commands.
+ */
+const BATCHES_IN_FLIGHT = 16
 /** What Redis and Valkey accept by default when CONFIG GET is not allowed. */
 const DEFAULT_MAX_BULK = 512 * 1024 * 1024
 
@@ -46,12 +52,18 @@ export function valkeyKeyCommands(
     return maxBulk
   }
 
-  /** Runs `command` over `keys`, `BATCH` at a time; each batch goes out pipelined (per node in a cluster). */
+  /**
+   * Runs `command` over `keys`, `BATCH` at a time, `BATCHES_IN_FLIGHT` batches at once; auto-pipelining
+   * sends what is ready together (per node in a cluster). Results are in the order of `keys`.
+   */
   async function eachKey<T>(keys: readonly string[], command: (valkey: Redis | Cluster, key: string) => Promise<T>): Promise<T[]> {
     const valkey = await client()
-    const results: T[] = []
-    for (let start = 0; start < keys.length; start += BATCH)
-      results.push(...(await guard(Promise.all(keys.slice(start, start + BATCH).map((key) => command(valkey, key))))))
+    const results: T[] = new Array(keys.length)
+    const starts = Array.from({ length: Math.ceil(keys.length / BATCH) }, (_, batch) => batch * BATCH)
+    await forEachLimited(starts, BATCHES_IN_FLIGHT, async (start) => {
+      const replies = await guard(Promise.all(keys.slice(start, start + BATCH).map((key) => command(valkey, key))))
+      for (const [offset, reply] of replies.entries()) results[start + offset] = reply
+    })
     return results
   }
 

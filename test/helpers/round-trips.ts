@@ -1,5 +1,5 @@
 import http from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { type AddressInfo, connect, createServer, type Socket } from 'node:net'
 import type { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { onTestFinished } from 'vitest'
@@ -110,4 +110,36 @@ export function tripCountingStore(store: Store, trips: TripDepth): Store {
   if (store.exists) wrapped.exists = (keys) => counted(`exists ${keys.length} keys`, () => store.exists!(keys))
   if (store.persist) wrapped.persist = (keys) => counted(`persist ${keys.length} keys`, () => store.persist!(keys))
   return wrapped
+}
+
+/**
+ * A TCP proxy in front of a Valkey server that holds each reply `delayMs` and counts the client's
+ * bursts: what it sends at once is one burst, and what it sends after waiting for a reply comes at
+ * least `delayMs` later, a new one. The bursts are the sequential round trips of what went through.
+ */
+export async function startBurstProxy(target: { host: string; port: number }, delayMs: number): Promise<{ port: number; bursts(): number }> {
+  let bursts = 0
+  let lastSent = Number.NEGATIVE_INFINITY
+  const sockets = new Set<Socket>()
+  const server = createServer((client) => {
+    const upstream = connect(target.port, target.host)
+    for (const socket of [client, upstream]) {
+      sockets.add(socket)
+      socket.once('close', () => sockets.delete(socket)).on('error', () => {})
+    }
+    client.on('data', (chunk) => {
+      if (performance.now() - lastSent > delayMs / 2) bursts++
+      lastSent = performance.now()
+      upstream.write(chunk)
+    })
+    upstream.on('data', (chunk) => setTimeout(() => client.write(chunk), delayMs))
+    client.once('close', () => upstream.destroy())
+    upstream.once('close', () => client.destroy())
+  })
+  await new Promise<void>((ready) => server.listen(0, '127.0.0.1', ready))
+  onTestFinished(async () => {
+    for (const socket of sockets) socket.destroy()
+    await new Promise((closed) => server.close(closed))
+  })
+  return { port: (server.address() as AddressInfo).port, bursts: () => bursts }
 }

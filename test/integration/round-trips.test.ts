@@ -7,9 +7,9 @@ import { createLocalStore } from '../../src/stores/local'
 import { createS3Store } from '../../src/stores/s3'
 import { createValkeyStore } from '../../src/stores/valkey'
 import { tempDir, writeTree } from '../helpers/fs'
-import { createTripDepth, startTripProxy, type TripDepth, tripCountingStore } from '../helpers/round-trips'
+import { createTripDepth, startBurstProxy, startTripProxy, type TripDepth, tripCountingStore } from '../helpers/round-trips'
 import { createBucket, s3StoreOptions, s3StoreUrl } from '../helpers/s3'
-import { uniqueApp, valkeyUrl } from '../helpers/valkey'
+import { rawClient, uniqueApp, valkeyEnv, valkeyUrl } from '../helpers/valkey'
 
 /**
  * Issue 20 item 3: the same build pushed again costs at most ⌈files/1000⌉ + 4 sequential round
@@ -80,4 +80,24 @@ describe(`the same ${FILES}-file build pushed again`, () => {
     },
     120_000,
   )
+})
+
+describe('the Valkey store', () => {
+  it('persists a build of 3,000 keys in one round trip', async () => {
+    const keys = Array.from({ length: 3000 }, (_, i) => `data:${uniqueApp()}:1:${i}.js`)
+    const valkey = rawClient()
+    await Promise.all(keys.map((key) => valkey.set(key, 'x', 'EX', 600)))
+    const proxy = await startBurstProxy(valkeyEnv().standalone, 100)
+    const store = createValkeyStore(`valkey://127.0.0.1:${proxy.port}`, {})
+    try {
+      // Connecting costs its own round trip (INFO, the ready check).
+      expect(await store.exists!([keys[0]!])).toEqual([true])
+      const before = proxy.bursts()
+      expect(await store.persist!(keys)).toEqual([])
+      expect(proxy.bursts() - before).toBe(1)
+      expect(await Promise.all(keys.map((key) => valkey.ttl(key)))).toEqual(keys.map(() => -1))
+    } finally {
+      await store.close()
+    }
+  }, 60_000)
 })

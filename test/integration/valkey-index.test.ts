@@ -52,11 +52,12 @@ async function fillForeign({ client }: Server): Promise<void> {
     await Promise.all(Array.from({ length: 5000 }, (_, i) => client.set(`data:other-app:${1000 + ((start + i) % 7)}:js/file-${start + i}.js`, 'x')))
 }
 
-/** SCAN calls on every master since the last reset. */
-async function scans(server: Server): Promise<number> {
+/** Calls of `command` on every master since the last reset. */
+async function calls(server: Server, command: string): Promise<number> {
   const infos = await Promise.all(server.masters().map((master) => master.info('commandstats')))
-  return infos.reduce((total, info) => total + Number(/^cmdstat_scan:calls=(\d+)/m.exec(info)?.[1] ?? 0), 0)
+  return infos.reduce((total, info) => total + Number(new RegExp(`^cmdstat_${command}:calls=(\\d+)`, 'm').exec(info)?.[1] ?? 0), 0)
 }
+const scans = (server: Server) => calls(server, 'scan')
 const resetStats = (server: Server) => Promise.all(server.masters().map((master) => master.config('RESETSTAT')))
 
 /** Populate, ls, pop, watch --once and prune of `app`, as the CLI runs them, each with its own client. */
@@ -106,6 +107,17 @@ describe.each([
     const listed = await createValkeyStore(server.url, {})
     expect((await listKeys(listed, `data:${app}:`)).sort()).toEqual((await appKeys(server.client, app)).filter((key) => key.startsWith('data:')))
     await listed.close()
+  })
+
+  it('a push sends the index entries of the keys it writes at once in one ZADD, not one each', async () => {
+    const app = uniqueApp()
+    const store = createValkeyStore(server.url, {})
+    await resetStats(server)
+    await push(store, await fixture(assets(300, 'a')), { app, timestamp: 1000 })
+    const zadds = await calls(server, 'zadd')
+    expect((await listKeys(store, `data:${app}:`)).sort()).toEqual((await appKeys(server.client, app)).filter((key) => key.startsWith('data:')))
+    await store.close()
+    expect(zadds).toBeLessThan(30)
   })
 
   it("with `scan: 'never'`, a new app costs no SCAN at all", async () => {

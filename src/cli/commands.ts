@@ -19,7 +19,7 @@ import { createStore, isValkeyUrl } from '../stores'
 import type { WatchSettings } from './flags'
 import { createProgress, type Progress } from './progress'
 import { StoppedBySignal, type StopSignal, untilSignalled } from './signals'
-import { openStore } from './store'
+import { withOpenStore } from './store'
 
 export interface Context {
   options: ResolvedOptions
@@ -34,15 +34,6 @@ export interface Context {
 
 /** Each command returns the report that `--json` prints. */
 type Report = object
-
-async function withStore<T>(options: ResolvedOptions, logger: Logger, work: (store: Store) => Promise<T>): Promise<T> {
-  const store = await openStore(options, logger)
-  try {
-    return await work(store)
-  } finally {
-    await store.close()
-  }
-}
 
 /** A bar or plain progress lines for the work, stopped however it ends; the work logs through the bar's logger. */
 async function withProgress<T>(
@@ -68,8 +59,8 @@ export async function populateCommand(dir: string, context: Context): Promise<Re
       signal,
       `Stopped by ${signal}: no upload was started after it, and no entrypoint or manifest of build ${options.timestamp} was written unless the build was already complete. Push again.`,
     )
-  return withProgress(context, (onProgress, logger) =>
-    withStore(options, logger, async (store) => {
+  return withProgress(context, (onProgress, progressLogger) =>
+    withOpenStore(options, progressLogger, async (store, logger) => {
       const report = await untilSignalled(stopped, (signal) => populate({ store, options, files, logger, onProgress, signal }))
       return options.dryRun && !report.skipped ? dryRunSummary(store, options, report, logger) : report
     }),
@@ -102,8 +93,8 @@ const stoppedBeforeSwitch = (dest: string) => (signal: StopSignal) =>
 
 export async function popCommand(dest: string, context: Context): Promise<Report> {
   const { options } = context
-  return withProgress(context, (onProgress, logger) =>
-    withStore(options, logger, (store) =>
+  return withProgress(context, (onProgress, progressLogger) =>
+    withOpenStore(options, progressLogger, (store, logger) =>
       untilSignalled(stoppedBeforeSwitch(dest), (signal) =>
         pop({
           store,
@@ -186,7 +177,7 @@ export async function pruneCommand({ options, logger }: Context): Promise<Report
   // toOptions gives the prune command a rule always: `--older-than` and `--keep`, or their defaults.
   if (!options.prune) throw new Error('prune needs a pruning rule')
   const rule = { ...options.prune, now: Math.floor(Date.now() / 1000) }
-  const report = await withStore(options, logger, (store) =>
+  const report = await withOpenStore(options, logger, (store, logger) =>
     prune({ store, app: options.app, rule, entrypoints: options.entrypoint, retries: options.retries, dryRun: options.dryRun, logger }),
   )
   // A prune job that never prunes must not look green: the store would only grow.
@@ -206,7 +197,7 @@ function bytesOf(build: StoredBuild): number | undefined {
 
 export async function lsCommand({ options, logger, print }: Context): Promise<Report> {
   const now = Math.floor(Date.now() / 1000)
-  const { display, stored } = await withStore(options, logger, async (store) => ({
+  const { display, stored } = await withOpenStore(options, logger, async (store) => ({
     display: store.display,
     stored: await listBuilds(store, options.app, options.retries),
   }))

@@ -14,8 +14,8 @@ import type { Store } from '../core/store/store'
 import { formatAge } from '../core/util/duration'
 import type { Logger } from '../core/util/logger'
 import type { ResolvedOptions } from '../options'
-import { createWatchMonitor, type WatchMonitor } from '../sidecar/monitor'
-import { createStore, isValkeyUrl } from '../stores'
+import type { WatchMonitor } from '../sidecar/monitor'
+import { createStore, isValkeyUrl, preloadDriver } from '../stores'
 import type { WatchSettings } from './flags'
 import { createProgress, type Progress } from './progress'
 import { StoppedBySignal, type StopSignal, untilSignalled } from './signals'
@@ -40,7 +40,7 @@ async function withProgress<T>(
   { logger, interactive, options }: Context,
   work: (onProgress: Progress['onProgress'], logger: Logger) => Promise<T>,
 ): Promise<T> {
-  const progress = createProgress(logger, interactive, options.debug)
+  const progress = await createProgress(logger, interactive, options.debug)
   try {
     return await work(progress.onProgress, progress.logger)
   } finally {
@@ -50,6 +50,7 @@ async function withProgress<T>(
 
 export async function populateCommand(dir: string, context: Context): Promise<Report> {
   const { options, logger } = context
+  preloadDriver(options.store)
   // Read the directory before touching the store: a wrong path must leave the store untouched.
   const files = await collectFiles(resolve(dir), undefined, logger)
   if (files.length === 0)
@@ -166,6 +167,8 @@ export async function watchCommand(dest: string, context: Context, settings: Wat
 }
 
 async function listening(address: string, { pollMs, backoff }: WatchSettings, app: string, logger: Logger): Promise<WatchMonitor> {
+  // Imported here: prom-client costs every other command ~70 ms of start-up.
+  const { createWatchMonitor } = await import('../sidecar/monitor')
   // Alive while an attempt ends within a poll, the longest backoff and one catch-up, with a minute to spare.
   const monitor = createWatchMonitor({ app, staleAfterMs: Math.max(pollMs, backoff.maxMs) + DEFAULT_CATCH_UP_MS + 60_000 })
   await monitor.listen(address)

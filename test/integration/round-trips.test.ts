@@ -1,6 +1,8 @@
+import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { collectFiles } from '../../src/core/push/collect-files'
 import { populate } from '../../src/core/push/populate'
+import { pop } from '../../src/core/serve/pop'
 import type { Store } from '../../src/core/store/store'
 import { resolveOptions } from '../../src/options'
 import { createLocalStore } from '../../src/stores/local'
@@ -80,4 +82,28 @@ describe(`the same ${FILES}-file build pushed again`, () => {
     },
     120_000,
   )
+})
+
+describe('a pop onto a destination that holds the current build', () => {
+  it('takes 2 sequential round trips on S3: the manifests listed once, beside the data listing', async () => {
+    const bucket = await createBucket()
+    const proxy = await startTripProxy(s3StoreOptions().endpoint!, 20)
+    const plain = createS3Store(s3StoreUrl(bucket), s3StoreOptions())
+    const counted = createS3Store(s3StoreUrl(bucket), { ...s3StoreOptions(), endpoint: proxy.endpoint })
+    try {
+      const app = uniqueApp()
+      const dest = join(await tempDir(), 'www')
+      await populate({
+        store: plain,
+        options: resolveOptions({ app, store: 'unused', timestamp: 1000, retries: 1 }, {}),
+        files: await collectFiles(await writeTree(await tempDir(), { 'index.html': '<!doctype html>', 'fed-mods.json': '{}' })),
+      })
+      await pop({ store: plain, app, dest })
+      proxy.trips.reset()
+      expect(await pop({ store: counted, app, dest })).toMatchObject({ downloaded: { files: 0 } })
+      expect(proxy.trips.deepest(), proxy.trips.log.join('\n')).toBe(2)
+    } finally {
+      await Promise.all([plain.close(), counted.close()])
+    }
+  }, 120_000)
 })

@@ -105,7 +105,7 @@ async function readBuild(store: Store, app: string, { key, size }: StoreEntry, r
 }
 
 /** For reads that can do without the newest manifest: an unreadable one counts as none. */
-export const unlessUnreadable = (error: unknown): undefined => {
+const unlessUnreadable = (error: unknown): undefined => {
   if (error instanceof PushCacheError && error.code === 'MANIFEST_UNREADABLE') return undefined
   throw error
 }
@@ -257,13 +257,34 @@ export async function orphanedKeys(store: Store, app: string, builds: readonly S
     .sort()
 }
 
-/** The timestamp of the newest manifest key of `app`, readable or not (flat stores); one listing, no reads. */
-export async function newestManifestTimestamp(store: Store, app: string, retries = 3): Promise<number | undefined> {
-  const layout = layoutOf(store)
+/** The timestamp of the newest of these manifest keys of `app`, readable or not. */
+function newestTimestampOf(layout: Layout, app: string, keys: readonly string[]): number | undefined {
   let newest: number | undefined
-  for (const key of await listKeys(store, layout.manifestPrefix(app), retries)) {
+  for (const key of keys) {
     const timestamp = layout.parseManifestKey(app, key)
     if (timestamp !== undefined && (newest === undefined || timestamp > newest)) newest = timestamp
   }
   return newest
+}
+
+/** The timestamp of the newest manifest key of `app`, readable or not (flat stores); one listing, no reads. */
+export async function newestManifestTimestamp(store: Store, app: string, retries = 3): Promise<number | undefined> {
+  return newestTimestampOf(layoutOf(store), app, await listKeys(store, layoutOf(store).manifestPrefix(app), retries))
+}
+
+/**
+ * The newest build (none when its manifest cannot be read) and the newest manifest key listed,
+ * readable or not, from one listing: a pop of a flat store reads both before its downloads.
+ */
+export async function newestBuildListed(store: Store, app: string, retries = 3): Promise<{ newest?: StoredBuild; newestListed?: number }> {
+  const { entries, newestFirst } = await candidates(store, app, retries)
+  const newest = await firstBuild(store, app, newestFirst, retries).catch(unlessUnreadable)
+  return {
+    newest,
+    newestListed: newestTimestampOf(
+      layoutOf(store),
+      app,
+      entries.map((entry) => entry.key),
+    ),
+  }
 }

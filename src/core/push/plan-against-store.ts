@@ -68,7 +68,13 @@ async function planAgainstStore(
     // `retries + 1` attempts, not their square (the README's bound).
     const [manifests, listing] = await Promise.all([
       retry(`the manifests of ${options.app}`, () => manifestsAround(store, options.app, options.timestamp, 0, newest)),
-      retry(`the files of ${options.app}`, () => listHeld(store, options.app)),
+      retry(`the files of ${options.app}`, () =>
+        listHeld(
+          store,
+          options.app,
+          files.map((file) => file.relpath),
+        ),
+      ),
     ])
     const state = heldFiles(store, options.app, listing, manifests.newest)
     held = state // from now on only names the store holds are worth hashing

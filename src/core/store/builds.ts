@@ -62,17 +62,67 @@ async function readText(store: Store, key: string, retries = 3, limit = MANIFEST
   )
 }
 
+/** A listing past `limit` keys: a server that never ends it. */
+const endless = (store: Store, prefix: string, limit: number) =>
+  new PushCacheError(
+    'STORE_UNREACHABLE',
+    `${store.display} listed more than ${limit.toLocaleString('en')} keys under ${prefix} and was still going: its listing cannot be used. Check the server (a listing that never ends), or prune the app.`,
+  )
+
 /** Every entry under `prefix`, at most `LIST_MAX_ENTRIES`; a listing that fails transiently starts over. */
 export async function listEntries(store: Store, prefix: string, retries = 3, limit = LIST_MAX_ENTRIES): Promise<StoreEntry[]> {
   return withRetry(
     async () => {
       const entries: StoreEntry[] = []
       for await (const entry of store.list(prefix)) {
-        if (entries.length === limit)
-          throw new PushCacheError(
-            'STORE_UNREACHABLE',
-            `${store.display} listed more than ${limit.toLocaleString('en')} keys under ${prefix} and was still going: its listing cannot be used. Check the server (a listing that never ends), or prune the app.`,
-          )
+        if (entries.length === limit) throw endless(store, prefix, limit)
+        entries.push(entry)
+      }
+      return entries
+    },
+    { retries, isTransient: store.isTransient },
+  )
+}
+
+/**
+ * Known keys per range of a split listing: a page (1,000 keys) still holds a range with up to 200
+ * keys the caller does not know of (older builds' files), so each range costs one request.
+ */
+const KNOWN_KEYS_PER_RANGE = 800
+/** Ranges listed at once. */
+const RANGES_AT_ONCE = 32
+
+/**
+ * Every entry under `prefix`, as {@link listEntries}, but the key space cut into ranges at the
+ * `known` keys (those the caller expects, sorted) and the ranges listed at once: the pages of a
+ * long listing then cost one round trip, not one each. Stores that cannot list a range list once.
+ */
+export async function listEntriesSplit(store: Store, prefix: string, known: readonly string[], retries = 3): Promise<StoreEntry[]> {
+  if (!store.listAfter || known.length <= KNOWN_KEYS_PER_RANGE) return listEntries(store, prefix, retries)
+  const sorted = known.map((key) => Buffer.from(key)).sort(Buffer.compare)
+  // Each range ends at a known key, included, and the next starts after it.
+  const ends: (Buffer | undefined)[] = []
+  for (let index = KNOWN_KEYS_PER_RANGE - 1; index < sorted.length - 1; index += KNOWN_KEYS_PER_RANGE) ends.push(sorted[index])
+  ends.push(undefined)
+  const ranges = ends.map((end, index) => ({ startAfter: ends[index - 1]?.toString(), end, entries: [] as StoreEntry[] }))
+  await forEachLimited(ranges, RANGES_AT_ONCE, async (range) => {
+    range.entries = await listRange(store, prefix, range.startAfter, range.end, retries)
+  })
+  return ranges.flatMap((range) => range.entries)
+}
+
+/** The entries under `prefix` after `startAfter` up to `end` (included; the end of the listing when undefined), retried as a whole. */
+function listRange(store: Store, prefix: string, startAfter: string | undefined, end: Buffer | undefined, retries: number): Promise<StoreEntry[]> {
+  return withRetry(
+    async () => {
+      const entries: StoreEntry[] = []
+      const after = startAfter === undefined ? undefined : Buffer.from(startAfter)
+      for await (const entry of store.listAfter!(prefix, startAfter)) {
+        const key = Buffer.from(entry.key)
+        if (end && Buffer.compare(key, end) > 0) break
+        // A server that ignores StartAfter lists from the start: what it sends again is left out.
+        if (after && Buffer.compare(key, after) <= 0) continue
+        if (entries.length === LIST_MAX_ENTRIES) throw endless(store, prefix, LIST_MAX_ENTRIES)
         entries.push(entry)
       }
       return entries

@@ -1,7 +1,7 @@
 import { entryOf } from '../model/manifest'
 import type { HeldFile } from '../model/sync-plan'
 import { isMd5 } from '../util/digest'
-import type { StoredBuild } from './builds'
+import { listEntriesSplit, type StoredBuild } from './builds'
 import { layoutOf } from './layout'
 import type { Store } from './store'
 
@@ -21,12 +21,16 @@ export interface ListedObject {
   etag?: string
 }
 
-/** The data keys of `app` on a flat store; none on a versioned one, whose newest manifest names its keys. */
-export async function listHeld(store: Store, app: string): Promise<ListedObject[]> {
+/**
+ * The data keys of `app` on a flat store, listed in ranges cut at the keys of `relpaths` (the
+ * build's: see {@link listEntriesSplit}), not retried; none on a versioned one, whose newest
+ * manifest names its keys.
+ */
+export async function listHeld(store: Store, app: string, relpaths: readonly string[]): Promise<ListedObject[]> {
   const layout = layoutOf(store)
-  const listing: ListedObject[] = []
-  if (!layout.keysPerBuild) for await (const { key, size, etag } of store.list(layout.dataPrefix(app))) listing.push({ key, size, etag })
-  return listing
+  if (layout.keysPerBuild) return []
+  const known = relpaths.map((relpath) => layout.dataKey(app, 0, relpath))
+  return (await listEntriesSplit(store, layout.dataPrefix(app), known, 0)).map(({ key, size, etag }) => ({ key, size, etag }))
 }
 
 /**

@@ -14,12 +14,12 @@ import type { Store } from '../core/store/store'
 import { formatAge } from '../core/util/duration'
 import type { Logger } from '../core/util/logger'
 import type { ResolvedOptions } from '../options'
-import { createWatchMonitor, type WatchMonitor } from '../sidecar/monitor'
-import { createStore, isValkeyUrl } from '../stores'
+import type { WatchMonitor } from '../sidecar/monitor'
+import { createStore, isValkeyUrl, preloadDriver } from '../stores'
 import type { WatchSettings } from './flags'
 import { createProgress, type Progress } from './progress'
 import { StoppedBySignal, type StopSignal, untilSignalled } from './signals'
-import { openStore } from './store'
+import { withOpenStore } from './store'
 
 export interface Context {
   options: ResolvedOptions
@@ -35,21 +35,12 @@ export interface Context {
 /** Each command returns the report that `--json` prints. */
 type Report = object
 
-async function withStore<T>(options: ResolvedOptions, logger: Logger, work: (store: Store) => Promise<T>): Promise<T> {
-  const store = await openStore(options, logger)
-  try {
-    return await work(store)
-  } finally {
-    await store.close()
-  }
-}
-
 /** A bar or plain progress lines for the work, stopped however it ends; the work logs through the bar's logger. */
 async function withProgress<T>(
   { logger, interactive, options }: Context,
   work: (onProgress: Progress['onProgress'], logger: Logger) => Promise<T>,
 ): Promise<T> {
-  const progress = createProgress(logger, interactive, options.debug)
+  const progress = await createProgress(logger, interactive, options.debug)
   try {
     return await work(progress.onProgress, progress.logger)
   } finally {
@@ -59,6 +50,7 @@ async function withProgress<T>(
 
 export async function populateCommand(dir: string, context: Context): Promise<Report> {
   const { options, logger } = context
+  preloadDriver(options.store)
   // Read the directory before touching the store: a wrong path must leave the store untouched.
   const files = await collectFiles(resolve(dir), undefined, logger)
   if (files.length === 0)
@@ -68,8 +60,8 @@ export async function populateCommand(dir: string, context: Context): Promise<Re
       signal,
       `Stopped by ${signal}: no upload was started after it, and no entrypoint or manifest of build ${options.timestamp} was written unless the build was already complete. Push again.`,
     )
-  return withProgress(context, (onProgress, logger) =>
-    withStore(options, logger, async (store) => {
+  return withProgress(context, (onProgress, progressLogger) =>
+    withOpenStore(options, progressLogger, async (store, logger) => {
       const report = await untilSignalled(stopped, (signal) => populate({ store, options, files, logger, onProgress, signal }))
       return options.dryRun && !report.skipped ? dryRunSummary(store, options, report, logger) : report
     }),
@@ -102,8 +94,8 @@ const stoppedBeforeSwitch = (dest: string) => (signal: StopSignal) =>
 
 export async function popCommand(dest: string, context: Context): Promise<Report> {
   const { options } = context
-  return withProgress(context, (onProgress, logger) =>
-    withStore(options, logger, (store) =>
+  return withProgress(context, (onProgress, progressLogger) =>
+    withOpenStore(options, progressLogger, (store, logger) =>
       untilSignalled(stoppedBeforeSwitch(dest), (signal) =>
         pop({
           store,
@@ -175,6 +167,8 @@ export async function watchCommand(dest: string, context: Context, settings: Wat
 }
 
 async function listening(address: string, { pollMs, backoff }: WatchSettings, app: string, logger: Logger): Promise<WatchMonitor> {
+  // Imported here: prom-client costs every other command ~70 ms of start-up.
+  const { createWatchMonitor } = await import('../sidecar/monitor')
   // Alive while an attempt ends within a poll, the longest backoff and one catch-up, with a minute to spare.
   const monitor = createWatchMonitor({ app, staleAfterMs: Math.max(pollMs, backoff.maxMs) + DEFAULT_CATCH_UP_MS + 60_000 })
   await monitor.listen(address)
@@ -186,7 +180,7 @@ export async function pruneCommand({ options, logger }: Context): Promise<Report
   // toOptions gives the prune command a rule always: `--older-than` and `--keep`, or their defaults.
   if (!options.prune) throw new Error('prune needs a pruning rule')
   const rule = { ...options.prune, now: Math.floor(Date.now() / 1000) }
-  const report = await withStore(options, logger, (store) =>
+  const report = await withOpenStore(options, logger, (store, logger) =>
     prune({ store, app: options.app, rule, entrypoints: options.entrypoint, retries: options.retries, dryRun: options.dryRun, logger }),
   )
   // A prune job that never prunes must not look green: the store would only grow.
@@ -206,7 +200,7 @@ function bytesOf(build: StoredBuild): number | undefined {
 
 export async function lsCommand({ options, logger, print }: Context): Promise<Report> {
   const now = Math.floor(Date.now() / 1000)
-  const { display, stored } = await withStore(options, logger, async (store) => ({
+  const { display, stored } = await withOpenStore(options, logger, async (store) => ({
     display: store.display,
     stored: await listBuilds(store, options.app, options.retries),
   }))

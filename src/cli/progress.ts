@@ -1,4 +1,3 @@
-import cliProgress from 'cli-progress'
 import { formatBytes, type ProgressEvent } from '../core/model/progress'
 import type { Logger } from '../core/util/logger'
 
@@ -21,7 +20,7 @@ const rate = (bytes: number, startedAt: number) => `${formatBytes(Math.round(byt
  * A bar (files, bytes, rate, ETA) on stderr when a person watches a terminal; plain log lines in
  * CI (no TTY, or `CI=true`), where redrawn bars turn into noise.
  */
-export function createProgress(logger: Logger, interactive: boolean, debug: boolean): Progress {
+export async function createProgress(logger: Logger, interactive: boolean, debug: boolean): Promise<Progress> {
   const startedAt = Date.now()
   if (!interactive) {
     let logged = 0
@@ -38,6 +37,8 @@ export function createProgress(logger: Logger, interactive: boolean, debug: bool
   }
   // The bar counts bytes, so its percentage and ETA follow the real work; files ride along as a
   // payload. The bar shrinks so that the line fits the terminal: cli-progress clips what does not.
+  // Imported only for a terminal: CI never draws it, and need not load it.
+  const { default: cliProgress } = await import('cli-progress')
   const bar = new cliProgress.SingleBar(
     {
       format: '{bar} {percentage}% {files} files {bytes} {rate} ETA {eta_formatted}',

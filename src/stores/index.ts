@@ -109,6 +109,16 @@ export async function createStore(url: string, options: StoreOptions): Promise<S
   return openDriver(url, options)
 }
 
+/**
+ * Starts loading the driver a URL names, without opening it: the AWS SDK takes ~200 ms to import,
+ * which then overlaps with reading the build. A failure shows where the driver is opened.
+ */
+export function preloadDriver(url: string): void {
+  const kind = storeKind(url)
+  const loading = kind === 's3' ? import('./s3') : kind === 'valkey' ? import('./valkey') : import('./local')
+  loading.catch(() => {})
+}
+
 async function openDriver(url: string, options: StoreOptions): Promise<Store> {
   const timeouts = {
     connectTimeout: options.connectTimeout ?? DEFAULT_TIMEOUTS.connectTimeout,

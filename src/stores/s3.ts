@@ -98,19 +98,28 @@ export function createS3Store(url: string, options: S3Options, timeouts: StoreTi
       }
     },
     list: (prefix) => listUnder(connection, prefix),
+    listAfter: (prefix, startAfter) => listUnder(connection, prefix, startAfter),
     delete: createDeleter(connection),
     close: () => connection.close(),
   }
 }
 
-/** Every key under `prefix`, a page of ListObjectsV2 at a time, bounded. */
-async function* listUnder({ call, bucket, root, display }: S3Connection, prefix: string): AsyncIterable<StoreEntry> {
+/** Every key under `prefix` (after `startAfter`, when given), a page of ListObjectsV2 at a time, bounded. */
+async function* listUnder({ call, bucket, root, display }: S3Connection, prefix: string, startAfter?: string): AsyncIterable<StoreEntry> {
   let token: string | undefined
   for (let page = 0; page < MAX_LIST_PAGES; page++) {
     // https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html; url encoding
     // carries keys that XML cannot (control characters), and the SDK hands them on encoded.
     const answer = await call((c) =>
-      c.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: root + prefix || undefined, ContinuationToken: token, EncodingType: 'url' })),
+      c.send(
+        new ListObjectsV2Command({
+          Bucket: bucket,
+          Prefix: root + prefix || undefined,
+          StartAfter: startAfter === undefined ? undefined : root + startAfter,
+          ContinuationToken: token,
+          EncodingType: 'url',
+        }),
+      ),
     )
     const decode = answer.EncodingType === 'url' ? (key: string) => decodeListedKey(key, display()) : (key: string) => key
     for (const object of answer.Contents ?? []) {

@@ -64,8 +64,11 @@ export async function startTripProxy(upstream: string, delayMs: number): Promise
     // A listing's next page waits for the page before it, not for whatever else was answered meanwhile.
     const prefix = url.searchParams.get('prefix')
     const page = url.searchParams.has('continuation-token') ? 'next page' : 'first page'
-    const chain = prefix === null ? undefined : `list ${prefix}`
-    const done = trips.start(prefix === null ? `${req.method} ${decodeURIComponent(url.pathname)}` : `list ${prefix} (${page})`, chain)
+    // Ranges of one prefix listed at once (`start-after`, sent with each of their pages) are listings of their own.
+    const after = url.searchParams.get('start-after')
+    const listing = `list ${prefix}${after === null ? '' : ` after ${after}`}`
+    const chain = prefix === null ? undefined : listing
+    const done = trips.start(prefix === null ? `${req.method} ${decodeURIComponent(url.pathname)}` : `${listing} (${page})`, chain)
     res.once('close', done)
     await sleep(delayMs)
     forward(req, res, target, agent)

@@ -49,12 +49,12 @@ describe('push-cache with the S3 store', () => {
     expect(await tree(work)).toEqual(ONLY_THE_BUILD)
   })
 
-  it('a 5xx on every attempt of the first request names the store and the request: exit 2, nothing written', async () => {
-    await injectFault({ bucket, method: 'GET', status: 500, code: 'InternalError' })
+  it('a 5xx on every attempt of the first request (the writer lock) names the store and the request: exit 2, nothing written', async () => {
+    await injectFault({ bucket, method: 'PUT', status: 500, code: 'InternalError' })
     try {
       const result = await runCli(['populate', dist, '--app', 'my-app', '--store', s3StoreUrl(bucket), '--retries', '1', '--json'], { env: s3CliEnv() })
       expect(result.code).toBe(2)
-      expect(result.stderr).toMatch(new RegExp(`s3://${bucket} .*failed the first request \\(listing manifests/my-app/\\), every attempt: .*InternalError`))
+      expect(result.stderr).toMatch(new RegExp(`s3://${bucket} .*failed the first request \\(put locks/my-app/writer\\), every attempt: .*InternalError`))
       expect(result.stderr).not.toContain('Run again with PUSH_CACHE_DEBUG=1')
       expect(await listObjects(bucket)).toEqual([])
     } finally {

@@ -19,11 +19,12 @@ function s3Credentials(): Record<string, string> {
 }
 
 /** Every command, as a user runs it against `store` (`dist` and `dest` inside `work`). */
-const COMMANDS: [string, (paths: { dist: string; dest: string }) => string[]][] = [
-  ['populate', ({ dist }) => ['populate', dist]],
-  ['pop', ({ dest }) => ['pop', dest]],
-  ['prune', () => ['prune', '--older-than', '1s']],
-  ['ls', () => ['ls']],
+/** Each command, and its first S3 request: the writer lock of a command that writes, else a listing. */
+const COMMANDS: [string, (paths: { dist: string; dest: string }) => string[], string][] = [
+  ['populate', ({ dist }) => ['populate', dist], 'PUT /{bucket}/locks/shop/writer'],
+  ['pop', ({ dest }) => ['pop', dest], 'GET /{bucket}/'],
+  ['prune', () => ['prune', '--older-than', '1s'], 'PUT /{bucket}/locks/shop/writer'],
+  ['ls', () => ['ls'], 'GET /{bucket}/'],
 ]
 
 const upstream = new URL(inject('s3').upstream)
@@ -42,7 +43,7 @@ describe('every command fails within the bound when the store accepts connection
   const bound = stepBoundMs(QUICK) + CLI_SLACK_MS
 
   describe('S3', () => {
-    it.each(COMMANDS)('%s', async (_, command) => {
+    it.each(COMMANDS)('%s', async (_, command, firstRequest) => {
       const { work, dist } = await workspaceWithBuild()
       const bucket = await createBucket()
       const endpoint = `http://127.0.0.1:${s3Proxy.port}`
@@ -50,7 +51,9 @@ describe('every command fails within the bound when the store accepts connection
       const result = await timedCli(args, s3Credentials())
 
       expect(result.code, result.stderr).toBe(2)
-      expect(result.stderr).toContain(`s3://${bucket} at ${endpoint} timed out: GET /${bucket}/ got no complete answer within 500 ms`)
+      expect(result.stderr).toContain(
+        `s3://${bucket} at ${endpoint} timed out: ${firstRequest.replace('{bucket}', bucket)} got no complete answer within 500 ms`,
+      )
       expect(result.stderr).toContain('raise `requestTimeout` (--request-timeout) if it is only slow')
       expect(result.ms).toBeLessThan(bound)
       expect(await listObjects(bucket)).toEqual([])

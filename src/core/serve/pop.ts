@@ -9,7 +9,7 @@ import { entryOf, type Manifest, type ManifestEntry } from '../model/manifest'
 import { assertSafeRelpath } from '../model/paths'
 import { createProgressCounter, type ProgressEvent } from '../model/progress'
 import { planSync, type SyncPlan, type WantedFile } from '../model/sync-plan'
-import { listBuilds, listEntries, newestBuild, newestManifestTimestamp, unlessUnreadable } from '../store/builds'
+import { listBuilds, listEntries, newestBuildListed, newestManifestTimestamp } from '../store/builds'
 import { flatLayout, layoutOf, versionedLayout } from '../store/layout'
 import type { Store } from '../store/store'
 import { pause } from '../util/backoff'
@@ -145,10 +145,9 @@ export async function readStoreSnapshot(store: Store, app: string, retries = 3):
     const newest = builds.find((build) => build.complete)
     return { files: await withoutPrunedOlder(store, planVersionedPop(app, builds), newest?.files ?? [], retries), timestamp: newest?.timestamp }
   }
-  const newestListed = await newestManifestTimestamp(store, app, retries)
   // An unreadable newest manifest vouches for nothing: the listed files are still served, checked by ETag or size.
-  const [newest, listing] = await Promise.all([
-    newestBuild(store, app, retries).catch(unlessUnreadable),
+  const [{ newest, newestListed }, listing] = await Promise.all([
+    newestBuildListed(store, app, retries),
     listEntries(store, flatLayout.dataPrefix(app), retries),
   ])
   const listed = new Map(listing.map((entry) => [entry.key, entry]))

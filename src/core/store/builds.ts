@@ -62,20 +62,84 @@ async function readText(store: Store, key: string, retries = 3, limit = MANIFEST
   )
 }
 
+/** A listing past `limit` keys: a server that never ends it. */
+const endless = (store: Store, prefix: string, limit: number) =>
+  new PushCacheError(
+    'STORE_UNREACHABLE',
+    `${store.display} listed more than ${limit.toLocaleString('en')} keys under ${prefix} and was still going: its listing cannot be used. Check the server (a listing that never ends), or prune the app.`,
+  )
+
 /** Every entry under `prefix`, at most `LIST_MAX_ENTRIES`; a listing that fails transiently starts over. */
 export async function listEntries(store: Store, prefix: string, retries = 3, limit = LIST_MAX_ENTRIES): Promise<StoreEntry[]> {
   return withRetry(
     async () => {
       const entries: StoreEntry[] = []
       for await (const entry of store.list(prefix)) {
-        if (entries.length === limit)
-          throw new PushCacheError(
-            'STORE_UNREACHABLE',
-            `${store.display} listed more than ${limit.toLocaleString('en')} keys under ${prefix} and was still going: its listing cannot be used. Check the server (a listing that never ends), or prune the app.`,
-          )
+        if (entries.length === limit) throw endless(store, prefix, limit)
         entries.push(entry)
       }
       return entries
+    },
+    { retries, isTransient: store.isTransient },
+  )
+}
+
+/**
+ * Known keys per range of a split listing: a page (1,000 keys) still holds a range with up to 200
+ * keys the caller does not know of (older builds' files), so each range costs one request.
+ */
+const KNOWN_KEYS_PER_RANGE = 800
+/** Ranges listed at once. */
+const RANGES_AT_ONCE = 32
+
+/**
+ * Calls `visit` with every entry under `prefix`, as {@link listEntries} lists them, but the key
+ * space cut into ranges at the `known` keys (those the caller expects) and the ranges listed at
+ * once: the pages of a long listing then cost one round trip, not one each. Stores that cannot list
+ * a range list once. Nothing is held: a range that fails transiently is listed over, so `visit` may
+ * see an entry twice (the newest last).
+ */
+export async function visitEntriesSplit(
+  store: Store,
+  prefix: string,
+  known: readonly string[],
+  retries: number,
+  visit: (entry: StoreEntry) => void,
+): Promise<void> {
+  if (!store.listAfter || known.length <= KNOWN_KEYS_PER_RANGE) return visitRange(store, prefix, undefined, undefined, retries, visit)
+  const sorted = known.map((key) => Buffer.from(key)).sort(Buffer.compare)
+  // Each range ends at a known key, included, and the next starts after it.
+  const ends: (Buffer | undefined)[] = []
+  for (let index = KNOWN_KEYS_PER_RANGE - 1; index < sorted.length - 1; index += KNOWN_KEYS_PER_RANGE) ends.push(sorted[index])
+  ends.push(undefined)
+  await forEachLimited(
+    ends.map((end, index) => ({ startAfter: ends[index - 1]?.toString(), end })),
+    RANGES_AT_ONCE,
+    (range) => visitRange(store, prefix, range.startAfter, range.end, retries, visit),
+  )
+}
+
+/** The entries under `prefix` after `startAfter` up to `end` (included; the end of the listing when undefined), retried as a whole. */
+function visitRange(
+  store: Store,
+  prefix: string,
+  startAfter: string | undefined,
+  end: Buffer | undefined,
+  retries: number,
+  visit: (entry: StoreEntry) => void,
+): Promise<void> {
+  return withRetry(
+    async () => {
+      let count = 0
+      const after = startAfter === undefined ? undefined : Buffer.from(startAfter)
+      for await (const entry of startAfter === undefined && !end ? store.list(prefix) : store.listAfter!(prefix, startAfter)) {
+        const key = Buffer.from(entry.key)
+        if (end && Buffer.compare(key, end) > 0) break
+        // A server that ignores StartAfter lists from the start: what it sends again is left out.
+        if (after && Buffer.compare(key, after) <= 0) continue
+        if (count++ === LIST_MAX_ENTRIES) throw endless(store, prefix, LIST_MAX_ENTRIES)
+        visit(entry)
+      }
     },
     { retries, isTransient: store.isTransient },
   )
@@ -105,7 +169,7 @@ async function readBuild(store: Store, app: string, { key, size }: StoreEntry, r
 }
 
 /** For reads that can do without the newest manifest: an unreadable one counts as none. */
-export const unlessUnreadable = (error: unknown): undefined => {
+const unlessUnreadable = (error: unknown): undefined => {
   if (error instanceof PushCacheError && error.code === 'MANIFEST_UNREADABLE') return undefined
   throw error
 }
@@ -257,13 +321,34 @@ export async function orphanedKeys(store: Store, app: string, builds: readonly S
     .sort()
 }
 
-/** The timestamp of the newest manifest key of `app`, readable or not (flat stores); one listing, no reads. */
-export async function newestManifestTimestamp(store: Store, app: string, retries = 3): Promise<number | undefined> {
-  const layout = layoutOf(store)
+/** The timestamp of the newest of these manifest keys of `app`, readable or not. */
+function newestTimestampOf(layout: Layout, app: string, keys: readonly string[]): number | undefined {
   let newest: number | undefined
-  for (const key of await listKeys(store, layout.manifestPrefix(app), retries)) {
+  for (const key of keys) {
     const timestamp = layout.parseManifestKey(app, key)
     if (timestamp !== undefined && (newest === undefined || timestamp > newest)) newest = timestamp
   }
   return newest
+}
+
+/** The timestamp of the newest manifest key of `app`, readable or not (flat stores); one listing, no reads. */
+export async function newestManifestTimestamp(store: Store, app: string, retries = 3): Promise<number | undefined> {
+  return newestTimestampOf(layoutOf(store), app, await listKeys(store, layoutOf(store).manifestPrefix(app), retries))
+}
+
+/**
+ * The newest build (none when its manifest cannot be read) and the newest manifest key listed,
+ * readable or not, from one listing: a pop of a flat store reads both before its downloads.
+ */
+export async function newestBuildListed(store: Store, app: string, retries = 3): Promise<{ newest?: StoredBuild; newestListed?: number }> {
+  const { entries, newestFirst } = await candidates(store, app, retries)
+  const newest = await firstBuild(store, app, newestFirst, retries).catch(unlessUnreadable)
+  return {
+    newest,
+    newestListed: newestTimestampOf(
+      layoutOf(store),
+      app,
+      entries.map((entry) => entry.key),
+    ),
+  }
 }

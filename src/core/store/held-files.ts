@@ -1,7 +1,7 @@
 import { entryAt, indexIn } from '../model/manifest'
 import type { HeldFile } from '../model/sync-plan'
 import { isMd5 } from '../util/digest'
-import type { StoredBuild } from './builds'
+import { type StoredBuild, visitEntriesSplit } from './builds'
 import { layoutOf } from './layout'
 import type { Store } from './store'
 
@@ -37,14 +37,16 @@ export async function listHeld(store: Store, app: string, relpaths: readonly str
   const layout = layoutOf(store)
   const listing: Listing = { relpaths, listed: new Uint8Array(relpaths.length), sizes: new Array(relpaths.length), etags: new Array(relpaths.length) }
   if (layout.keysPerBuild) return listing
-  for await (const { key, size, etag } of store.list(layout.dataPrefix(app))) {
+  // Listed in ranges at once, cut at the build's keys; not retried here, the caller retries it whole.
+  const known = relpaths.map((relpath) => layout.dataKey(app, 0, relpath))
+  await visitEntriesSplit(store, layout.dataPrefix(app), known, 0, ({ key, size, etag }) => {
     const relpath = layout.parseDataKey(app, key)?.relpath
     const index = relpath === undefined ? -1 : indexIn(relpaths, relpath)
-    if (index === -1) continue
+    if (index === -1) return
     listing.listed[index] = 1
     listing.sizes[index] = size
     listing.etags[index] = etag
-  }
+  })
   return listing
 }
 

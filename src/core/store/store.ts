@@ -114,6 +114,11 @@ export interface Store {
   read(key: string): Promise<Readable | undefined>
   /** Every key that starts with `prefix` (a plain string, not a pattern), in no particular order. */
   list(prefix: string): AsyncIterable<StoreEntry>
+  /**
+   * The keys that start with `prefix` and sort after `startAfter`, in the order of their UTF-8
+   * bytes (S3's): ranges of one prefix listed at once, each stopped where the next starts.
+   */
+  listAfter?(prefix: string, startAfter: string | undefined): AsyncIterable<StoreEntry>
   /** Deletes the keys; a key that does not exist is not an error. */
   delete(keys: readonly string[], options?: DeleteOptions): Promise<void>
   /** Removes the expiry of keys written with `expiresIn`; resolves to the keys that no longer exist. */

@@ -104,7 +104,7 @@ export function connectS3(url: string, options: S3Options, timeouts: StoreTimeou
     (client ??= (async () => {
       const endpoint = options.endpoint || (await configuredEndpoint())
       if (endpoint) display = redact(`${prefixDisplay} at ${endpoint}`)
-      return quietClient({
+      const made = quietClient({
         region: options.region || (await regionFromChain(endpoint)),
         endpoint,
         forcePathStyle: options.forcePathStyle ?? endpoint !== undefined,
@@ -119,7 +119,12 @@ export function connectS3(url: string, options: S3Options, timeouts: StoreTimeou
         // encountered in a non-retryable streaming request"); every error reaches us anyway.
         logger: SILENT,
         requestHandler: await createRequestHandler(display, timeouts, MAX_CONCURRENCY),
+        // Every command of a kind runs through the same middleware: resolved once per kind, not per request.
+        cacheMiddleware: true,
       })
+      // It would render every request's input and output for a logger that drops them.
+      made.middlewareStack.remove('loggerMiddleware')
+      return made
     })())
 
   /**

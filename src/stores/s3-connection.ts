@@ -119,8 +119,6 @@ export function connectS3(url: string, options: S3Options, timeouts: StoreTimeou
         // encountered in a non-retryable streaming request"); every error reaches us anyway.
         logger: SILENT,
         requestHandler: await createRequestHandler(display, timeouts, MAX_CONCURRENCY),
-        // Every command of a kind runs through the same middleware: resolved once per kind, not per request.
-        cacheMiddleware: true,
       })
       // It would render every request's input and output for a logger that drops them.
       made.middlewareStack.remove('loggerMiddleware')

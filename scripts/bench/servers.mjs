@@ -260,7 +260,10 @@ export async function startCountingProxy(upstreamPort) {
     // Node already answered `100 Continue` to the client; the header is not signed (SigV4 leaves it out).
     const { expect: _, ...headers } = request.headers
     const forwarded = http.request({ host: LOOPBACK, port: upstreamPort, method: request.method, path: request.url, headers, agent }, (answer) => {
-      response.writeHead(answer.statusCode ?? 502, answer.headers)
+      // moto closes every connection (`Connection: close`); passed on, every tool would pay a new
+      // connection per request, which no real S3 asks. The proxy keeps the client's open.
+      const { connection: __, 'keep-alive': ___, ...answerHeaders } = answer.headers
+      response.writeHead(answer.statusCode ?? 502, answerHeaders)
       answer.pipe(response)
     })
     forwarded.once('error', () => response.destroy())

@@ -104,7 +104,7 @@ export function connectS3(url: string, options: S3Options, timeouts: StoreTimeou
     (client ??= (async () => {
       const endpoint = options.endpoint || (await configuredEndpoint())
       if (endpoint) display = redact(`${prefixDisplay} at ${endpoint}`)
-      return quietClient({
+      const made = quietClient({
         region: options.region || (await regionFromChain(endpoint)),
         endpoint,
         forcePathStyle: options.forcePathStyle ?? endpoint !== undefined,
@@ -120,6 +120,9 @@ export function connectS3(url: string, options: S3Options, timeouts: StoreTimeou
         logger: SILENT,
         requestHandler: await createRequestHandler(display, timeouts, MAX_CONCURRENCY),
       })
+      // It would render every request's input and output for a logger that drops them.
+      made.middlewareStack.remove('loggerMiddleware')
+      return made
     })())
 
   /**

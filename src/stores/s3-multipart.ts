@@ -10,7 +10,7 @@ import { isTransientS3 } from './s3-transient'
 const MIB = 1024 * 1024
 const PART_SIZE = 8 * MIB
 /** Parts of one multipart upload in flight. */
-export const PART_QUEUE = 2
+export const PART_QUEUE = 4
 /**
  * Attempts of one step of a multipart upload (a part, the completion). A part is retried on its
  * own, here, and the upload then fails for good: core never sends the whole file again.

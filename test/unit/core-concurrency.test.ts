@@ -32,7 +32,7 @@ describe('createAdaptiveLimit', () => {
       const inFlight = limit.current()
       for (let done = 0; done < inFlight; done++) {
         clock.now += 1 / rate(inFlight)
-        limit.completed(1)
+        limit.completed()
       }
     }
   }
@@ -47,6 +47,22 @@ describe('createAdaptiveLimit', () => {
     const settled = limit.current()
     drive(limit, (inFlight) => Math.min(inFlight, 128) / 100, 5, clock)
     expect(limit.current()).toBe(settled)
+  })
+
+  it('keeps growing on a long link when the first round carried the largest files, and planning time counts in no round', () => {
+    const clock = { now: 0 }
+    const limit = createAdaptiveLimit({ initial: 32, max: 256, now: () => clock.now })
+    clock.now += 5000 // the push plans before its first upload
+    limit.current()
+    // The largest files first: 32 of them take 2 s each, 32 at once.
+    for (let done = 0; done < 32; done++) {
+      clock.now += 2000 / 32
+      limit.completed()
+    }
+    expect(limit.current()).toBe(64)
+    // Then small files, latency-bound at 100 ms: more in flight is more done, up to 128.
+    drive(limit, (inFlight) => Math.min(inFlight, 128) / 100, 10, clock)
+    expect(limit.current()).toBe(128)
   })
 
   it('stays near where it started when more in flight gains nothing (a busy server on a short link)', () => {

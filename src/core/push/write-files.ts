@@ -12,7 +12,6 @@ import type { PushRun } from './run'
 /** File contents held in memory at once across all uploads in flight; larger files stream. */
 const BYTES_IN_FLIGHT = 16 * 1024 * 1024
 /** What a file counts for when the link is probed: a request, plus its bytes in 64 KiB units. */
-const workOf = (file: PlannedUpload) => 1 + file.size / 65_536
 
 /** Writes the files of one build, and remembers what it wrote. */
 export interface FileWriter {
@@ -76,7 +75,7 @@ export function createFileWriter(
       )
     }
     logger.debug(`pushed ${file.key}`)
-    if (typeof run.inFlight !== 'number') run.inFlight.completed(workOf(file))
+    if (typeof run.inFlight !== 'number') run.inFlight.completed()
     progress.add(file.relpath, file.size)
   }
 

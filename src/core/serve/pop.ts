@@ -318,7 +318,7 @@ async function fillBuildDir(
       )
     }
     const { size } = state.files[file.relpath]!
-    if (typeof inFlight !== 'number') inFlight.completed(1 + size / 65_536)
+    if (typeof inFlight !== 'number') inFlight.completed()
     progress.add(file.relpath, size)
   }
   const reuse = async (file: PopFile) => {

@@ -59,25 +59,31 @@ export interface InFlightLimit {
 /**
  * A limit that finds how much a link takes, as TCP's slow start and BBR's startup do: it starts at
  * `initial` and doubles after each round (as many completions as were in flight), up to `max`, as
- * long as each doubling raised the throughput by a sixth or more; the first that did not is taken
- * back, and the probing ends. A sign of congestion (a retried request: SlowDown, 503, a timeout) halves it, down to
- * `min`, and ends the probing too. On a short link more in flight gains nothing and it stays put;
- * on a long one it grows until the bandwidth-delay product is filled.
+ * long as each doubling raised the completions per second by a sixth or more; the first that did
+ * not is taken back, and the probing ends. A sign of congestion (a retried request: SlowDown, 503,
+ * a timeout) halves it, down to `min`, and ends the probing too. On a short link more in flight
+ * gains nothing and it stays put; on a long one it grows until the bandwidth-delay product is filled.
+ *
+ * It counts requests, not bytes: work goes largest first, so a first round weighed in bytes always
+ * looked faster than the small files after it, and a long link gave its doubling back. A round's
+ * clock starts when its first task asks to start (not while the push still plans).
  */
 export function createAdaptiveLimit({ initial, max, min = 4, now = Date.now }: { initial: number; max: number; min?: number; now?: () => number }) {
   let current = Math.min(initial, max)
   let probing = current < max
-  let round = { started: now(), units: 0, completions: 0 }
+  let round: { started?: number; completions: number } = { completions: 0 }
   /** The level before the last doubling, and its throughput. */
   let before: { level: number; throughput: number } | undefined
   return {
     max,
-    current: () => current,
-    /** A task ended well, having moved `units` of work (a file: 1 plus its size in 64 KiB). */
-    completed(units: number): void {
-      round.units += units
+    current(): number {
+      round.started ??= now()
+      return current
+    },
+    /** A task ended well. */
+    completed(): void {
       if (!probing || ++round.completions < current) return
-      const throughput = round.units / Math.max(1, now() - round.started)
+      const throughput = round.completions / Math.max(1, now() - (round.started ?? 0))
       if (before && throughput < before.throughput * (7 / 6)) {
         current = before.level
         probing = false
@@ -85,7 +91,7 @@ export function createAdaptiveLimit({ initial, max, min = 4, now = Date.now }: {
         before = { level: current, throughput }
         current = Math.min(max, current * 2)
       } else probing = false
-      round = { started: now(), units: 0, completions: 0 }
+      round = { completions: 0 }
     },
     congested(): void {
       current = Math.max(min, Math.floor(current / 2))

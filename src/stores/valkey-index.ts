@@ -68,11 +68,8 @@ export interface ValkeyIndex {
   list(prefix: string): AsyncIterable<StoreEntry>
 }
 
-export function valkeyIndex(connection: ValkeyConnection, mode: ValkeyScan): ValkeyIndex {
-  const { client, guard } = connection
-  /** Apps being adopted by this process, and those known to be adopted: one check each. */
-  const adopting = new Map<string, Promise<Adoption>>()
-  const adoptedApps = new Set<string>()
+/** The one place entries are added to an index: batched, see `addEntry`. */
+function entryBatcher(guard: ValkeyConnection['guard']): (valkey: Redis | Cluster, index: string, key: string) => Promise<{ added: Promise<number> }> {
   /** Entries not sent yet, per index, and when their ZADD is sent. */
   const unsent = new Map<string, { members: (number | string)[]; sent: Promise<{ added: Promise<number> }> }>()
 
@@ -82,7 +79,7 @@ export function valkeyIndex(connection: ValkeyConnection, mode: ValkeyScan): Val
    * to its reply: a key's SET sent right then goes in the same auto-pipeline, behind its entry (a
    * SET sent before the ZADD could leave in a pipeline of its own, a round trip ahead of it).
    */
-  function addEntry(valkey: Redis | Cluster, index: string, key: string): Promise<{ added: Promise<number> }> {
+  return function addEntry(valkey: Redis | Cluster, index: string, key: string): Promise<{ added: Promise<number> }> {
     let batch = unsent.get(index)
     if (!batch) {
       const members: (number | string)[] = []
@@ -99,6 +96,14 @@ export function valkeyIndex(connection: ValkeyConnection, mode: ValkeyScan): Val
     batch.members.push(Date.now(), key)
     return batch.sent
   }
+}
+
+export function valkeyIndex(connection: ValkeyConnection, mode: ValkeyScan): ValkeyIndex {
+  const { client, guard } = connection
+  /** Apps being adopted by this process, and those known to be adopted: one check each. */
+  const adopting = new Map<string, Promise<Adoption>>()
+  const adoptedApps = new Set<string>()
+  const addEntry = entryBatcher(guard)
 
   /** Whether the app was adopted before this listing; adopts it (one SCAN of the keyspace) when not. */
   function adopted(app: string): Promise<Adoption> {

@@ -31,6 +31,30 @@ return 1`
 
 const sha1 = (value: Buffer) => createHash('sha1').update(value).digest('hex')
 
+/** One SET of a whole value, conditional when asked: the etag it returns is the value's SHA-1, as the server computes it. */
+async function setValue(
+  valkey: Redis | Cluster,
+  guard: ValkeyConnection['guard'],
+  key: string,
+  value: Buffer,
+  { expiresIn, ifNoneMatch, ifMatch }: PutOptions,
+): Promise<PutResult> {
+  if (ifMatch !== undefined) {
+    // https://valkey.io/commands/eval/
+    const replaced = await guard(valkey.eval(REPLACE_IF_MATCH, 1, key, ifMatch, value, expiresIn ? String(expiresIn) : ''))
+    if (replaced !== 1) throw new PreconditionFailed(key)
+    return { etag: sha1(value) }
+  }
+  if (ifNoneMatch) {
+    // https://valkey.io/commands/set/ NX: nothing is set (null) when the key exists.
+    const set = await guard(expiresIn ? valkey.set(key, value, 'EX', expiresIn, 'NX') : valkey.set(key, value, 'NX'))
+    if (set === null) throw new PreconditionFailed(key)
+    return { etag: sha1(value) }
+  }
+  await guard(expiresIn ? valkey.set(key, value, 'EX', expiresIn) : valkey.set(key, value))
+  return {}
+}
+
 /**
  * Writes, expiries and deletes of whole keys: what a push and a prune send. Every write goes with
  * its key's index entry; a delete leaves the entry, which the next listing drops once it is stale
@@ -79,23 +103,7 @@ export function valkeyKeyCommands(
         )
       const value = 'file' in body ? await readFile(body.file) : Buffer.from(body.buffer, body.byteOffset, body.byteLength)
       const valkey = await client()
-      const { expiresIn, ifNoneMatch, ifMatch } = putOptions
-      return index.written(key, Boolean(expiresIn), async () => {
-        if (ifMatch !== undefined) {
-          // https://valkey.io/commands/eval/
-          const replaced = await guard(valkey.eval(REPLACE_IF_MATCH, 1, key, ifMatch, value, expiresIn ? String(expiresIn) : ''))
-          if (replaced !== 1) throw new PreconditionFailed(key)
-          return { etag: sha1(value) }
-        }
-        if (ifNoneMatch) {
-          // https://valkey.io/commands/set/ NX: nothing is set (null) when the key exists.
-          const set = await guard(expiresIn ? valkey.set(key, value, 'EX', expiresIn, 'NX') : valkey.set(key, value, 'NX'))
-          if (set === null) throw new PreconditionFailed(key)
-          return { etag: sha1(value) }
-        }
-        await guard(expiresIn ? valkey.set(key, value, 'EX', expiresIn) : valkey.set(key, value))
-        return {}
-      })
+      return index.written(key, Boolean(putOptions.expiresIn), () => setValue(valkey, guard, key, value, putOptions))
     },
 
     // https://valkey.io/commands/exists/

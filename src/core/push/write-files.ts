@@ -11,7 +11,6 @@ import type { PushRun } from './run'
 
 /** File contents held in memory at once across all uploads in flight; larger files stream. */
 const BYTES_IN_FLIGHT = 16 * 1024 * 1024
-/** What a file counts for when the link is probed: a request, plus its bytes in 64 KiB units. */
 
 /** Writes the files of one build, and remembers what it wrote. */
 export interface FileWriter {

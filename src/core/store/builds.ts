@@ -94,10 +94,10 @@ const RANGES_AT_ONCE = 32
 
 /**
  * Calls `visit` with every entry under `prefix`, as {@link listEntries} lists them, but the key
- * space cut into ranges at the `known` keys (those the caller expects) and the ranges listed at
- * once: the pages of a long listing then cost one round trip, not one each. Stores that cannot list
- * a range list once. Nothing is held: a range that fails transiently is listed over, so `visit` may
- * see an entry twice (the newest last).
+ * space cut into ranges at some of the `known` keys (those the caller expects, each given as what
+ * follows `prefix`) and the ranges listed at once: the pages of a long listing then cost one round
+ * trip, not one each. Stores that cannot list a range list once. Nothing is held: a range that
+ * fails transiently is listed over, so `visit` may see an entry twice (the newest last).
  */
 export async function visitEntriesSplit(
   store: Store,
@@ -107,11 +107,13 @@ export async function visitEntriesSplit(
   visit: (entry: StoreEntry) => void,
 ): Promise<void> {
   if (!store.listAfter || known.length <= KNOWN_KEYS_PER_RANGE) return visitRange(store, prefix, undefined, undefined, retries, visit)
-  const sorted = known.map((key) => Buffer.from(key)).sort(Buffer.compare)
-  // Each range ends at a known key, included, and the next starts after it.
-  const ends: (Buffer | undefined)[] = []
-  for (let index = KNOWN_KEYS_PER_RANGE - 1; index < sorted.length - 1; index += KNOWN_KEYS_PER_RANGE) ends.push(sorted[index])
-  ends.push(undefined)
+  // Each range ends at a cut, included, and the next starts after it. Any cuts partition the keys
+  // once in S3's order (UTF-8 bytes), so only they are made keys and bytes: JavaScript's order (UTF-16)
+  // picks them well enough, and 100,000 known names are never each a key and a Buffer.
+  const sorted = [...known].sort()
+  const cuts: Buffer[] = []
+  for (let index = KNOWN_KEYS_PER_RANGE - 1; index < sorted.length - 1; index += KNOWN_KEYS_PER_RANGE) cuts.push(Buffer.from(prefix + sorted[index]))
+  const ends: (Buffer | undefined)[] = [...cuts.sort(Buffer.compare), undefined]
   await forEachLimited(
     ends.map((end, index) => ({ startAfter: ends[index - 1]?.toString(), end })),
     RANGES_AT_ONCE,

@@ -37,9 +37,9 @@ export async function listHeld(store: Store, app: string, relpaths: readonly str
   const layout = layoutOf(store)
   const listing: Listing = { relpaths, listed: new Uint8Array(relpaths.length), sizes: new Array(relpaths.length), etags: new Array(relpaths.length) }
   if (layout.keysPerBuild) return listing
-  // Listed in ranges at once, cut at the build's keys; not retried here, the caller retries it whole.
-  const known = relpaths.map((relpath) => layout.dataKey(app, 0, relpath))
-  await visitEntriesSplit(store, layout.dataPrefix(app), known, 0, ({ key, size, etag }) => {
+  // Listed in ranges at once, cut at the build's keys (a flat key is the prefix and the relpath);
+  // not retried here, the caller retries it whole.
+  await visitEntriesSplit(store, layout.dataPrefix(app), relpaths, 0, ({ key, size, etag }) => {
     const relpath = layout.parseDataKey(app, key)?.relpath
     const index = relpath === undefined ? -1 : indexIn(relpaths, relpath)
     if (index === -1) return

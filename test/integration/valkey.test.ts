@@ -1,4 +1,5 @@
 import { join } from 'node:path'
+import { Redis } from 'iovalkey'
 import { build } from 'vite'
 import { describe, expect, it } from 'vitest'
 import { fixtureConfig } from '../../fixtures/app/vite.config'
@@ -11,6 +12,7 @@ import { createValkeyStore } from '../../src/stores/valkey'
 import { parseValkeyUrl } from '../../src/stores/valkey-client'
 import pushCache from '../../src/vite'
 import { appKeys, fixture, push, rawClient, readTree, tempDir, uniqueApp, valkeyEnv, valkeyUrl } from '../helpers/valkey'
+import { freePorts, startRedis } from '../setup/valkey-server'
 
 const valkey = rawClient()
 const build1 = {
@@ -99,18 +101,21 @@ describe('the Valkey store', () => {
   })
 
   it('refuses a value above the server limit with the size and the limit, before sending it', async () => {
-    const app = uniqueApp()
-    const [, before] = (await valkey.config('GET', 'proto-max-bulk-len')) as string[]
-    await valkey.config('SET', 'proto-max-bulk-len', String(1024 * 1024))
+    // A server of its own: the limit is server-wide, and other files' tests write large values to the suite's server meanwhile.
+    const [port] = (await freePorts(1)) as [number]
+    const server = await startRedis(await tempDir(), port, [], ['--proto-max-bulk-len', String(1024 * 1024)])
+    const own = new Redis({ host: '127.0.0.1', port })
     try {
-      const store = createValkeyStore(valkeyUrl(), {})
+      const app = uniqueApp()
+      const store = createValkeyStore(`redis://127.0.0.1:${port}`, {})
       const error = await push(store, await fixture({ 'big.bin': Buffer.alloc(1024 * 1024 + 1), 'fed-mods.json': '{}' }), { app, timestamp: 1 }).catch((e) => e)
       await store.close()
       expect(error).toMatchObject({ code: 'UPLOAD_FAILED' })
       expect(error.message).toContain('is 1048577 bytes, above the 1048576 bytes the server accepts in one value (proto-max-bulk-len)')
-      expect(await appKeys(valkey, app)).toEqual([])
+      expect(await appKeys(own, app)).toEqual([])
     } finally {
-      await valkey.config('SET', 'proto-max-bulk-len', before!)
+      own.disconnect()
+      server.kill()
     }
   })
 })

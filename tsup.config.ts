@@ -1,5 +1,26 @@
+import type { Plugin } from 'esbuild'
 import { defineConfig } from 'tsup'
 import { version } from './package.json'
+
+/**
+ * The AWS SDK ships CommonJS only. `import`ed from an ES module, Node parses each of its modules a
+ * second time for their export names (cjs-module-lexer), ~100 ms of CPU on every CLI run that talks
+ * to S3; `require`d, it is loaded as CommonJS once. The ES build `require`s it through a stand-in
+ * CommonJS module per import, whose names esbuild binds as any CommonJS module's; the `require` it
+ * calls is the one {@link esmRequire} defines.
+ */
+const SDK = /^@(aws-sdk|smithy)\//
+const requireCommonJsSdk: Plugin = {
+  name: 'require-commonjs-sdk',
+  setup(build) {
+    const namespace = 'required-sdk'
+    build.onResolve({ filter: SDK }, ({ path, namespace: from }) => (from === namespace ? { path, external: true } : { path, namespace }))
+    build.onLoad({ filter: /.*/, namespace }, ({ path }) => ({ contents: `module.exports = require(${JSON.stringify(path)})`, loader: 'js' }))
+  },
+}
+/** A `require` for the ES build's modules (esbuild's `__require` calls it); CommonJS has its own. */
+const esmRequire = ({ format }: { format: string }) =>
+  format === 'esm' ? { js: "import { createRequire as __createRequire } from 'node:module';\nconst require = __createRequire(import.meta.url);" } : {}
 
 export default defineConfig({
   entry: {
@@ -23,4 +44,8 @@ export default defineConfig({
   cjsInterop: true,
   // core/model/version.ts reads it: `push-cache --version` and the manifests' `generator`.
   define: { __PACKAGE_VERSION__: JSON.stringify(version) },
+  // Left to the plugin below, which tsup's own externals would run before.
+  noExternal: [SDK],
+  esbuildPlugins: [requireCommonJsSdk],
+  banner: esmRequire,
 })

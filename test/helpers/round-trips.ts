@@ -18,9 +18,10 @@ export interface TripDepth {
   deepest(): number
   /**
    * Marks a request sent; the function returned marks it answered. Requests of one `chain` (the
-   * pages of one listing) wait for the one before them only: each counts one more than it.
+   * pages of one listing) wait for the one before them only: each that `continues` it counts one
+   * more than the one before; one that does not (a first page: the same prefix listed again later) starts it anew.
    */
-  start(what: string, chain?: string): () => void
+  start(what: string, chain?: string, continues?: boolean): () => void
   reset(): void
 }
 
@@ -32,8 +33,8 @@ export function createTripDepth(): TripDepth {
   return {
     log,
     deepest: () => deepest,
-    start(what, chain) {
-      const before = chain === undefined ? undefined : chains.get(chain)
+    start(what, chain, continues = false) {
+      const before = chain === undefined || !continues ? undefined : chains.get(chain)
       const depth = (before ?? answered) + 1
       if (chain !== undefined) chains.set(chain, depth)
       deepest = Math.max(deepest, depth)
@@ -63,12 +64,13 @@ export async function startTripProxy(upstream: string, delayMs: number): Promise
     const url = new URL(req.url ?? '/', 'http://proxy')
     // A listing's next page waits for the page before it, not for whatever else was answered meanwhile.
     const prefix = url.searchParams.get('prefix')
-    const page = url.searchParams.has('continuation-token') ? 'next page' : 'first page'
+    const next = url.searchParams.has('continuation-token')
+    const page = next ? 'next page' : 'first page'
     // Ranges of one prefix listed at once (`start-after`, sent with each of their pages) are listings of their own.
     const after = url.searchParams.get('start-after')
     const listing = `list ${prefix}${after === null ? '' : ` after ${after}`}`
     const chain = prefix === null ? undefined : listing
-    const done = trips.start(prefix === null ? `${req.method} ${decodeURIComponent(url.pathname)}` : `${listing} (${page})`, chain)
+    const done = trips.start(prefix === null ? `${req.method} ${decodeURIComponent(url.pathname)}` : `${listing} (${page})`, chain, next)
     res.once('close', done)
     await sleep(delayMs)
     forward(req, res, target, agent)

@@ -86,6 +86,35 @@ describe(`the same ${FILES}-file build pushed again`, () => {
   )
 })
 
+describe('a build with new, changed and entrypoint files pushed onto the one before', () => {
+  /**
+   * The steps on S3: the writer lock, the manifests listed then the newest read (the data listing
+   * beside them), the new files, the changed ones, the pending record, the entrypoint, the
+   * manifest, the record's delete, the lock's release. No step asks the store again whether a
+   * newer build came: the writer lock, confirmed, says none did.
+   */
+  const CHANGED_BUDGET = 10
+
+  it(`takes at most ${CHANGED_BUDGET} sequential round trips on S3`, async () => {
+    const bucket = await createBucket()
+    const proxy = await startTripProxy(s3StoreOptions().endpoint!, 20)
+    const plain = createS3Store(s3StoreUrl(bucket), s3StoreOptions())
+    const counted = createS3Store(s3StoreUrl(bucket), { ...s3StoreOptions(), endpoint: proxy.endpoint })
+    const before = { 'index.html': '<!doctype html>1', 'fed-mods.json': '{"inventory":{"v":1}}', 'js/chunk-a.0a1b2c3d.js': 'a' }
+    const after = { 'index.html': '<!doctype html>2', 'fed-mods.json': '{"inventory":{"v":2}}', 'js/chunk-a.0a1b2c3d.js': 'a', 'js/chunk-b.4e5f6a7b.js': 'b' }
+    try {
+      const app = uniqueApp()
+      await push(plain, app, await writeTree(await tempDir(), before), 1000)
+      proxy.trips.reset()
+      const report = await push(counted, app, await writeTree(await tempDir(), after), 2000)
+      expect(report).toMatchObject({ added: 1, changed: 2, unchanged: 1 })
+      expect(withinBudget({ trips: proxy.trips.deepest(), log: proxy.trips.log }, CHANGED_BUDGET)).toBe(proxy.trips.deepest())
+    } finally {
+      await Promise.all([plain.close(), counted.close()])
+    }
+  }, 120_000)
+})
+
 describe('the Valkey store', () => {
   it('persists a build of 3,000 keys in one round trip', async () => {
     const keys = Array.from({ length: 3000 }, (_, i) => `data:${uniqueApp()}:1:${i}.js`)

@@ -91,6 +91,7 @@ export async function populate({
     }
     writer = createFileWriter(run, build, { files: report.uploaded, bytes: report.bytes }, onProgress, signal)
     await writeNew(writer, planned)
+    await lock?.confirm('its changed files')
     await writeChanged(build, writer, planned, report)
     signal?.throwIfAborted()
     await lock?.confirm('its entrypoints')
@@ -187,16 +188,23 @@ async function writeNew(writer: FileWriter, { sync }: StorePlan): Promise<void> 
 
 /**
  * Files that replace others, but the entrypoints; none when a newer build already serves them.
- * With none to write, the plan's listing tells whether a newer build exists; with some, the store
- * is asked again right before: a push that lost its lock while writing its new files replaces nothing.
+ * The plan's listing tells whether one does, without asking the store again: every push writes its
+ * manifest under the writer lock, confirmed held since the plan right before this (a push that lost
+ * it while writing its new files stops there), so no newer build can have come since.
  */
 async function writeChanged(build: BuildWrite, writer: FileWriter, { sync, newer }: StorePlan, report: PopulateReport): Promise<void> {
-  const changed = sync.changed.filter((file) => !file.entrypoint)
-  report.superseded = await build.superseded(changed.length > 0 ? undefined : newer)
-  if (!report.superseded) await writer.putAll('changed', changed)
+  report.superseded = await build.superseded(newer)
+  if (!report.superseded)
+    await writer.putAll(
+      'changed',
+      sync.changed.filter((file) => !file.entrypoint),
+    )
 }
 
-/** Entrypoints name the other files: they are published only now that all of them are in place, unless a newer build came. */
+/**
+ * Entrypoints name the other files: they are published only now that all of them are in place,
+ * unless a newer build serves them (the plan's answer, the writer lock confirmed since: see {@link writeChanged}).
+ */
 async function writeEntrypoints(
   run: PushRun,
   build: BuildWrite,
@@ -209,7 +217,6 @@ async function writeEntrypoints(
   const entrypoints = toWriteOf(planned)
     .filter((file) => file.entrypoint)
     .sort((a, b) => plan.entrypoints.indexOf(a) - plan.entrypoints.indexOf(b))
-  report.superseded ||= entrypoints.length > 0 && (await build.superseded())
   if (report.superseded) {
     countWrittenOnly(report, writer.written)
     logger.warn(

@@ -9,7 +9,7 @@ export function md5File(path: string): Promise<string>
 export function md5File(path: string, wanted: () => boolean): Promise<string | undefined>
 export async function md5File(path: string, wanted = () => true): Promise<string | undefined> {
   const hash = createHash('md5')
-  return (await readChunks(path, 0, Number.POSITIVE_INFINITY, (chunk) => hash.update(chunk), wanted)) ? hash.digest('hex') : undefined
+  return (await readChunks(path, (chunk) => hash.update(chunk), wanted)) ? hash.digest('hex') : undefined
 }
 
 /** MD5 of bytes: hex for manifests and ETags, base64 for a `Content-MD5` header. */

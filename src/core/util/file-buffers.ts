@@ -49,34 +49,22 @@ const changedWhilePushed = (path: string, what: string) => new Error(`${path} ch
 const CHUNK = 256 * KIB
 
 /**
- * Reads `length` bytes of a file from `start` (to its end when `length` is infinite) into one pooled
- * buffer, a chunk at a time, and hands each chunk to `visit`, which must be done with it when it
- * returns or resolves. `wanted` is asked between chunks: resolves false when it said no. A file that
- * ends before `length` bytes is an error.
+ * Reads a whole file into one pooled buffer, a chunk at a time, and hands each chunk to `visit`,
+ * which must be done with it when it returns or resolves. `wanted` is asked between chunks:
+ * resolves false when it said no.
  */
-export async function readChunks(
-  path: string,
-  start: number,
-  length: number,
-  visit: (chunk: Buffer) => unknown,
-  wanted: () => boolean = () => true,
-): Promise<boolean> {
+export async function readChunks(path: string, visit: (chunk: Buffer) => unknown, wanted: () => boolean = () => true): Promise<boolean> {
   const file = await open(path)
   const chunk = takeBuffer(CHUNK)
   try {
-    for (let done = 0; done < length; ) {
-      const asked = Math.min(CHUNK, length - done)
-      const { bytesRead } = await file.read(chunk, 0, asked, start + done)
+    for (let position = 0; ; ) {
+      const { bytesRead } = await file.read(chunk, 0, CHUNK, position)
       await visit(chunk.subarray(0, bytesRead))
-      done += bytesRead
+      position += bytesRead
       // A regular file reads short only at its end.
-      if (bytesRead < asked) {
-        if (length === Number.POSITIVE_INFINITY) return true
-        throw changedWhilePushed(path, `it ended ${length - done} bytes early`)
-      }
-      if (done < length && !wanted()) return false
+      if (bytesRead < CHUNK) return true
+      if (!wanted()) return false
     }
-    return true
   } finally {
     await file.close()
     giveBack(chunk)

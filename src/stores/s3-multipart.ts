@@ -1,16 +1,17 @@
-import { createReadStream } from 'node:fs'
+import { createHash } from 'node:crypto'
 import { AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CreateMultipartUploadCommand, type S3Client, UploadPartCommand } from '@aws-sdk/client-s3'
-import type { PutBody, PutOptions } from '../core/store/store'
+import type { PutBody, PutOptions, PutResult } from '../core/store/store'
 import { forEachLimited, withRetry } from '../core/util/concurrency'
-import { md5, md5OfRange } from '../core/util/digest'
-import { CHUNK } from '../core/util/file-buffers'
+import { md5 } from '../core/util/digest'
+import { openSized, readInto } from '../core/util/file-buffers'
 import { type S3Connection, unquote } from './s3-connection'
 import { isTransientS3 } from './s3-transient'
 
 const MIB = 1024 * 1024
-const PART_SIZE = 8 * MIB
-/** Parts of one multipart upload in flight. */
-export const PART_QUEUE = 4
+/** Bytes of a part but the last: the AWS CLI's 8 MiB. */
+export const PART_SIZE = 8 * MIB
+/** Parts in flight, across every multipart upload of one store: each holds a part in memory. */
+const PART_QUEUE = 4
 /**
  * Attempts of one step of a multipart upload (a part, the completion). A part is retried on its
  * own, here, and the upload then fails for good: core never sends the whole file again.
@@ -27,16 +28,93 @@ async function step<T>(call: S3Connection['call'], request: (client: S3Client) =
 }
 
 /**
- * A body above the threshold goes up in parts, PART_QUEUE at a time. A part on disk is read twice,
- * a chunk at a time: once for its Content-MD5, then as the request's body, so that no part is
- * held in memory. A failed upload is aborted, so that no parts are left to pay for.
+ * The part buffers of one store, PART_QUEUE at most, shared by its multipart uploads: the bytes
+ * they hold stay bounded however many large files core sends at once. A buffer is reused from
+ * part to part (a fresh 8 MiB each time is garbage V8 frees late); none is kept once all are back.
+ */
+export function createPartBuffers() {
+  const free: Buffer[] = []
+  const waiting: ((buffer: Buffer) => void)[] = []
+  let lent = 0
+  return {
+    async take(): Promise<Buffer> {
+      lent++
+      const spare = free.pop()
+      if (spare) return spare
+      if (lent <= PART_QUEUE) return Buffer.allocUnsafeSlow(PART_SIZE)
+      return new Promise((resolve) => waiting.push(resolve))
+    },
+    giveBack(buffer: Buffer): void {
+      lent--
+      const next = waiting.shift()
+      if (next) next(buffer)
+      else if (lent > 0) free.push(buffer)
+      else free.length = 0
+    },
+  }
+}
+
+export type PartBuffers = ReturnType<typeof createPartBuffers>
+
+/** A part ready to send: its bytes, their Content-MD5, and what gives its buffer back. */
+interface Part {
+  bytes: Uint8Array
+  contentMd5: string
+  release(): void
+}
+
+/** Reads the part of `length` bytes from `start`; called in part order, one at a time. */
+type PartReader = (start: number, length: number) => Promise<Part>
+
+/**
+ * A body above the threshold goes up in parts, PART_QUEUE at a time. Each byte on disk is read once,
+ * in part order, into a part buffer that is hashed for the part's Content-MD5 and into the whole
+ * body's MD5 (returned, so that core need not read the file again), and sent as the request's
+ * body, on every attempt.
  */
 export async function putInParts(
-  { call, bucket, display }: S3Connection,
+  connection: S3Connection,
+  buffers: PartBuffers,
   key: string,
   body: PutBody,
   size: number,
   headers: PutOptions,
+): Promise<PutResult> {
+  const whole = createHash('md5')
+  const hashed = (bytes: Uint8Array, release = () => {}): Part => {
+    whole.update(bytes)
+    return { bytes, contentMd5: md5(bytes, 'base64'), release }
+  }
+  if (!('file' in body)) {
+    const etag = await sendParts(connection, key, size, headers, async (start, length) => hashed(body.subarray(start, start + length)))
+    return { etag, md5: whole.digest('hex') }
+  }
+  const file = await openSized(body.file, size)
+  try {
+    const etag = await sendParts(connection, key, size, headers, async (start, length) => {
+      const buffer = await buffers.take()
+      const bytes = buffer.subarray(0, length)
+      try {
+        await readInto(file, body.file, bytes, start)
+      } catch (error) {
+        buffers.giveBack(buffer)
+        throw error
+      }
+      return hashed(bytes, () => buffers.giveBack(buffer))
+    })
+    return { etag, md5: whole.digest('hex') }
+  } finally {
+    await file.close()
+  }
+}
+
+/** Sends a body of `size` bytes as one multipart upload, reading its parts through `readPart`. A failed upload is aborted, so that no parts are left to pay for. */
+async function sendParts(
+  { call, bucket, display }: S3Connection,
+  key: string,
+  size: number,
+  headers: PutOptions,
+  readPart: PartReader,
 ): Promise<string | undefined> {
   // https://docs.aws.amazon.com/AmazonS3/latest/API/API_CreateMultipartUpload.html
   const { UploadId } = await call((c) =>
@@ -52,29 +130,33 @@ export async function putInParts(
   )
   if (!UploadId) throw new Error(`${display()} started a multipart upload of ${key} without an UploadId`)
   try {
+    let turn: Promise<unknown> = Promise.resolve()
     const etags: string[] = []
     const parts = Array.from({ length: Math.ceil(size / PART_SIZE) }, (_, index) => index)
     await forEachLimited(parts, PART_QUEUE, async (index) => {
-      const start = index * PART_SIZE
-      const length = Math.min(PART_SIZE, size - start)
-      const inMemory = 'file' in body ? undefined : body.subarray(start, start + length)
-      const contentMd5 = inMemory ? md5(inMemory, 'base64') : await md5OfRange((body as { file: string }).file, start, length)
-      // https://docs.aws.amazon.com/AmazonS3/latest/API/API_UploadPart.html
-      const { ETag } = await step(call, (c) =>
-        c.send(
-          new UploadPartCommand({
-            Bucket: bucket,
-            Key: key,
-            UploadId,
-            PartNumber: index + 1,
-            // A fresh stream per attempt.
-            Body: inMemory ?? createReadStream((body as { file: string }).file, { start, end: start + length - 1, highWaterMark: CHUNK }),
-            ContentLength: length,
-            ContentMD5: contentMd5,
-          }),
-        ),
-      )
-      etags[index] = ETag!
+      // Read in turn, so that the whole body's MD5 takes the parts in order.
+      const reading = turn.then(() => readPart(index * PART_SIZE, Math.min(PART_SIZE, size - index * PART_SIZE)))
+      turn = reading.catch(() => undefined)
+      const part = await reading
+      try {
+        // https://docs.aws.amazon.com/AmazonS3/latest/API/API_UploadPart.html
+        const { ETag } = await step(call, (c) =>
+          c.send(
+            new UploadPartCommand({
+              Bucket: bucket,
+              Key: key,
+              UploadId,
+              PartNumber: index + 1,
+              Body: part.bytes,
+              ContentLength: part.bytes.byteLength,
+              ContentMD5: part.contentMd5,
+            }),
+          ),
+        )
+        etags[index] = ETag!
+      } finally {
+        part.release()
+      }
     })
     // https://docs.aws.amazon.com/AmazonS3/latest/API/API_CompleteMultipartUpload.html
     const { ETag } = await step(call, (c) =>

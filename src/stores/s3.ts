@@ -4,10 +4,10 @@ import { PushCacheError } from '../core/model/errors'
 import { DEFAULT_TIMEOUTS, type StoreTimeouts } from '../core/model/options'
 import type { PutBody, PutOptions, PutResult, Store, StoreEntry } from '../core/store/store'
 import { md5 } from '../core/util/digest'
-import { CHUNK, giveBack, readWhole } from '../core/util/file-buffers'
+import { giveBack, readWhole } from '../core/util/file-buffers'
 import { connectS3, MAX_CONCURRENCY, quote, type S3Connection, unquote } from './s3-connection'
 import { createDeleter } from './s3-delete'
-import { PART_QUEUE, putInParts } from './s3-multipart'
+import { createPartBuffers, PART_SIZE, putInParts } from './s3-multipart'
 import type { S3Options } from './s3-options'
 import { isTransientS3, type S3Error } from './s3-transient'
 
@@ -41,6 +41,7 @@ export function createS3Store(url: string, options: S3Options, timeouts: StoreTi
   const connection = connectS3(url, options, timeouts)
   const { bucket, root, call } = connection
   const multipartThreshold = options.multipartThreshold ?? 8 * 1024 * 1024
+  const partBuffers = createPartBuffers()
   return {
     kind: DRIVER_NAME,
     layout: 'flat',
@@ -54,11 +55,11 @@ export function createS3Store(url: string, options: S3Options, timeouts: StoreTi
     // The SDK does not retry, and a request that failed or timed out is destroyed with its socket:
     // nothing sends its body later.
     releasesBodies: true,
-    // A part in flight is read through one chunk to hash it, and through one more to send it.
-    bufferedBytes: (size) => (size > multipartThreshold ? 2 * CHUNK * PART_QUEUE : size),
+    // A large file holds a part at a time, at least; the store's part buffers bound them all.
+    bufferedBytes: (size) => (size > multipartThreshold ? Math.min(size, PART_SIZE) : size),
     async put(key: string, body: PutBody, headers: PutOptions = {}): Promise<PutResult> {
       const size = 'file' in body ? body.size : body.byteLength
-      if (size > multipartThreshold) return { etag: await putInParts(connection, root + key, body, size, headers) }
+      if (size > multipartThreshold) return putInParts(connection, partBuffers, root + key, body, size, headers)
       const bytes = 'file' in body ? await readWhole(body.file, body.size, true) : body
       try {
         // https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html

@@ -1,4 +1,5 @@
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
+import { existsSync } from 'node:fs'
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { basename, dirname, join } from 'node:path'
@@ -152,6 +153,18 @@ describe('S3: populate, prune and pop against a real server', () => {
       expect.stringContaining('uploads'),
       expect.stringContaining('uploadId='),
     ])
+  })
+
+  it.runIf(existsSync('/proc/self/io'))('reads each byte of a large file once, for its parts, their Content-MD5 and the MD5 the manifest records', async () => {
+    const size = 20 * 1024 * 1024
+    const large = randomBytes(size)
+    // Bytes this process read through read(2), the test's own sockets included: a second read of the file would add 20 MiB.
+    const bytesRead = async () => Number(/^rchar: (\d+)$/m.exec(await readFile('/proc/self/io', 'utf8'))![1])
+    const before = await bytesRead()
+    await push({ 'fed-mods.json': '{}', 'big.bin': large })
+    expect((await bytesRead()) - before).toBeLessThan(1.5 * size)
+    const manifest = JSON.parse((await getObject(bucket, `manifests/${APP}/${TIMESTAMP}`))!.body.toString())
+    expect(manifest.details.md5[manifest.files.indexOf('big.bin')]).toBe(createHash('md5').update(large).digest('hex'))
   })
 
   it('prunes what only dying builds named, keeps the newest `keep`, never the entrypoint', async () => {

@@ -1,5 +1,5 @@
-import { randomBytes } from 'node:crypto'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { createHash, randomBytes } from 'node:crypto'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, expect, inject, it } from 'vitest'
@@ -94,8 +94,14 @@ testStoreContract(
         return { file, size: 17 * 1024 * 1024 }
       }
 
-      it('uploads a large file in parts', async () => {
-        await store().put('data/app/large.bin', await largeFile())
+      it('uploads a large file in parts, and tells the MD5 of the whole file it read', async () => {
+        const large = await largeFile()
+        const { md5 } = await store().put('data/app/large.bin', large)
+        expect(md5).toBe(
+          createHash('md5')
+            .update(await readFile(large.file))
+            .digest('hex'),
+        )
         const parts = (await requestLog(bucket)).filter((request) => request.method === 'PUT' && request.query.includes('partNumber='))
         expect(parts).toHaveLength(3)
       })

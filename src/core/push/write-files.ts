@@ -43,23 +43,21 @@ export function createFileWriter(
     build.checkTime()
     written.push(file)
     try {
-      // A file the plan did not hash is hashed from the bytes sent where the store would hold
-      // them all anyway, else read a second time beside the upload: either way, read once more at most.
+      // A file the plan did not hash is hashed from the bytes sent where the store would hold them
+      // all anyway; else by the store as it reads them (S3's parts), or from a second read after.
       const bytes = file.md5 === undefined && heldInMemory(file) >= file.size ? await readWhole(file.path, file.size, reuseBuffers) : undefined
       try {
         if (bytes) file.md5 = md5(bytes)
-        const [{ etag }] = await Promise.all([
-          retry(file.relpath, () =>
-            store.put(file.key, bytes ?? { file: file.path, size: file.size }, {
-              contentType: file.contentType,
-              cacheControl: file.cacheControl,
-              expiresIn,
-              // Hashed from these very bytes just above; a planned MD5 is left for the store to check the bytes it reads.
-              md5: bytes ? file.md5 : undefined,
-            }),
-          ),
-          file.md5 === undefined && md5File(file.path).then((digest) => (file.md5 = digest)),
-        ])
+        const { etag, md5: sent } = await retry(file.relpath, () =>
+          store.put(file.key, bytes ?? { file: file.path, size: file.size }, {
+            contentType: file.contentType,
+            cacheControl: file.cacheControl,
+            expiresIn,
+            // Hashed from these very bytes just above; a planned MD5 is left for the store to check the bytes it reads.
+            md5: bytes ? file.md5 : undefined,
+          }),
+        )
+        file.md5 ??= sent ?? (await md5File(file.path))
         // Kept to the end, one per file: flat, not the pieces a store joined it from (or the
         // response headers it was sliced from).
         if (etag) file.etag = flatString(etag)

@@ -49,6 +49,8 @@ export class PreconditionFailed extends Error {
 export interface PutResult {
   /** The object's version tag, as {@link StoreEntry.etag} lists it; a later listing with the same tag means the same bytes. */
   etag?: string
+  /** The hex MD5 of the whole body, when the store hashed every byte it sent (S3's multipart upload): core then does not read the file again to hash it. */
+  md5?: string
 }
 
 export interface StoreEntry {

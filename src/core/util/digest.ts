@@ -7,18 +7,9 @@ import { readChunks } from './file-buffers'
  */
 export function md5File(path: string): Promise<string>
 export function md5File(path: string, wanted: () => boolean): Promise<string | undefined>
-export function md5File(path: string, wanted = () => true): Promise<string | undefined> {
-  return md5OfFile(path, 0, Number.POSITIVE_INFINITY, 'hex', wanted)
-}
-
-/** Base64 MD5 of `length` bytes of a file from `start`: a multipart part's `Content-MD5`. */
-export async function md5OfRange(path: string, start: number, length: number): Promise<string> {
-  return (await md5OfFile(path, start, length, 'base64'))!
-}
-
-async function md5OfFile(path: string, start: number, length: number, encoding: 'hex' | 'base64', wanted?: () => boolean): Promise<string | undefined> {
+export async function md5File(path: string, wanted = () => true): Promise<string | undefined> {
   const hash = createHash('md5')
-  return (await readChunks(path, start, length, (chunk) => hash.update(chunk), wanted)) ? hash.digest(encoding) : undefined
+  return (await readChunks(path, (chunk) => hash.update(chunk), wanted)) ? hash.digest('hex') : undefined
 }
 
 /** MD5 of bytes: hex for manifests and ETags, base64 for a `Content-MD5` header. */

@@ -1,4 +1,4 @@
-import { open } from 'node:fs/promises'
+import { type FileHandle, open } from 'node:fs/promises'
 
 const KIB = 1024
 /** The smallest buffer handed out: below it, size classes would only multiply the free lists. */
@@ -46,37 +46,25 @@ export function dropSpareBuffers(): void {
 const changedWhilePushed = (path: string, what: string) => new Error(`${path} changed while it was pushed: ${what}`)
 
 /** Bytes read at a time by {@link readChunks}; most files of a build fit in one read. */
-export const CHUNK = 256 * KIB
+const CHUNK = 256 * KIB
 
 /**
- * Reads `length` bytes of a file from `start` (to its end when `length` is infinite) into one pooled
- * buffer, a chunk at a time, and hands each chunk to `visit`, which must be done with it when it
- * returns or resolves. `wanted` is asked between chunks: resolves false when it said no. A file that
- * ends before `length` bytes is an error.
+ * Reads a whole file into one pooled buffer, a chunk at a time, and hands each chunk to `visit`,
+ * which must be done with it when it returns or resolves. `wanted` is asked between chunks:
+ * resolves false when it said no.
  */
-export async function readChunks(
-  path: string,
-  start: number,
-  length: number,
-  visit: (chunk: Buffer) => unknown,
-  wanted: () => boolean = () => true,
-): Promise<boolean> {
+export async function readChunks(path: string, visit: (chunk: Buffer) => unknown, wanted: () => boolean = () => true): Promise<boolean> {
   const file = await open(path)
   const chunk = takeBuffer(CHUNK)
   try {
-    for (let done = 0; done < length; ) {
-      const asked = Math.min(CHUNK, length - done)
-      const { bytesRead } = await file.read(chunk, 0, asked, start + done)
+    for (let position = 0; ; ) {
+      const { bytesRead } = await file.read(chunk, 0, CHUNK, position)
       await visit(chunk.subarray(0, bytesRead))
-      done += bytesRead
+      position += bytesRead
       // A regular file reads short only at its end.
-      if (bytesRead < asked) {
-        if (length === Number.POSITIVE_INFINITY) return true
-        throw changedWhilePushed(path, `it ended ${length - done} bytes early`)
-      }
-      if (done < length && !wanted()) return false
+      if (bytesRead < CHUNK) return true
+      if (!wanted()) return false
     }
-    return true
   } finally {
     await file.close()
     giveBack(chunk)
@@ -84,26 +72,46 @@ export async function readChunks(
 }
 
 /**
- * The whole of a file of `size` bytes, in a buffer from {@link takeBuffer} (or, not `pooled`, one
- * of its own: for a holder that may keep it). A file whose size is no longer `size` is an error:
- * the plan and the manifest speak of `size` bytes.
+ * A file opened for reading, which must still hold `size` bytes: the plan and the manifest speak
+ * of `size` bytes. The caller closes it.
  */
-export async function readWhole(path: string, size: number, pooled: boolean): Promise<Buffer> {
-  const bytes = pooled ? takeBuffer(size) : Buffer.allocUnsafeSlow(size)
+export async function openSized(path: string, size: number): Promise<FileHandle> {
   const file = await open(path)
   try {
     const { size: now } = await file.stat()
     if (now !== size) throw changedWhilePushed(path, `it holds ${now} bytes, not the ${size} bytes collected`)
-    for (let filled = 0; filled < size; ) {
-      const { bytesRead } = await file.read(bytes, filled, size - filled, filled)
-      if (bytesRead === 0) throw changedWhilePushed(path, `it ended after ${filled} bytes, not the ${size} bytes collected`)
-      filled += bytesRead
+    return file
+  } catch (error) {
+    await file.close()
+    throw error
+  }
+}
+
+/** Fills `bytes` from the file at `path`, open as `file`, from `position`, in as few reads as the kernel allows. */
+export async function readInto(file: FileHandle, path: string, bytes: Buffer, position: number): Promise<void> {
+  for (let filled = 0; filled < bytes.byteLength; ) {
+    const { bytesRead } = await file.read(bytes, filled, bytes.byteLength - filled, position + filled)
+    if (bytesRead === 0) throw changedWhilePushed(path, `it ended ${bytes.byteLength - filled} bytes early`)
+    filled += bytesRead
+  }
+}
+
+/**
+ * The whole of a file of `size` bytes, in a buffer from {@link takeBuffer} (or, not `pooled`, one
+ * of its own: for a holder that may keep it). A file whose size is no longer `size` is an error.
+ */
+export async function readWhole(path: string, size: number, pooled: boolean): Promise<Buffer> {
+  const bytes = pooled ? takeBuffer(size) : Buffer.allocUnsafeSlow(size)
+  try {
+    const file = await openSized(path, size)
+    try {
+      await readInto(file, path, bytes, 0)
+    } finally {
+      await file.close()
     }
     return bytes
   } catch (error) {
     if (pooled) giveBack(bytes)
     throw error
-  } finally {
-    await file.close()
   }
 }

@@ -305,8 +305,8 @@ async function fillBuildDir(
   const made = new Map<string, Promise<unknown>>()
   const makeParent = (path: string) => {
     const dir = dirname(path)
-    let making = made.get(dir)
-    if (!making) made.set(dir, (making = mkdir(dir, { recursive: true })))
+    const making = made.get(dir) ?? mkdir(dir, { recursive: true })
+    made.set(dir, making)
     return making
   }
 

@@ -95,35 +95,90 @@ async function configuredEndpoint(): Promise<string | undefined> {
 
 const SILENT = { debug() {}, info() {}, warn() {}, error() {} }
 
+/** Where the SDK client points: the endpoint (none: AWS) and the region it signs for. */
+interface ClientTarget {
+  endpoint: string | undefined
+  region: string
+}
+
+/** The region an S3 error answer names for the bucket (`x-amz-bucket-region`: a redirect, or a refusal). */
+const bucketRegionOf = (error: unknown): string | undefined =>
+  (error as { $response?: { headers?: Record<string, string | undefined> } })?.$response?.headers?.['x-amz-bucket-region'] || undefined
+
+/**
+ * The SDK client for `target`. Each command's middleware is resolved once (`cacheMiddleware`), not
+ * per request: a tenth of a request's CPU. The SDK then shares one context among the requests of a
+ * command, where its region redirect keeps per-request state, so a client must not see concurrent
+ * redirects: `onBucketRegion` hears the region any error answer names, for the caller to make a
+ * client in that region (see {@link connectS3}).
+ */
+async function makeClient(options: S3Options, timeouts: StoreTimeouts, display: string, target: ClientTarget, onBucketRegion: (region: string) => void) {
+  const made = quietClient({
+    ...target,
+    forcePathStyle: options.forcePathStyle ?? target.endpoint !== undefined,
+    credentials: options.credentials,
+    // MinIO-likes and older gateways reject the CRC32 the SDK sends by default; every body
+    // carries its Content-MD5 instead, and in-memory ones their signed SHA-256.
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+    followRegionRedirects: true,
+    cacheMiddleware: true,
+    maxAttempts: 1,
+    // Without a logger of its own the SDK writes some warnings to the console ("An error was
+    // encountered in a non-retryable streaming request"); every error reaches us anyway.
+    logger: SILENT,
+    requestHandler: await createRequestHandler(display, timeouts, MAX_CONCURRENCY),
+  })
+  // It would render every request's input and output for a logger that drops them.
+  made.middlewareStack.remove('loggerMiddleware')
+  // Inside the SDK's region redirect (same step, lower priority): it sees the answer the redirect follows.
+  made.middlewareStack.add(
+    (next) => async (args) => {
+      try {
+        return await next(args)
+      } catch (error) {
+        const region = bucketRegionOf(error)
+        if (region) onBucketRegion(region)
+        throw error
+      }
+    },
+    { step: 'initialize', priority: 'low', name: 'bucketRegionMiddleware' },
+  )
+  return made
+}
+
+/**
+ * A client made in the bucket's region never needs the SDK's region redirect, and then no request
+ * shares redirect state with another. Until S3 has answered one request, requests go one at a
+ * time; if the answers named another region for the bucket, the client is made again there.
+ */
 export function connectS3(url: string, options: S3Options, timeouts: StoreTimeouts): S3Connection {
   const { bucket, root } = parseS3Url(url)
   const prefixDisplay = `s3://${bucket}${root ? `/${root.slice(0, -1)}` : ''}`
   let display = redact(`${prefixDisplay}${options.endpoint ? ` at ${options.endpoint}` : ''}`)
-  let client: Promise<S3Client> | undefined
+  let client: Promise<{ s3: S3Client; target: ClientTarget }> | undefined
+  let bucketRegion: string | undefined
+  const open = (target: ClientTarget) => makeClient(options, timeouts, display, target, (region) => (bucketRegion = region)).then((s3) => ({ s3, target }))
   const s3 = () =>
     (client ??= (async () => {
       const endpoint = options.endpoint || (await configuredEndpoint())
       if (endpoint) display = redact(`${prefixDisplay} at ${endpoint}`)
-      const made = quietClient({
-        region: options.region || (await regionFromChain(endpoint)),
-        endpoint,
-        forcePathStyle: options.forcePathStyle ?? endpoint !== undefined,
-        credentials: options.credentials,
-        // MinIO-likes and older gateways reject the CRC32 the SDK sends by default; every body
-        // carries its Content-MD5 instead, and in-memory ones their signed SHA-256.
-        requestChecksumCalculation: 'WHEN_REQUIRED',
-        responseChecksumValidation: 'WHEN_REQUIRED',
-        followRegionRedirects: true,
-        maxAttempts: 1,
-        // Without a logger of its own the SDK writes some warnings to the console ("An error was
-        // encountered in a non-retryable streaming request"); every error reaches us anyway.
-        logger: SILENT,
-        requestHandler: await createRequestHandler(display, timeouts, MAX_CONCURRENCY),
-      })
-      // It would render every request's input and output for a logger that drops them.
-      made.middlewareStack.remove('loggerMiddleware')
-      return made
+      return open({ endpoint, region: options.region || (await regionFromChain(endpoint)) })
     })())
+  /** Whether S3 answered a request yet; until then `alone` is the one request in flight. */
+  let answered = false
+  let alone: Promise<void> | undefined
+  /** The client a redirect made obsolete: destroyed on close, as the body of the answer it followed may still be streaming. */
+  let redirected: S3Client | undefined
+  const heard = async (error: unknown) => {
+    const current = await client?.catch(() => undefined)
+    if (current && bucketRegion && bucketRegion !== current.target.region) {
+      client = open({ ...current.target, region: bucketRegion })
+      redirected = current.s3
+    }
+    answered ||= error === undefined || (error as S3Error).$metadata?.httpStatusCode !== undefined
+    alone = undefined
+  }
 
   /**
    * Adds what the user must do to the few errors whose SDK message does not say it, marks whether
@@ -151,8 +206,11 @@ export function connectS3(url: string, options: S3Options, timeouts: StoreTimeou
     return Object.assign(error, { transient })
   }
   const call = async <T>(request: (client: S3Client) => Promise<T>, conditionalKey?: string): Promise<T> => {
+    while (!answered && alone) await alone
+    const attempt = s3().then((made) => request(made.s3))
+    if (!answered) alone = attempt.then(() => heard(undefined), heard)
     try {
-      return await request(await s3())
+      return await attempt
     } catch (error) {
       if (conditionalKey !== undefined && (error as S3Error).$metadata?.httpStatusCode === 412) throw new PreconditionFailed(conditionalKey)
       throw clarify(error)
@@ -167,8 +225,9 @@ export function connectS3(url: string, options: S3Options, timeouts: StoreTimeou
     async close() {
       const opened = client
       client = undefined
+      redirected?.destroy()
       // A client that never came (no region) has nothing to close.
-      ;(await opened?.catch(() => undefined))?.destroy()
+      ;(await opened?.catch(() => undefined))?.s3.destroy()
     },
   }
 }

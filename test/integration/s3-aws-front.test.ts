@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { writeFile } from 'node:fs/promises'
+import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { beforeEach, describe, expect, inject, it } from 'vitest'
 import { awsFront } from '../helpers/aws-front'
@@ -106,6 +106,22 @@ describe('S3 as AWS answers it, down the real AWS path: no endpoint, virtual-hos
     const uploads = aws.front.requests.filter((request) => request.status === 200 && request.method === 'PUT')
     expect(new Set(uploads.map((request) => `${request.host} ${request.region}`))).toEqual(new Set([`${bucket}.s3.eu-west-1.amazonaws.com eu-west-1`]))
     expect(await landed()).toEqual(ALL_DATA)
+  })
+
+  it('asks the wrong region once: many requests at once to a bucket elsewhere all go to its region after the first 301', async () => {
+    aws.front.placeBucket(bucket, 'eu-west-1')
+    const many = Object.fromEntries(Array.from({ length: 60 }, (_, index) => [`many/file-${index}.txt`, `file ${index}\n`]))
+    await mkdir(join(dist, 'many'))
+    for (const [relpath, text] of Object.entries(many)) await writeFile(join(dist, relpath), text)
+    const result = await populate(awsEnv())
+    expect(result.code, result.stderr).toBe(0)
+    const dest = join(await tempDir(), 'www')
+    const popped = await runCli(['pop', dest, '--app', 'my-app', '--store', s3StoreUrl(bucket)], { env: awsEnv() })
+    expect(popped.code, popped.stderr).toBe(0)
+    expect(await readTree(dest)).toEqual({ ...BUILD, ...many })
+    // One redirect per run (populate, pop); the SDK alone follows one per request.
+    expect(aws.front.requests.filter((request) => request.status === 301)).toHaveLength(2)
+    expect(new Set(aws.front.requests.filter((request) => request.status !== 301).map((request) => request.region))).toEqual(new Set(['eu-west-1']))
   })
 
   it('takes the region of the AWS profile when AWS_REGION is set but blank', async () => {

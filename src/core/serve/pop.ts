@@ -1,9 +1,7 @@
 import { createHash } from 'node:crypto'
 import { setMaxListeners } from 'node:events'
-import { createWriteStream } from 'node:fs'
-import { copyFile, link, mkdir } from 'node:fs/promises'
+import { copyFile, link, mkdir, open } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
-import { pipeline } from 'node:stream/promises'
 import { describeError, PushCacheError } from '../model/errors'
 import { entryOf, type Manifest, type ManifestEntry } from '../model/manifest'
 import { assertSafeRelpath } from '../model/paths'
@@ -49,6 +47,8 @@ const DEFAULT_DOWNLOADS = 16
 const MAX_DOWNLOADS = 256
 /** Hard links (or copies) made at once from the served build. */
 const LOCAL_COPIES = 16
+/** Bytes of a download held before they are written: most files of a build fit, and reach the disk in one write. */
+const WRITE_BATCH_BYTES = 512 * 1024
 
 /** The store no longer holds the build being popped (a push rewrote a file, or a newer build landed): start over. */
 class StoreChanged extends PushCacheError {
@@ -301,11 +301,19 @@ async function fillBuildDir(
   const fetching = [...plan.added, ...plan.changed]
   const progress = createProgressCounter({ files: fetching.length, bytes: fetching.reduce((sum, file) => sum + (file.size ?? 0), 0) }, onProgress)
   const inFlight = downloadsInFlight(input)
+  // Each directory is made once: a build's files share a few directories, and a recursive mkdir per file costs more than its write.
+  const made = new Map<string, Promise<unknown>>()
+  const makeParent = (path: string) => {
+    const dir = dirname(path)
+    const making = made.get(dir) ?? mkdir(dir, { recursive: true })
+    made.set(dir, making)
+    return making
+  }
 
   const download = async (file: PopFile) => {
     signal.throwIfAborted()
     const path = join(build.dir, file.relpath)
-    await mkdir(dirname(path), { recursive: true })
+    await makeParent(path)
     try {
       state.files[file.relpath] = await downloadChecked(store, file, path, retries, signal)
     } catch (error) {
@@ -325,7 +333,7 @@ async function fillBuildDir(
     signal.throwIfAborted()
     const path = join(build.dir, file.relpath)
     const source = join(heldDir!, file.relpath)
-    await mkdir(dirname(path), { recursive: true })
+    await makeParent(path)
     try {
       await link(source, path).catch((error: NodeJS.ErrnoException) => {
         if (!LINK_UNSUPPORTED.has(error.code ?? '')) throw error
@@ -401,6 +409,7 @@ async function downloadChecked(store: Store, file: PopFile, target: string, retr
 /**
  * Streams one key into `target`, hashing on the way: the state records what is on disk, not what
  * the store claimed. Stops past `limit` bytes (`cut`): a body longer than listed is never read whole.
+ * The bytes go to disk `WRITE_BATCH_BYTES` at a time, so most files take one write.
  */
 async function downloadFile(
   store: Store,
@@ -411,27 +420,39 @@ async function downloadFile(
 ): Promise<{ size: number; md5: string; cut: boolean } | undefined> {
   const body = await abortable(store.read(key), signal, (late) => late?.destroy())
   if (!body) return undefined
+  const stop = () => body.destroy(signal.reason)
+  signal.addEventListener('abort', stop, { once: true })
+  if (signal.aborted) stop()
   const hash = createHash('md5')
   let size = 0
   let cut = false
-  const tooLong = new Error('longer than expected')
-  await pipeline(
-    body,
-    async function* (chunks: AsyncIterable<Buffer>) {
-      for await (const chunk of chunks) {
-        size += chunk.length
-        if (limit !== undefined && size > limit) {
-          cut = true
-          throw tooLong
-        }
-        hash.update(chunk)
-        yield chunk
-      }
-    },
-    createWriteStream(target),
-    { signal },
-  ).catch((error) => {
-    if (error !== tooLong) throw error
+  const file = await open(target, 'w').catch((error) => {
+    body.destroy()
+    throw error
   })
+  try {
+    let held: Buffer[] = []
+    let heldBytes = 0
+    const flush = async () => {
+      await file.writeFile(held.length === 1 ? held[0]! : Buffer.concat(held, heldBytes))
+      held = []
+      heldBytes = 0
+    }
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      size += chunk.length
+      if (limit !== undefined && size > limit) {
+        cut = true
+        break // destroys the body
+      }
+      hash.update(chunk)
+      held.push(chunk)
+      heldBytes += chunk.length
+      if (heldBytes >= WRITE_BATCH_BYTES) await flush()
+    }
+    if (heldBytes > 0) await flush()
+  } finally {
+    signal.removeEventListener('abort', stop)
+    await file.close()
+  }
   return { size, md5: hash.digest('hex'), cut }
 }

@@ -126,16 +126,18 @@ export async function forEachLimited<T>(
   let failure: { error: unknown } | undefined
   let held = 0
   let active = 0
-  let waiting: (() => void)[] = []
-  const freed = () => new Promise<void>((resolve) => waiting.push(resolve))
+  /** Workers over the limit, and workers whose item does not fit the budget, each woken by a task that ends. */
+  const parked: (() => void)[] = []
+  const starved: (() => void)[] = []
+  const freed = (queue: (() => void)[]) => new Promise<void>((resolve) => queue.push(resolve))
   const worker = async () => {
     while (!failure && next < items.length) {
       // A limit that shrank (or has not grown this far yet) parks the workers above it.
-      while (active > 0 && active >= inFlight.current()) await freed()
+      while (active > 0 && active >= inFlight.current()) await freed(parked)
       if (failure || next >= items.length) break
       const item = items[next++]!
       const cost = budget ? Math.min(budget.cost(item), budget.limit) : 0
-      while (budget && held > 0 && held + cost > budget.limit) await freed()
+      while (budget && held > 0 && held + cost > budget.limit) await freed(starved)
       held += cost
       active++
       try {
@@ -145,8 +147,12 @@ export async function forEachLimited<T>(
       } finally {
         held -= cost
         active--
-        for (const wake of waiting) wake()
-        waiting = []
+        // As many parked workers as there are free slots: an adaptive limit parks up to its maximum
+        // (hundreds), and waking them all at every end is a promise each for nothing. All of them
+        // once there is nothing left to start, so that they return.
+        const done = failure !== undefined || next >= items.length
+        for (const wake of parked.splice(0, done ? parked.length : Math.max(0, inFlight.current() - active))) wake()
+        for (const wake of starved.splice(0)) wake()
       }
     }
   }

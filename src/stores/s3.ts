@@ -7,7 +7,7 @@ import { md5 } from '../core/util/digest'
 import { giveBack, readWhole } from '../core/util/file-buffers'
 import { connectS3, MAX_CONCURRENCY, quote, type S3Connection, unquote } from './s3-connection'
 import { createDeleter } from './s3-delete'
-import { createPartBuffers, PART_SIZE, putInParts } from './s3-multipart'
+import { createPartBuffers, putInParts } from './s3-multipart'
 import type { S3Options } from './s3-options'
 import { isTransientS3, type S3Error } from './s3-transient'
 
@@ -55,8 +55,10 @@ export function createS3Store(url: string, options: S3Options, timeouts: StoreTi
     // The SDK does not retry, and a request that failed or timed out is destroyed with its socket:
     // nothing sends its body later.
     releasesBodies: true,
-    // A large file holds a part at a time, at least; the store's part buffers bound them all.
-    bufferedBytes: (size) => (size > multipartThreshold ? Math.min(size, PART_SIZE) : size),
+    // A large file's parts come from the store's own part buffers, bounded there for all of them
+    // (see s3-multipart.ts): none from core's budget, which small files then keep to themselves. At
+    // 8 MiB each, two large files took all 16 MiB, and on a long link no small file went beside them.
+    bufferedBytes: (size) => (size > multipartThreshold ? 0 : size),
     async put(key: string, body: PutBody, headers: PutOptions = {}): Promise<PutResult> {
       const size = 'file' in body ? body.size : body.byteLength
       if (size > multipartThreshold) return putInParts(connection, partBuffers, root + key, body, size, headers)

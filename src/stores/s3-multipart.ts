@@ -9,7 +9,7 @@ import { isTransientS3 } from './s3-transient'
 
 const MIB = 1024 * 1024
 /** Bytes of a part but the last: the AWS CLI's 8 MiB. */
-export const PART_SIZE = 8 * MIB
+const PART_SIZE = 8 * MIB
 /** Parts in flight, across every multipart upload of one store: each holds a part in memory. */
 const PART_QUEUE = 4
 /**

@@ -67,6 +67,8 @@ function noteAnswers(store: Store, answers: Answers): Store {
       const value = Reflect.get(target, name, receiver)
       if (typeof value !== 'function' || name === 'isTransient' || name === 'close') return value
       return (...args: unknown[]) => {
+        // Once the store answered, a failure is no misconfiguration: nothing more to note.
+        if (answers.answered) return value.apply(target, args)
         const result = value.apply(target, args)
         const call = `${String(name)} ${typeof args[0] === 'string' ? args[0] : `${(args[0] as unknown[]).length} keys`}`
         if (result instanceof Promise) return settle(result, answers, call)

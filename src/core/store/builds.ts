@@ -135,10 +135,13 @@ function visitRange(
       let count = 0
       const after = startAfter === undefined ? undefined : Buffer.from(startAfter)
       for await (const entry of startAfter === undefined && !end ? store.list(prefix) : store.listAfter!(prefix, startAfter)) {
-        const key = Buffer.from(entry.key)
-        if (end && Buffer.compare(key, end) > 0) break
-        // A server that ignores StartAfter lists from the start: what it sends again is left out.
-        if (after && Buffer.compare(key, after) <= 0) continue
+        // Compared as S3 orders keys (UTF-8 bytes); a listing without bounds makes no Buffer per key.
+        if (end || after) {
+          const key = Buffer.from(entry.key)
+          if (end && Buffer.compare(key, end) > 0) break
+          // A server that ignores StartAfter lists from the start: what it sends again is left out.
+          if (after && Buffer.compare(key, after) <= 0) continue
+        }
         if (count++ === LIST_MAX_ENTRIES) throw endless(store, prefix, LIST_MAX_ENTRIES)
         visit(entry)
       }
@@ -335,7 +338,8 @@ function newestTimestampOf(layout: Layout, app: string, keys: readonly string[])
 
 /** The timestamp of the newest manifest key of `app`, readable or not (flat stores); one listing, no reads. */
 export async function newestManifestTimestamp(store: Store, app: string, retries = 3): Promise<number | undefined> {
-  return newestTimestampOf(layoutOf(store), app, await listKeys(store, layoutOf(store).manifestPrefix(app), retries))
+  const layout = layoutOf(store)
+  return newestTimestampOf(layout, app, await listKeys(store, layout.manifestPrefix(app), retries))
 }
 
 /**

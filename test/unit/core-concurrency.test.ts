@@ -106,3 +106,24 @@ describe('forEachLimited with a limit that changes', () => {
     expect(most).toBe(8)
   })
 })
+
+describe('forEachLimited under a limit far below its workers', () => {
+  it('wakes only as many parked workers as there are free slots when a task ends', async () => {
+    // 256 workers (an adaptive limit's ceiling) under a limit of 2: waking all of them at every end
+    // made each of 200 tasks ask the limit about 250 times.
+    let asked = 0
+    const items = Array.from({ length: 200 }, (_, index) => index)
+    await forEachLimited(
+      items,
+      {
+        max: 256,
+        current: () => {
+          asked++
+          return 2
+        },
+      },
+      () => sleep(0),
+    )
+    expect(asked).toBeLessThan(items.length * 8)
+  })
+})

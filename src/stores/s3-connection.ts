@@ -117,8 +117,9 @@ async function makeClient(options: S3Options, timeouts: StoreTimeouts, display: 
     ...target,
     forcePathStyle: options.forcePathStyle ?? target.endpoint !== undefined,
     credentials: options.credentials,
-    // MinIO-likes and older gateways reject the CRC32 the SDK sends by default; every body
-    // carries its Content-MD5 instead, and in-memory ones their signed SHA-256.
+    // MinIO-likes and older gateways reject the CRC32 trailers the SDK sends by default; every
+    // body carries its Content-MD5 (a multipart part, its CRC32 header) instead, and in-memory
+    // ones their signed SHA-256.
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
     followRegionRedirects: true,

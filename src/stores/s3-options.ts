@@ -22,8 +22,8 @@ export interface S3Options {
    */
   credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string }
   /**
-   * No longer has any effect: push-cache sends no CRC32 checksums for servers to reject (each body
-   * carries its Content-MD5 instead, which every S3 server checks). Still accepted so that configs that set it keep working.
+   * No longer has any effect: push-cache sends no CRC32 trailers for servers to reject (each body
+   * carries its Content-MD5, a multipart part its CRC32 header, as the aws CLI sends it). Still accepted so that configs that set it keep working.
    * @deprecated since 0.2: remove it.
    * @default 'when_supported'
    */

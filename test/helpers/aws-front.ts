@@ -6,6 +6,7 @@ import https from 'node:https'
 import type { AddressInfo, Socket } from 'node:net'
 import { connect } from 'node:net'
 import { join } from 'node:path'
+import { crc32 } from 'node:zlib'
 import { afterAll, beforeAll } from 'vitest'
 import { tempDir } from './fs'
 
@@ -55,7 +56,7 @@ export interface AwsFront {
   skewClock(ms: number): void
   /** The bucket lives in `region`: asked for anywhere else it answers 301 with `x-amz-bucket-region`. */
   placeBucket(bucket: string, region: string): void
-  /** The next matching upload has one byte flipped before S3 checks its Content-MD5. */
+  /** The next matching upload has one byte flipped before S3 checks its Content-MD5 or CRC32. */
   flipByte(key: RegExp): void
   reset(): void
 }
@@ -91,13 +92,20 @@ async function makeCertificate(directory: string): Promise<{ key: string; cert: 
 const errorDocument = (code: string, extra = '') =>
   `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${code}</Message>${extra}</Error>`
 
+/** A CRC32 as S3's checksum headers carry it: 4 bytes, big-endian. */
+function bigEndian(value: number): Buffer {
+  const bytes = Buffer.alloc(4)
+  bytes.writeUInt32BE(value)
+  return bytes
+}
+
 /** `x-amz-date` (`20261206T084500Z`) as a time. */
 const amzDate = (stamp: string) => Date.parse(stamp.replace(/^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/, '$1-$2-$3T$4:$5:$6Z'))
 
 /**
  * An HTTPS server that answers for `*.s3.<region>.amazonaws.com` the way AWS does, in front of an
  * S3 server on loopback (`upstream`, path style): it checks the clock of each request, the region
- * of each bucket and the Content-MD5 of each upload, and fails requests on demand. A client reaches
+ * of each bucket and the Content-MD5 and CRC32 (`x-amz-checksum-crc32`) of each upload, and fails requests on demand. A client reaches
  * it down its real AWS path (no endpoint, virtual-hosted, HTTPS) through the CONNECT proxy.
  */
 async function startAwsFront(upstream: string): Promise<AwsFront & { close(): Promise<void> }> {
@@ -164,6 +172,8 @@ async function startAwsFront(upstream: string): Promise<AwsFront & { close(): Pr
     }
     const contentMd5 = request.headers['content-md5']
     if (contentMd5 && createHash('md5').update(body).digest('base64') !== contentMd5) return answer(400, errorDocument('BadDigest'))
+    const checksumCrc32 = request.headers['x-amz-checksum-crc32']
+    if (checksumCrc32 && bigEndian(crc32(body)).toString('base64') !== checksumCrc32) return answer(400, errorDocument('BadDigest'))
 
     const headers = { ...request.headers, host: target.host, 'content-length': String(body.length) }
     const onward = http.request(

@@ -148,6 +148,18 @@ describe('S3 as AWS answers it, down the real AWS path: no endpoint, virtual-hos
     expect((await getObject(bucket, 'data/my-app/big.bin'))?.body.equals(large)).toBe(true)
   })
 
+  it('sends a part again when a byte flipped on the way: its CRC32 makes S3 refuse it, and the stored bytes are the file', async () => {
+    const large = randomBytes(17 * 1024 * 1024)
+    await writeFile(join(dist, 'big.bin'), large)
+    aws.front.flipByte(/big\.bin$/)
+    const result = await populate(awsEnv())
+    expect(result.code, result.stderr).toBe(0)
+    const parts = uploadsOf('data/my-app/big.bin')
+    expect(parts.filter((request) => request.status === 400)).toHaveLength(1)
+    expect(parts.filter((request) => request.status === 200)).toHaveLength(3)
+    expect((await getObject(bucket, 'data/my-app/big.bin'))?.body.equals(large)).toBe(true)
+  })
+
   it('sends an upload again when a byte flipped on the way: its Content-MD5 makes S3 refuse it, and the stored bytes are the build', async () => {
     aws.front.flipByte(/main\.1a2b3c4d\.js$/)
     const result = await populate(awsEnv())

@@ -17,7 +17,10 @@ export const FLAG_GROUPS = {
     ['--s3-endpoint <url>', 'S3-compatible endpoint such as MinIO (env AWS_ENDPOINT_URL_S3)'],
     ['--s3-region <region>', 'S3 region (default: the AWS SDK chain, AWS_REGION or the region of AWS_PROFILE; us-east-1 for a custom endpoint)'],
     ['--s3-path-style', 'Path-style S3 addressing (the default when an endpoint is set)'],
-    ['--s3-checksums <mode>', 'Deprecated, no effect: no CRC32 checksums are sent (when_supported or when_required)'],
+    [
+      '--s3-checksums <mode>',
+      'when_required: multipart parts carry Content-MD5, not CRC32, for servers that refuse flexible checksums (default when_supported)',
+    ],
     ['--connect-timeout <ms>', 'Milliseconds to connect to the store (env PUSH_CACHE_CONNECT_TIMEOUT, default 5000)'],
     ['--request-timeout <ms>', 'Milliseconds one request may take, answer included (env PUSH_CACHE_REQUEST_TIMEOUT, default 30000)'],
     ['--retries <n>', 'Attempts after the first for a request that failed transiently (default 3)'],

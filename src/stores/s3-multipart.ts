@@ -10,6 +10,7 @@ import {
 } from '@aws-sdk/client-s3'
 import type { PutBody, PutOptions, PutResult } from '../core/store/store'
 import { forEachLimited, withRetry } from '../core/util/concurrency'
+import { md5 } from '../core/util/digest'
 import { openSized, readInto } from '../core/util/file-buffers'
 import { type S3Connection, unquote } from './s3-connection'
 import { isTransientS3 } from './s3-transient'
@@ -63,10 +64,13 @@ export function createPartBuffers() {
 
 export type PartBuffers = ReturnType<typeof createPartBuffers>
 
-/** A part ready to send: its bytes, their CRC32 (base64, big-endian, as S3 wants it), and what gives its buffer back. */
+/** How a part proves its bytes to S3: its CRC32 (`'crc32'`), or its Content-MD5 for a server that refuses flexible checksums. */
+export type PartChecksum = 'crc32' | 'md5'
+
+/** A part ready to send: its bytes, the checksum S3 checks them against, and what gives its buffer back. */
 interface Part {
   bytes: Uint8Array
-  crc32: string
+  checksum: { ChecksumCRC32: string } | { ContentMD5: string }
   release(): void
 }
 
@@ -95,19 +99,22 @@ export async function putInParts(
   body: PutBody,
   size: number,
   headers: PutOptions,
+  partChecksum: PartChecksum,
 ): Promise<PutResult> {
   const whole = createHash('md5')
   const hashed = (bytes: Uint8Array, release = () => {}): Part => {
     whole.update(bytes)
-    return { bytes, crc32: checksumCrc32(bytes), release }
+    const checksum = partChecksum === 'crc32' ? { ChecksumCRC32: checksumCrc32(bytes) } : { ContentMD5: md5(bytes, 'base64') }
+    return { bytes, checksum, release }
   }
+  const send = (readPart: PartReader) => sendParts(connection, key, size, headers, partChecksum, readPart)
   if (!('file' in body)) {
-    const etag = await sendParts(connection, key, size, headers, async (start, length) => hashed(body.subarray(start, start + length)))
+    const etag = await send(async (start, length) => hashed(body.subarray(start, start + length)))
     return { etag, md5: whole.digest('hex') }
   }
   const file = await openSized(body.file, size)
   try {
-    const etag = await sendParts(connection, key, size, headers, async (start, length) => {
+    const etag = await send(async (start, length) => {
       const buffer = await buffers.take()
       const bytes = buffer.subarray(0, length)
       try {
@@ -130,6 +137,7 @@ async function sendParts(
   key: string,
   size: number,
   headers: PutOptions,
+  partChecksum: PartChecksum,
   readPart: PartReader,
 ): Promise<string | undefined> {
   // https://docs.aws.amazon.com/AmazonS3/latest/API/API_CreateMultipartUpload.html
@@ -142,7 +150,7 @@ async function sendParts(
         CacheControl: headers.cacheControl,
         Metadata: headers.metadata,
         // Each part then carries its CRC32, which S3 checks, and the completion names them all.
-        ChecksumAlgorithm: 'CRC32',
+        ChecksumAlgorithm: partChecksum === 'crc32' ? 'CRC32' : undefined,
       }),
     ),
   )
@@ -167,11 +175,11 @@ async function sendParts(
               PartNumber: index + 1,
               Body: part.bytes,
               ContentLength: part.bytes.byteLength,
-              ChecksumCRC32: part.crc32,
+              ...part.checksum,
             }),
           ),
         )
-        sent[index] = { ETag: ETag!, ChecksumCRC32: part.crc32, PartNumber: index + 1 }
+        sent[index] = { ETag: ETag!, PartNumber: index + 1, ...('ChecksumCRC32' in part.checksum && { ChecksumCRC32: part.checksum.ChecksumCRC32 }) }
       } finally {
         part.release()
       }

@@ -22,9 +22,10 @@ export interface S3Options {
    */
   credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string }
   /**
-   * No longer has any effect: push-cache sends no CRC32 trailers for servers to reject (each body
-   * carries its Content-MD5, a multipart part its CRC32 header, as the aws CLI sends it). Still accepted so that configs that set it keep working.
-   * @deprecated since 0.2: remove it.
+   * How each part of a multipart upload proves its bytes to the server: `'when_supported'` sends
+   * its CRC32 (`x-amz-checksum-crc32`, as the aws CLI does; a fifth of MD5's CPU), `'when_required'`
+   * its Content-MD5, for an S3-compatible server that refuses flexible checksums. Every other upload
+   * carries its Content-MD5 either way, and no CRC32 trailer is ever sent.
    * @default 'when_supported'
    */
   checksums?: 'when_supported' | 'when_required'

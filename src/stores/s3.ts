@@ -42,6 +42,7 @@ export function createS3Store(url: string, options: S3Options, timeouts: StoreTi
   const { bucket, root, call } = connection
   const multipartThreshold = options.multipartThreshold ?? 8 * 1024 * 1024
   const partBuffers = createPartBuffers()
+  const partChecksum = options.checksums === 'when_required' ? 'md5' : 'crc32'
   return {
     kind: DRIVER_NAME,
     layout: 'flat',
@@ -61,7 +62,7 @@ export function createS3Store(url: string, options: S3Options, timeouts: StoreTi
     bufferedBytes: (size) => (size > multipartThreshold ? 0 : size),
     async put(key: string, body: PutBody, headers: PutOptions = {}): Promise<PutResult> {
       const size = 'file' in body ? body.size : body.byteLength
-      if (size > multipartThreshold) return putInParts(connection, partBuffers, root + key, body, size, headers)
+      if (size > multipartThreshold) return putInParts(connection, partBuffers, root + key, body, size, headers, partChecksum)
       const bytes = 'file' in body ? await readWhole(body.file, body.size, true) : body
       try {
         // https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html

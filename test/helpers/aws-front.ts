@@ -28,6 +28,8 @@ interface FrontRequest {
   status: number
   /** The region the request was signed for. */
   region?: string
+  /** The checksum headers its body came with. */
+  checksums: ('content-md5' | 'x-amz-checksum-crc32')[]
 }
 
 /** Answer matching requests as S3 does when it refuses them, instead of passing them on. */
@@ -133,6 +135,7 @@ async function startAwsFront(upstream: string): Promise<AwsFront & { close(): Pr
       query: url.search.slice(1),
       status: 0,
       region: /Credential=[^/]+\/\d+\/([^/]+)\//.exec(request.headers.authorization ?? '')?.[1],
+      checksums: (['content-md5', 'x-amz-checksum-crc32'] as const).filter((name) => request.headers[name] !== undefined),
     }
     requests.push(seen)
     const now = new Date(Date.now() + clockOffset)

@@ -39,7 +39,8 @@ beforeEach(async () => {
   bucket = await createBucket()
 })
 
-const populate = (env: Record<string, string>) => runCli(['populate', dist, '--app', 'my-app', '--store', s3StoreUrl(bucket)], { env })
+const populate = (env: Record<string, string>, flags: readonly string[] = []) =>
+  runCli(['populate', dist, '--app', 'my-app', '--store', s3StoreUrl(bucket), ...flags], { env })
 const landed = async () => (await listObjects(bucket)).map((object) => object.key).filter((key) => key.startsWith('data/'))
 const ALL_DATA = Object.keys(BUILD)
   .map((relpath) => `data/my-app/${relpath}`)
@@ -148,13 +149,17 @@ describe('S3 as AWS answers it, down the real AWS path: no endpoint, virtual-hos
     expect((await getObject(bucket, 'data/my-app/big.bin'))?.body.equals(large)).toBe(true)
   })
 
-  it('sends a part again when a byte flipped on the way: its CRC32 makes S3 refuse it, and the stored bytes are the file', async () => {
+  it.each([
+    ['its CRC32', [], 'x-amz-checksum-crc32'],
+    ['its Content-MD5 with --s3-checksums when_required', ['--s3-checksums', 'when_required'], 'content-md5'],
+  ] as const)('sends a part again when a byte flipped on the way: %s makes S3 refuse it, and the stored bytes are the file', async (_, flags, header) => {
     const large = randomBytes(17 * 1024 * 1024)
     await writeFile(join(dist, 'big.bin'), large)
     aws.front.flipByte(/big\.bin$/)
-    const result = await populate(awsEnv())
+    const result = await populate(awsEnv(), flags)
     expect(result.code, result.stderr).toBe(0)
     const parts = uploadsOf('data/my-app/big.bin')
+    expect(parts.map((request) => request.checksums)).toEqual(parts.map(() => [header]))
     expect(parts.filter((request) => request.status === 400)).toHaveLength(1)
     expect(parts.filter((request) => request.status === 200)).toHaveLength(3)
     expect((await getObject(bucket, 'data/my-app/big.bin'))?.body.equals(large)).toBe(true)

@@ -105,6 +105,17 @@ interface ClientTarget {
 const bucketRegionOf = (error: unknown): string | undefined =>
   (error as { $response?: { headers?: Record<string, string | undefined> } })?.$response?.headers?.['x-amz-bucket-region'] || undefined
 
+const CONTENT_SHA256 = 'x-amz-content-sha256'
+
+/**
+ * Bodies go out as `UNSIGNED-PAYLOAD` (https://docs.aws.amazon.com/AmazonS3/latest/API/sig-v4-header-based-auth.html):
+ * the signer would otherwise SHA-256 every in-memory body, a second pass over the whole build. Every
+ * body already carries its Content-MD5, which S3 checks and the signature covers.
+ */
+function leavePayloadUnsigned(request: { body?: unknown; headers?: Record<string, string> }): void {
+  if (request.headers && ArrayBuffer.isView(request.body) && request.headers[CONTENT_SHA256] === undefined) request.headers[CONTENT_SHA256] = 'UNSIGNED-PAYLOAD'
+}
+
 /**
  * The SDK client for `target`. Each command's middleware is resolved once (`cacheMiddleware`), not
  * per request: a tenth of a request's CPU. The SDK then shares one context among the requests of a
@@ -131,6 +142,13 @@ async function makeClient(options: S3Options, timeouts: StoreTimeouts, display: 
   })
   // It would render every request's input and output for a logger that drops them.
   made.middlewareStack.remove('loggerMiddleware')
+  made.middlewareStack.add(
+    (next) => (args) => {
+      leavePayloadUnsigned(args.request as Parameters<typeof leavePayloadUnsigned>[0])
+      return next(args)
+    },
+    { step: 'build', name: 'unsignedPayloadMiddleware' },
+  )
   // Inside the SDK's region redirect (same step, lower priority): it sees the answer the redirect follows.
   made.middlewareStack.add(
     (next) => async (args) => {

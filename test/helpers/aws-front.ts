@@ -27,6 +27,8 @@ interface FrontRequest {
   status: number
   /** The region the request was signed for. */
   region?: string
+  /** Its `x-amz-content-sha256`: the body's SHA-256, or `UNSIGNED-PAYLOAD`. */
+  payloadHash?: string
 }
 
 /** Answer matching requests as S3 does when it refuses them, instead of passing them on. */
@@ -125,6 +127,7 @@ async function startAwsFront(upstream: string): Promise<AwsFront & { close(): Pr
       query: url.search.slice(1),
       status: 0,
       region: /Credential=[^/]+\/\d+\/([^/]+)\//.exec(request.headers.authorization ?? '')?.[1],
+      payloadHash: request.headers['x-amz-content-sha256'] as string | undefined,
     }
     requests.push(seen)
     const now = new Date(Date.now() + clockOffset)

@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto'
 import { setMaxListeners } from 'node:events'
-import { writeFileSync } from 'node:fs'
-import { copyFile, type FileHandle, link, mkdir, open } from 'node:fs/promises'
+import { copyFile, link, mkdir, open } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { describeError, PushCacheError } from '../model/errors'
 import { entryOf, type Manifest, type ManifestEntry } from '../model/manifest'
@@ -427,14 +426,15 @@ async function downloadFile(
   const hash = createHash('md5')
   let size = 0
   let cut = false
-  let file: FileHandle | undefined
+  const file = await open(target, 'w').catch((error) => {
+    body.destroy()
+    throw error
+  })
   try {
     let held: Buffer[] = []
     let heldBytes = 0
-    const joined = () => (held.length === 1 ? held[0]! : Buffer.concat(held, heldBytes))
     const flush = async () => {
-      file ??= await open(target, 'w')
-      await file.writeFile(joined())
+      await file.writeFile(held.length === 1 ? held[0]! : Buffer.concat(held, heldBytes))
       held = []
       heldBytes = 0
     }
@@ -449,13 +449,10 @@ async function downloadFile(
       heldBytes += chunk.length
       if (heldBytes >= WRITE_BATCH_BYTES) await flush()
     }
-    // A file that came whole within one batch (most of a build, a few KiB) is written in one
-    // synchronous call: a file handle's open, write and close are three trips through the thread pool.
-    if (!cut && file === undefined) writeFileSync(target, joined())
-    else if (!cut && heldBytes > 0) await flush()
+    if (heldBytes > 0) await flush()
   } finally {
     signal.removeEventListener('abort', stop)
-    await file?.close()
+    await file.close()
   }
   return { size, md5: hash.digest('hex'), cut }
 }

@@ -105,6 +105,21 @@ interface ClientTarget {
 const bucketRegionOf = (error: unknown): string | undefined =>
   (error as { $response?: { headers?: Record<string, string | undefined> } })?.$response?.headers?.['x-amz-bucket-region'] || undefined
 
+const CONTENT_SHA256 = 'x-amz-content-sha256'
+
+/**
+ * A body goes out as `UNSIGNED-PAYLOAD` (https://docs.aws.amazon.com/AmazonS3/latest/API/sig-v4-header-based-auth.html)
+ * where something else already guards its bytes: TLS, or a signed Content-MD5 (no one can make other
+ * bytes with the same MD5). The signer would otherwise SHA-256 every body, one more pass over the
+ * build. A multipart part over plain HTTP keeps its SHA-256 signed: its CRC32 anyone could match.
+ */
+export function leavePayloadUnsigned(request: { protocol?: string; body?: unknown; headers?: Record<string, string> }): void {
+  const { protocol, body, headers } = request
+  if (!headers || !ArrayBuffer.isView(body) || headers[CONTENT_SHA256] !== undefined) return
+  const md5Signed = Object.keys(headers).some((name) => name.toLowerCase() === 'content-md5')
+  if (protocol === 'https:' || md5Signed) headers[CONTENT_SHA256] = 'UNSIGNED-PAYLOAD'
+}
+
 /**
  * The SDK client for `target`. Each command's middleware is resolved once (`cacheMiddleware`), not
  * per request: a tenth of a request's CPU. The SDK then shares one context among the requests of a
@@ -132,6 +147,13 @@ async function makeClient(options: S3Options, timeouts: StoreTimeouts, display: 
   })
   // It would render every request's input and output for a logger that drops them.
   made.middlewareStack.remove('loggerMiddleware')
+  made.middlewareStack.add(
+    (next) => (args) => {
+      leavePayloadUnsigned(args.request as Parameters<typeof leavePayloadUnsigned>[0])
+      return next(args)
+    },
+    { step: 'build', name: 'unsignedPayloadMiddleware' },
+  )
   // Inside the SDK's region redirect (same step, lower priority): it sees the answer the redirect follows.
   made.middlewareStack.add(
     (next) => async (args) => {

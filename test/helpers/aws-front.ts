@@ -30,6 +30,8 @@ interface FrontRequest {
   region?: string
   /** The checksum headers its body came with. */
   checksums: ('content-md5' | 'x-amz-checksum-crc32')[]
+  /** Its `x-amz-content-sha256`: the body's SHA-256, or `UNSIGNED-PAYLOAD`. */
+  payloadHash?: string
 }
 
 /** Answer matching requests as S3 does when it refuses them, instead of passing them on. */
@@ -136,6 +138,7 @@ async function startAwsFront(upstream: string): Promise<AwsFront & { close(): Pr
       status: 0,
       region: /Credential=[^/]+\/\d+\/([^/]+)\//.exec(request.headers.authorization ?? '')?.[1],
       checksums: (['content-md5', 'x-amz-checksum-crc32'] as const).filter((name) => request.headers[name] !== undefined),
+      payloadHash: request.headers['x-amz-content-sha256'] as string | undefined,
     }
     requests.push(seen)
     const now = new Date(Date.now() + clockOffset)

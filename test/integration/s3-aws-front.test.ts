@@ -165,6 +165,14 @@ describe('S3 as AWS answers it, down the real AWS path: no endpoint, virtual-hos
     expect((await getObject(bucket, 'data/my-app/big.bin'))?.body.equals(large)).toBe(true)
   })
 
+  it('sends bodies as UNSIGNED-PAYLOAD over HTTPS: no SHA-256 pass over the build, TLS and the signed checksums guard them', async () => {
+    const result = await populate(awsEnv())
+    expect(result.code, result.stderr).toBe(0)
+    const puts = aws.front.requests.filter((request) => request.method === 'PUT')
+    expect(puts.length).toBeGreaterThan(0)
+    expect(new Set(puts.map((request) => request.payloadHash))).toEqual(new Set(['UNSIGNED-PAYLOAD']))
+  })
+
   it('sends an upload again when a byte flipped on the way: its Content-MD5 makes S3 refuse it, and the stored bytes are the build', async () => {
     aws.front.flipByte(/main\.1a2b3c4d\.js$/)
     const result = await populate(awsEnv())

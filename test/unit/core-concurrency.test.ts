@@ -59,10 +59,32 @@ describe('createAdaptiveLimit', () => {
       clock.now += 2000 / 32
       limit.completed()
     }
-    expect(limit.current()).toBe(64)
+    // A round to warm up: it sets no baseline.
+    expect(limit.current()).toBe(32)
     // Then small files, latency-bound at 100 ms: more in flight is more done, up to 128.
     drive(limit, (inFlight) => Math.min(inFlight, 128) / 100, 10, clock)
     expect(limit.current()).toBe(128)
+  })
+
+  it('takes no baseline from the first round of the largest files: on a busy server it ends where it started', () => {
+    const clock = { now: 0 }
+    const limit = createAdaptiveLimit({ initial: 32, max: 256, now: () => clock.now })
+    limit.current()
+    // The 32 largest files, 4 s in all, then small ones on a server that takes 2 a millisecond at
+    // any level; each round's files are smaller, so a round ends a tenth sooner than the one before.
+    for (let done = 0; done < 32; done++) {
+      clock.now += 4000 / 32
+      limit.completed()
+    }
+    let speedup = 1
+    for (let round = 0; round < 10; round++, speedup *= 1.1) {
+      const inFlight = limit.current()
+      for (let done = 0; done < inFlight; done++) {
+        clock.now += 1 / (2 * speedup)
+        limit.completed()
+      }
+    }
+    expect(limit.current()).toBe(32)
   })
 
   it('stays near where it started when more in flight gains nothing (a busy server on a short link)', () => {

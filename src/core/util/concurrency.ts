@@ -64,14 +64,18 @@ export interface InFlightLimit {
  * a timeout) halves it, down to `min`, and ends the probing too. On a short link more in flight
  * gains nothing and it stays put; on a long one it grows until the bandwidth-delay product is filled.
  *
- * It counts requests, not bytes: work goes largest first, so a first round weighed in bytes always
- * looked faster than the small files after it, and a long link gave its doubling back. A round's
+ * It counts requests, not bytes: work goes largest first, so a round weighed in bytes always looked
+ * slower than the one before it, and a long link gave its doubling back. The first round is no
+ * baseline either: it carries the largest files and opens the connections, so any round after it
+ * looked faster, and a short link doubled past what the server takes (at 20 ms, up to 256 in
+ * flight: more sockets, and server threads fighting for its one core, for nothing). A round's
  * clock starts when its first task asks to start (not while the push still plans).
  */
 export function createAdaptiveLimit({ initial, max, min = 4, now = Date.now }: { initial: number; max: number; min?: number; now?: () => number }) {
   let current = Math.min(initial, max)
   let probing = current < max
   let round: { started?: number; completions: number } = { completions: 0 }
+  let warmedUp = false
   /** The level before the last doubling, and its throughput. */
   let before: { level: number; throughput: number } | undefined
   return {
@@ -84,7 +88,8 @@ export function createAdaptiveLimit({ initial, max, min = 4, now = Date.now }: {
     completed(): void {
       if (!probing || ++round.completions < current) return
       const throughput = round.completions / Math.max(1, now() - (round.started ?? 0))
-      if (before && throughput < before.throughput * (7 / 6)) {
+      if (!warmedUp) warmedUp = true
+      else if (before && throughput < before.throughput * (7 / 6)) {
         current = before.level
         probing = false
       } else if (current < max) {

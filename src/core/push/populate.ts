@@ -99,6 +99,7 @@ export async function populate({
     signal?.throwIfAborted()
     await lock?.confirm('its manifest')
     await writeManifest(run, build, planned, all, writer, report, ownManifest)
+    await build.complete(run.logger, () => lock?.release() ?? Promise.resolve())
   } catch (error) {
     await build.abandon([...(writer?.written ?? []), ...ownManifest], logger)
     const note = build.pendingNote()
@@ -106,6 +107,7 @@ export async function populate({
     const cause = signal?.aborted ? signal.reason : error
     throw note ? new PushCacheError('UPLOAD_FAILED', `${describeError(cause)}. ${note}`, { cause }) : cause
   } finally {
+    // Once: a complete build's was released by build.complete.
     await lock?.release()
     dropSpareBuffers()
   }
@@ -273,7 +275,6 @@ async function writeManifest(
     written.push(manifestFile)
     await build.persist(writer.written, 'persisting the written keys')
     await build.persist([manifestFile], 'persisting the manifest')
-    await build.complete(run.logger)
   })
 }
 

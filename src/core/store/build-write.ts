@@ -52,10 +52,11 @@ export interface BuildWrite {
   /** What a failure leaves served, when it may leave an entrypoint without a manifest; said in its message. */
   pendingNote(): string | undefined
   /**
-   * The manifest is written: the build is no longer in progress. Never throws: the build is in the
+   * The manifest is written: the build is no longer in progress, and `releaseLock` releases the
+   * writer lock, beside the last tidying up where that is safe. Never throws: the build is in the
    * store, and a failure to tidy up must not make the push take it back.
    */
-  complete(logger: Logger): Promise<void>
+  complete(logger: Logger, releaseLock: () => Promise<void>): Promise<void>
   /** Best effort after a failure: removes what the build wrote and its lock. */
   abandon(files: readonly { key: string }[], logger: Logger): Promise<void>
 }
@@ -96,12 +97,15 @@ function flatBuildWrite({ store, app, timestamp, retries, retry }: BuildWriteInp
     pendingNote: () =>
       recorded &&
       `${recorded.join(', ')} of build ${timestamp} may be served without its manifest; its files are kept from prunes by ${pending} in ${store.display}. Push build ${timestamp} again (the same files and timestamp) to complete it.`,
-    async complete() {
+    async complete(_logger, releaseLock) {
       // Only the record this push wrote: a push that wrote no entrypoint spends no request here.
       // Best effort: a prune removes a pending record once a manifest or a newer record serves its
-      // entrypoints (one left by a failed push of this build, too).
-      if (recorded) await store.delete([pending]).catch(() => {})
+      // entrypoints (one left by a failed push of this build, too). So it goes beside the lock's
+      // release: a prune that takes the lock before the record is gone keeps what the record names,
+      // which the manifest names too, and removes the record or leaves it to the next prune.
+      const removal = recorded ? store.delete([pending]).catch(() => {}) : undefined
       recorded = undefined
+      await Promise.all([removal, releaseLock()])
     },
     // The pending record stays: the entrypoints may be served (a prune removes it once they are not).
     abandon: nothing,
@@ -148,16 +152,18 @@ function versionedBuildWrite({ store, timestamp, dryRun, retry, now }: BuildWrit
     // A versioned entrypoint is served only through its build's manifest.
     recordPending: async () => {},
     pendingNote: () => undefined,
-    async complete(logger) {
+    // The build lock goes before the writer lock: a prune that took that would read the build as in progress.
+    async complete(logger, releaseLock) {
       completed = true
-      if (bare) return
-      try {
-        await retry(lockKey, () => store.delete([lockKey]))
-      } catch (error) {
-        logger.warn(
-          `build ${timestamp} is complete, but its lock ${lockKey} could not be removed (${describeError(error)}): readers skip the build until the lock expires (${2 * expiresIn} s at most), or delete it by hand.`,
-        )
-      }
+      if (!bare)
+        try {
+          await retry(lockKey, () => store.delete([lockKey]))
+        } catch (error) {
+          logger.warn(
+            `build ${timestamp} is complete, but its lock ${lockKey} could not be removed (${describeError(error)}): readers skip the build until the lock expires (${2 * expiresIn} s at most), or delete it by hand.`,
+          )
+        }
+      await releaseLock()
     },
     // Only keys this build wrote go; they expire on their own if this fails too.
     async abandon(files, logger) {

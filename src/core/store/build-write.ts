@@ -4,7 +4,13 @@ import { newestManifestTimestamp } from './builds'
 import type { StoredFile } from './held-files'
 import { layoutOf } from './layout'
 import { pendingKey, writePending } from './pending'
-import type { Store } from './store'
+import { PreconditionFailed, type Store } from './store'
+
+/** What a pending record names: the build's files and the MD5 of each entrypoint it writes, by relpath. */
+export interface PendingFiles {
+  files: readonly string[]
+  entrypoints: Record<string, string>
+}
 
 /** Runs one request with the push's retries; `what` names it in the retry's log line. */
 export type Retry = <T>(what: string, attempt: () => Promise<T>) => Promise<T>
@@ -46,9 +52,16 @@ export interface BuildWrite {
   recordOf(etag: string | undefined, reused: StoredFile | undefined): { version?: number; etag?: string }
   /**
    * Right before the entrypoints: flat stores leave a pending record of the build (see
-   * `pending.ts`), so that a served entrypoint is never without a record of its files.
+   * `pending.ts`), so that a served entrypoint is never without a record of its files. A no-op
+   * when {@link recordPendingEarly} wrote it.
    */
-  recordPending(files: readonly string[], entrypoints: Record<string, string>): Promise<void>
+  recordPending(record: PendingFiles): Promise<void>
+  /**
+   * The pending record beside the build's first writes, a round trip saved: only when the store
+   * holds none at this timestamp (a conditional create). One there may be an earlier attempt's,
+   * whose entrypoint may be served and need it: {@link recordPending} replaces it, as late as ever.
+   */
+  recordPendingEarly(record: PendingFiles): Promise<void>
   /** What a failure leaves served, when it may leave an entrypoint without a manifest; said in its message. */
   pendingNote(): string | undefined
   /**
@@ -80,7 +93,13 @@ export function buildWriteFor(input: BuildWriteInput): BuildWrite {
 function flatBuildWrite({ store, app, timestamp, retries, retry }: BuildWriteInput): BuildWrite {
   const nothing = async () => {}
   const pending = pendingKey(store, app, timestamp)
+  /** The entrypoints the record in place names, once this push wrote it. */
   let recorded: string[] | undefined
+  /** Written early where there was none: a push that fails before its entrypoints takes it back. */
+  let created = false
+  let publishing = false
+  const write = (record: PendingFiles, ifNoneMatch?: '*') =>
+    retry(pending, () => writePending(store, app, { timestamp, files: [...record.files], entrypoints: record.entrypoints }, ifNoneMatch))
   return {
     comparesHeaders: true,
     begin: nothing,
@@ -90,13 +109,25 @@ function flatBuildWrite({ store, app, timestamp, retries, retry }: BuildWriteInp
     superseded: async (listed) => listed ?? (await newerBuildExists(store, app, timestamp, retries)),
     persist: nothing,
     recordOf: (etag, reused) => ({ etag: etag ?? reused?.etag }),
-    async recordPending(files, entrypoints) {
-      await retry(pending, () => writePending(store, app, { timestamp, files: [...files], entrypoints }))
-      recorded = Object.keys(entrypoints)
+    async recordPending(record) {
+      publishing = true
+      if (!recorded) await write(record)
+      recorded = Object.keys(record.entrypoints)
+    },
+    async recordPendingEarly(record) {
+      if (!store.conditionalWrites) return
+      try {
+        await write(record, '*')
+        recorded = Object.keys(record.entrypoints)
+        created = true
+      } catch (error) {
+        if (!(error instanceof PreconditionFailed)) throw error
+      }
     },
     pendingNote: () =>
-      recorded &&
-      `${recorded.join(', ')} of build ${timestamp} may be served without its manifest; its files are kept from prunes by ${pending} in ${store.display}. Push build ${timestamp} again (the same files and timestamp) to complete it.`,
+      publishing && recorded
+        ? `${recorded.join(', ')} of build ${timestamp} may be served without its manifest; its files are kept from prunes by ${pending} in ${store.display}. Push build ${timestamp} again (the same files and timestamp) to complete it.`
+        : undefined,
     async complete(_logger, releaseLock) {
       // Only the record this push wrote: a push that wrote no entrypoint spends no request here.
       // Best effort: a prune removes a pending record once a manifest or a newer record serves its
@@ -107,8 +138,10 @@ function flatBuildWrite({ store, app, timestamp, retries, retry }: BuildWriteInp
       recorded = undefined
       await Promise.all([removal, releaseLock()])
     },
-    // The pending record stays: the entrypoints may be served (a prune removes it once they are not).
-    abandon: nothing,
+    // The pending record stays once the entrypoints may be served (a prune removes it once they are not).
+    async abandon() {
+      if (created && !publishing) await store.delete([pending]).catch(() => {})
+    },
   }
 }
 
@@ -151,6 +184,7 @@ function versionedBuildWrite({ store, timestamp, dryRun, retry, now }: BuildWrit
     recordOf: (_etag, reused) => (reused?.version !== undefined ? { version: reused.version } : {}),
     // A versioned entrypoint is served only through its build's manifest.
     recordPending: async () => {},
+    recordPendingEarly: async () => {},
     pendingNote: () => undefined,
     // The build lock goes before the writer lock: a prune that took that would read the build as in progress.
     async complete(logger, releaseLock) {

@@ -158,7 +158,7 @@ describe('the versioned build write', () => {
     await write.persist([{ key: 'data:inventory:100:a.js' }], 'persisting')
     expect(persisted).toEqual([['data:inventory:100:a.js']])
     expect(await write.superseded()).toBe(false)
-    await write.complete(silentLogger)
+    await write.complete(silentLogger, async () => {})
     expect(await tree(root)).toEqual([])
   })
 
@@ -168,7 +168,7 @@ describe('the versioned build write', () => {
     await write.begin(false)
     expect(write.expiresIn).toBeUndefined()
     await write.persist([{ key: 'manifest:inventory:100' }], 'persisting the manifest')
-    await write.complete(silentLogger)
+    await write.complete(silentLogger, async () => {})
     expect(await tree(root)).toEqual([])
     expect(persisted).toEqual([])
   })

@@ -66,6 +66,16 @@ describe('the local store', () => {
     expect(await tree(storeRoot)).toEqual(['data/inventory/nested/deep/logo café.svg'])
   })
 
+  it('leaves in place the pending record an earlier attempt left at its timestamp when an asset fails', async () => {
+    // The earlier attempt's entrypoint may be served: its record keeps that build's files from prunes.
+    const storeRoot = await tempDir()
+    const earlier = '{"timestamp":1700000000,"files":["fed-mods.json","main.0f0f0f0f.js"],"entrypoints":{"fed-mods.json":"00"}}'
+    await writeTree(storeRoot, { 'locks/inventory/pending-1700000000': earlier })
+    await mkdir(join(storeRoot, 'data/inventory/main.1a2b3c4d.js'), { recursive: true }) // a directory where the file must go
+    await expect(push(storeRoot, await writeTree(await tempDir(), build), 1700000000)).rejects.toMatchObject({ code: 'UPLOAD_FAILED' })
+    expect(await readFile(join(storeRoot, 'locks/inventory/pending-1700000000'), 'utf8')).toBe(earlier)
+  })
+
   it('pops the current files into a directory, replacing what was there', async () => {
     const storeRoot = await tempDir()
     await push(storeRoot, await writeTree(await tempDir(), build), 1700000000)

@@ -1,14 +1,16 @@
+import { createHash } from 'node:crypto'
+import { closeSync, openSync, readSync } from 'node:fs'
+import { setImmediate as turn } from 'node:timers/promises'
 import { describeError, PushCacheError } from '../model/errors'
 import { planSync, type SyncPlan } from '../model/sync-plan'
 import { manifestsAround, type StoredBuild } from '../store/builds'
 import { type HeldFiles, heldFiles, listHeld } from '../store/held-files'
-import { forEachLimited } from '../util/concurrency'
-import { md5File } from '../util/digest'
+import { giveBack, takeBuffer } from '../util/file-buffers'
 import type { PlannedUpload } from './plan'
 import type { PushRun } from './run'
 
-/** Files hashed at once: enough to keep the disk busy, few enough to leave it to the uploads. */
-const HASHING = 8
+/** Bytes hashed between two turns of the event loop: the store's answers wait no longer than that takes (~1 ms). */
+const HASHED_PER_TURN = 1024 * 1024
 
 /** The plan hashes only files whose name the store holds; the others are hashed as they are written. */
 export type HashedUpload = PlannedUpload & { md5?: string }
@@ -61,7 +63,12 @@ async function planAgainstStore(
   // store holds, only those are still hashed: a new name is written whatever its bytes.
   let held: HeldFiles | undefined
   let failed = false
-  const hashing = hashWhere(files, (file) => !options.force && !failed && (held === undefined || held.get(file.relpath)?.md5 !== undefined))
+  let answered!: () => void
+  const storeAnswered = new Promise<void>((resolve) => {
+    answered = resolve
+  })
+  const worth = (file: PlannedUpload) => !options.force && !failed && (held === undefined || held.get(file.relpath)?.md5 !== undefined)
+  const hashing = hashWhere(files, worth, storeAnswered)
   hashing.catch(() => {}) // awaited below; a store error must not leave it unhandled
   const relpaths = files.map((file) => file.relpath)
   try {
@@ -73,6 +80,7 @@ async function planAgainstStore(
     ])
     const state = heldFiles(store, options.app, listing, manifests.newest)
     held = state // from now on only names the store holds are worth hashing
+    answered()
     const sync = planSync(await hashing, state, { headers: comparesHeaders })
     if (options.force) {
       sync.changed.push(...sync.unchanged)
@@ -88,6 +96,7 @@ async function planAgainstStore(
     return { sync, held: state, own: manifests.at, newer: manifests.newer, ownLocked: manifests.atLocked }
   } catch (error) {
     failed = true
+    answered()
     throw error
   }
 }
@@ -106,11 +115,46 @@ function logDecisions(logger: PushRun['logger'], sync: SyncPlan<HashedUpload>, h
 /**
  * `files`, each given the MD5 that `worth` still wants when its turn comes. In place, not copies:
  * a copy of each planned file is ~8 MB more for 100,000 files; the plan is made for this push only.
+ *
+ * Read synchronously, one file after another, the event loop let in after every MiB: a build's
+ * files were just written, and read from the page cache in microseconds. Through the thread pool
+ * each read cost more CPU than hashing its bytes (2,000 files, 72 MB: ~330 ms against ~160), on
+ * the thread that also parses the store's answers.
  */
-async function hashWhere(files: readonly PlannedUpload[], worth: (file: PlannedUpload) => boolean): Promise<HashedUpload[]> {
+async function hashWhere(files: readonly PlannedUpload[], worth: (file: PlannedUpload) => boolean, storeAnswered: Promise<void>): Promise<HashedUpload[]> {
   const hashed: readonly HashedUpload[] = files
-  await forEachLimited(hashed, HASHING, async (file) => {
-    if (worth(file)) file.md5 = await md5File(file.path, () => worth(file))
-  })
+  const chunk = takeBuffer(HASHED_PER_TURN)
+  const hash = async (file: PlannedUpload) => {
+    await turn()
+    if (worth(file)) file.md5 = await md5Read(file.path, chunk, () => worth(file))
+  }
+  try {
+    for (const file of hashed) if (file.size <= chunk.byteLength) await hash(file)
+    // Larger files wait for the store's answer: read before it, a large file the store does not
+    // hold would be read twice, here and when it is written (and hashed from those bytes).
+    await storeAnswered
+    for (const file of hashed) if (file.size > chunk.byteLength) await hash(file)
+  } finally {
+    giveBack(chunk)
+  }
   return [...hashed]
+}
+
+/** Hex MD5 of the file at `path`, read into `chunk` a chunk a turn; undefined once `wanted` says no. */
+async function md5Read(path: string, chunk: Buffer, wanted: () => boolean): Promise<string | undefined> {
+  const file = openSync(path, 'r')
+  try {
+    const hash = createHash('md5')
+    for (let position = 0; ; ) {
+      const bytesRead = readSync(file, chunk, 0, chunk.byteLength, position)
+      hash.update(chunk.subarray(0, bytesRead))
+      position += bytesRead
+      // A regular file reads short only at its end.
+      if (bytesRead < chunk.byteLength) return hash.digest('hex')
+      await turn()
+      if (!wanted()) return undefined
+    }
+  } finally {
+    closeSync(file)
+  }
 }

@@ -4,7 +4,7 @@ import { entryOf, indexIn, serializeManifest } from '../model/manifest'
 import type { ResolvedCoreOptions } from '../model/options'
 import type { ProgressEvent } from '../model/progress'
 import { prune } from '../prune/prune'
-import { type BuildWrite, buildWriteFor } from '../store/build-write'
+import { type BuildWrite, buildWriteFor, type PendingFiles } from '../store/build-write'
 import { newestBuild, type StoredBuild } from '../store/builds'
 import { layoutOf } from '../store/layout'
 import type { Store } from '../store/store'
@@ -90,15 +90,20 @@ export async function populate({
       return { ...report, durationMs: now() - started }
     }
     writer = createFileWriter(run, build, { files: report.uploaded, bytes: report.bytes }, onProgress, signal)
-    await writeNew(writer, planned)
+    // The plan's listing tells whether a newer build serves what this one would replace (see writeChanged).
+    report.superseded = await build.superseded(planned.newer)
+    const entrypoints = report.superseded ? [] : entrypointsToWrite(planned, plan)
+    const record = await pendingRecordOf(entrypoints, plan)
+    await bothSettled(writeNew(writer, planned), record && build.recordPendingEarly(record))
     await lock?.confirm('its changed files')
-    await writeChanged(build, writer, planned, report)
+    await writeChanged(writer, planned, report)
     signal?.throwIfAborted()
     await lock?.confirm('its entrypoints')
-    await writeEntrypoints(run, build, writer, planned, plan, report)
+    await writeEntrypoints(run, build, writer, entrypoints, record, report)
     signal?.throwIfAborted()
     await lock?.confirm('its manifest')
     await writeManifest(run, build, planned, all, writer, report, ownManifest)
+    await build.complete(run.logger, () => lock?.release() ?? Promise.resolve())
   } catch (error) {
     await build.abandon([...(writer?.written ?? []), ...ownManifest], logger)
     const note = build.pendingNote()
@@ -106,6 +111,7 @@ export async function populate({
     const cause = signal?.aborted ? signal.reason : error
     throw note ? new PushCacheError('UPLOAD_FAILED', `${describeError(cause)}. ${note}`, { cause }) : cause
   } finally {
+    // Once: a complete build's was released by build.complete.
     await lock?.release()
     dropSpareBuffers()
   }
@@ -174,6 +180,28 @@ async function alreadyPushed({ store, options, logger }: PushRun, files: readonl
 
 const toWriteOf = ({ sync }: StorePlan) => [...sync.added, ...sync.changed]
 
+/** The entrypoints the store does not hold as they are, in the order the options name them. */
+const entrypointsToWrite = (planned: StorePlan, plan: UploadPlan) =>
+  toWriteOf(planned)
+    .filter((file) => file.entrypoint)
+    .sort((a, b) => plan.entrypoints.indexOf(a) - plan.entrypoints.indexOf(b))
+
+/** What the pending record of `entrypoints` names (see BuildWrite.recordPending); none when there is none to write. */
+async function pendingRecordOf(entrypoints: readonly HashedUpload[], plan: UploadPlan): Promise<PendingFiles | undefined> {
+  if (entrypoints.length === 0) return undefined
+  for (const file of entrypoints) file.md5 ??= await md5File(file.path)
+  return {
+    files: plan.assets.concat(plan.entrypoints).map((file) => file.relpath),
+    entrypoints: Object.fromEntries(entrypoints.map((file) => [file.relpath, file.md5!])),
+  }
+}
+
+/** Both at once; once both are over, the first failure: nothing of either is left in flight. */
+async function bothSettled(first: Promise<void>, second: Promise<void> | undefined): Promise<void> {
+  const failed = (await Promise.allSettled([first, second])).find((outcome) => outcome.status === 'rejected')
+  if (failed) throw failed.reason
+}
+
 function logWouldPush(logger: Logger, planned: StorePlan): void {
   for (const file of toWriteOf(planned)) logger.info(`would push ${file.key} (${file.size} B, ${file.contentType}, ${file.cacheControl})`)
 }
@@ -192,8 +220,7 @@ async function writeNew(writer: FileWriter, { sync }: StorePlan): Promise<void> 
  * manifest under the writer lock, confirmed held since the plan right before this (a push that lost
  * it while writing its new files stops there), so no newer build can have come since.
  */
-async function writeChanged(build: BuildWrite, writer: FileWriter, { sync, newer }: StorePlan, report: PopulateReport): Promise<void> {
-  report.superseded = await build.superseded(newer)
+async function writeChanged(writer: FileWriter, { sync }: StorePlan, report: PopulateReport): Promise<void> {
   if (!report.superseded)
     await writer.putAll(
       'changed',
@@ -209,26 +236,19 @@ async function writeEntrypoints(
   run: PushRun,
   build: BuildWrite,
   writer: FileWriter,
-  planned: StorePlan,
-  plan: UploadPlan,
+  entrypoints: readonly HashedUpload[],
+  record: PendingFiles | undefined,
   report: PopulateReport,
 ): Promise<void> {
   const { store, options, logger } = run
-  const entrypoints = toWriteOf(planned)
-    .filter((file) => file.entrypoint)
-    .sort((a, b) => plan.entrypoints.indexOf(a) - plan.entrypoints.indexOf(b))
   if (report.superseded) {
     countWrittenOnly(report, writer.written)
     logger.warn(
       `a build newer than ${options.timestamp} is in ${store.display}: this build's new files and manifest were written, nothing it would replace (changed files, entrypoints)`,
     )
-  } else if (entrypoints.length > 0)
+  } else if (record)
     await run.timed('entrypoints', async () => {
-      for (const file of entrypoints) file.md5 ??= await md5File(file.path)
-      await build.recordPending(
-        plan.assets.concat(plan.entrypoints).map((file) => file.relpath),
-        Object.fromEntries(entrypoints.map((file) => [file.relpath, file.md5!])),
-      )
+      await build.recordPending(record)
       for (const file of entrypoints) await writer.put(file)
     })
 }
@@ -273,7 +293,6 @@ async function writeManifest(
     written.push(manifestFile)
     await build.persist(writer.written, 'persisting the written keys')
     await build.persist([manifestFile], 'persisting the manifest')
-    await build.complete(run.logger)
   })
 }
 

@@ -4,7 +4,13 @@ import { newestManifestTimestamp } from './builds'
 import type { StoredFile } from './held-files'
 import { layoutOf } from './layout'
 import { pendingKey, writePending } from './pending'
-import type { Store } from './store'
+import { PreconditionFailed, type Store } from './store'
+
+/** What a pending record names: the build's files and the MD5 of each entrypoint it writes, by relpath. */
+export interface PendingFiles {
+  files: readonly string[]
+  entrypoints: Record<string, string>
+}
 
 /** Runs one request with the push's retries; `what` names it in the retry's log line. */
 export type Retry = <T>(what: string, attempt: () => Promise<T>) => Promise<T>
@@ -46,16 +52,24 @@ export interface BuildWrite {
   recordOf(etag: string | undefined, reused: StoredFile | undefined): { version?: number; etag?: string }
   /**
    * Right before the entrypoints: flat stores leave a pending record of the build (see
-   * `pending.ts`), so that a served entrypoint is never without a record of its files.
+   * `pending.ts`), so that a served entrypoint is never without a record of its files. A no-op
+   * when {@link recordPendingEarly} wrote it.
    */
-  recordPending(files: readonly string[], entrypoints: Record<string, string>): Promise<void>
+  recordPending(record: PendingFiles): Promise<void>
+  /**
+   * The pending record beside the build's first writes, a round trip saved: only when the store
+   * holds none at this timestamp (a conditional create). One there may be an earlier attempt's,
+   * whose entrypoint may be served and need it: {@link recordPending} replaces it, as late as ever.
+   */
+  recordPendingEarly(record: PendingFiles): Promise<void>
   /** What a failure leaves served, when it may leave an entrypoint without a manifest; said in its message. */
   pendingNote(): string | undefined
   /**
-   * The manifest is written: the build is no longer in progress. Never throws: the build is in the
+   * The manifest is written: the build is no longer in progress, and `releaseLock` releases the
+   * writer lock, beside the last tidying up where that is safe. Never throws: the build is in the
    * store, and a failure to tidy up must not make the push take it back.
    */
-  complete(logger: Logger): Promise<void>
+  complete(logger: Logger, releaseLock: () => Promise<void>): Promise<void>
   /** Best effort after a failure: removes what the build wrote and its lock. */
   abandon(files: readonly { key: string }[], logger: Logger): Promise<void>
 }
@@ -79,7 +93,13 @@ export function buildWriteFor(input: BuildWriteInput): BuildWrite {
 function flatBuildWrite({ store, app, timestamp, retries, retry }: BuildWriteInput): BuildWrite {
   const nothing = async () => {}
   const pending = pendingKey(store, app, timestamp)
+  /** The entrypoints the record in place names, once this push wrote it. */
   let recorded: string[] | undefined
+  /** Written early where there was none: a push that fails before its entrypoints takes it back. */
+  let created = false
+  let publishing = false
+  const write = (record: PendingFiles, ifNoneMatch?: '*') =>
+    retry(pending, () => writePending(store, app, { timestamp, files: [...record.files], entrypoints: record.entrypoints }, ifNoneMatch))
   return {
     comparesHeaders: true,
     begin: nothing,
@@ -89,22 +109,39 @@ function flatBuildWrite({ store, app, timestamp, retries, retry }: BuildWriteInp
     superseded: async (listed) => listed ?? (await newerBuildExists(store, app, timestamp, retries)),
     persist: nothing,
     recordOf: (etag, reused) => ({ etag: etag ?? reused?.etag }),
-    async recordPending(files, entrypoints) {
-      await retry(pending, () => writePending(store, app, { timestamp, files: [...files], entrypoints }))
-      recorded = Object.keys(entrypoints)
+    async recordPending(record) {
+      publishing = true
+      if (!recorded) await write(record)
+      recorded = Object.keys(record.entrypoints)
+    },
+    async recordPendingEarly(record) {
+      if (!store.conditionalWrites) return
+      try {
+        await write(record, '*')
+        recorded = Object.keys(record.entrypoints)
+        created = true
+      } catch (error) {
+        if (!(error instanceof PreconditionFailed)) throw error
+      }
     },
     pendingNote: () =>
-      recorded &&
-      `${recorded.join(', ')} of build ${timestamp} may be served without its manifest; its files are kept from prunes by ${pending} in ${store.display}. Push build ${timestamp} again (the same files and timestamp) to complete it.`,
-    async complete() {
+      publishing && recorded
+        ? `${recorded.join(', ')} of build ${timestamp} may be served without its manifest; its files are kept from prunes by ${pending} in ${store.display}. Push build ${timestamp} again (the same files and timestamp) to complete it.`
+        : undefined,
+    async complete(_logger, releaseLock) {
       // Only the record this push wrote: a push that wrote no entrypoint spends no request here.
       // Best effort: a prune removes a pending record once a manifest or a newer record serves its
-      // entrypoints (one left by a failed push of this build, too).
-      if (recorded) await store.delete([pending]).catch(() => {})
+      // entrypoints (one left by a failed push of this build, too). So it goes beside the lock's
+      // release: a prune that takes the lock before the record is gone keeps what the record names,
+      // which the manifest names too, and removes the record or leaves it to the next prune.
+      const removal = recorded ? store.delete([pending]).catch(() => {}) : undefined
       recorded = undefined
+      await Promise.all([removal, releaseLock()])
     },
-    // The pending record stays: the entrypoints may be served (a prune removes it once they are not).
-    abandon: nothing,
+    // The pending record stays once the entrypoints may be served (a prune removes it once they are not).
+    async abandon() {
+      if (created && !publishing) await store.delete([pending]).catch(() => {})
+    },
   }
 }
 
@@ -147,17 +184,20 @@ function versionedBuildWrite({ store, timestamp, dryRun, retry, now }: BuildWrit
     recordOf: (_etag, reused) => (reused?.version !== undefined ? { version: reused.version } : {}),
     // A versioned entrypoint is served only through its build's manifest.
     recordPending: async () => {},
+    recordPendingEarly: async () => {},
     pendingNote: () => undefined,
-    async complete(logger) {
+    // The build lock goes before the writer lock: a prune that took that would read the build as in progress.
+    async complete(logger, releaseLock) {
       completed = true
-      if (bare) return
-      try {
-        await retry(lockKey, () => store.delete([lockKey]))
-      } catch (error) {
-        logger.warn(
-          `build ${timestamp} is complete, but its lock ${lockKey} could not be removed (${describeError(error)}): readers skip the build until the lock expires (${2 * expiresIn} s at most), or delete it by hand.`,
-        )
-      }
+      if (!bare)
+        try {
+          await retry(lockKey, () => store.delete([lockKey]))
+        } catch (error) {
+          logger.warn(
+            `build ${timestamp} is complete, but its lock ${lockKey} could not be removed (${describeError(error)}): readers skip the build until the lock expires (${2 * expiresIn} s at most), or delete it by hand.`,
+          )
+        }
+      await releaseLock()
     },
     // Only keys this build wrote go; they expire on their own if this fails too.
     async abandon(files, logger) {

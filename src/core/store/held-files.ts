@@ -39,9 +39,10 @@ export async function listHeld(store: Store, app: string, relpaths: readonly str
   if (layout.keysPerBuild) return listing
   // Listed in ranges at once, cut at the build's keys (a flat key is the prefix and the relpath);
   // not retried here, the caller retries it whole.
+  const find = inOrderFinder(relpaths)
   await visitEntriesSplit(store, layout.dataPrefix(app), relpaths, 0, ({ key, size, etag }) => {
     const relpath = layout.parseDataKey(app, key)?.relpath
-    const index = relpath === undefined ? -1 : indexIn(relpaths, relpath)
+    const index = relpath === undefined ? -1 : find(relpath)
     if (index === -1) return
     listing.listed[index] = 1
     listing.sizes[index] = size
@@ -79,9 +80,10 @@ export function heldFiles(store: Store, app: string, listing: Listing, newest: S
     }
   }
   const vouchedBy = vouchedIndexes(listing, newest)
+  const find = inOrderFinder(listing.relpaths)
   return {
     get(relpath) {
-      const index = indexIn(listing.relpaths, relpath)
+      const index = find(relpath)
       if (index === -1 || listing.listed[index] === 0) return undefined
       const size = listing.sizes[index]
       const etag = listing.etags[index]
@@ -100,10 +102,25 @@ function vouchedIndexes({ relpaths, listed, etags }: Listing, newest: StoredBuil
   const manifest = newest?.manifest
   const details = manifest?.details
   if (manifest === undefined || details === undefined) return vouchedBy
+  const find = inOrderFinder(manifest.files)
   for (const [at, relpath] of relpaths.entries()) {
     const etag = etags[at]
-    const index = etag === undefined || listed[at] === 0 ? -1 : indexIn(manifest.files, relpath)
+    const index = etag === undefined || listed[at] === 0 ? -1 : find(relpath)
     if (index !== -1 && (details.etag?.[index] === etag || (isMd5(etag) && details.md5[index] === etag.toLowerCase()))) vouchedBy[at] = index
   }
   return vouchedBy
+}
+
+/**
+ * {@link indexIn} for names asked mostly in the order of `files` (a listing, the plan, the newest
+ * manifest: each sorted): the one after the last found is tried first, a comparison instead of a
+ * binary search of ~17 for 100,000 files.
+ */
+function inOrderFinder(files: readonly string[]): (relpath: string) => number {
+  let next = 0
+  return (relpath) => {
+    const index = files[next] === relpath ? next : indexIn(files, relpath)
+    if (index !== -1) next = index + 1
+    return index
+  }
 }

@@ -24,9 +24,13 @@ export interface PendingRecord {
 const prefixOf = (store: Store, app: string) => `${layoutOf(store).leasePrefix(app)}pending-`
 export const pendingKey = (store: Store, app: string, timestamp: number) => `${prefixOf(store, app)}${timestamp}`
 
-export async function writePending(store: Store, app: string, record: Omit<PendingRecord, 'key'>): Promise<void> {
+/** Writes the record; with `ifNoneMatch`, only where there is none (else the store throws PreconditionFailed). */
+export async function writePending(store: Store, app: string, record: Omit<PendingRecord, 'key'>, ifNoneMatch?: '*'): Promise<void> {
   const { timestamp, files, entrypoints } = record
-  await store.put(pendingKey(store, app, timestamp), Buffer.from(JSON.stringify({ timestamp, files, entrypoints })), { contentType: 'application/json' })
+  await store.put(pendingKey(store, app, timestamp), Buffer.from(JSON.stringify({ timestamp, files, entrypoints })), {
+    contentType: 'application/json',
+    ifNoneMatch,
+  })
 }
 
 const isStringRecord = (value: unknown): value is Record<string, string> =>

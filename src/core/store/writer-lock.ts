@@ -43,7 +43,7 @@ const READ_BACK_AFTER_MS = 250
 export interface WriterLock {
   /** Renews the lock, or throws if another writer took it: call right before `step`. */
   confirm(step: string): Promise<void>
-  /** Best effort: a lock left behind expires. */
+  /** Best effort: a lock left behind expires. Once: a second call waits for the first. */
   release(): Promise<void>
 }
 
@@ -216,6 +216,7 @@ function heldLock({ store, app, what, key, owner, etag: firstTag, sentAt, timing
   }
   const heartbeat = setInterval(renew, (timing.seconds * 1000) / 4)
   heartbeat.unref()
+  let released: Promise<void> | undefined
   return {
     async confirm(step) {
       await renewals
@@ -232,16 +233,19 @@ function heldLock({ store, app, what, key, owner, etag: firstTag, sentAt, timing
           { cause: lost },
         )
     },
-    async release() {
-      clearInterval(heartbeat)
-      await renewals
-      if (lost) return
-      try {
-        if (store.conditionalWrites) await store.delete([key], { ifMatch: etag })
-        else if ((await ownerNow()) === owner) await store.delete([key])
-      } catch {
-        // Taken over, or the store is gone: either way the lock expires on its own.
-      }
+    release() {
+      released ??= (async () => {
+        clearInterval(heartbeat)
+        await renewals
+        if (lost) return
+        try {
+          if (store.conditionalWrites) await store.delete([key], { ifMatch: etag })
+          else if ((await ownerNow()) === owner) await store.delete([key])
+        } catch {
+          // Taken over, or the store is gone: either way the lock expires on its own.
+        }
+      })()
+      return released
     },
   }
 }

@@ -1,10 +1,9 @@
-import { createHash } from 'node:crypto'
-import { closeSync, openSync, readSync } from 'node:fs'
 import { setImmediate as turn } from 'node:timers/promises'
 import { describeError, PushCacheError } from '../model/errors'
 import { planSync, type SyncPlan } from '../model/sync-plan'
 import { manifestsAround, type StoredBuild } from '../store/builds'
 import { type HeldFiles, heldFiles, listHeld } from '../store/held-files'
+import { md5FileInTurns } from '../util/digest'
 import { giveBack, takeBuffer } from '../util/file-buffers'
 import type { PlannedUpload } from './plan'
 import type { PushRun } from './run'
@@ -126,7 +125,7 @@ async function hashWhere(files: readonly PlannedUpload[], worth: (file: PlannedU
   const chunk = takeBuffer(HASHED_PER_TURN)
   const hash = async (file: PlannedUpload) => {
     await turn()
-    if (worth(file)) file.md5 = await md5Read(file.path, chunk, () => worth(file))
+    if (worth(file)) file.md5 = await md5FileInTurns(file.path, chunk, () => worth(file))
   }
   try {
     for (const file of hashed) if (file.size <= chunk.byteLength) await hash(file)
@@ -138,23 +137,4 @@ async function hashWhere(files: readonly PlannedUpload[], worth: (file: PlannedU
     giveBack(chunk)
   }
   return [...hashed]
-}
-
-/** Hex MD5 of the file at `path`, read into `chunk` a chunk a turn; undefined once `wanted` says no. */
-async function md5Read(path: string, chunk: Buffer, wanted: () => boolean): Promise<string | undefined> {
-  const file = openSync(path, 'r')
-  try {
-    const hash = createHash('md5')
-    for (let position = 0; ; ) {
-      const bytesRead = readSync(file, chunk, 0, chunk.byteLength, position)
-      hash.update(chunk.subarray(0, bytesRead))
-      position += bytesRead
-      // A regular file reads short only at its end.
-      if (bytesRead < chunk.byteLength) return hash.digest('hex')
-      await turn()
-      if (!wanted()) return undefined
-    }
-  } finally {
-    closeSync(file)
-  }
 }

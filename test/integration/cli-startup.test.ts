@@ -1,6 +1,8 @@
-import { readdir, readFile } from 'node:fs/promises'
+import { readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { expect, it } from 'vitest'
+import { runCli } from '../helpers/cli'
+import { tempDir } from '../helpers/fs'
 
 const DIST = 'dist'
 
@@ -17,4 +19,24 @@ it('no ES module of the build imports the AWS SDK', async () => {
   }
   expect(modules.length).toBeGreaterThan(0)
   expect(importing).toEqual([])
+})
+
+/**
+ * A push of 100,000 files peaked at ~3× the RSS of one of 2,000 with V8's speed-first heap sizing
+ * (the bench's big-tree group): the CLI asks for memory-first sizing before it does anything.
+ */
+it('the CLI sizes V8 for memory', async () => {
+  const work = await tempDir()
+  const spy = join(work, 'spy.cjs')
+  // Builtins' ES exports follow their CommonJS object once synced: the bundle's import sees the spy.
+  await writeFile(
+    spy,
+    `const v8 = require('node:v8'); const set = v8.setFlagsFromString; const asked = []
+v8.setFlagsFromString = (flags) => { asked.push(flags); set(flags) }
+require('node:module').syncBuiltinESMExports()
+process.on('exit', () => process.stderr.write('V8 flags: ' + JSON.stringify(asked) + '\\n'))`,
+  )
+  const { code, stderr } = await runCli(['--version'], { env: { NODE_OPTIONS: `--require ${spy}` } })
+  expect(code).toBe(0)
+  expect(stderr).toContain('V8 flags: ["--optimize-for-size"]')
 })

@@ -1,6 +1,7 @@
-import { readdir, readFile } from 'node:fs/promises'
+import { readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { expect, it } from 'vitest'
+import { runCli, workspaceWithBuild } from '../helpers/cli'
 
 const DIST = 'dist'
 
@@ -17,4 +18,29 @@ it('no ES module of the build imports the AWS SDK', async () => {
   }
   expect(modules.length).toBeGreaterThan(0)
   expect(importing).toEqual([])
+})
+
+/**
+ * A push of 100,000 files peaked at ~3x the RSS of one of 2,000 with V8's speed-first heap sizing
+ * (the bench's big-tree group): populate asks for memory-first sizing; pop, which it slows, does not.
+ */
+it('populate sizes V8 for memory, pop does not', async () => {
+  const { work, dist } = await workspaceWithBuild()
+  const spy = join(work, 'spy.cjs')
+  // Builtins' ES exports follow their CommonJS object once synced: the bundle's import sees the spy.
+  await writeFile(
+    spy,
+    `const v8 = require('node:v8'); const set = v8.setFlagsFromString; const asked = []
+v8.setFlagsFromString = (flags) => { asked.push(flags); set(flags) }
+require('node:module').syncBuiltinESMExports()
+process.on('exit', () => process.stderr.write('V8 flags: ' + JSON.stringify(asked) + '\\n'))`,
+  )
+  const store = ['--app', 'my-app', '--store', `file:${join(work, 'store')}`]
+  const env = { NODE_OPTIONS: `--require ${spy}` }
+  const pushed = await runCli(['populate', dist, ...store], { env })
+  expect(pushed.code).toBe(0)
+  expect(pushed.stderr).toContain('V8 flags: ["--optimize-for-size"]')
+  const popped = await runCli(['pop', join(work, 'www'), ...store], { env })
+  expect(popped.code).toBe(0)
+  expect(popped.stderr).toContain('V8 flags: []')
 })

@@ -5,6 +5,7 @@ import { pop } from '../../src/core/serve/pop'
 import { watch } from '../../src/core/serve/watch'
 import { readAll } from '../../src/core/store/builds'
 import type { Store } from '../../src/core/store/store'
+import type { WriterLockTiming } from '../../src/core/store/writer-lock'
 import { resolveOptions } from '../../src/options'
 import { tempDir, writeTree } from '../helpers/fs'
 import { type StoreKind, storeUnderTest } from '../helpers/stores'
@@ -66,8 +67,8 @@ export async function createWorld(kind: StoreKind): Promise<World> {
   }
 }
 
-/** Pushes build `version` at `timestamp` as the plugin would, through `gate`. */
-export async function pushBuild(world: World, version: string, timestamp: number, gate?: Gate) {
+/** Pushes build `version` at `timestamp` as the plugin would, through `gate`, holding its writer lock for `writerLock`. */
+export async function pushBuild(world: World, version: string, timestamp: number, gate?: Gate, writerLock?: WriterLockTiming) {
   const files = buildOf(version)
   world.builds.set(version, files)
   const store = await world.open(gate)
@@ -75,6 +76,7 @@ export async function pushBuild(world: World, version: string, timestamp: number
     store,
     options: resolveOptions({ app: world.app, store: 'unused', timestamp, retries: 1 }, {}),
     files: await collectFiles(await writeTree(await tempDir(), files)),
+    writerLock,
   })
 }
 

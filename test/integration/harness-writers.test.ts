@@ -102,7 +102,9 @@ describe.each(STORE_KINDS)('writers on the %s store', (kind) => {
     const windows = await enumerateWindows<World>(
       {
         setup: () => worldWith(kind, 'v1', 'v2'),
-        held: rollback,
+        // A lock whose release failed is the prune's to wait out (its life and the clock margin,
+        // 150 s by default): a short one keeps that window's wait to 35 s.
+        held: (world, gate) => pushBuild(world, 'v1', 300, gate, { seconds: 5, waitMs: 60_000 }),
         others: async () => {},
         check: async (world) => {
           await pruneKeeping(world, 1)

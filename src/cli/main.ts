@@ -1,4 +1,3 @@
-import { setFlagsFromString } from 'node:v8'
 import { invalidOption } from '../core/model/errors'
 import { VERSION } from '../core/model/version'
 import { createJsonLogger, createLogger, type Logger } from '../core/util/logger'
@@ -27,13 +26,7 @@ const COMMANDS: Command[] = [
     summary: 'Push a built directory to the store: assets, then entrypoints, then the manifest',
     groups: ['store', 'push', 'keep', 'announce', 'entrypoint', 'concurrency', 'dryRun', 'report', 'log'],
     example: 'push-cache populate dist --app my-app --store s3://frontend-assets --image "$IMAGE" --prune-older-than 48h',
-    run: (context, dir) => {
-      // A push of 100,000 files held ~76 MB of live heap at its peak but ~140 MB of heap, sized for
-      // speed: its peak RSS was ~3x a 2,000-file push's. Sized for memory it was ~2.4x, no slower;
-      // not for pop, which it made ~35% slower in CPU.
-      setFlagsFromString('--optimize-for-size')
-      return populateCommand(dir, context)
-    },
+    run: (context, dir) => populateCommand(dir, context),
   },
   {
     name: 'pop',

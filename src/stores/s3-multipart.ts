@@ -67,10 +67,11 @@ export type PartBuffers = ReturnType<typeof createPartBuffers>
 /** How a part proves its bytes to S3: its CRC32 (`'crc32'`), or its Content-MD5 for a server that refuses flexible checksums. */
 export type PartChecksum = 'crc32' | 'md5'
 
-/** A part ready to send: its bytes, the checksum S3 checks them against, and what gives its buffer back. */
+/** A part ready to send: its bytes, the one checksum S3 checks them against, and what gives its buffer back. */
 interface Part {
   bytes: Uint8Array
-  checksum: { ChecksumCRC32: string } | { ContentMD5: string }
+  crc32?: string
+  contentMd5?: string
   release(): void
 }
 
@@ -104,8 +105,7 @@ export async function putInParts(
   const whole = createHash('md5')
   const hashed = (bytes: Uint8Array, release = () => {}): Part => {
     whole.update(bytes)
-    const checksum = partChecksum === 'crc32' ? { ChecksumCRC32: checksumCrc32(bytes) } : { ContentMD5: md5(bytes, 'base64') }
-    return { bytes, checksum, release }
+    return partChecksum === 'crc32' ? { bytes, crc32: checksumCrc32(bytes), release } : { bytes, contentMd5: md5(bytes, 'base64'), release }
   }
   const send = (readPart: PartReader) => sendParts(connection, key, size, headers, partChecksum, readPart)
   if (!('file' in body)) {
@@ -175,11 +175,12 @@ async function sendParts(
               PartNumber: index + 1,
               Body: part.bytes,
               ContentLength: part.bytes.byteLength,
-              ...part.checksum,
+              ChecksumCRC32: part.crc32,
+              ContentMD5: part.contentMd5,
             }),
           ),
         )
-        sent[index] = { ETag: ETag!, PartNumber: index + 1, ...('ChecksumCRC32' in part.checksum && { ChecksumCRC32: part.checksum.ChecksumCRC32 }) }
+        sent[index] = { ETag: ETag!, PartNumber: index + 1, ChecksumCRC32: part.crc32 }
       } finally {
         part.release()
       }

@@ -62,24 +62,27 @@ async function planAgainstStore(
   // store holds, only those are still hashed: a new name is written whatever its bytes.
   let held: HeldFiles | undefined
   let failed = false
-  let answered!: () => void
-  const storeAnswered = new Promise<void>((resolve) => {
-    answered = resolve
-  })
-  const worth = (file: PlannedUpload) => !options.force && !failed && (held === undefined || held.get(file.relpath)?.md5 !== undefined)
-  const hashing = hashWhere(files, worth, storeAnswered)
-  hashing.catch(() => {}) // awaited below; a store error must not leave it unhandled
   const relpaths = files.map((file) => file.relpath)
+  // Each read is retried as a whole, so nothing inside retries: a store that keeps failing costs
+  // `retries + 1` attempts, not their square (the README's bound).
+  const reads = Promise.all([
+    retry(`the manifests of ${options.app}`, () => manifestsAround(store, options.app, options.timestamp, 0, newest)),
+    retry(`the files of ${options.app}`, () => listHeld(store, options.app, relpaths)),
+  ])
+  const worth = (file: PlannedUpload) => !options.force && !failed && (held === undefined || held.get(file.relpath)?.md5 !== undefined)
+  const hashing = hashWhere(
+    files,
+    worth,
+    reads.then(
+      () => {},
+      () => {},
+    ),
+  )
+  hashing.catch(() => {}) // awaited below; a store error must not leave it unhandled
   try {
-    // Each read is retried as a whole, so nothing inside retries: a store that keeps failing costs
-    // `retries + 1` attempts, not their square (the README's bound).
-    const [manifests, listing] = await Promise.all([
-      retry(`the manifests of ${options.app}`, () => manifestsAround(store, options.app, options.timestamp, 0, newest)),
-      retry(`the files of ${options.app}`, () => listHeld(store, options.app, relpaths)),
-    ])
+    const [manifests, listing] = await reads
     const state = heldFiles(store, options.app, listing, manifests.newest)
     held = state // from now on only names the store holds are worth hashing
-    answered()
     const sync = planSync(await hashing, state, { headers: comparesHeaders })
     if (options.force) {
       sync.changed.push(...sync.unchanged)
@@ -95,7 +98,6 @@ async function planAgainstStore(
     return { sync, held: state, own: manifests.at, newer: manifests.newer, ownLocked: manifests.atLocked }
   } catch (error) {
     failed = true
-    answered()
     throw error
   }
 }
@@ -130,7 +132,8 @@ async function hashWhere(files: readonly PlannedUpload[], worth: (file: PlannedU
   try {
     for (const file of hashed) if (file.size <= chunk.byteLength) await hash(file)
     // Larger files wait for the store's answer: read before it, a large file the store does not
-    // hold would be read twice, here and when it is written (and hashed from those bytes).
+    // hold would be read twice, here and when it is written (and hashed from those bytes). `hash`
+    // lets the event loop turn first, so the planner has taken that answer in (`worth`) by then.
     await storeAnswered
     for (const file of hashed) if (file.size > chunk.byteLength) await hash(file)
   } finally {

@@ -18,6 +18,10 @@ export const FLAG_GROUPS = {
     ['--s3-region <region>', 'S3 region (default: the AWS SDK chain, AWS_REGION or the region of AWS_PROFILE; us-east-1 for a custom endpoint)'],
     ['--s3-path-style', 'Path-style S3 addressing (the default when an endpoint is set)'],
     [
+      '--s3-no-conditional-writes',
+      'For a server that ignores If-None-Match/If-Match (older MinIO, s3rver): the writer lock is written and read back, best effort',
+    ],
+    [
       '--s3-checksums <mode>',
       'when_required: multipart parts carry Content-MD5, not CRC32, for servers that refuse flexible checksums (default when_supported)',
     ],
@@ -139,6 +143,7 @@ export function toOptions(flags: Flags, command?: string): Options {
       region: text(flags['s3-region']),
       forcePathStyle: flags['s3-path-style'] === true || undefined,
       checksums: checksums(flags['s3-checksums']),
+      conditionalWrites: flags['s3-no-conditional-writes'] === true ? false : undefined,
     }),
   })
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { type CommandSpec, helpText, parseCommandLine } from '../../src/cli/command-line'
-import { FLAG_GROUPS } from '../../src/cli/flags'
+import { FLAG_GROUPS, toOptions } from '../../src/cli/flags'
 
 const COMMANDS: CommandSpec[] = [
   { name: 'populate', argument: 'dir', summary: 'Push', groups: ['store', 'push', 'keep', 'concurrency', 'report'], example: 'push-cache populate dist' },
@@ -52,5 +52,11 @@ describe('the command line', () => {
     }
     expect(help).toMatch(/--json +Print one JSON line on stdout per event/)
     expect(help).not.toContain('--keep')
+  })
+
+  it('turns --s3-no-conditional-writes into s3.conditionalWrites: false, for a server that ignores If-None-Match', () => {
+    const { flags } = parse('populate', 'dist', '--s3-no-conditional-writes') as { flags: Record<string, true> }
+    expect(toOptions(flags).s3).toEqual({ conditionalWrites: false })
+    expect(toOptions({}).s3).not.toHaveProperty('conditionalWrites')
   })
 })

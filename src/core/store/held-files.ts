@@ -32,8 +32,11 @@ export interface Listing {
   etags: (string | undefined)[]
 }
 
-/** What a flat store lists of `relpaths` under the data prefix of `app`; nothing on a versioned one, whose newest manifest names its keys. */
-export async function listHeld(store: Store, app: string, relpaths: readonly string[]): Promise<Listing> {
+/**
+ * What a flat store lists of `relpaths` under the data prefix of `app`; nothing on a versioned one,
+ * whose newest manifest names its keys. `onListed` hears the index of each as it is listed.
+ */
+export async function listHeld(store: Store, app: string, relpaths: readonly string[], onListed?: (index: number) => void): Promise<Listing> {
   const layout = layoutOf(store)
   const listing: Listing = { relpaths, listed: new Uint8Array(relpaths.length), sizes: new Array(relpaths.length), etags: new Array(relpaths.length) }
   if (layout.keysPerBuild) return listing
@@ -47,6 +50,7 @@ export async function listHeld(store: Store, app: string, relpaths: readonly str
     listing.listed[index] = 1
     listing.sizes[index] = size
     listing.etags[index] = etag
+    onListed?.(index)
   })
   return listing
 }

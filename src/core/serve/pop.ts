@@ -153,11 +153,13 @@ export async function readStoreSnapshot(store: Store, app: string, retries = 3, 
   // An unreadable newest manifest vouches for nothing: the listed files are still served, checked by ETag or size.
   // The data listing is cut in ranges at the files dest serves, most of which the store still
   // holds: its pages come in one round trip, beside the manifest's read, not one after another.
-  const listed = new Map<string, StoreEntry>()
+  const listing: StoreEntry[] = []
   const [{ newest, newestListed }] = await Promise.all([
     newestBuildListed(store, app, retries),
-    visitEntriesSplit(store, flatLayout.dataPrefix(app), served, retries, (entry) => listed.set(entry.key, entry)),
+    visitEntriesSplit(store, flatLayout.dataPrefix(app), served, retries, (entry) => listing.push(entry)),
   ])
+  // A range listed again (a transient failure) lists its keys twice, the newest last.
+  const listed = new Map(listing.map((entry) => [entry.key, entry]))
   const files = new Map<string, PopFile>()
   for (const relpath of newest?.files ?? []) {
     const key = flatLayout.dataKey(app, 0, relpath)
@@ -185,11 +187,13 @@ export async function readStoreSnapshot(store: Store, app: string, retries = 3, 
 export async function pop(input: PopInput & { snapshot?: StoreSnapshot }): Promise<PopReport> {
   let snapshot = input.snapshot
   for (let pass = 1; ; pass++) {
-    snapshot ??= await readStoreSnapshot(input.store, input.app, input.retries, await servedRelpaths(input.dest))
-    if (snapshot.files.length === 0)
-      throw new PushCacheError('DOWNLOAD_FAILED', `No files of app ${input.app} in ${input.store.display}. Check \`--app\` and \`--store\`, or populate first.`)
+    // Read while the lock is taken and dest read: local work that need not wait for the store.
+    const reading = snapshot
+      ? Promise.resolve(snapshot)
+      : servedRelpaths(input.dest).then((served) => readStoreSnapshot(input.store, input.app, input.retries, served))
+    reading.catch(() => {}) // awaited in fillAndSwitch, unless taking the lock failed first
     try {
-      return await popSnapshot({ ...input, snapshot, lastPass: pass === PASSES })
+      return await popSnapshot({ ...input, snapshot: reading, lastPass: pass === PASSES })
     } catch (error) {
       if (!(error instanceof StoreChanged) || pass === PASSES) throw error
       input.logger?.warn(`${error.message}; reading ${input.store.display} again (attempt ${pass + 1} of ${PASSES})`)
@@ -201,7 +205,7 @@ export async function pop(input: PopInput & { snapshot?: StoreSnapshot }): Promi
 }
 
 /** The files `dest` serves, as its state file records them (read again under the lock): where to cut the store's listing. */
-export async function servedRelpaths(dest: string): Promise<string[]> {
+async function servedRelpaths(dest: string): Promise<string[]> {
   const served = await readServed(resolve(dest)).catch(() => undefined)
   return served?.kind === 'build' ? Object.keys(served.state?.files ?? {}) : []
 }
@@ -217,7 +221,7 @@ const LINK_UNSUPPORTED = new Set(['EXDEV', 'EPERM', 'EMLINK', 'ENOTSUP', 'EOPNOT
  * rename. A failure or an abort before the switch removes the new directory and leaves `dest` as it
  * was. When nothing differs, nothing is written but the state's timestamp.
  */
-async function popSnapshot(input: PopInput & { snapshot: StoreSnapshot; lastPass: boolean }): Promise<PopReport> {
+async function popSnapshot(input: PopInput & { snapshot: Promise<StoreSnapshot>; lastPass: boolean }): Promise<PopReport> {
   const dest = resolve(input.dest)
   // Every download adds an abort listener for as long as it runs: a signal of our own, sized to them, keeps Node from warning.
   const local = new AbortController()
@@ -239,11 +243,14 @@ async function popSnapshot(input: PopInput & { snapshot: StoreSnapshot; lastPass
 
 /** Why this is one function of ~100 lines: the report, the downloads and the switch share the plan and the state being built. */
 async function fillAndSwitch(
-  input: PopInput & { snapshot: StoreSnapshot; lastPass: boolean; signal: AbortSignal; stop: (error: unknown) => void },
+  input: PopInput & { snapshot: Promise<StoreSnapshot>; lastPass: boolean; signal: AbortSignal; stop: (error: unknown) => void },
 ): Promise<PopReport> {
-  const { store, app, dest, snapshot, entrypoints = ['fed-mods.json'], logger = silentLogger } = input
-  const started = Date.now()
+  const { store, app, dest, entrypoints = ['fed-mods.json'], logger = silentLogger } = input
   const served = await readServed(dest)
+  const snapshot = await input.snapshot
+  if (snapshot.files.length === 0)
+    throw new PushCacheError('DOWNLOAD_FAILED', `No files of app ${app} in ${store.display}. Check \`--app\` and \`--store\`, or populate first.`)
+  const started = Date.now()
   const held = await servedFiles(
     served,
     snapshot.files.some((file) => file.md5),
@@ -323,19 +330,14 @@ async function fillBuildDir(
   const queue = [...fetching.filter((file) => !last.has(file.relpath)), ...fetching.filter((file) => last.has(file.relpath))]
   const progress = createProgressCounter({ files: fetching.length, bytes: fetching.reduce((sum, file) => sum + (file.size ?? 0), 0) }, onProgress)
   const inFlight = downloadsInFlight(input)
-  // Each directory is made once: a build's files share a few directories, and a recursive mkdir per file costs more than its write.
-  const made = new Map<string, Promise<unknown>>()
-  const makeParent = (path: string) => {
-    const dir = dirname(path)
-    const making = made.get(dir) ?? mkdir(dir, { recursive: true })
-    made.set(dir, making)
-    return making
-  }
+  // Each directory made once, before any file: a build's files share a few, a recursive mkdir per
+  // file costs more than its write, and a download then waits for none behind the links.
+  const dirs = new Set([...plan.unchanged, ...fetching].map((file) => dirname(join(build.dir, file.relpath))))
+  await forEachLimited([...dirs], LOCAL_COPIES, (dir) => mkdir(dir, { recursive: true }))
 
   const download = async (file: PopFile) => {
     signal.throwIfAborted()
     const path = join(build.dir, file.relpath)
-    await makeParent(path)
     try {
       state.files[file.relpath] = await downloadChecked(store, file, path, retries, signal)
     } catch (error) {
@@ -355,7 +357,6 @@ async function fillBuildDir(
     signal.throwIfAborted()
     const path = join(build.dir, file.relpath)
     const source = join(heldDir!, file.relpath)
-    await makeParent(path)
     try {
       await link(source, path).catch((error: NodeJS.ErrnoException) => {
         if (!LINK_UNSUPPORTED.has(error.code ?? '')) throw error

@@ -7,9 +7,9 @@ import { entryOf, type Manifest, type ManifestEntry } from '../model/manifest'
 import { assertSafeRelpath } from '../model/paths'
 import { createProgressCounter, type ProgressEvent } from '../model/progress'
 import { planSync, type SyncPlan, type WantedFile } from '../model/sync-plan'
-import { listBuilds, listEntries, newestBuildListed, newestManifestTimestamp } from '../store/builds'
+import { listBuilds, newestBuildListed, newestManifestTimestamp, visitEntriesSplit } from '../store/builds'
 import { flatLayout, layoutOf, versionedLayout } from '../store/layout'
-import type { Store } from '../store/store'
+import type { Store, StoreEntry } from '../store/store'
 import { pause } from '../util/backoff'
 import { type AdaptiveLimit, abortable, createAdaptiveLimit, forEachLimited, withRetry } from '../util/concurrency'
 import { isMd5 } from '../util/digest'
@@ -32,7 +32,7 @@ export interface StoreSnapshot {
   files: PopFile[]
   /** The newest build with a manifest (complete, for versioned stores); absent when the store has none. */
   timestamp?: number
-  /** Flat stores: the newest manifest key listed, readable or not; a newer one before the switch means the store moved on. */
+  /** Flat stores: the newest manifest key listed, readable or not; a newer one listed once the last download started means the store moved on. */
   newestListed?: number
 }
 
@@ -41,8 +41,13 @@ const PASSES = 3
 const PASS_PAUSE_MS = 500
 /** How long a pop or watch waits for another writer of the same `dest`. */
 const LOCK_WAIT_MS = 10 * 60 * 1000
-/** Downloads in flight to start with, unless the caller fixes it (a store's own `concurrency` is about uploads). */
-const DEFAULT_DOWNLOADS = 16
+/**
+ * Downloads in flight to start with, unless the caller fixes it (a store's own `concurrency` is
+ * about uploads). A build's files are small: on a long link each wave costs a round trip, and the
+ * ~100 files of a 5%-changed build take two waves at 64 where they took seven at 16. Each holds
+ * at most `WRITE_BATCH_BYTES`.
+ */
+const DEFAULT_DOWNLOADS = 64
 /** The most downloads a pop may have in flight, probing included: what sizes the abort listeners. */
 const MAX_DOWNLOADS = 256
 /** Hard links (or copies) made at once from the served build. */
@@ -139,17 +144,21 @@ async function withoutPrunedOlder(store: Store, files: PopFile[], newest: readon
  * to the MD5s and sizes it records, plus the other files the data prefix lists (older builds' that
  * are not pruned yet), checked against their plain-MD5 ETag or their size.
  */
-export async function readStoreSnapshot(store: Store, app: string, retries = 3): Promise<StoreSnapshot> {
+export async function readStoreSnapshot(store: Store, app: string, retries = 3, served: readonly string[] = []): Promise<StoreSnapshot> {
   if (layoutOf(store).keysPerBuild) {
     const builds = await listBuilds(store, app, retries)
     const newest = builds.find((build) => build.complete)
     return { files: await withoutPrunedOlder(store, planVersionedPop(app, builds), newest?.files ?? [], retries), timestamp: newest?.timestamp }
   }
   // An unreadable newest manifest vouches for nothing: the listed files are still served, checked by ETag or size.
-  const [{ newest, newestListed }, listing] = await Promise.all([
+  // The data listing is cut in ranges at the files dest serves, most of which the store still
+  // holds: its pages come in one round trip, beside the manifest's read, not one after another.
+  const listing: StoreEntry[] = []
+  const [{ newest, newestListed }] = await Promise.all([
     newestBuildListed(store, app, retries),
-    listEntries(store, flatLayout.dataPrefix(app), retries),
+    visitEntriesSplit(store, flatLayout.dataPrefix(app), served, retries, (entry) => listing.push(entry)),
   ])
+  // A range listed again (a transient failure) lists its keys twice, the newest last.
   const listed = new Map(listing.map((entry) => [entry.key, entry]))
   const files = new Map<string, PopFile>()
   for (const relpath of newest?.files ?? []) {
@@ -161,7 +170,7 @@ export async function readStoreSnapshot(store: Store, app: string, retries = 3):
       : { md5: isMd5(etag) ? etag.toLowerCase() : undefined, size: recorded?.size ?? listed.get(key)?.size }
     files.set(relpath, { relpath: assertSafeRelpath(relpath, key), key, ...expected, headers: headersOf(recorded) })
   }
-  for (const { key, size, etag } of listing) {
+  for (const { key, size, etag } of listed.values()) {
     const relpath = flatLayout.parseDataKey(app, key)?.relpath
     if (relpath === undefined || files.has(relpath)) continue
     files.set(relpath, { relpath: assertSafeRelpath(relpath, key), key, size, md5: isMd5(etag) ? etag.toLowerCase() : undefined })
@@ -172,17 +181,19 @@ export async function readStoreSnapshot(store: Store, app: string, retries = 3):
 /**
  * Downloads the app's current files into `dest` (see {@link popSnapshot}), from `snapshot` if the
  * caller read it already. A store that changed under the pop (a file no longer the bytes its build
- * recorded, a newer build landed before the switch) is read again and the pop starts over, at most
- * `PASSES` times in all.
+ * recorded, a newer build landed before the last download started) is read again and the pop
+ * starts over, at most `PASSES` times in all.
  */
 export async function pop(input: PopInput & { snapshot?: StoreSnapshot }): Promise<PopReport> {
   let snapshot = input.snapshot
   for (let pass = 1; ; pass++) {
-    snapshot ??= await readStoreSnapshot(input.store, input.app, input.retries)
-    if (snapshot.files.length === 0)
-      throw new PushCacheError('DOWNLOAD_FAILED', `No files of app ${input.app} in ${input.store.display}. Check \`--app\` and \`--store\`, or populate first.`)
+    // Read while the lock is taken and dest read: local work that need not wait for the store.
+    const reading = snapshot
+      ? Promise.resolve(snapshot)
+      : servedRelpaths(input.dest).then((served) => readStoreSnapshot(input.store, input.app, input.retries, served))
+    reading.catch(() => {}) // awaited in fillAndSwitch, unless taking the lock failed first
     try {
-      return await popSnapshot({ ...input, snapshot, lastPass: pass === PASSES })
+      return await popSnapshot({ ...input, snapshot: reading, lastPass: pass === PASSES })
     } catch (error) {
       if (!(error instanceof StoreChanged) || pass === PASSES) throw error
       input.logger?.warn(`${error.message}; reading ${input.store.display} again (attempt ${pass + 1} of ${PASSES})`)
@@ -191,6 +202,12 @@ export async function pop(input: PopInput & { snapshot?: StoreSnapshot }): Promi
       input.signal?.throwIfAborted()
     }
   }
+}
+
+/** The files `dest` serves, as its state file records them (read again under the lock): where to cut the store's listing. */
+async function servedRelpaths(dest: string): Promise<string[]> {
+  const served = await readServed(resolve(dest)).catch(() => undefined)
+  return served?.kind === 'build' ? Object.keys(served.state?.files ?? {}) : []
 }
 
 /** Link errors after which a copy still works: another file system, no hard links there, too many links. */
@@ -204,7 +221,7 @@ const LINK_UNSUPPORTED = new Set(['EXDEV', 'EPERM', 'EMLINK', 'ENOTSUP', 'EOPNOT
  * rename. A failure or an abort before the switch removes the new directory and leaves `dest` as it
  * was. When nothing differs, nothing is written but the state's timestamp.
  */
-async function popSnapshot(input: PopInput & { snapshot: StoreSnapshot; lastPass: boolean }): Promise<PopReport> {
+async function popSnapshot(input: PopInput & { snapshot: Promise<StoreSnapshot>; lastPass: boolean }): Promise<PopReport> {
   const dest = resolve(input.dest)
   // Every download adds an abort listener for as long as it runs: a signal of our own, sized to them, keeps Node from warning.
   const local = new AbortController()
@@ -217,7 +234,7 @@ async function popSnapshot(input: PopInput & { snapshot: StoreSnapshot; lastPass
     onWait: (holder) => input.logger?.info(`waiting for another writer of ${dest} (${holder}) to finish`),
   })
   try {
-    return await fillAndSwitch({ ...input, dest, signal: local.signal })
+    return await fillAndSwitch({ ...input, dest, signal: local.signal, stop: (error) => local.abort(error) })
   } finally {
     input.signal?.removeEventListener('abort', forward)
     await lock.release()
@@ -225,10 +242,15 @@ async function popSnapshot(input: PopInput & { snapshot: StoreSnapshot; lastPass
 }
 
 /** Why this is one function of ~100 lines: the report, the downloads and the switch share the plan and the state being built. */
-async function fillAndSwitch(input: PopInput & { snapshot: StoreSnapshot; lastPass: boolean; signal: AbortSignal }): Promise<PopReport> {
-  const { store, app, dest, snapshot, entrypoints = ['fed-mods.json'], logger = silentLogger } = input
-  const started = Date.now()
+async function fillAndSwitch(
+  input: PopInput & { snapshot: Promise<StoreSnapshot>; lastPass: boolean; signal: AbortSignal; stop: (error: unknown) => void },
+): Promise<PopReport> {
+  const { store, app, dest, entrypoints = ['fed-mods.json'], logger = silentLogger } = input
   const served = await readServed(dest)
+  const snapshot = await input.snapshot
+  if (snapshot.files.length === 0)
+    throw new PushCacheError('DOWNLOAD_FAILED', `No files of app ${app} in ${store.display}. Check \`--app\` and \`--store\`, or populate first.`)
+  const started = Date.now()
   const held = await servedFiles(
     served,
     snapshot.files.some((file) => file.md5),
@@ -266,14 +288,17 @@ async function fillAndSwitch(input: PopInput & { snapshot: StoreSnapshot; lastPa
 
   const build = await createBuildDir(dest, snapshot.timestamp)
   const state: BuildState = { app, store: store.display, timestamp: snapshot.timestamp, poppedAt: new Date().toISOString(), files: {} }
+  // Asked once the last download has started, so that its round trip overlaps theirs; not awaited
+  // when they fail (it ends within the store's deadlines).
+  let stillNewest: Promise<void> | undefined
+  const checkNewest = () => {
+    stillNewest = checkStillNewest(store, app, snapshot, input.lastPass, input.retries ?? 3)
+    stillNewest.catch(() => {})
+  }
   try {
-    const done = await fillBuildDir(input, plan, {
-      build,
-      state,
-      held,
-      heldDir: served.kind === 'build' || served.kind === 'directory' ? served.dir : undefined,
-    })
-    await checkStillNewest(store, app, snapshot, input.lastPass, input.retries ?? 3)
+    const heldDir = served.kind === 'build' || served.kind === 'directory' ? served.dir : undefined
+    const done = await fillBuildDir({ ...input, allStarted: checkNewest }, plan, { build, state, held, heldDir })
+    await stillNewest
     const headerRules = await writeHeaders()
     await publishBuildDir(dest, build.id, state, served)
     const bytes = Object.values(state.files).reduce((sum, file) => sum + file.size, 0)
@@ -289,31 +314,30 @@ async function fillAndSwitch(input: PopInput & { snapshot: StoreSnapshot; lastPa
 
 /**
  * Fills the new build directory: files the served build holds with the same MD5 hard-linked from
- * it, the others downloaded and checked, entrypoints last. Resolves to what was downloaded.
+ * it while the others are downloaded and checked, entrypoints queued last. `allStarted` runs once
+ * every download has started (at once when there is none). The first failure stops both (`stop`).
+ * Resolves to what was downloaded.
  */
 async function fillBuildDir(
-  input: PopInput & { signal: AbortSignal },
+  input: PopInput & { signal: AbortSignal; stop: (error: unknown) => void; allStarted: () => void },
   plan: SyncPlan<PopFile>,
   target: { build: { dir: string }; state: BuildState; held: Map<string, { size: number; md5: string }>; heldDir?: string },
 ): Promise<Count> {
   const { store, dest, entrypoints = ['fed-mods.json'], retries = 3, onProgress, signal } = input
   const { build, state, held, heldDir } = target
+  const last = new Set(entrypoints)
   const fetching = [...plan.added, ...plan.changed]
+  const queue = [...fetching.filter((file) => !last.has(file.relpath)), ...fetching.filter((file) => last.has(file.relpath))]
   const progress = createProgressCounter({ files: fetching.length, bytes: fetching.reduce((sum, file) => sum + (file.size ?? 0), 0) }, onProgress)
   const inFlight = downloadsInFlight(input)
-  // Each directory is made once: a build's files share a few directories, and a recursive mkdir per file costs more than its write.
-  const made = new Map<string, Promise<unknown>>()
-  const makeParent = (path: string) => {
-    const dir = dirname(path)
-    const making = made.get(dir) ?? mkdir(dir, { recursive: true })
-    made.set(dir, making)
-    return making
-  }
+  // Each directory made once, before any file: a build's files share a few, a recursive mkdir per
+  // file costs more than its write, and a download then waits for none behind the links.
+  const dirs = new Set([...plan.unchanged, ...fetching].map((file) => dirname(join(build.dir, file.relpath))))
+  await forEachLimited([...dirs], LOCAL_COPIES, (dir) => mkdir(dir, { recursive: true }))
 
   const download = async (file: PopFile) => {
     signal.throwIfAborted()
     const path = join(build.dir, file.relpath)
-    await makeParent(path)
     try {
       state.files[file.relpath] = await downloadChecked(store, file, path, retries, signal)
     } catch (error) {
@@ -333,7 +357,6 @@ async function fillBuildDir(
     signal.throwIfAborted()
     const path = join(build.dir, file.relpath)
     const source = join(heldDir!, file.relpath)
-    await makeParent(path)
     try {
       await link(source, path).catch((error: NodeJS.ErrnoException) => {
         if (!LINK_UNSUPPORTED.has(error.code ?? '')) throw error
@@ -347,20 +370,20 @@ async function fillBuildDir(
     state.files[file.relpath] = held.get(file.relpath)!
   }
 
-  const last = new Set(entrypoints)
-  const isLast = (file: PopFile) => last.has(file.relpath)
-  await forEachLimited(
-    plan.unchanged.filter((file) => !isLast(file)),
-    LOCAL_COPIES,
-    reuse,
-  )
-  await forEachLimited(
-    fetching.filter((file) => !isLast(file)),
-    inFlight,
-    download,
-  )
-  for (const file of plan.unchanged.filter(isLast)) await reuse(file)
-  for (const file of fetching.filter(isLast)) await download(file)
+  let started = 0
+  if (queue.length === 0) input.allStarted()
+  const startDownload = (file: PopFile) => {
+    if (++started === queue.length) input.allStarted()
+    return download(file)
+  }
+  // The links are local and the downloads wait on the network: both at once.
+  let failure: { error: unknown } | undefined
+  const fail = (error: unknown) => {
+    failure ??= { error }
+    input.stop(error)
+  }
+  await Promise.all([forEachLimited(plan.unchanged, LOCAL_COPIES, reuse).catch(fail), forEachLimited(queue, inFlight, startDownload).catch(fail)])
+  if (failure) throw failure.error
   return { ...progress.done }
 }
 

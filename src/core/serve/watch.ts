@@ -195,7 +195,7 @@ async function catchUp(watching: Watching, signal: AbortSignal): Promise<void> {
   const { input, logger, display, reported } = watching
   const { app, dest } = input
   const started = Date.now()
-  const snapshot = await abortable(readStoreSnapshot(watching.store, app, input.retries), signal)
+  const snapshot = await abortable(readStoreSnapshot(watching.store, app, input.retries, Object.keys(watching.held?.files ?? {})), signal)
   // Another writer of dest (a pop) may have switched it since: decide against what it holds now.
   if (snapshot.files.length > 0) watching.held = await heldBuild(dest)
   const held = watching.held

@@ -70,7 +70,7 @@ const endless = (store: Store, prefix: string, limit: number) =>
   )
 
 /** Every entry under `prefix`, at most `LIST_MAX_ENTRIES`; a listing that fails transiently starts over. */
-export async function listEntries(store: Store, prefix: string, retries = 3, limit = LIST_MAX_ENTRIES): Promise<StoreEntry[]> {
+async function listEntries(store: Store, prefix: string, retries = 3, limit = LIST_MAX_ENTRIES): Promise<StoreEntry[]> {
   return withRetry(
     async () => {
       const entries: StoreEntry[] = []

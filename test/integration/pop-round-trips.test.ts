@@ -1,0 +1,71 @@
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { collectFiles } from '../../src/core/push/collect-files'
+import { populate } from '../../src/core/push/populate'
+import { pop } from '../../src/core/serve/pop'
+import type { Store } from '../../src/core/store/store'
+import { resolveOptions } from '../../src/options'
+import { createS3Store } from '../../src/stores/s3'
+import { readTree, tempDir, writeTree } from '../helpers/fs'
+import { createTripDepth, startTripProxy, tripCountingStore } from '../helpers/round-trips'
+import { createBucket, s3StoreOptions, s3StoreUrl } from '../helpers/s3'
+import { uniqueApp } from '../helpers/valkey'
+
+/**
+ * A pop of the next build onto the one `dest` serves, on a long link: what it waits for one after
+ * another is what a round trip multiplies. 1,200 files (two pages of listing), 60 of them changed
+ * (5%: new hashed names as a bundler gives them, and the entrypoint).
+ */
+const FILES = 1200
+const CHANGED = 60
+/**
+ * Store calls one after another: the manifests listed; the newest manifest read beside the data
+ * listing; the downloads, all in one wave, the entrypoint queued last among them and the check for
+ * a newer manifest beside it. It took 8: the downloads 16 at a time, then the entrypoint, then the check.
+ */
+const BUDGET = 3
+/** Round trips to the end of the data listing: its pages at once, beside the manifest's read (they came one after another: 3). */
+const LISTING_BUDGET = 2
+
+const chunk = (i: number, version: number) => `js/chunk-${i}.${(i * 2654435761 + version).toString(16).padStart(8, '0').slice(-8)}.js`
+
+async function buildDir(version: number): Promise<string> {
+  const files: Record<string, string> = { 'index.html': '<!doctype html>', 'fed-mods.json': `{"inventory":{"v":${version}}}` }
+  for (let i = 0; i < FILES - 2; i++) files[chunk(i, i < CHANGED - 1 ? version : 0)] = `console.log(${i}, ${i < CHANGED - 1 ? version : 0})`
+  return writeTree(await tempDir(), files)
+}
+
+const push = async (store: Store, app: string, dir: string, timestamp: number) =>
+  populate({ store, options: resolveOptions({ app, store: 'unused', timestamp, retries: 1 }, {}), files: await collectFiles(dir) })
+
+describe(`a pop of a 5%-changed ${FILES}-file build onto the one dest serves`, () => {
+  it(`takes at most ${BUDGET} sequential store calls on S3, the listing's pages ${LISTING_BUDGET} round trips`, async () => {
+    const bucket = await createBucket()
+    const proxy = await startTripProxy(s3StoreOptions().endpoint!, 20)
+    const plain = createS3Store(s3StoreUrl(bucket), s3StoreOptions())
+    const counted = createS3Store(s3StoreUrl(bucket), { ...s3StoreOptions(), endpoint: proxy.endpoint })
+    try {
+      const app = uniqueApp()
+      const dest = join(await tempDir(), 'www')
+      await push(plain, app, await buildDir(1), 1000)
+      await pop({ store: plain, app, dest })
+      const next = await buildDir(2)
+      await push(plain, app, next, 2000)
+      proxy.trips.reset()
+      // Counted where pop calls the store too: the proxy sees a request once the SDK sent it, and
+      // on a busy machine an answer may come back before the SDK has sent the last of a wave.
+      const calls = createTripDepth()
+      const report = await pop({ store: tripCountingStore(counted, calls), app, dest })
+      expect(report).toMatchObject({ downloaded: { files: CHANGED }, timestamp: 2000 })
+      expect(calls.deepest(), calls.log.join('\n')).toBeLessThanOrEqual(BUDGET)
+      const listing = proxy.trips.log.filter((line) => line.includes(' list data/'))
+      expect(Math.max(...listing.map((line) => Number.parseInt(line, 10))), listing.join('\n')).toBeLessThanOrEqual(LISTING_BUDGET)
+      // The files of the older build are still listed, and served beside the new ones.
+      const served = await readTree(dest)
+      expect(Object.keys(served)).toHaveLength(FILES + CHANGED - 1)
+      expect(served['fed-mods.json']).toBe('{"inventory":{"v":2}}')
+    } finally {
+      await Promise.all([plain.close(), counted.close()])
+    }
+  }, 180_000)
+})

@@ -325,19 +325,22 @@ function* jsonChunks(value: unknown): Generator<string> {
   yield `${text}\n`
 }
 
+/** The manifest as stored, in texts of about `CHUNK_CHARS` characters: JSON, `details` last. No string of it is ever whole. */
+export function manifestChunks(manifest: Manifest): Iterable<string> {
+  const { details, ...fields } = manifest
+  return jsonChunks(details === undefined ? fields : { ...fields, details })
+}
+
 /**
- * The manifest as stored: JSON, `details` last. No string of it is ever whole, nor its bytes twice:
- * a first pass counts the bytes, a second encodes the text a chunk at a time into the one buffer
- * (a buffer per chunk, then their concatenation, held a 100,000-file manifest's ~10 MB twice).
+ * The manifest as stored, in one buffer: a first pass counts the bytes, a second encodes the text
+ * a chunk at a time into it (a buffer per chunk, then their concatenation, held the bytes twice).
  */
 export function serializeManifest(manifest: Manifest): Buffer {
-  const { details, ...fields } = manifest
-  const value = details === undefined ? fields : { ...fields, details }
   let bytes = 0
-  for (const text of jsonChunks(value)) bytes += Buffer.byteLength(text)
+  for (const text of manifestChunks(manifest)) bytes += Buffer.byteLength(text)
   const body = Buffer.allocUnsafe(bytes)
   let offset = 0
-  for (const text of jsonChunks(value)) offset += body.write(text, offset)
+  for (const text of manifestChunks(manifest)) offset += body.write(text, offset)
   return body
 }
 

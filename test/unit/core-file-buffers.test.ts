@@ -3,12 +3,21 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
+import { md5, md5File } from '../../src/core/util/digest'
 import { dropSpareBuffers, giveBack, readWhole, takeBuffer } from '../../src/core/util/file-buffers'
 
 const dir = await mkdtemp(join(tmpdir(), 'push-cache-buffers-'))
 afterAll(() => rm(dir, { recursive: true }))
 
 describe('file buffers', () => {
+  it('hash a file of any size through its chunks, the first one small', async () => {
+    for (const size of [0, 16 * 1024 - 1, 16 * 1024, 16 * 1024 + 1, 256 * 1024 + 16 * 1024, 1024 * 1024 + 3]) {
+      const bytes = randomBytes(size)
+      await writeFile(join(dir, 'hashed'), bytes)
+      expect(await md5File(join(dir, 'hashed'))).toBe(md5(bytes))
+    }
+  })
+
   it('read a whole file of any size, byte for byte', async () => {
     for (const size of [0, 1, 16 * 1024 + 1, 1024 * 1024 + 3]) {
       const bytes = randomBytes(size)

@@ -1,7 +1,9 @@
+import { existsSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
 import { describe, expect, it } from 'vitest'
-import { entryOf } from '../../src/core/model/manifest'
+import { entryOf, serializeManifest } from '../../src/core/model/manifest'
 import type { ProgressEvent } from '../../src/core/model/progress'
-import { buildManifest } from '../../src/core/push/build-manifest'
+import { buildManifest, withManifestBody } from '../../src/core/push/build-manifest'
 import { collectFiles } from '../../src/core/push/collect-files'
 import { planUpload } from '../../src/core/push/plan'
 import { type HashedUpload, planPhase } from '../../src/core/push/plan-against-store'
@@ -127,6 +129,54 @@ describe('buildManifest', () => {
     expect(entryOf(manifest, 'kept.js')).toMatchObject({ version: 100 })
     expect(entryOf(manifest, 'fresh.js')).not.toHaveProperty('version')
     expect(manifest.image).toBe('quay.io/app:1')
+  })
+
+  it('refuses unchanged files out of the order of the build: they would be recorded as written', () => {
+    const other = file('other.js')
+    expect(() =>
+      buildManifest({ ...input, files: [kept, other, fresh, entry], sync: { ...input.sync, unchanged: [other, kept] }, recordOf: () => ({}) }),
+    ).toThrow('not in the order')
+  })
+})
+
+describe('the manifest body', () => {
+  const manifestOf = (count: number) =>
+    buildManifest({
+      timestamp: 200,
+      files: Array.from({ length: count }, (_, index) => ({
+        relpath: `js/${'é'.repeat(index % 3)}chunk-${index}.js`,
+        path: `/out/js/chunk-${index}.js`,
+        size: index,
+        key: `data/app/js/chunk-${index}.js`,
+        contentType: 'text/javascript',
+        cacheControl: 'public, max-age=86400',
+        entrypoint: false,
+        md5: index.toString(16).padStart(32, '0'),
+        etag: `tag-${index}`,
+      })),
+      entrypoints: [],
+      sync: { unchanged: [], added: [], changed: [] },
+      held: new Map(),
+      recordOf: (etag) => ({ etag }),
+    })
+
+  it('is the bytes of a small manifest', async () => {
+    const manifest = manifestOf(10)
+    const body = await withManifestBody(manifest, async (body) => body)
+    expect(Buffer.from(body as Uint8Array).toString()).toBe(`${JSON.stringify(manifest)}\n`)
+  })
+
+  it('is a temporary file of a large manifest, byte for byte, removed once put', async () => {
+    const manifest = manifestOf(30_000)
+    const expected = serializeManifest(manifest)
+    let put: { file: string; size: number } | undefined
+    await withManifestBody(manifest, async (body) => {
+      expect('file' in body).toBe(true)
+      put = body as { file: string; size: number }
+      expect(put.size).toBe(expected.byteLength)
+      expect((await readFile(put.file)).equals(expected)).toBe(true)
+    })
+    expect(existsSync(put!.file)).toBe(false)
   })
 })
 

@@ -63,10 +63,16 @@ export async function collectFiles(root: string, relpaths?: readonly string[], l
         'UNSAFE_PATH',
         `Refusing ${JSON.stringify(relpath)} in ${root}: its path ${problem}, which stores and servers read differently. Rename the file in the build, or leave it out of the output directory.`,
       )
-    files[index] = { relpath, path, size: (await stat(path)).size }
+    files[index] = { relpath, path, size: asSmallInteger((await stat(path)).size) }
   })
   return files
 }
+
+/**
+ * `size` as V8 stores small integers, in the field itself: a size from `stat` is a double, which a
+ * field holds boxed, 16 B more per file (1.6 MB for 100,000). Sizes past 2 GiB stay doubles.
+ */
+const asSmallInteger = (size: number) => (size <= 0x7fffffff ? size | 0 : size)
 
 /** Stats in flight while the files are collected: the disk and the thread pool stay busy. */
 const STATS = 64

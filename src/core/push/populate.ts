@@ -1,6 +1,6 @@
 import { announce } from '../announce/announce'
 import { describeError, PushCacheError } from '../model/errors'
-import { entryOf, indexIn, serializeManifest } from '../model/manifest'
+import { entryOf, indexIn } from '../model/manifest'
 import type { ResolvedCoreOptions } from '../model/options'
 import type { ProgressEvent } from '../model/progress'
 import { prune } from '../prune/prune'
@@ -12,7 +12,7 @@ import { takeWriterLock, type WriterLockTiming } from '../store/writer-lock'
 import { md5File } from '../util/digest'
 import { dropSpareBuffers } from '../util/file-buffers'
 import { type Logger, silentLogger } from '../util/logger'
-import { buildManifest } from './build-manifest'
+import { buildManifest, withManifestBody } from './build-manifest'
 import { warnOfEntrypoints } from './entrypoints'
 import { type BuildFile, planUpload, type UploadPlan } from './plan'
 import { type HashedUpload, planPhase, type StorePlan } from './plan-against-store'
@@ -280,12 +280,14 @@ async function writeManifest(
   })
   await run.timed('manifest', async () => {
     const manifestFile = { key: report.manifestKey }
-    await retry(report.manifestKey, () =>
-      store.put(report.manifestKey, serializeManifest(manifest), {
-        contentType: 'application/json; charset=utf-8',
-        cacheControl: 'no-cache',
-        expiresIn: build.expiresIn,
-      }),
+    await withManifestBody(manifest, (body) =>
+      retry(report.manifestKey, () =>
+        store.put(report.manifestKey, body, {
+          contentType: 'application/json; charset=utf-8',
+          cacheControl: 'no-cache',
+          expiresIn: build.expiresIn,
+        }),
+      ),
     ).catch((error) => {
       throw new PushCacheError('UPLOAD_FAILED', `Could not write manifest ${report.manifestKey} to ${store.display}: ${describeError(error)}`, { cause: error })
     })

@@ -45,25 +45,31 @@ export function dropSpareBuffers(): void {
 
 const changedWhilePushed = (path: string, what: string) => new Error(`${path} changed while it was pushed: ${what}`)
 
-/** Bytes read at a time by {@link readChunks}; most files of a build fit in one read. */
+/** Bytes read at a time by {@link readChunks} once a file proved larger than its first read. */
 const CHUNK = 256 * KIB
 
 /**
- * Reads a whole file into one pooled buffer, a chunk at a time, and hands each chunk to `visit`,
+ * Reads a whole file through pooled buffers, a chunk at a time, and hands each chunk to `visit`,
  * which must be done with it when it returns or resolves. `wanted` is asked between chunks:
- * resolves false when it said no.
+ * resolves false when it said no. The first read takes the smallest buffer, which holds most files
+ * of a build: a push hashes 16 files at once after writing them, and a 256 KiB buffer each held
+ * ~4 MiB (and as much again kept spare) for files of a few hundred bytes.
  */
 export async function readChunks(path: string, visit: (chunk: Buffer) => unknown, wanted: () => boolean = () => true): Promise<boolean> {
   const file = await open(path)
-  const chunk = takeBuffer(CHUNK)
+  let chunk = takeBuffer(SMALLEST)
   try {
     for (let position = 0; ; ) {
-      const { bytesRead } = await file.read(chunk, 0, CHUNK, position)
+      const { bytesRead } = await file.read(chunk, 0, chunk.byteLength, position)
       await visit(chunk.subarray(0, bytesRead))
       position += bytesRead
       // A regular file reads short only at its end.
-      if (bytesRead < CHUNK) return true
+      if (bytesRead < chunk.byteLength) return true
       if (!wanted()) return false
+      if (chunk.byteLength < CHUNK) {
+        giveBack(chunk)
+        chunk = takeBuffer(CHUNK)
+      }
     }
   } finally {
     await file.close()

@@ -171,6 +171,9 @@ async function makeClient(options: S3Options, timeouts: StoreTimeouts, display: 
   made.config.signer = signerPerScheme(made.config.signer)
   // It would render every request's input and output for a logger that drops them.
   made.middlewareStack.remove('loggerMiddleware')
+  // With `maxAttempts: 1` the SDK's retry middleware only stamps each request with an invocation id
+  // and an attempt count, a tenth of a request's CPU; it keeps its name, which the signing step is placed after.
+  made.middlewareStack.add((next) => next, { step: 'finalizeRequest', priority: 'high', name: 'retryMiddleware', tags: ['RETRY'], override: true })
   made.middlewareStack.add(
     (next) => (args) => {
       leavePayloadUnsigned(args.request as Parameters<typeof leavePayloadUnsigned>[0])

@@ -53,7 +53,7 @@ describe('the S3 client keeps one signer per auth scheme', () => {
     const signer = signerPerScheme(async (scheme) => {
       made++
       if (made === 1) throw new Error('no region yet')
-      return { sign: async (request) => request, scheme } as never
+      return { sign: async (request: unknown) => request, scheme } as never
     })
     const eu = { name: 'sigv4', signingName: 's3', signingRegion: 'eu-west-1', properties: {} }
     await expect(signer(eu)).rejects.toThrow('no region yet')

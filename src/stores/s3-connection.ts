@@ -120,6 +120,29 @@ export function leavePayloadUnsigned(request: { protocol?: string; body?: unknow
   if (protocol === 'https:' || md5Signed) headers[CONTENT_SHA256] = 'UNSIGNED-PAYLOAD'
 }
 
+/** The SDK's signer factory, as a client's resolved config holds it. */
+type SignerFactory = S3Client['config']['signer']
+
+/**
+ * The SDK makes a signer for every request (`config.signer(authScheme)`): a copy of the whole client
+ * config, and a signer whose signing-key cache starts empty, so five HMACs where one would do. The
+ * signer depends only on the endpoint's auth scheme (name, region, service; the credentials and the
+ * clock are read when it signs), so one is made per scheme and kept.
+ */
+export function signerPerScheme(make: SignerFactory): SignerFactory {
+  const made = new Map<string, ReturnType<SignerFactory>>()
+  return (authScheme) => {
+    const scheme = JSON.stringify(authScheme ?? null)
+    let signer = made.get(scheme)
+    if (!signer) {
+      signer = make(authScheme)
+      made.set(scheme, signer)
+      signer.catch(() => made.delete(scheme))
+    }
+    return signer
+  }
+}
+
 /**
  * The SDK client for `target`. Each command's middleware is resolved once (`cacheMiddleware`), not
  * per request: a tenth of a request's CPU. The SDK then shares one context among the requests of a
@@ -145,8 +168,12 @@ async function makeClient(options: S3Options, timeouts: StoreTimeouts, display: 
     logger: SILENT,
     requestHandler: await createRequestHandler(display, timeouts, MAX_CONCURRENCY),
   })
+  made.config.signer = signerPerScheme(made.config.signer)
   // It would render every request's input and output for a logger that drops them.
   made.middlewareStack.remove('loggerMiddleware')
+  // With `maxAttempts: 1` the SDK's retry middleware only stamps each request with an invocation id
+  // and an attempt count, a tenth of a request's CPU; it keeps its name, which the signing step is placed after.
+  made.middlewareStack.add((next) => next, { step: 'finalizeRequest', priority: 'high', name: 'retryMiddleware', tags: ['RETRY'], override: true })
   made.middlewareStack.add(
     (next) => (args) => {
       leavePayloadUnsigned(args.request as Parameters<typeof leavePayloadUnsigned>[0])

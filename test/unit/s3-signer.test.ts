@@ -1,0 +1,66 @@
+import { Readable } from 'node:stream'
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3'
+import { describe, expect, it } from 'vitest'
+import { signerPerScheme } from '../../src/stores/s3-connection'
+
+/** An S3 client whose requests never leave the process: each is kept, and answered 200. */
+function recordingClient() {
+  const sent: { headers: Record<string, string> }[] = []
+  const client = new S3Client({
+    region: 'eu-west-1',
+    endpoint: 'http://127.0.0.1:9',
+    forcePathStyle: true,
+    credentials: { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret' },
+    maxAttempts: 1,
+    requestHandler: {
+      async handle(request: { headers: Record<string, string> }) {
+        sent.push({ headers: { ...request.headers } })
+        return { response: { statusCode: 200, headers: { etag: '"e"' }, body: Readable.from([]) } }
+      },
+    },
+  })
+  let made = 0
+  const make = client.config.signer
+  client.config.signer = signerPerScheme((scheme) => {
+    made++
+    return make(scheme)
+  })
+  const put = (key: string) => client.send(new PutObjectCommand({ Bucket: 'b', Key: key, Body: 'x' }))
+  return { client, sent, put, made: () => made }
+}
+
+describe('the S3 client keeps one signer per auth scheme', () => {
+  it('signs every request with the signer made for the first', async () => {
+    const { sent, put, made } = recordingClient()
+    await Promise.all(['a', 'b', 'c'].map(put))
+    expect(made()).toBe(1)
+    const signatures = sent.map(({ headers }) => /Signature=(\w+)/.exec(headers.authorization ?? '')?.[1])
+    expect(new Set(signatures).size).toBe(3)
+    expect(sent[0]?.headers.authorization).toContain('/eu-west-1/s3/aws4_request')
+  })
+
+  it('still signs with the corrected clock once the SDK learnt a skew from S3', async () => {
+    const { client, sent, put } = recordingClient()
+    await put('a')
+    client.config.systemClockOffset = -20 * 60_000
+    await put('b')
+    const dated = sent.map(({ headers }) => Date.parse(headers['x-amz-date']!.replace(/^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z$/, '$1-$2-$3T$4:$5:$6Z')))
+    expect((dated[0] ?? 0) - (dated[1] ?? 0)).toBeGreaterThan(19 * 60_000)
+  })
+
+  it('makes one signer per region, and makes again a signer that failed to be made', async () => {
+    let made = 0
+    const signer = signerPerScheme(async (scheme) => {
+      made++
+      if (made === 1) throw new Error('no region yet')
+      return { sign: async (request: unknown) => request, scheme } as never
+    })
+    const eu = { name: 'sigv4', signingName: 's3', signingRegion: 'eu-west-1', properties: {} }
+    await expect(signer(eu)).rejects.toThrow('no region yet')
+    await Promise.resolve()
+    const first = await signer(eu)
+    expect(await signer({ ...eu })).toBe(first)
+    expect(await signer({ ...eu, signingRegion: 'us-east-1' })).not.toBe(first)
+    expect(made).toBe(3)
+  })
+})

@@ -4,7 +4,9 @@ import type { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { onTestFinished } from 'vitest'
 import type { Store, StoreEntry } from '../../src/core/store/store'
+import { createS3Store } from '../../src/stores/s3'
 import { forward } from './forward'
+import { createBucket, s3StoreOptions, s3StoreUrl } from './s3'
 
 /**
  * The sequential round trips of a run: a request started after another one was answered counts
@@ -56,7 +58,7 @@ export function createTripDepth(): TripDepth {
  * An HTTP proxy in front of an S3 endpoint that delays every request by `delayMs` (a long link) and
  * counts its round trips, listing pages included. Closed when the test that started it ends.
  */
-export async function startTripProxy(upstream: string, delayMs: number): Promise<{ endpoint: string; trips: TripDepth }> {
+async function startTripProxy(upstream: string, delayMs: number): Promise<{ endpoint: string; trips: TripDepth }> {
   const trips = createTripDepth()
   const target = new URL(upstream)
   const agent = new http.Agent({ keepAlive: true })
@@ -82,6 +84,19 @@ export async function startTripProxy(upstream: string, delayMs: number): Promise
     await new Promise((closed) => server.close(closed))
   })
   return { endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, trips }
+}
+
+/**
+ * A new bucket, a store on it straight to S3 (to set the stage) and one through a trip proxy that
+ * adds `delayMs` (what is counted). Both closed when the test ends.
+ */
+export async function s3StoresBehindTripProxy(delayMs = 20): Promise<{ bucket: string; plain: Store; counted: Store; trips: TripDepth }> {
+  const bucket = await createBucket()
+  const proxy = await startTripProxy(s3StoreOptions().endpoint!, delayMs)
+  const plain = createS3Store(s3StoreUrl(bucket), s3StoreOptions())
+  const counted = createS3Store(s3StoreUrl(bucket), { ...s3StoreOptions(), endpoint: proxy.endpoint })
+  onTestFinished(() => Promise.all([plain.close(), counted.close()]).then(() => {}))
+  return { bucket, plain, counted, trips: proxy.trips }
 }
 
 /**

@@ -5,10 +5,8 @@ import { populate } from '../../src/core/push/populate'
 import { pop } from '../../src/core/serve/pop'
 import type { Store } from '../../src/core/store/store'
 import { resolveOptions } from '../../src/options'
-import { createS3Store } from '../../src/stores/s3'
 import { readTree, tempDir, writeTree } from '../helpers/fs'
-import { createTripDepth, startTripProxy, tripCountingStore } from '../helpers/round-trips'
-import { createBucket, s3StoreOptions, s3StoreUrl } from '../helpers/s3'
+import { createTripDepth, s3StoresBehindTripProxy, tripCountingStore } from '../helpers/round-trips'
 import { uniqueApp } from '../helpers/valkey'
 
 /**
@@ -40,32 +38,25 @@ const push = async (store: Store, app: string, dir: string, timestamp: number) =
 
 describe(`a pop of a 5%-changed ${FILES}-file build onto the one dest serves`, () => {
   it(`takes at most ${BUDGET} sequential store calls on S3, the listing's pages ${LISTING_BUDGET} round trips`, async () => {
-    const bucket = await createBucket()
-    const proxy = await startTripProxy(s3StoreOptions().endpoint!, 20)
-    const plain = createS3Store(s3StoreUrl(bucket), s3StoreOptions())
-    const counted = createS3Store(s3StoreUrl(bucket), { ...s3StoreOptions(), endpoint: proxy.endpoint })
-    try {
-      const app = uniqueApp()
-      const dest = join(await tempDir(), 'www')
-      await push(plain, app, await buildDir(1), 1000)
-      await pop({ store: plain, app, dest })
-      const next = await buildDir(2)
-      await push(plain, app, next, 2000)
-      proxy.trips.reset()
-      // Counted where pop calls the store too: the proxy sees a request once the SDK sent it, and
-      // on a busy machine an answer may come back before the SDK has sent the last of a wave.
-      const calls = createTripDepth()
-      const report = await pop({ store: tripCountingStore(counted, calls), app, dest })
-      expect(report).toMatchObject({ downloaded: { files: CHANGED }, timestamp: 2000 })
-      expect(calls.deepest(), calls.log.join('\n')).toBeLessThanOrEqual(BUDGET)
-      const listing = proxy.trips.log.filter((line) => line.includes(' list data/'))
-      expect(Math.max(...listing.map((line) => Number.parseInt(line, 10))), listing.join('\n')).toBeLessThanOrEqual(LISTING_BUDGET)
-      // The files of the older build are still listed, and served beside the new ones.
-      const served = await readTree(dest)
-      expect(Object.keys(served)).toHaveLength(FILES + CHANGED - 1)
-      expect(served['fed-mods.json']).toBe('{"inventory":{"v":2}}')
-    } finally {
-      await Promise.all([plain.close(), counted.close()])
-    }
+    const { plain, counted, trips } = await s3StoresBehindTripProxy()
+    const app = uniqueApp()
+    const dest = join(await tempDir(), 'www')
+    await push(plain, app, await buildDir(1), 1000)
+    await pop({ store: plain, app, dest })
+    const next = await buildDir(2)
+    await push(plain, app, next, 2000)
+    trips.reset()
+    // Counted where pop calls the store too: the proxy sees a request once the SDK sent it, and
+    // on a busy machine an answer may come back before the SDK has sent the last of a wave.
+    const calls = createTripDepth()
+    const report = await pop({ store: tripCountingStore(counted, calls), app, dest })
+    expect(report).toMatchObject({ downloaded: { files: CHANGED }, timestamp: 2000 })
+    expect(calls.deepest(), calls.log.join('\n')).toBeLessThanOrEqual(BUDGET)
+    const listing = trips.log.filter((line) => line.includes(' list data/'))
+    expect(Math.max(...listing.map((line) => Number.parseInt(line, 10))), listing.join('\n')).toBeLessThanOrEqual(LISTING_BUDGET)
+    // The files of the older build are still listed, and served beside the new ones.
+    const served = await readTree(dest)
+    expect(Object.keys(served)).toHaveLength(FILES + CHANGED - 1)
+    expect(served['fed-mods.json']).toBe('{"inventory":{"v":2}}')
   }, 180_000)
 })

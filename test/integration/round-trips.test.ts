@@ -6,11 +6,9 @@ import { pop } from '../../src/core/serve/pop'
 import type { Store } from '../../src/core/store/store'
 import { resolveOptions } from '../../src/options'
 import { createLocalStore } from '../../src/stores/local'
-import { createS3Store } from '../../src/stores/s3'
 import { createValkeyStore } from '../../src/stores/valkey'
 import { tempDir, writeTree } from '../helpers/fs'
-import { createTripDepth, startBurstProxy, startTripProxy, type TripDepth, tripCountingStore } from '../helpers/round-trips'
-import { createBucket, s3StoreOptions, s3StoreUrl } from '../helpers/s3'
+import { createTripDepth, s3StoresBehindTripProxy, startBurstProxy, type TripDepth, tripCountingStore } from '../helpers/round-trips'
 import { rawClient, uniqueApp, valkeyEnv, valkeyUrl } from '../helpers/valkey'
 
 /**
@@ -53,17 +51,10 @@ const withinBudget = ({ trips, log }: { trips: number; log: string[] }, budget =
 
 describe(`the same ${FILES}-file build pushed again`, () => {
   it(`takes at most ${BUDGET} sequential round trips on S3, listing pages included`, async () => {
-    const bucket = await createBucket()
-    const proxy = await startTripProxy(s3StoreOptions().endpoint!, 20)
-    const plain = createS3Store(s3StoreUrl(bucket), s3StoreOptions())
-    const counted = createS3Store(s3StoreUrl(bucket), { ...s3StoreOptions(), endpoint: proxy.endpoint })
-    try {
-      const { newTimestamp, sameTimestamp } = await repushTrips(plain, counted, proxy.trips)
-      expect(withinBudget(newTimestamp)).toBe(newTimestamp.trips)
-      expect(withinBudget(sameTimestamp)).toBe(sameTimestamp.trips)
-    } finally {
-      await Promise.all([plain.close(), counted.close()])
-    }
+    const { plain, counted, trips } = await s3StoresBehindTripProxy()
+    const { newTimestamp, sameTimestamp } = await repushTrips(plain, counted, trips)
+    expect(withinBudget(newTimestamp)).toBe(newTimestamp.trips)
+    expect(withinBudget(sameTimestamp)).toBe(sameTimestamp.trips)
   }, 120_000)
 
   it.each([
@@ -96,22 +87,15 @@ describe('a build with new, changed and entrypoint files pushed onto the one bef
   const CHANGED_BUDGET = 8
 
   it(`takes at most ${CHANGED_BUDGET} sequential round trips on S3`, async () => {
-    const bucket = await createBucket()
-    const proxy = await startTripProxy(s3StoreOptions().endpoint!, 20)
-    const plain = createS3Store(s3StoreUrl(bucket), s3StoreOptions())
-    const counted = createS3Store(s3StoreUrl(bucket), { ...s3StoreOptions(), endpoint: proxy.endpoint })
+    const { plain, counted, trips } = await s3StoresBehindTripProxy()
     const before = { 'index.html': '<!doctype html>1', 'fed-mods.json': '{"inventory":{"v":1}}', 'js/chunk-a.0a1b2c3d.js': 'a' }
     const after = { 'index.html': '<!doctype html>2', 'fed-mods.json': '{"inventory":{"v":2}}', 'js/chunk-a.0a1b2c3d.js': 'a', 'js/chunk-b.4e5f6a7b.js': 'b' }
-    try {
-      const app = uniqueApp()
-      await push(plain, app, await writeTree(await tempDir(), before), 1000)
-      proxy.trips.reset()
-      const report = await push(counted, app, await writeTree(await tempDir(), after), 2000)
-      expect(report).toMatchObject({ added: 1, changed: 2, unchanged: 1 })
-      expect(withinBudget({ trips: proxy.trips.deepest(), log: proxy.trips.log }, CHANGED_BUDGET)).toBe(proxy.trips.deepest())
-    } finally {
-      await Promise.all([plain.close(), counted.close()])
-    }
+    const app = uniqueApp()
+    await push(plain, app, await writeTree(await tempDir(), before), 1000)
+    trips.reset()
+    const report = await push(counted, app, await writeTree(await tempDir(), after), 2000)
+    expect(report).toMatchObject({ added: 1, changed: 2, unchanged: 1 })
+    expect(withinBudget({ trips: trips.deepest(), log: trips.log }, CHANGED_BUDGET)).toBe(trips.deepest())
   }, 120_000)
 })
 
@@ -137,24 +121,17 @@ describe('the Valkey store', () => {
 
 describe('a pop onto a destination that holds the current build', () => {
   it('takes 2 sequential round trips on S3: the manifests listed once, beside the data listing', async () => {
-    const bucket = await createBucket()
-    const proxy = await startTripProxy(s3StoreOptions().endpoint!, 20)
-    const plain = createS3Store(s3StoreUrl(bucket), s3StoreOptions())
-    const counted = createS3Store(s3StoreUrl(bucket), { ...s3StoreOptions(), endpoint: proxy.endpoint })
-    try {
-      const app = uniqueApp()
-      const dest = join(await tempDir(), 'www')
-      await populate({
-        store: plain,
-        options: resolveOptions({ app, store: 'unused', timestamp: 1000, retries: 1 }, {}),
-        files: await collectFiles(await writeTree(await tempDir(), { 'index.html': '<!doctype html>', 'fed-mods.json': '{}' })),
-      })
-      await pop({ store: plain, app, dest })
-      proxy.trips.reset()
-      expect(await pop({ store: counted, app, dest })).toMatchObject({ downloaded: { files: 0 } })
-      expect(proxy.trips.deepest(), proxy.trips.log.join('\n')).toBe(2)
-    } finally {
-      await Promise.all([plain.close(), counted.close()])
-    }
+    const { plain, counted, trips } = await s3StoresBehindTripProxy()
+    const app = uniqueApp()
+    const dest = join(await tempDir(), 'www')
+    await populate({
+      store: plain,
+      options: resolveOptions({ app, store: 'unused', timestamp: 1000, retries: 1 }, {}),
+      files: await collectFiles(await writeTree(await tempDir(), { 'index.html': '<!doctype html>', 'fed-mods.json': '{}' })),
+    })
+    await pop({ store: plain, app, dest })
+    trips.reset()
+    expect(await pop({ store: counted, app, dest })).toMatchObject({ downloaded: { files: 0 } })
+    expect(trips.deepest(), trips.log.join('\n')).toBe(2)
   }, 120_000)
 })

@@ -178,6 +178,19 @@ describe('the manifest body', () => {
     })
     expect(existsSync(put!.file)).toBe(false)
   })
+
+  it('is the bytes in memory of a large manifest where no temporary file can be written', async () => {
+    const manifest = manifestOf(30_000)
+    const tmp = process.env.TMPDIR
+    process.env.TMPDIR = '/nonexistent/push-cache-tmp'
+    try {
+      const body = await withManifestBody(manifest, async (body) => body)
+      expect(Buffer.from(body as Uint8Array).equals(serializeManifest(manifest))).toBe(true)
+    } finally {
+      if (tmp === undefined) delete process.env.TMPDIR
+      else process.env.TMPDIR = tmp
+    }
+  })
 })
 
 describe('the versioned build write', () => {

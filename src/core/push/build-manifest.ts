@@ -73,10 +73,13 @@ const MANIFEST_FILE_FROM = 10_000
  */
 export async function withManifestBody<T>(manifest: Manifest, put: (body: PutBody) => Promise<T>): Promise<T> {
   if (manifest.files.length < MANIFEST_FILE_FROM) return put(serializeManifest(manifest))
-  const directory = await mkdtemp(join(tmpdir(), 'push-cache-'))
+  // No writable temporary directory (a read-only container, a full disk): memory, as for a small build.
+  const directory = await mkdtemp(join(tmpdir(), 'push-cache-')).catch(() => undefined)
+  if (!directory) return put(serializeManifest(manifest))
   try {
     const file = join(directory, 'manifest.json')
-    return await put({ file, size: await writeManifestFile(manifest, file) })
+    const size = await writeManifestFile(manifest, file).catch(() => undefined)
+    return await put(size === undefined ? serializeManifest(manifest) : { file, size })
   } finally {
     await rm(directory, { recursive: true, force: true })
   }

@@ -25,6 +25,8 @@ const USAGE = `Usage: npm run bench -- [options]
                    when named)
   --tree-files <n,n>  the file counts of the big-tree builds (default 2000,100000,250000;
                    2000,20000 with --quick); S3 pushes them up to 100,000 files
+  --tree-s3-files <n>  the largest big-tree build also pushed to S3 (default 100000;
+                   0: the local store only)
   --seed <text>    seed of the synthetic builds (default push-cache-bench)
   --timeout <s>    kill a run that takes longer (default 900)`
 
@@ -37,6 +39,7 @@ const { values: flags } = parseArgs({
     only: { type: 'string', default: 'push,pop,valkey,big' },
     seed: { type: 'string', default: 'push-cache-bench' },
     'tree-files': { type: 'string' },
+    'tree-s3-files': { type: 'string' },
     timeout: { type: 'string', default: '900' },
     help: { type: 'boolean', default: false },
   },
@@ -108,7 +111,7 @@ const TREE_SIZES = (flags['tree-files'] ?? (flags.quick ? '2000,20000' : '2000,1
   .split(',')
   .map((files) => wholeNumber('tree-files', files.trim()))
 /** moto takes ~15 minutes for a cold push of 100,000 files: larger trees are pushed to the local store only. */
-const TREE_S3_MAX_FILES = 100_000
+const TREE_S3_MAX_FILES = wholeNumber('tree-s3-files', flags['tree-s3-files'] ?? '100000')
 /**
  * moto (5.2) answers each ListObjectsV2 page by filtering and sorting every key of the bucket: ~0.25 s
  * of its one Python thread per page at 100,000 keys, whatever the page, where S3's cost is the

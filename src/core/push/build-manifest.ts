@@ -1,13 +1,15 @@
-import { mkdtemp, open, rm } from 'node:fs/promises'
+import { createWriteStream } from 'node:fs'
+import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
 import { columnsBuilder, type Manifest, manifestPieces, serializeManifest } from '../model/manifest'
 import type { SyncPlan } from '../model/sync-plan'
 import { GENERATOR } from '../model/version'
 import type { BuildWrite } from '../store/build-write'
 import type { HeldFiles } from '../store/held-files'
 import type { PutBody } from '../store/store'
-import { giveBack, takeBuffer } from '../util/file-buffers'
 import type { HashedUpload } from './plan-against-store'
 
 export interface ManifestInput {
@@ -85,36 +87,9 @@ export async function withManifestBody<T>(manifest: Manifest, put: (body: PutBod
   }
 }
 
-/** Bytes of the manifest encoded before they are written: a pooled buffer, the pieces' text goes through it. */
-const WRITTEN_AT_ONCE = 256 * 1024
-/** UTF-8 bytes a UTF-16 code unit takes at most. */
-const MAX_BYTES_PER_UNIT = 3
-
-/** Writes the manifest into `file` a buffer at a time; resolves to its size in bytes. */
+/** Writes the manifest into `file`, a piece of text at a time; resolves to its size in bytes. */
 async function writeManifestFile(manifest: Manifest, file: string): Promise<number> {
-  const handle = await open(file, 'w')
-  const buffer = takeBuffer(WRITTEN_AT_ONCE)
-  let size = 0
-  let used = 0
-  const write = async (bytes: Buffer) => {
-    // From where the last write ended, as many writes as the kernel takes.
-    await handle.writeFile(bytes)
-    size += bytes.byteLength
-  }
-  try {
-    for (const piece of manifestPieces(manifest)) {
-      const most = piece.length * MAX_BYTES_PER_UNIT
-      if (used + most > buffer.byteLength) {
-        await write(buffer.subarray(0, used))
-        used = 0
-      }
-      if (most > buffer.byteLength) await write(Buffer.from(piece))
-      else used += buffer.write(piece, used)
-    }
-    await write(buffer.subarray(0, used))
-    return size
-  } finally {
-    giveBack(buffer)
-    await handle.close()
-  }
+  const out = createWriteStream(file)
+  await pipeline(Readable.from(manifestPieces(manifest)), out)
+  return out.bytesWritten
 }

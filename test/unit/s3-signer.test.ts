@@ -1,23 +1,31 @@
-import { Readable } from 'node:stream'
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3'
-import { describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { signerPerScheme } from '../../src/stores/s3-connection'
 
-/** An S3 client whose requests never leave the process: each is kept, and answered 200. */
+/** A loopback HTTP server that keeps each request's headers and answers 200. */
+const sent: { headers: http.IncomingHttpHeaders }[] = []
+const server = http.createServer((request, response) => {
+  sent.push({ headers: request.headers })
+  request.resume().once('end', () => response.writeHead(200, { etag: '"e"' }).end())
+})
+let endpoint = ''
+beforeAll(async () => {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+})
+afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())))
+
+/** An S3 client to that server, counting the signers it makes. */
 function recordingClient() {
-  const sent: { headers: Record<string, string> }[] = []
+  sent.length = 0
   const client = new S3Client({
     region: 'eu-west-1',
-    endpoint: 'http://127.0.0.1:9',
+    endpoint,
     forcePathStyle: true,
     credentials: { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret' },
     maxAttempts: 1,
-    requestHandler: {
-      async handle(request: { headers: Record<string, string> }) {
-        sent.push({ headers: { ...request.headers } })
-        return { response: { statusCode: 200, headers: { etag: '"e"' }, body: Readable.from([]) } }
-      },
-    },
   })
   let made = 0
   const make = client.config.signer
@@ -44,7 +52,9 @@ describe('the S3 client keeps one signer per auth scheme', () => {
     await put('a')
     client.config.systemClockOffset = -20 * 60_000
     await put('b')
-    const dated = sent.map(({ headers }) => Date.parse(headers['x-amz-date']!.replace(/^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z$/, '$1-$2-$3T$4:$5:$6Z')))
+    const dated = sent.map(({ headers }) =>
+      Date.parse(String(headers['x-amz-date']).replace(/^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z$/, '$1-$2-$3T$4:$5:$6Z')),
+    )
     expect((dated[0] ?? 0) - (dated[1] ?? 0)).toBeGreaterThan(19 * 60_000)
   })
 

@@ -11,14 +11,14 @@ export default defineConfig({
     env: { VITE_CONFIG_NATIVE_IGNORE_WARNING: 'true' },
     projects: [
       // In-process and server-free: runs in seconds on a machine with no redis-server, no S3 server and no dist/.
-      { extends: true, test: { name: 'unit', include: ['test/unit/**/*.test.ts'] } },
+      { extends: true, test: { name: 'unit', include: ['test/unit/**/*.test.ts'], globalSetup: ['test/setup/temp-root.ts'] } },
       {
         extends: true,
         test: {
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],
           // Each starts a real server on a free loopback port and provides its address to the tests.
-          globalSetup: ['test/setup/s3-server.ts', 'test/setup/valkey-server.ts', 'test/setup/vwatch-server.ts'],
+          globalSetup: ['test/setup/temp-root.ts', 'test/setup/s3-server.ts', 'test/setup/valkey-server.ts', 'test/setup/vwatch-server.ts'],
         },
       },
     ],

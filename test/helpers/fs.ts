@@ -1,9 +1,10 @@
 import { mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
+import { inject } from 'vitest'
 
+/** A new empty directory, removed with the others when the test run ends (see test/setup/temp-root.ts). */
 export function tempDir(): Promise<string> {
-  return mkdtemp(join(tmpdir(), 'push-cache-'))
+  return mkdtemp(join(inject('tempRoot'), 'push-cache-'))
 }
 
 /** A directory with these files, as a build leaves it. */

@@ -1,7 +1,6 @@
 import { execFile, spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { cp, mkdir, mkdtemp, readdir, readFile, stat, symlink, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { cp, mkdir, readdir, readFile, stat, symlink, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { promisify } from 'node:util'
 import { beforeAll, describe, expect, it } from 'vitest'
@@ -9,6 +8,7 @@ import packageJson from '../../package.json'
 import { entryOf, parseManifest } from '../../src/core/model/manifest'
 import { DEFAULT_CACHE_CONTROL } from '../../src/core/model/options'
 import { closedPort } from '../helpers/cli'
+import { tempDir } from '../helpers/fs'
 
 const run = promisify(execFile)
 const ROOT = new URL('../..', import.meta.url).pathname
@@ -40,7 +40,7 @@ describe('the packed package in a fresh project', () => {
     run(process.execPath, [join(project, 'node_modules', bin), ...args], { cwd: project, env: shellEnv(env) })
 
   beforeAll(async () => {
-    project = await mkdtemp(join(tmpdir(), 'push-cache-consumer-'))
+    project = await tempDir()
     const { stdout } = await run('npm', ['pack', '--json', '--pack-destination', project], { cwd: ROOT })
     tarball = JSON.parse(stdout.slice(stdout.indexOf('[')))[0].filename
     await cp(join(ROOT, 'test/consumer'), project, { recursive: true })

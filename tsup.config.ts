@@ -1,3 +1,4 @@
+import { chmod, writeFile } from 'node:fs/promises'
 import type { Plugin } from 'esbuild'
 import { defineConfig } from 'tsup'
 import { version } from './package.json'
@@ -21,6 +22,22 @@ const requireCommonJsSdk: Plugin = {
 /** A `require` for the ES build's modules (esbuild's `__require` calls it); CommonJS has its own. */
 const esmRequire = ({ format }: { format: string }) =>
   format === 'esm' ? { js: "import { createRequire as __createRequire } from 'node:module';\nconst require = __createRequire(import.meta.url);" } : {}
+
+/**
+ * The `push-cache` bin, `dist/cli.js`, runs the CommonJS build of the CLI. Started from the ES build,
+ * Node compiled and linked each of its modules as ES modules first: ~20 ms more CPU on every run
+ * (`--version`, medians of 15: 164 against 147 ms; `node -e 0` ~75), before the first request.
+ * The bin keeps its name, an ES module as the package's `type` says, and only `require`s.
+ */
+const CLI_BIN = `#!/usr/bin/env node
+// The CommonJS build of the CLI, which starts with less CPU than the ES one (see tsup.config.ts).
+import { createRequire } from 'node:module'
+createRequire(import.meta.url)('./cli.cjs')
+`
+async function writeCliBin() {
+  await writeFile('dist/cli.js', CLI_BIN)
+  await chmod('dist/cli.js', 0o755)
+}
 
 export default defineConfig({
   entry: {
@@ -48,4 +65,5 @@ export default defineConfig({
   noExternal: [SDK],
   esbuildPlugins: [requireCommonJsSdk],
   banner: esmRequire,
+  onSuccess: writeCliBin,
 })

@@ -6,6 +6,7 @@ import type { StoreTimeouts } from '../core/model/options'
 import { PreconditionFailed } from '../core/store/store'
 import { createRequestHandler } from './s3-http'
 import type { S3Options } from './s3-options'
+import { serdeWithoutConfigCopies } from './s3-serde'
 import { isTransientS3, type S3Error } from './s3-transient'
 
 export const unquote = (etag: string | undefined) => etag?.replaceAll('"', '')
@@ -169,6 +170,7 @@ async function makeClient(options: S3Options, timeouts: StoreTimeouts, display: 
     requestHandler: await createRequestHandler(display, timeouts, MAX_CONCURRENCY),
   })
   made.config.signer = signerPerScheme(made.config.signer)
+  serdeWithoutConfigCopies(made)
   // It would render every request's input and output for a logger that drops them.
   made.middlewareStack.remove('loggerMiddleware')
   // With `maxAttempts: 1` the SDK's retry middleware only stamps each request with an invocation id

@@ -1,12 +1,15 @@
 import { join } from 'node:path'
-import { describe, expect, it } from 'vitest'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { describe, expect, it, onTestFinished } from 'vitest'
 import { collectFiles } from '../../src/core/push/collect-files'
 import { populate } from '../../src/core/push/populate'
 import { pop } from '../../src/core/serve/pop'
 import type { Store } from '../../src/core/store/store'
 import { resolveOptions } from '../../src/options'
+import { createS3Store } from '../../src/stores/s3'
 import { readTree, tempDir, writeTree } from '../helpers/fs'
 import { createTripDepth, s3StoresBehindTripProxy, tripCountingStore } from '../helpers/round-trips'
+import { createBucket, s3StoreOptions, s3StoreUrl } from '../helpers/s3'
 import { uniqueApp } from '../helpers/valkey'
 
 /**
@@ -58,5 +61,50 @@ describe(`a pop of a 5%-changed ${FILES}-file build onto the one dest serves`, (
     const served = await readTree(dest)
     expect(Object.keys(served)).toHaveLength(FILES + CHANGED - 1)
     expect(served['fed-mods.json']).toBe('{"inventory":{"v":2}}')
+  }, 180_000)
+})
+
+/**
+ * `store`, with the end of its listing of `prefix` held until a key under it is read, or `holdMs`
+ * passed: a pop that waits for the whole listing before its first download waits out the hold.
+ */
+function listingHeldUntilRead(store: Store, prefix: string, holdMs: number): { store: Store; readBeforeListed: () => boolean | undefined } {
+  let listed = false
+  let readBeforeListed: boolean | undefined
+  let wake = () => {}
+  const firstRead = new Promise<void>((resolve) => {
+    wake = resolve
+  })
+  const held: Store = {
+    ...store,
+    read(key) {
+      if (key.startsWith(prefix)) {
+        readBeforeListed ??= !listed
+        wake()
+      }
+      return store.read(key)
+    },
+    async *list(listedPrefix) {
+      yield* store.list(listedPrefix)
+      if (listedPrefix !== prefix) return
+      await Promise.race([firstRead, sleep(holdMs)])
+      listed = true
+    },
+  }
+  return { store: held, readBeforeListed: () => readBeforeListed }
+}
+
+describe(`a cold pop of a ${FILES}-file build`, () => {
+  it('starts downloading the files the newest manifest pins before the data listing ends', async () => {
+    const bucket = await createBucket()
+    const plain = createS3Store(s3StoreUrl(bucket), s3StoreOptions())
+    onTestFinished(() => plain.close())
+    const app = uniqueApp()
+    await push(plain, app, await buildDir(1), 1000)
+    // The listing's pages come one after another (dest serves nothing to cut it at): it waited for them all.
+    const { store, readBeforeListed } = listingHeldUntilRead(plain, `data/${app}/`, 5_000)
+    const report = await pop({ store, app, dest: join(await tempDir(), 'www') })
+    expect(report).toMatchObject({ downloaded: { files: FILES }, timestamp: 1000 })
+    expect(readBeforeListed()).toBe(true)
   }, 180_000)
 })

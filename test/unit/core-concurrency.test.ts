@@ -149,3 +149,47 @@ describe('forEachLimited under a limit far below its workers', () => {
     expect(asked).toBeLessThan(items.length * 8)
   })
 })
+
+describe('forEachLimited with items that come later', () => {
+  it('runs them after the first ones, within the limit, once they come, however soon the first ones ended', async () => {
+    const ran: number[] = []
+    let active = 0
+    let most = 0
+    const task = async (item: number) => {
+      active++
+      most = Math.max(most, active)
+      await sleep(item < 3 ? 1 : 3)
+      ran.push(item)
+      active--
+    }
+    // The first items are done long before the others are known: the workers wait for them.
+    await forEachLimited(
+      [0, 1, 2],
+      4,
+      task,
+      undefined,
+      sleep(30).then(() => Array.from({ length: 20 }, (_, index) => index + 3)),
+    )
+    expect(ran.slice(0, 3).sort()).toEqual([0, 1, 2])
+    expect(ran.sort((a, b) => a - b)).toEqual(Array.from({ length: 23 }, (_, index) => index))
+    expect(most).toBe(4)
+  })
+
+  it('fails when they cannot be known, and stops waiting for them when a task fails', async () => {
+    await expect(forEachLimited([1], 2, async () => {}, undefined, Promise.reject(new Error('no listing')))).rejects.toThrow('no listing')
+    const started = Date.now()
+    const never = new Promise<number[]>(() => {})
+    await expect(
+      forEachLimited(
+        [1, 2],
+        2,
+        async (item) => {
+          if (item === 2) throw new Error('task failed')
+        },
+        undefined,
+        never,
+      ),
+    ).rejects.toThrow('task failed')
+    expect(Date.now() - started).toBeLessThan(1000)
+  })
+})

@@ -6,7 +6,7 @@ import { type BackoffBounds, createBackoff, DEFAULT_BACKOFF, deadline, pause } f
 import { abortable } from '../util/concurrency'
 import { formatAge } from '../util/duration'
 import { type Logger, silentLogger } from '../util/logger'
-import { type PopReport, pop, readStoreSnapshot, type StoreSnapshot } from './pop'
+import { type PopReport, pop, readStore, type SnapshotReading, type StoreSnapshot } from './pop'
 import { type BuildState, readServed } from './served-dir'
 
 /** One line of `--json` each; the log says the same for people. */
@@ -195,9 +195,8 @@ async function catchUp(watching: Watching, signal: AbortSignal): Promise<void> {
   const { input, logger, display, reported } = watching
   const { app, dest } = input
   const started = Date.now()
-  const snapshot = await abortable(readStoreSnapshot(watching.store, app, input.retries, Object.keys(watching.held?.files ?? {})), signal)
-  // Another writer of dest (a pop) may have switched it since: decide against what it holds now.
-  if (snapshot.files.length > 0) watching.held = await heldBuild(dest)
+  const reading = readStore(watching.store, app, input.retries, Object.keys(watching.held?.files ?? {}))
+  const snapshot = await decisiveSnapshot(watching, reading, signal)
   const held = watching.held
   switch (decideCatchUp(app, snapshot, held)) {
     case 'empty':
@@ -219,15 +218,29 @@ async function catchUp(watching: Watching, signal: AbortSignal): Promise<void> {
       reported.upToDate = true
       return
     case 'apply':
-      return apply(watching, snapshot, started, signal)
+      return apply(watching, reading, started, signal)
   }
 }
 
-async function apply(watching: Watching, snapshot: StoreSnapshot, started: number, signal: AbortSignal): Promise<void> {
+/**
+ * What decides the catch-up, with `watching.held` read again (another writer of dest, a pop, may
+ * have switched it since). A newest manifest other than the build dest holds decides alone (the
+ * listing could only add files to it), so that its downloads start before the listing ends; the
+ * same one (or none) waits for the listing, which tells whether files were added.
+ */
+async function decisiveSnapshot(watching: Watching, reading: SnapshotReading, signal: AbortSignal): Promise<StoreSnapshot> {
+  const pinned = await abortable(reading.pinned, signal)
+  const decides = () => pinned.files.length > 0 && pinned.timestamp !== watching.held?.timestamp
+  const snapshot = decides() ? pinned : await abortable(reading.whole, signal)
+  if (snapshot.files.length > 0) watching.held = await heldBuild(watching.input.dest)
+  return snapshot !== pinned || decides() ? snapshot : abortable(reading.whole, signal)
+}
+
+async function apply(watching: Watching, reading: SnapshotReading, started: number, signal: AbortSignal): Promise<void> {
   const { input } = watching
   const before = await readServed(input.dest)
   // The catch-up's duration counts reading the store too, not only the download.
-  const report = { ...(await pop({ ...input, store: watching.store, snapshot, logger: silentLogger, signal })), durationMs: Date.now() - started }
+  const report = { ...(await pop({ ...input, store: watching.store, reading, logger: silentLogger, signal })), durationMs: Date.now() - started }
   watching.held = await heldBuild(input.dest)
   watching.reported = { upToDate: true, kept: -1, empty: false }
   // A newer build with the same files: dest already serves them, from the directory it had.

@@ -116,17 +116,22 @@ export interface Budget<T> {
 
 /**
  * Runs `task` over `items` in order, with at most `limit` in flight and, with a `budget`, at most
- * `budget.limit` units held by those in flight. After the first failure no new task starts; the
- * ones in flight settle, then the first error is thrown (so nothing runs on after the caller has
- * given up).
+ * `budget.limit` units held by those in flight. `later`, when given, resolves to more items, run
+ * after `items`: a worker that runs out of them waits for it, so that work known early need not
+ * wait for the rest to be known (its rejection is a failure like a task's). After the first
+ * failure no new task starts; the ones in flight settle, then the first error is thrown (so
+ * nothing runs on after the caller has given up).
  */
 export async function forEachLimited<T>(
   items: readonly T[],
   limit: number | InFlightLimit,
   task: (item: T) => Promise<unknown>,
   budget?: Budget<T>,
+  later?: Promise<readonly T[]>,
 ): Promise<void> {
   const inFlight = typeof limit === 'number' ? { max: limit, current: () => limit } : limit
+  const growing = later ? [...items] : undefined
+  const queue: readonly T[] = growing ?? items
   let next = 0
   let failure: { error: unknown } | undefined
   let held = 0
@@ -134,13 +139,36 @@ export async function forEachLimited<T>(
   /** Workers over the limit, and workers whose item does not fit the budget, each woken by a task that ends. */
   const parked: (() => void)[] = []
   const starved: (() => void)[] = []
+  /** Workers that ran out of items while `later` is pending, woken when it settles or a task fails. */
+  const waiting: (() => void)[] = []
   const freed = (queue: (() => void)[]) => new Promise<void>((resolve) => queue.push(resolve))
+  let pending = later !== undefined
+  later
+    ?.then(
+      (more) => {
+        for (const item of more) growing!.push(item)
+      },
+      (error) => {
+        failure ??= { error }
+      },
+    )
+    .finally(() => {
+      pending = false
+      for (const wake of waiting.splice(0)) wake()
+    })
   const worker = async () => {
-    while (!failure && next < items.length) {
+    for (;;) {
+      if (!failure && next >= queue.length && pending) {
+        await freed(waiting)
+        continue
+      }
+      if (failure || next >= queue.length) return
       // A limit that shrank (or has not grown this far yet) parks the workers above it.
-      while (active > 0 && active >= inFlight.current()) await freed(parked)
-      if (failure || next >= items.length) break
-      const item = items[next++]!
+      if (active > 0 && active >= inFlight.current()) {
+        await freed(parked)
+        continue
+      }
+      const item = queue[next++]!
       const cost = budget ? Math.min(budget.cost(item), budget.limit) : 0
       while (budget && held > 0 && held + cost > budget.limit) await freed(starved)
       held += cost
@@ -149,19 +177,20 @@ export async function forEachLimited<T>(
         await task(item)
       } catch (error) {
         failure ??= { error }
+        for (const wake of waiting.splice(0)) wake()
       } finally {
         held -= cost
         active--
         // As many parked workers as there are free slots: an adaptive limit parks up to its maximum
         // (hundreds), and waking them all at every end is a promise each for nothing. All of them
-        // once there is nothing left to start, so that they return.
-        const done = failure !== undefined || next >= items.length
+        // once there is nothing left to start, so that they return (or wait for `later`).
+        const done = failure !== undefined || next >= queue.length
         for (const wake of parked.splice(0, done ? parked.length : Math.max(0, inFlight.current() - active))) wake()
         for (const wake of starved.splice(0)) wake()
       }
     }
   }
-  await Promise.all(Array.from({ length: Math.min(inFlight.max, items.length) }, worker))
+  await Promise.all(Array.from({ length: later ? inFlight.max : Math.min(inFlight.max, items.length) }, worker))
   if (failure) throw failure.error
 }
 

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import type { Stats } from 'node:fs'
-import { copyFile, link, mkdir, open, readdir, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { copyFile, link, mkdir, open, opendir, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { dirname, join, relative, sep } from 'node:path'
 import type { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -73,6 +73,9 @@ async function linkNew(temporary: string, target: string, key: string): Promise<
  * key, and on the same file system, so the rename is atomic.
  */
 const TEMPORARY_DIR = '.writing'
+
+/** Directory entries read at once while listing: few system calls, little held. */
+const DIRENTS_PER_READ = 256
 
 /**
  * A directory with the same keys as the S3 store (`data/<app>/...`, `manifests/<app>/<ts>`), for a
@@ -147,12 +150,18 @@ export function createLocalStore(root: string): Store {
   }
 }
 
+/**
+ * Every file below `directory`, read a batch of entries at a time: `readdir` held a Dirent and a
+ * name per entry of a directory for as long as its files were listed (a 100,000-file build's data
+ * directory: ~9 MB, through the whole listing).
+ */
 async function* walk(directory: string): AsyncGenerator<string> {
-  const entries = await readdir(directory, { withFileTypes: true }).catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'ENOENT' || error.code === 'ENOTDIR') return []
+  const entries = await opendir(directory, { bufferSize: DIRENTS_PER_READ }).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT' || error.code === 'ENOTDIR') return undefined
     throw error
   })
-  for (const entry of entries) {
+  if (!entries) return
+  for await (const entry of entries) {
     const path = join(directory, entry.name)
     if (entry.isDirectory()) yield* walk(path)
     else if (entry.isFile()) yield path

@@ -103,17 +103,16 @@ describe('buildManifest', () => {
     entrypoint: relpath === 'fed-mods.json',
     md5: 'd41d8cd98f00b204e9800998ecf8427e',
   })
-  const [kept, fresh, entry] = [file('kept.js'), { ...file('fresh.js'), etag: 'new-tag' }, { ...file('fed-mods.json'), etag: 'entry-tag' }]
-  const input = {
-    timestamp: 200,
-    files: [kept, fresh, entry],
-    entrypoints: ['fed-mods.json'],
-    sync: { unchanged: [kept], added: [fresh, entry], changed: [] },
-    held: new Map([['kept.js', { key: 'k', etag: 'old-tag', version: 100 }]]),
-  }
+  // As the plan leaves an unchanged file: with the tag and the build of the key that holds its bytes.
+  const kept = { ...file('kept.js'), etag: 'old-tag', version: 100 }
+  const [fresh, entry] = [
+    { ...file('fresh.js'), etag: 'new-tag' },
+    { ...file('fed-mods.json'), etag: 'entry-tag' },
+  ]
+  const input = { timestamp: 200, files: [kept, fresh, entry], entrypoints: ['fed-mods.json'] }
 
   it('records every file, sorted, with the tag the store gave it or held for it (flat)', () => {
-    const manifest = buildManifest({ ...input, recordOf: (etag, reused) => ({ etag: etag ?? reused?.etag }) })
+    const manifest = buildManifest({ ...input, recordOf: ({ etag }) => ({ etag }) })
     expect(manifest).toMatchObject({ files: ['fed-mods.json', 'fresh.js', 'kept.js'], timestamp: 200, entrypoints: ['fed-mods.json'] })
     expect(entryOf(manifest, 'kept.js')).toMatchObject({ etag: 'old-tag', size: 3, md5: 'd41d8cd98f00b204e9800998ecf8427e' })
     expect(entryOf(manifest, 'fresh.js')).toMatchObject({ etag: 'new-tag' })
@@ -124,18 +123,11 @@ describe('buildManifest', () => {
     const manifest = buildManifest({
       ...input,
       image: 'quay.io/app:1',
-      recordOf: (_etag, reused) => (reused?.version !== undefined ? { version: reused.version } : {}),
+      recordOf: ({ version }) => (version !== undefined ? { version } : {}),
     })
     expect(entryOf(manifest, 'kept.js')).toMatchObject({ version: 100 })
     expect(entryOf(manifest, 'fresh.js')).not.toHaveProperty('version')
     expect(manifest.image).toBe('quay.io/app:1')
-  })
-
-  it('refuses unchanged files out of the order of the build: they would be recorded as written', () => {
-    const other = file('other.js')
-    expect(() =>
-      buildManifest({ ...input, files: [kept, other, fresh, entry], sync: { ...input.sync, unchanged: [other, kept] }, recordOf: () => ({}) }),
-    ).toThrow('not in the order')
   })
 })
 
@@ -155,9 +147,7 @@ describe('the manifest body', () => {
         etag: `tag-${index}`,
       })),
       entrypoints: [],
-      sync: { unchanged: [], added: [], changed: [] },
-      held: new Map(),
-      recordOf: (etag) => ({ etag }),
+      recordOf: ({ etag }) => ({ etag }),
     })
 
   it('is the bytes of a small manifest', async () => {
@@ -269,7 +259,7 @@ describe('the versioned build write', () => {
       retry: (_what, attempt) => attempt(),
       now: Date.now,
     })
-    expect(write.recordOf('tag', { key: 'k', version: 90 })).toEqual({ version: 90 })
-    expect(write.recordOf('tag', undefined)).toEqual({})
+    expect(write.recordOf({ etag: 'tag', version: 90 })).toEqual({ version: 90 })
+    expect(write.recordOf({ etag: 'tag' })).toEqual({})
   })
 })

@@ -31,7 +31,10 @@ function firstRangeHeldBack(store: Store) {
     ...store,
     async *listAfter(prefix: string, startAfter?: string): AsyncIterable<StoreEntry> {
       if (startAfter === undefined) readMeanwhile = await readsWithin(LARGE, 10_000)
-      for await (const entry of store.list(prefix)) if (startAfter === undefined || entry.key > startAfter) yield entry
+      // A range of S3's listing, in its order: the local store lists in no particular order.
+      const entries: StoreEntry[] = []
+      for await (const entry of store.list(prefix)) if (startAfter === undefined || entry.key > startAfter) entries.push(entry)
+      yield* entries.sort((a, b) => (a.key < b.key ? -1 : 1))
     },
   }
   return { gated, read: () => readMeanwhile }

@@ -5,32 +5,27 @@ import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { columnsBuilder, type Manifest, manifestPieces, serializeManifest } from '../model/manifest'
-import type { SyncPlan } from '../model/sync-plan'
 import { GENERATOR } from '../model/version'
 import type { BuildWrite } from '../store/build-write'
-import type { HeldFiles } from '../store/held-files'
 import type { PutBody } from '../store/store'
 import type { HashedUpload } from './plan-against-store'
 
 export interface ManifestInput {
   timestamp: number
   image?: string
-  /** Every file of the build, written now or found unchanged. */
+  /** Every file of the build, written now or found unchanged, each with where its bytes are (its tag, or the build whose key it reuses). */
   files: readonly HashedUpload[]
   entrypoints: string[]
-  sync: SyncPlan<HashedUpload>
-  /** What the store held, by relpath: where an unchanged file's bytes are. */
-  held: HeldFiles
   recordOf: BuildWrite['recordOf']
 }
 
 /**
  * The build's manifest: what readers pop and prune by. Its details go straight into columns, no
- * object per file; the files are sorted as indexes, and the unchanged ones marked by index (a copy
- * of the files and a Set of the unchanged held ~3 MB more for 100,000 files).
+ * object per file; the files are sorted as indexes, not copied. Where each file's bytes are comes
+ * with the file, not from what the store held: the plan's listing and the newest manifest are
+ * freed by now (~10 MB for 100,000 files).
  */
-export function buildManifest({ timestamp, image, files, entrypoints, sync, held, recordOf }: ManifestInput): Manifest {
-  const unchanged = markedIn(files, sync.unchanged)
+export function buildManifest({ timestamp, image, files, entrypoints, recordOf }: ManifestInput): Manifest {
   // Files left out by include/exclude are not in it.
   const order = Uint32Array.from(files.keys()).sort((a, b) => (files[a]!.relpath < files[b]!.relpath ? -1 : files[a]!.relpath > files[b]!.relpath ? 1 : 0))
   const details = columnsBuilder(files.length)
@@ -38,8 +33,7 @@ export function buildManifest({ timestamp, image, files, entrypoints, sync, held
   for (const [position, index] of order.entries()) {
     const file = files[index]!
     relpaths[position] = file.relpath
-    const record = recordOf(file.etag, unchanged[index] === 1 ? held.get(file.relpath) : undefined)
-    details.add({ size: file.size, contentType: file.contentType, cacheControl: file.cacheControl, md5: file.md5, ...record })
+    details.add({ size: file.size, contentType: file.contentType, cacheControl: file.cacheControl, md5: file.md5, ...recordOf(file) })
   }
   return {
     files: relpaths,
@@ -49,20 +43,6 @@ export function buildManifest({ timestamp, image, files, entrypoints, sync, held
     generator: GENERATOR,
     details: details.columns(),
   }
-}
-
-/** 1 at the index of each of `files` that is one of `some`, which come in the order of `files` (the plan keeps it). */
-function markedIn<T>(files: readonly T[], some: readonly T[]): Uint8Array {
-  const marked = new Uint8Array(files.length)
-  let next = 0
-  for (const [index, file] of files.entries())
-    if (file === some[next]) {
-      marked[index] = 1
-      next++
-    }
-  // A file out of order would be recorded as written by this build: better no manifest than a wrong one.
-  if (next !== some.length) throw new Error(`${some.length - next} unchanged files are not in the order of the build's files`)
-  return marked
 }
 
 /** From this many files on, a manifest (~100 B a file) goes to the store from a temporary file, not from memory. */

@@ -28,8 +28,14 @@ export interface PlannedUpload extends BuildFile {
   entrypoint: boolean
   /** Hex MD5 of the bytes, once hashed (the plan hashes only files whose name the store holds). */
   md5?: string
-  /** The version tag the store gave the file when this push wrote it. A Map of them by relpath held ~40 B more per file. */
+  /**
+   * The version tag of the key that holds the file's bytes: the one the store gave it when this
+   * push wrote it, or the one listed for a file the plan found unchanged. A Map of them by relpath
+   * held ~40 B more per file.
+   */
   etag?: string
+  /** Versioned stores: the build whose key holds the bytes of a file the plan found unchanged. */
+  version?: number
 }
 
 /** What the planned files of one kind share: their headers (a handful of pairs per build), and how a relpath makes a key. */
@@ -50,6 +56,7 @@ interface Kind {
 class Planned implements PlannedUpload {
   md5: string | undefined = undefined
   etag: string | undefined = undefined
+  version: number | undefined = undefined
 
   constructor(
     private readonly file: BuildFile,

@@ -102,7 +102,7 @@ export async function populate({
     await writeEntrypoints(run, build, writer, entrypoints, record, report)
     signal?.throwIfAborted()
     await lock?.confirm('its manifest')
-    await writeManifest(run, build, planned, all, writer, report, ownManifest)
+    await writeManifest(run, build, all, writer, report, ownManifest)
     await build.complete(run.logger, () => lock?.release() ?? Promise.resolve())
   } catch (error) {
     await build.abandon([...(writer?.written ?? []), ...ownManifest], logger)
@@ -262,7 +262,6 @@ async function writeEntrypoints(
 async function writeManifest(
   run: PushRun,
   build: BuildWrite,
-  { sync, held }: StorePlan,
   all: readonly HashedUpload[],
   writer: FileWriter,
   report: PopulateReport,
@@ -274,8 +273,6 @@ async function writeManifest(
     image: options.image,
     files: all,
     entrypoints: report.entrypoints,
-    sync,
-    held,
     recordOf: build.recordOf,
   })
   await run.timed('manifest', async () => {

@@ -48,8 +48,12 @@ export interface BuildWrite {
   superseded(listed?: boolean): Promise<boolean>
   /** Makes the keys of `files` outlive their expiry; `what` names the step in retry logs. */
   persist(files: readonly { key: string }[], what: string): Promise<void>
-  /** What the manifest records of where a file's bytes are: the build whose key holds them, or the store's tag. */
-  recordOf(etag: string | undefined, reused: StoredFile | undefined): { version?: number; etag?: string }
+  /**
+   * What the manifest records of where a file's bytes are, from what the push learnt of the key
+   * that holds them (the tag of the key it wrote or listed, the older build whose key it reuses):
+   * the store's tag, or that build.
+   */
+  recordOf(where: Pick<StoredFile, 'etag' | 'version'>): { version?: number; etag?: string }
   /**
    * Right before the entrypoints: flat stores leave a pending record of the build (see
    * `pending.ts`), so that a served entrypoint is never without a record of its files. A no-op
@@ -108,7 +112,7 @@ function flatBuildWrite({ store, app, timestamp, retries, retry }: BuildWriteInp
     // must not replace what the newer one serves.
     superseded: async (listed) => listed ?? (await newerBuildExists(store, app, timestamp, retries)),
     persist: nothing,
-    recordOf: (etag, reused) => ({ etag: etag ?? reused?.etag }),
+    recordOf: ({ etag }) => ({ etag }),
     async recordPending(record) {
       publishing = true
       if (!recorded) await write(record)
@@ -181,7 +185,7 @@ function versionedBuildWrite({ store, timestamp, dryRun, retry, now }: BuildWrit
           `${lost.length} keys of build ${timestamp} expired before the build completed (first: ${lost[0]}). Raise \`${option}\` above the time a push takes.`,
         )
     },
-    recordOf: (_etag, reused) => (reused?.version !== undefined ? { version: reused.version } : {}),
+    recordOf: ({ version }) => (version !== undefined ? { version } : {}),
     // A versioned entrypoint is served only through its build's manifest.
     recordPending: async () => {},
     recordPendingEarly: async () => {},

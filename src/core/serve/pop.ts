@@ -8,7 +8,7 @@ import { entryAt, entryOf, type Manifest, type ManifestEntry } from '../model/ma
 import { assertSafeRelpath } from '../model/paths'
 import { createProgressCounter, type ProgressEvent } from '../model/progress'
 import { planSync, type SyncPlan, type WantedFile } from '../model/sync-plan'
-import { listBuilds, listsInRanges, newestBuildListed, newestManifestTimestamp, type StoredBuild, visitEntriesSplit } from '../store/builds'
+import { listBuilds, newestBuildListed, newestManifestTimestamp, type StoredBuild, visitEntriesSplit } from '../store/builds'
 import { flatLayout, layoutOf, versionedLayout } from '../store/layout'
 import type { Store, StoreEntry } from '../store/store'
 import { pause } from '../util/backoff'
@@ -163,14 +163,11 @@ export function readStore(store: Store, app: string, retries = 3, served: readon
   // The data listing is cut in ranges at the files dest serves, most of which the store still
   // holds: its pages come in one round trip, beside the manifest's read, not one after another.
   const listing: StoreEntry[] = []
-  const list = () => visitEntriesSplit(store, flatLayout.dataPrefix(app), served, retries, (entry) => listing.push(entry))
-  // The longer of the two first: a store's first request may go alone (S3's check for a region
-  // redirect), and a server that answers one request at a time (moto) answers in the order sent.
-  // Cut in ranges, the listing of many keys; otherwise the manifest, whose read (which the first
-  // downloads wait for) follows its listing while the data is listed.
-  const cutFirst = listsInRanges(store, served) ? list() : undefined
+  // The manifest first: the first downloads wait for it, a server that answers one request at a
+  // time (moto) answers in the order sent, and a store's first request may go alone (S3's check
+  // for a region redirect), so the manifest's read follows it while the data is listed.
   const manifest = newestBuildListed(store, app, retries)
-  const listed = cutFirst ?? list()
+  const listed = visitEntriesSplit(store, flatLayout.dataPrefix(app), served, retries, (entry) => listing.push(entry))
   const pinned = manifest.then(({ newest, newestListed }) => ({ files: pinnedFiles(app, newest), timestamp: newest?.timestamp, newestListed }))
   const whole = Promise.all([pinned, manifest, listed]).then(([early, { newest }]) => withListed(app, early, newest, listing))
   // Awaited by whoever reads them; a pop that failed first never does.

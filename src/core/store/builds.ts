@@ -89,9 +89,6 @@ async function listEntries(store: Store, prefix: string, retries = 3, limit = LI
  * keys the caller does not know of (older builds' files), so each range costs one request.
  */
 const KNOWN_KEYS_PER_RANGE = 800
-/** Whether {@link visitEntriesSplit} lists in ranges at once, given the keys the caller knows of. */
-export const listsInRanges = (store: Store, known: readonly string[]): boolean => store.listAfter !== undefined && known.length > KNOWN_KEYS_PER_RANGE
-
 /** Ranges listed at once. */
 const RANGES_AT_ONCE = 32
 
@@ -109,7 +106,7 @@ export async function visitEntriesSplit(
   retries: number,
   visit: (entry: StoreEntry) => void,
 ): Promise<void> {
-  if (!listsInRanges(store, known)) return visitRange(store, prefix, undefined, undefined, retries, visit)
+  if (!store.listAfter || known.length <= KNOWN_KEYS_PER_RANGE) return visitRange(store, prefix, undefined, undefined, retries, visit)
   // Each range ends at a cut, included, and the next starts after it. Any cuts partition the keys
   // once in S3's order (UTF-8 bytes), so only they are made keys and bytes: JavaScript's order (UTF-16)
   // picks them well enough, and 100,000 known names are never each a key and a Buffer.

@@ -408,7 +408,7 @@ async function fillBuildDir(
   staged: StagedPlan,
   target: { build: { dir: string }; state: BuildState; heldDir?: string },
 ): Promise<Count> {
-  const { store, dest, entrypoints = ['fed-mods.json'], retries = 3, onProgress, signal } = input
+  const { entrypoints = ['fed-mods.json'], onProgress, signal } = input
   const { build, state, heldDir } = target
   const last = new Set(entrypoints)
   const total = { files: 0, bytes: 0 }
@@ -417,22 +417,9 @@ async function fillBuildDir(
   const dirs = new Set<string>()
 
   const download = async (file: PopFile) => {
-    signal.throwIfAborted()
-    const path = join(build.dir, file.relpath)
-    try {
-      state.files[file.relpath] = await downloadChecked(store, file, path, retries, signal)
-    } catch (error) {
-      if (signal.aborted) throw signal.reason
-      if (error instanceof StoreChanged) throw error
-      throw new PushCacheError(
-        'DOWNLOAD_FAILED',
-        `Could not download ${file.key} from ${store.display}: ${describeError(error)}. ${dest} was left as it was.`,
-        { cause: error },
-      )
-    }
-    const { size } = state.files[file.relpath]!
+    state.files[file.relpath] = await downloadInto(build.dir, file, input)
     if (typeof inFlight !== 'number') inFlight.completed()
-    progress.add(file.relpath, size)
+    progress.add(file.relpath, state.files[file.relpath]!.size)
   }
   /** The downloads of `files`, largest first (a big file that started last would finish alone, long after the small ones), entrypoints apart. */
   const queue = (files: PopFile[]) => {
@@ -485,6 +472,24 @@ async function fillBuildDir(
     throw error
   })
   return { ...progress.done }
+}
+
+/** Downloads `file` into the build directory `dir`, checked; a failure names the key and says `dest` was left as it was. */
+async function downloadInto(
+  dir: string,
+  file: PopFile,
+  { store, dest, retries = 3, signal }: PopInput & { signal: AbortSignal },
+): Promise<{ size: number; md5: string }> {
+  signal.throwIfAborted()
+  try {
+    return await downloadChecked(store, file, join(dir, file.relpath), retries, signal)
+  } catch (error) {
+    if (signal.aborted) throw signal.reason
+    if (error instanceof StoreChanged) throw error
+    throw new PushCacheError('DOWNLOAD_FAILED', `Could not download ${file.key} from ${store.display}: ${describeError(error)}. ${dest} was left as it was.`, {
+      cause: error,
+    })
+  }
 }
 
 /** Makes the directory `path` is in, once: a build's files share a few, and a recursive mkdir per file costs more than its write. */

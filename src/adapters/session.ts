@@ -154,9 +154,11 @@ async function collectBuild(outputs: Map<string, Map<string, boolean>>, scan: Re
   const root = [...outputs.keys()].reduce(commonDirectory)
   const perOutput = await Promise.all(
     [...outputs].map(async ([dir, emitted]) =>
-      (await collectFiles(dir, scan === 'outDir' ? undefined : [...emitted.keys()], logger)).map((file) => ({
-        ...file,
-        immutable: emitted.get(toPosix(relative(dir, file.path))) ?? false,
+      (await collectFiles(dir, scan === 'outDir' ? undefined : [...emitted.keys()], logger)).map(({ relpath, path, size }) => ({
+        relpath,
+        path,
+        size,
+        immutable: emitted.get(relpath) ?? false,
       })),
     ),
   )

@@ -58,6 +58,17 @@ describe('collectFiles', () => {
     expect(logger.warnings.join('\n')).not.toContain('build-host')
   })
 
+  it('holds a relpath per file, its path made from the root when asked, as the walk and the bundler find it', async () => {
+    for (const emitted of [undefined, ['js/main.js', 'fed-mods.json']]) {
+      const files = await collectFiles(dist, emitted)
+      const main = files.find((file) => file.relpath === 'js/main.js')!
+      expect(main.path).toBe(join(dist, 'js', 'main.js'))
+      expect(await readFile(main.path, 'utf8')).toBe('main')
+      // A path of its own per file was ~80 B more, 8 MB for a 100,000-file build held through its push.
+      expect(Object.keys(main)).not.toContain('path')
+    }
+  })
+
   it('follows links that stay inside: a file under two names, a directory under two names', async () => {
     await symlink('main.js', join(dist, 'js/latest.js'))
     await symlink('js', join(dist, 'scripts'))

@@ -171,7 +171,7 @@ async function hashWhere(
   files: readonly PlannedUpload[],
   worth: (file: PlannedUpload) => boolean,
   large: AsyncIterable<PlannedUpload>,
-): Promise<HashedUpload[]> {
+): Promise<readonly HashedUpload[]> {
   const hashed: readonly HashedUpload[] = files
   const chunk = takeBuffer(HASHED_PER_TURN)
   const hash = async (file: PlannedUpload) => {
@@ -185,5 +185,5 @@ async function hashWhere(
   } finally {
     giveBack(chunk)
   }
-  return [...hashed]
+  return hashed
 }

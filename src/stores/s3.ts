@@ -102,14 +102,22 @@ export function createS3Store(url: string, options: S3Options, timeouts: StoreTi
       }
     },
     list: (prefix) => listUnder(connection, prefix),
-    listAfter: (prefix, startAfter) => listUnder(connection, prefix, startAfter),
+    listAfter: (prefix, startAfter, maxKeys) => listUnder(connection, prefix, startAfter, maxKeys),
     delete: createDeleter(connection),
     close: () => connection.close(),
   }
 }
 
-/** Every key under `prefix` (after `startAfter`, when given), a page of ListObjectsV2 at a time, bounded. */
-async function* listUnder({ call, bucket, root, display }: S3Connection, prefix: string, startAfter?: string): AsyncIterable<StoreEntry> {
+/**
+ * Every key under `prefix` (after `startAfter`, when given), a page of ListObjectsV2 at a time,
+ * bounded; the first page `firstPageKeys` long at most (S3's default and most: 1,000).
+ */
+async function* listUnder(
+  { call, bucket, root, display }: S3Connection,
+  prefix: string,
+  startAfter?: string,
+  firstPageKeys?: number,
+): AsyncIterable<StoreEntry> {
   let token: string | undefined
   for (let page = 0; page < MAX_LIST_PAGES; page++) {
     // https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html; url encoding
@@ -121,6 +129,7 @@ async function* listUnder({ call, bucket, root, display }: S3Connection, prefix:
           Prefix: root + prefix || undefined,
           StartAfter: startAfter === undefined ? undefined : root + startAfter,
           ContinuationToken: token,
+          MaxKeys: page === 0 ? firstPageKeys : undefined,
           EncodingType: 'url',
         }),
       ),

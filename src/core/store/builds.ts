@@ -84,11 +84,15 @@ async function listEntries(store: Store, prefix: string, retries = 3, limit = LI
   )
 }
 
+/** Known keys per range of a split listing, at most: with its slack, a range fits one page (1,000 keys). */
+const KNOWN_KEYS_PER_RANGE = 900
 /**
- * Known keys per range of a split listing: a page (1,000 keys) still holds a range with up to 200
- * keys the caller does not know of (older builds' files), so each range costs one request.
+ * Keys a bounded range asks for beyond the known ones it holds, as a fraction of them: a range with
+ * up to 10% more keys than the caller knows of (older builds' files) still costs one request, and
+ * what a page lists past its range's end (the next range's first keys, listed and parsed for
+ * nothing) stays under 10% of the listing. A range with more continues with its next page.
  */
-const KNOWN_KEYS_PER_RANGE = 800
+const RANGE_SLACK = 0.1
 /** Ranges listed at once. */
 const RANGES_AT_ONCE = 32
 
@@ -106,35 +110,37 @@ export async function visitEntriesSplit(
   retries: number,
   visit: (entry: StoreEntry) => void,
 ): Promise<void> {
-  if (!store.listAfter || known.length <= KNOWN_KEYS_PER_RANGE) return visitRange(store, prefix, undefined, undefined, retries, visit)
+  if (!store.listAfter || known.length <= KNOWN_KEYS_PER_RANGE) return visitRange(store, prefix, {}, retries, visit)
   // Each range ends at a cut, included, and the next starts after it. Any cuts partition the keys
   // once in S3's order (UTF-8 bytes), so only they are made keys and bytes: JavaScript's order (UTF-16)
-  // picks them well enough, and 100,000 known names are never each a key and a Buffer.
+  // picks them well enough, and 100,000 known names are never each a key and a Buffer. Cut evenly,
+  // each bounded range asks for the keys it holds and its slack, no more.
   const sorted = [...known].sort()
-  const cuts: Buffer[] = []
-  for (let index = KNOWN_KEYS_PER_RANGE - 1; index < sorted.length - 1; index += KNOWN_KEYS_PER_RANGE) cuts.push(Buffer.from(prefix + sorted[index]))
+  const count = Math.ceil(sorted.length / KNOWN_KEYS_PER_RANGE)
+  const cuts = Array.from({ length: count - 1 }, (_, index) => Buffer.from(prefix + sorted[Math.round(((index + 1) * sorted.length) / count) - 1]))
   const ends: (Buffer | undefined)[] = [...cuts.sort(Buffer.compare), undefined]
+  const maxKeys = Math.ceil((sorted.length / count) * (1 + RANGE_SLACK))
   await forEachLimited(
-    ends.map((end, index) => ({ startAfter: ends[index - 1]?.toString(), end })),
+    ends.map((end, index) => ({ startAfter: ends[index - 1]?.toString(), end, maxKeys: end && maxKeys })),
     RANGES_AT_ONCE,
-    (range) => visitRange(store, prefix, range.startAfter, range.end, retries, visit),
+    (range) => visitRange(store, prefix, range, retries, visit),
   )
 }
 
-/** The entries under `prefix` after `startAfter` up to `end` (included; the end of the listing when undefined), retried as a whole. */
-function visitRange(
-  store: Store,
-  prefix: string,
-  startAfter: string | undefined,
-  end: Buffer | undefined,
-  retries: number,
-  visit: (entry: StoreEntry) => void,
-): Promise<void> {
+/** A range of a split listing: after `startAfter` up to `end` (included; the end of the listing when undefined), its first page `maxKeys` long. */
+interface Range {
+  startAfter?: string
+  end?: Buffer
+  maxKeys?: number
+}
+
+/** The entries under `prefix` in `range`, retried as a whole. */
+function visitRange(store: Store, prefix: string, { startAfter, end, maxKeys }: Range, retries: number, visit: (entry: StoreEntry) => void): Promise<void> {
   return withRetry(
     async () => {
       let count = 0
       const after = startAfter === undefined ? undefined : Buffer.from(startAfter)
-      for await (const entry of startAfter === undefined && !end ? store.list(prefix) : store.listAfter!(prefix, startAfter)) {
+      for await (const entry of startAfter === undefined && !end ? store.list(prefix) : store.listAfter!(prefix, startAfter, maxKeys)) {
         // Compared as S3 orders keys (UTF-8 bytes); a listing without bounds makes no Buffer per key.
         if (end || after) {
           const key = Buffer.from(entry.key)

@@ -119,8 +119,10 @@ export interface Store {
   /**
    * The keys that start with `prefix` and sort after `startAfter`, in the order of their UTF-8
    * bytes (S3's): ranges of one prefix listed at once, each stopped where the next starts.
+   * `maxKeys`, how many keys the first page should hold at most (the rest follow in later pages):
+   * about as many as the range holds, so that a page does not list the next range's keys too.
    */
-  listAfter?(prefix: string, startAfter: string | undefined): AsyncIterable<StoreEntry>
+  listAfter?(prefix: string, startAfter: string | undefined, maxKeys?: number): AsyncIterable<StoreEntry>
   /** Deletes the keys; a key that does not exist is not an error. */
   delete(keys: readonly string[], options?: DeleteOptions): Promise<void>
   /** Removes the expiry of keys written with `expiresIn`; resolves to the keys that no longer exist. */

@@ -99,6 +99,30 @@ describe('a build with new, changed and entrypoint files pushed onto the one bef
   }, 120_000)
 })
 
+describe('a hundred changed files pushed over a 100 ms link', () => {
+  /**
+   * The same steps as above: the uploads all in one round trip, as wide as the link the store's
+   * first answers showed. From the store's 32 in flight, probing, they took three.
+   */
+  const CHANGED = 100
+  const BUDGET = 8
+
+  it(`take at most ${BUDGET} sequential round trips on S3`, async () => {
+    const { plain, counted, trips } = await s3StoresBehindTripProxy(100)
+    const build = (version: number) => {
+      const files: Record<string, string> = { 'index.html': `<!doctype html>${version}`, 'fed-mods.json': `{"inventory":{"v":${version}}}` }
+      for (let i = 0; i < CHANGED; i++) files[`js/chunk-${i}.js`] = `console.log(${i}, ${version})`
+      return tempDir().then((dir) => writeTree(dir, files))
+    }
+    const app = uniqueApp()
+    await push(plain, app, await build(1), 1000)
+    trips.reset()
+    const report = await push(counted, app, await build(2), 2000)
+    expect(report).toMatchObject({ changed: CHANGED + 2 })
+    expect(withinBudget({ trips: trips.deepest(), log: trips.log }, BUDGET)).toBe(trips.deepest())
+  }, 60_000)
+})
+
 describe('the Valkey store', () => {
   it('persists a build of 3,000 keys in one round trip', async () => {
     const keys = Array.from({ length: 3000 }, (_, i) => `data:${uniqueApp()}:1:${i}.js`)

@@ -64,6 +64,8 @@ const FILLED_ROUND_TRIP_MS = 25
  * scaled by the round trips it spans, as a bandwidth-delay product grows with the delay, never
  * below `level` (unknown or short links) and never above `max`. On a 100 ms link 32 become 128:
  * a hundred small files leave in one round trip, not the four of the probe's doublings from 32.
+ * The round trip holds the server's time too: a server slow to answer one request also gets more
+ * at once (S3 answers them side by side; a single-threaded moto on a loaded machine gains nothing).
  */
 export function levelForRoundTrip(level: number, max: number, roundTripMs: number | undefined): number {
   if (roundTripMs === undefined) return Math.min(level, max)

@@ -49,7 +49,7 @@ export const FLAG_GROUPS = {
   concurrency: [
     [
       '--concurrency <n>',
-      'Transfers in flight at once, fixed, at most 1024 (default 16; uploads: 32 to S3 and probing up to 256 on a long link, 512 to Valkey)',
+      'Transfers in flight at once, fixed, at most 1024 (default 16; uploads: 32 to S3, × round trip / 25 ms and probing up to 256 on a long link, 512 to Valkey)',
     ],
   ],
   keep: [['--keep <n>', 'The newest N builds always survive (default 3)']],

@@ -4,7 +4,7 @@ import { loadConfig, NODE_REGION_CONFIG_FILE_OPTIONS, NODE_REGION_CONFIG_OPTIONS
 import { invalidOption, PushCacheError, redact, timedOut } from '../core/model/errors'
 import type { StoreTimeouts } from '../core/model/options'
 import { PreconditionFailed } from '../core/store/store'
-import { createRequestHandler } from './s3-http'
+import { createRequestHandler, QuickestAnswer } from './s3-http'
 import type { S3Options } from './s3-options'
 import { serdeWithoutConfigCopies } from './s3-serde'
 import { isTransientS3, type S3Error } from './s3-transient'
@@ -28,6 +28,8 @@ export interface S3Connection {
    * `conditionalKey`, a condition that did not hold comes out as {@link PreconditionFailed}.
    */
   call<T>(request: (client: S3Client) => Promise<T>, conditionalKey?: string): Promise<T>
+  /** The quickest request answered so far, in milliseconds (what `Store.roundTripMs` tells). */
+  roundTripMs(): number | undefined
   close(): Promise<void>
 }
 
@@ -151,7 +153,14 @@ export function signerPerScheme(make: SignerFactory): SignerFactory {
  * redirects: `onBucketRegion` hears the region any error answer names, for the caller to make a
  * client in that region (see {@link connectS3}).
  */
-async function makeClient(options: S3Options, timeouts: StoreTimeouts, display: string, target: ClientTarget, onBucketRegion: (region: string) => void) {
+async function makeClient(
+  options: S3Options,
+  timeouts: StoreTimeouts,
+  display: string,
+  target: ClientTarget,
+  onBucketRegion: (region: string) => void,
+  quickest: QuickestAnswer,
+) {
   const made = quietClient({
     ...target,
     forcePathStyle: options.forcePathStyle ?? target.endpoint !== undefined,
@@ -167,7 +176,7 @@ async function makeClient(options: S3Options, timeouts: StoreTimeouts, display: 
     // Without a logger of its own the SDK writes some warnings to the console ("An error was
     // encountered in a non-retryable streaming request"); every error reaches us anyway.
     logger: SILENT,
-    requestHandler: await createRequestHandler(display, timeouts, MAX_CONCURRENCY),
+    requestHandler: await createRequestHandler(display, timeouts, MAX_CONCURRENCY, quickest),
   })
   made.config.signer = signerPerScheme(made.config.signer)
   serdeWithoutConfigCopies(made)
@@ -210,7 +219,10 @@ export function connectS3(url: string, options: S3Options, timeouts: StoreTimeou
   let display = redact(`${prefixDisplay}${options.endpoint ? ` at ${options.endpoint}` : ''}`)
   let client: Promise<{ s3: S3Client; target: ClientTarget }> | undefined
   let bucketRegion: string | undefined
-  const open = (target: ClientTarget) => makeClient(options, timeouts, display, target, (region) => (bucketRegion = region)).then((s3) => ({ s3, target }))
+  /** Kept across a redirect's new client: the link is the same. */
+  const quickest = new QuickestAnswer()
+  const open = (target: ClientTarget) =>
+    makeClient(options, timeouts, display, target, (region) => (bucketRegion = region), quickest).then((s3) => ({ s3, target }))
   const s3 = () =>
     (client ??= (async () => {
       const endpoint = options.endpoint || (await configuredEndpoint())
@@ -274,6 +286,7 @@ export function connectS3(url: string, options: S3Options, timeouts: StoreTimeou
     root,
     display: () => display,
     call,
+    roundTripMs: () => quickest.ms,
     async close() {
       const opened = client
       client = undefined

@@ -53,6 +53,7 @@ export function createS3Store(url: string, options: S3Options, timeouts: StoreTi
     conditionalWrites: options.conditionalWrites ?? true,
     concurrency: CONCURRENCY,
     maxConcurrency: MAX_CONCURRENCY,
+    roundTripMs: () => connection.roundTripMs(),
     // The SDK does not retry, and a request that failed or timed out is destroyed with its socket:
     // nothing sends its body later.
     releasesBodies: true,

@@ -163,3 +163,23 @@ export async function startBurstProxy(target: { host: string; port: number }, de
   })
   return { port: (server.address() as AddressInfo).port, bursts: () => bursts }
 }
+
+/** `store`, counting its puts and reads under way at once (from the call to its answer): `most()` is the highest count seen. */
+export function inFlightCountingStore(store: Store): { store: Store; most(): number } {
+  let now = 0
+  let most = 0
+  const counted = async <T>(request: () => Promise<T>): Promise<T> => {
+    most = Math.max(most, ++now)
+    try {
+      return await request()
+    } finally {
+      now--
+    }
+  }
+  const wrapped: Store = {
+    ...store,
+    put: (key, body, options) => counted(() => store.put(key, body, options)),
+    read: (key) => counted(() => store.read(key)),
+  }
+  return { store: wrapped, most: () => most }
+}

@@ -8,7 +8,7 @@ import type { Store } from '../../src/core/store/store'
 import { resolveOptions } from '../../src/options'
 import { createS3Store } from '../../src/stores/s3'
 import { readTree, tempDir, writeTree } from '../helpers/fs'
-import { createTripDepth, s3StoresBehindTripProxy, tripCountingStore } from '../helpers/round-trips'
+import { createTripDepth, inFlightCountingStore, s3StoresBehindTripProxy, tripCountingStore } from '../helpers/round-trips'
 import { createBucket, s3StoreOptions, s3StoreUrl } from '../helpers/s3'
 import { uniqueApp } from '../helpers/valkey'
 
@@ -65,6 +65,29 @@ describe(`a pop of a 5%-changed ${FILES}-file build onto the one dest serves`, (
     expect(Object.keys(served)).toHaveLength(FILES + CHANGED - 1)
     expect(served['fed-mods.json']).toBe('{"inventory":{"v":2}}')
   }, 180_000)
+})
+
+describe('a pop of a hundred changed files over a 100 ms link', () => {
+  const CHANGED_FILES = 100
+
+  it('downloads them at once, as wide as the link the first answers showed (from the default 64: in two waves)', async () => {
+    const { plain, counted } = await s3StoresBehindTripProxy(100)
+    const build = (version: number) => {
+      const files: Record<string, string> = { 'index.html': `<!doctype html>${version}`, 'fed-mods.json': `{"inventory":{"v":${version}}}` }
+      for (let i = 0; i < CHANGED_FILES; i++) files[`js/chunk-${i}.js`] = `console.log(${i}, ${version})`
+      return tempDir().then((dir) => writeTree(dir, files))
+    }
+    const app = uniqueApp()
+    const dest = join(await tempDir(), 'www')
+    await push(plain, app, await build(1), 1000)
+    await pop({ store: plain, app, dest })
+    await push(plain, app, await build(2), 2000)
+    const { store, most } = inFlightCountingStore(counted)
+    const report = await pop({ store, app, dest })
+    expect(report).toMatchObject({ downloaded: { files: CHANGED_FILES + 2 }, timestamp: 2000 })
+    // All 100 when the machine starts them within a round trip; more than the default 64 in any case.
+    expect(most()).toBeGreaterThan(64)
+  }, 60_000)
 })
 
 /**

@@ -8,7 +8,7 @@ import { resolveOptions } from '../../src/options'
 import { createLocalStore } from '../../src/stores/local'
 import { createValkeyStore } from '../../src/stores/valkey'
 import { tempDir, writeTree } from '../helpers/fs'
-import { createTripDepth, s3StoresBehindTripProxy, startBurstProxy, type TripDepth, tripCountingStore } from '../helpers/round-trips'
+import { createTripDepth, inFlightCountingStore, s3StoresBehindTripProxy, startBurstProxy, type TripDepth, tripCountingStore } from '../helpers/round-trips'
 import { rawClient, uniqueApp, valkeyEnv, valkeyUrl } from '../helpers/valkey'
 
 /**
@@ -97,6 +97,26 @@ describe('a build with new, changed and entrypoint files pushed onto the one bef
     expect(report).toMatchObject({ added: 1, changed: 2, unchanged: 1 })
     expect(withinBudget({ trips: trips.deepest(), log: trips.log }, CHANGED_BUDGET)).toBe(trips.deepest())
   }, 120_000)
+})
+
+describe('a hundred changed files pushed over a 100 ms link', () => {
+  const CHANGED = 100
+
+  it('go at once, as wide as the link the first answers showed (from 32, probing: in three waves)', async () => {
+    const { plain, counted } = await s3StoresBehindTripProxy(100)
+    const build = (version: number) => {
+      const files: Record<string, string> = { 'index.html': `<!doctype html>${version}`, 'fed-mods.json': `{"inventory":{"v":${version}}}` }
+      for (let i = 0; i < CHANGED; i++) files[`js/chunk-${i}.js`] = `console.log(${i}, ${version})`
+      return tempDir().then((dir) => writeTree(dir, files))
+    }
+    const app = uniqueApp()
+    await push(plain, app, await build(1), 1000)
+    const { store, most } = inFlightCountingStore(counted)
+    const report = await push(store, app, await build(2), 2000)
+    expect(report).toMatchObject({ changed: CHANGED + 2 })
+    // All 100 when the machine starts them within a round trip; the probe from 32 reaches 64 at most.
+    expect(most()).toBeGreaterThan(64)
+  }, 60_000)
 })
 
 describe('the Valkey store', () => {

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { describe, expect, it } from 'vitest'
-import { createAdaptiveLimit, forEachLimited } from '../../src/core/util/concurrency'
+import { createAdaptiveLimit, forEachLimited, levelForRoundTrip } from '../../src/core/util/concurrency'
 
 describe('forEachLimited', () => {
   it('never holds more than the budget, and runs a share larger than the budget alone', async () => {
@@ -104,6 +104,31 @@ describe('createAdaptiveLimit', () => {
     for (let i = 0; i < 10; i++) limit.congested()
     expect(limit.current()).toBe(4)
     expect(createAdaptiveLimit({ initial: 512, max: 64 }).current()).toBe(64)
+  })
+
+  it('reads a starting level given as a function when the first task asks, not before', () => {
+    let roundTripMs: number | undefined
+    const limit = createAdaptiveLimit({ initial: () => levelForRoundTrip(32, 256, roundTripMs), max: 256 })
+    roundTripMs = 100 // the store answered its first requests while the push planned
+    expect(limit.current()).toBe(128)
+    roundTripMs = 1
+    expect(limit.current()).toBe(128)
+  })
+})
+
+describe('levelForRoundTrip', () => {
+  it("keeps the store's level on a short or unknown link", () => {
+    expect(levelForRoundTrip(32, 256, undefined)).toBe(32)
+    expect(levelForRoundTrip(32, 256, 0.4)).toBe(32)
+    expect(levelForRoundTrip(32, 256, 20)).toBe(32)
+  })
+
+  it('widens it with the round trip on a long link, up to the maximum', () => {
+    expect(levelForRoundTrip(32, 256, 50)).toBe(64)
+    expect(levelForRoundTrip(32, 256, 100)).toBe(128)
+    expect(levelForRoundTrip(64, 256, 100)).toBe(256)
+    expect(levelForRoundTrip(32, 256, 2000)).toBe(256)
+    expect(levelForRoundTrip(32, 16, undefined)).toBe(16)
   })
 })
 

@@ -104,9 +104,10 @@ export interface CoreOptions {
   /** `Cache-Control` of every pushed file. @default the `cacheControl.*` defaults below */
   cacheControl?: CacheControlOptions
   /**
-   * Uploads in flight at once, fixed, at most 1024. Unset, a push starts from the store's default
-   * and, on S3, doubles it while each doubling raises the throughput (a long link), up to 256,
-   * halving it when a request has to be retried; `pop` and `watch` start at 64 downloads and probe
+   * Uploads in flight at once, fixed, at most 1024. Unset, a push starts from the store's default,
+   * on S3 widened by the round trip its first requests took (× round trip / 25 ms: 128 at 100 ms),
+   * then doubles it while each doubling raises the throughput (a long link), up to 256, halving it
+   * when a request has to be retried; `pop` and `watch` start at 64 downloads, widened and probing
    * the same way. Whatever the count, at most 16 MiB of whole files are held in memory at a time
    * (larger files stream; on S3 beside them at most four 8 MiB parts).
    * @default 32 (S3, probing up to 256), 16 (local directory), 512 (Valkey: writes share pipelined round trips)

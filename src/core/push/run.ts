@@ -2,7 +2,7 @@ import { describeError } from '../model/errors'
 import type { ResolvedCoreOptions } from '../model/options'
 import type { Retry } from '../store/build-write'
 import type { Store } from '../store/store'
-import { type AdaptiveLimit, createAdaptiveLimit, withRetry } from '../util/concurrency'
+import { type AdaptiveLimit, createAdaptiveLimit, levelForRoundTrip, withRetry } from '../util/concurrency'
 import type { Logger } from '../util/logger'
 import type { PopulateReport } from './report'
 
@@ -14,7 +14,10 @@ export interface PushRun {
   now: () => number
   /** Retries a request as the store judges its failures, with a warning per retry. */
   retry: Retry
-  /** Uploads in flight: `--concurrency` when given, else found by probing the link from the store's default. */
+  /**
+   * Uploads in flight: `--concurrency` when given, else found by probing the link from the store's
+   * default, widened by the round trip the store has seen when the first upload starts.
+   */
   inFlight: AdaptiveLimit | number
   /** Runs a phase and records its milliseconds in `report.phases`, even when it fails. */
   timed<T>(phase: keyof PopulateReport['phases'], work: () => Promise<T>): Promise<T>
@@ -23,8 +26,9 @@ export interface PushRun {
 const DEFAULT_CONCURRENCY = 16
 
 export function createPushRun(store: Store, options: ResolvedCoreOptions, logger: Logger, now: () => number, report: PopulateReport): PushRun {
-  const initial = store.concurrency ?? DEFAULT_CONCURRENCY
-  const inFlight = options.concurrency ?? createAdaptiveLimit({ initial, max: Math.max(initial, store.maxConcurrency ?? initial) })
+  const level = store.concurrency ?? DEFAULT_CONCURRENCY
+  const max = Math.max(level, store.maxConcurrency ?? level)
+  const inFlight = options.concurrency ?? createAdaptiveLimit({ initial: () => levelForRoundTrip(level, max, store.roundTripMs?.()), max })
   return {
     store,
     options,

@@ -12,7 +12,7 @@ import { listBuilds, newestBuildListed, newestManifestTimestamp, type StoredBuil
 import { flatLayout, layoutOf, versionedLayout } from '../store/layout'
 import type { Store, StoreEntry } from '../store/store'
 import { pause } from '../util/backoff'
-import { type AdaptiveLimit, abortable, createAdaptiveLimit, forEachLimited, withRetry } from '../util/concurrency'
+import { type AdaptiveLimit, abortable, createAdaptiveLimit, forEachLimited, levelForRoundTrip, withRetry } from '../util/concurrency'
 import { isMd5 } from '../util/digest'
 import { type Logger, silentLogger } from '../util/logger'
 import { type BuildState, createBuildDir, discardBuildDir, lockDest, publishBuildDir, readServed, type Served, servedFiles, writeState } from './served-dir'
@@ -523,10 +523,14 @@ function linkHeld(source: string, path: string): boolean {
   }
 }
 
-/** `concurrency` when given; else the store's default, raised while it pays on a long link. */
+/**
+ * `concurrency` when given; else the default, widened by the round trip the store has seen when the
+ * first download starts, and raised while it pays on a long link.
+ */
 function downloadsInFlight({ store, concurrency }: PopInput): AdaptiveLimit | number {
   if (concurrency !== undefined) return concurrency
-  return createAdaptiveLimit({ initial: DEFAULT_DOWNLOADS, max: Math.min(MAX_DOWNLOADS, Math.max(DEFAULT_DOWNLOADS, store.maxConcurrency ?? 0)) })
+  const max = Math.min(MAX_DOWNLOADS, Math.max(DEFAULT_DOWNLOADS, store.maxConcurrency ?? 0))
+  return createAdaptiveLimit({ initial: () => levelForRoundTrip(DEFAULT_DOWNLOADS, max, store.roundTripMs?.()), max })
 }
 
 /**

@@ -110,6 +110,13 @@ export interface Store {
    * stores whose requests wait on round trips gain from more in flight.
    */
   readonly maxConcurrency?: number
+  /**
+   * The quickest request answered so far, in milliseconds from sending it to its answer's first
+   * byte: the link's round trip, as near as the store has seen it (undefined before any answer).
+   * Core starts its uploads and downloads that much wider. Stores whose requests do not wait on
+   * round trips one by one leave it out.
+   */
+  roundTripMs?(): number | undefined
   /** Whether each key exists, cheaper than listing for stores with no prefix listing (Valkey). */
   exists?(keys: readonly string[]): Promise<boolean[]>
   /** The value as a stream, or `undefined` when the key does not exist. */

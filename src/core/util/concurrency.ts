@@ -56,6 +56,22 @@ export interface InFlightLimit {
   current(): number
 }
 
+/** The round trip that a store's default in flight fills: at 20 ms, 256 in flight gained nothing over 32. */
+const FILLED_ROUND_TRIP_MS = 25
+
+/**
+ * Where a limit starts on a link whose round trip is `roundTripMs`: `level` (the store's default)
+ * scaled by the round trips it spans, as a bandwidth-delay product grows with the delay, never
+ * below `level` (unknown or short links) and never above `max`. On a 100 ms link 32 become 128:
+ * a hundred small files leave in one round trip, not the four of the probe's doublings from 32.
+ * The round trip holds the server's time too: a server slow to answer one request also gets more
+ * at once (S3 answers them side by side; a single-threaded moto on a loaded machine gains nothing).
+ */
+export function levelForRoundTrip(level: number, max: number, roundTripMs: number | undefined): number {
+  if (roundTripMs === undefined) return Math.min(level, max)
+  return Math.min(max, Math.max(level, Math.round((level * roundTripMs) / FILLED_ROUND_TRIP_MS)))
+}
+
 /**
  * A limit that finds how much a link takes, as TCP's slow start and BBR's startup do: it starts at
  * `initial` and doubles after each round (as many completions as were in flight), up to `max`, as
@@ -69,37 +85,55 @@ export interface InFlightLimit {
  * baseline either: it carries the largest files and opens the connections, so any round after it
  * looked faster, and a short link doubled past what the server takes (at 20 ms, up to 256 in
  * flight: more sockets, and server threads fighting for its one core, for nothing). A round's
- * clock starts when its first task asks to start (not while the push still plans).
+ * clock starts when its first task asks to start (not while the push still plans); `initial`, a
+ * function, is read then too, when the store has answered requests that tell how long its link is.
  */
-export function createAdaptiveLimit({ initial, max, min = 4, now = Date.now }: { initial: number; max: number; min?: number; now?: () => number }) {
-  let current = Math.min(initial, max)
-  let probing = current < max
+export function createAdaptiveLimit({
+  initial,
+  max,
+  min = 4,
+  now = Date.now,
+}: {
+  initial: number | (() => number)
+  max: number
+  min?: number
+  now?: () => number
+}) {
+  let current: number | undefined
+  let probing = false
   let round: { started?: number; completions: number } = { completions: 0 }
   let warmedUp = false
   /** The level before the last doubling, and its throughput. */
   let before: { level: number; throughput: number } | undefined
+  const level = (): number => {
+    if (current === undefined) {
+      current = Math.min(typeof initial === 'number' ? initial : initial(), max)
+      probing = current < max
+    }
+    return current
+  }
   return {
     max,
     current(): number {
       round.started ??= now()
-      return current
+      return level()
     },
     /** A task ended well. */
     completed(): void {
-      if (!probing || ++round.completions < current) return
+      if (!probing || ++round.completions < level()) return
       const throughput = round.completions / Math.max(1, now() - (round.started ?? 0))
       if (!warmedUp) warmedUp = true
       else if (before && throughput < before.throughput * (7 / 6)) {
         current = before.level
         probing = false
-      } else if (current < max) {
-        before = { level: current, throughput }
-        current = Math.min(max, current * 2)
+      } else if (level() < max) {
+        before = { level: level(), throughput }
+        current = Math.min(max, level() * 2)
       } else probing = false
       round = { completions: 0 }
     },
     congested(): void {
-      current = Math.max(min, Math.floor(current / 2))
+      current = Math.max(min, Math.floor(level() / 2))
       probing = false
     },
   }

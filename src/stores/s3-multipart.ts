@@ -39,23 +39,35 @@ async function step<T>(call: S3Connection['call'], request: (client: S3Client) =
  * The part buffers of one store, PART_QUEUE at most, shared by its multipart uploads: the bytes
  * they hold stay bounded however many large files core sends at once. A buffer is reused from
  * part to part (a fresh 8 MiB each time is garbage V8 frees late); none is kept once all are back.
+ * A buffer given back goes to the upload that began first, not to the one that asked first: core
+ * starts every large file at once, and shared in turn the files' parts went round the uploads, so
+ * that all of them ended together, their completions (the server joins each file's parts) one
+ * after another at the end with no part beside them. One file at a time, each file's completion
+ * overlaps the next file's parts, and the server holds one unfinished file, not all of them.
  */
 export function createPartBuffers() {
   const free: Buffer[] = []
-  const waiting: ((buffer: Buffer) => void)[] = []
+  /** At most one per upload (an upload reads its parts in turn), the one that began first at the head. */
+  const waiting: { upload: number; lend: (buffer: Buffer) => void }[] = []
   let lent = 0
+  let uploads = 0
   return {
-    async take(): Promise<Buffer> {
+    /** The number of an upload that begins: a lower number gets buffers first. */
+    begin: (): number => uploads++,
+    async take(upload: number): Promise<Buffer> {
       lent++
       const spare = free.pop()
       if (spare) return spare
       if (lent <= PART_QUEUE) return Buffer.allocUnsafeSlow(PART_SIZE)
-      return new Promise((resolve) => waiting.push(resolve))
+      return new Promise((lend) => {
+        const later = waiting.findIndex((waiter) => waiter.upload > upload)
+        waiting.splice(later === -1 ? waiting.length : later, 0, { upload, lend })
+      })
     },
     giveBack(buffer: Buffer): void {
       lent--
       const next = waiting.shift()
-      if (next) next(buffer)
+      if (next) next.lend(buffer)
       else if (lent > 0) free.push(buffer)
       else free.length = 0
     },
@@ -112,10 +124,11 @@ export async function putInParts(
     const etag = await send(async (start, length) => hashed(body.subarray(start, start + length)))
     return { etag, md5: whole.digest('hex') }
   }
+  const upload = buffers.begin()
   const file = await openSized(body.file, size)
   try {
     const etag = await send(async (start, length) => {
-      const buffer = await buffers.take()
+      const buffer = await buffers.take(upload)
       const bytes = buffer.subarray(0, length)
       try {
         await readInto(file, body.file, bytes, start)
@@ -159,7 +172,9 @@ async function sendParts(
     let turn: Promise<unknown> = Promise.resolve()
     const sent: CompletedPart[] = []
     const parts = Array.from({ length: Math.ceil(size / PART_SIZE) }, (_, index) => index)
-    await forEachLimited(parts, PART_QUEUE, async (index) => {
+    // One more part than there are buffers: an upload that holds them all then has a part waiting
+    // for the next one given back, ahead of the uploads that began later.
+    await forEachLimited(parts, PART_QUEUE + 1, async (index) => {
       // Read in turn, so that the whole body's MD5 takes the parts in order.
       const reading = turn.then(() => readPart(index * PART_SIZE, Math.min(PART_SIZE, size - index * PART_SIZE)))
       turn = reading.catch(() => undefined)

@@ -5,7 +5,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { onTestFinished } from 'vitest'
 import type { Store, StoreEntry } from '../../src/core/store/store'
 import { createS3Store } from '../../src/stores/s3'
-import { forward } from './forward'
+import { forward, listenForTest } from './forward'
+import { tempDir, writeTree } from './fs'
 import { createBucket, s3StoreOptions, s3StoreUrl } from './s3'
 
 /**
@@ -77,13 +78,7 @@ async function startTripProxy(upstream: string, delayMs: number): Promise<{ endp
     await sleep(delayMs)
     forward(req, res, target, agent)
   })
-  await new Promise<void>((ready) => server.listen(0, '127.0.0.1', ready))
-  onTestFinished(async () => {
-    server.closeAllConnections()
-    agent.destroy()
-    await new Promise((closed) => server.close(closed))
-  })
-  return { endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, trips }
+  return { endpoint: await listenForTest(server, agent), trips }
 }
 
 /**
@@ -182,4 +177,11 @@ export function inFlightCountingStore(store: Store): { store: Store; most(): num
     read: (key) => counted(() => store.read(key)),
   }
   return { store: wrapped, most: () => most }
+}
+
+/** A build of `chunks` small files, an index and an entrypoint, every file different in each `version`. */
+export async function versionedBuild(chunks: number, version: number): Promise<string> {
+  const files: Record<string, string> = { 'index.html': `<!doctype html>${version}`, 'fed-mods.json': `{"inventory":{"v":${version}}}` }
+  for (let i = 0; i < chunks; i++) files[`js/chunk-${i}.js`] = `console.log(${i}, ${version})`
+  return writeTree(await tempDir(), files)
 }

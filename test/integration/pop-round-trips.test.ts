@@ -8,7 +8,7 @@ import type { Store } from '../../src/core/store/store'
 import { resolveOptions } from '../../src/options'
 import { createS3Store } from '../../src/stores/s3'
 import { readTree, tempDir, writeTree } from '../helpers/fs'
-import { createTripDepth, inFlightCountingStore, s3StoresBehindTripProxy, tripCountingStore } from '../helpers/round-trips'
+import { createTripDepth, inFlightCountingStore, s3StoresBehindTripProxy, tripCountingStore, versionedBuild } from '../helpers/round-trips'
 import { createBucket, s3StoreOptions, s3StoreUrl } from '../helpers/s3'
 import { uniqueApp } from '../helpers/valkey'
 
@@ -72,11 +72,7 @@ describe('a pop of a hundred changed files over a 100 ms link', () => {
 
   it('downloads them at once, as wide as the link the first answers showed (from the default 64: in two waves)', async () => {
     const { plain, counted } = await s3StoresBehindTripProxy(100)
-    const build = (version: number) => {
-      const files: Record<string, string> = { 'index.html': `<!doctype html>${version}`, 'fed-mods.json': `{"inventory":{"v":${version}}}` }
-      for (let i = 0; i < CHANGED_FILES; i++) files[`js/chunk-${i}.js`] = `console.log(${i}, ${version})`
-      return tempDir().then((dir) => writeTree(dir, files))
-    }
+    const build = (version: number) => versionedBuild(CHANGED_FILES, version)
     const app = uniqueApp()
     const dest = join(await tempDir(), 'www')
     await push(plain, app, await build(1), 1000)

@@ -8,7 +8,15 @@ import { resolveOptions } from '../../src/options'
 import { createLocalStore } from '../../src/stores/local'
 import { createValkeyStore } from '../../src/stores/valkey'
 import { tempDir, writeTree } from '../helpers/fs'
-import { createTripDepth, inFlightCountingStore, s3StoresBehindTripProxy, startBurstProxy, type TripDepth, tripCountingStore } from '../helpers/round-trips'
+import {
+  createTripDepth,
+  inFlightCountingStore,
+  s3StoresBehindTripProxy,
+  startBurstProxy,
+  type TripDepth,
+  tripCountingStore,
+  versionedBuild,
+} from '../helpers/round-trips'
 import { rawClient, uniqueApp, valkeyEnv, valkeyUrl } from '../helpers/valkey'
 
 /**
@@ -104,11 +112,7 @@ describe('a hundred changed files pushed over a 100 ms link', () => {
 
   it('go at once, as wide as the link the first answers showed (from 32, probing: in three waves)', async () => {
     const { plain, counted } = await s3StoresBehindTripProxy(100)
-    const build = (version: number) => {
-      const files: Record<string, string> = { 'index.html': `<!doctype html>${version}`, 'fed-mods.json': `{"inventory":{"v":${version}}}` }
-      for (let i = 0; i < CHANGED; i++) files[`js/chunk-${i}.js`] = `console.log(${i}, ${version})`
-      return tempDir().then((dir) => writeTree(dir, files))
-    }
+    const build = (version: number) => versionedBuild(CHANGED, version)
     const app = uniqueApp()
     await push(plain, app, await build(1), 1000)
     const { store, most } = inFlightCountingStore(counted)

@@ -1,11 +1,10 @@
 import http from 'node:http'
-import type { AddressInfo } from 'node:net'
-import { describe, expect, it, onTestFinished } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { visitEntriesSplit } from '../../src/core/store/builds'
 import type { Store } from '../../src/core/store/store'
 import { forEachLimited } from '../../src/core/util/concurrency'
 import { createS3Store } from '../../src/stores/s3'
-import { forward } from '../helpers/forward'
+import { forward, listenForTest } from '../helpers/forward'
 import { createBucket, s3StoreOptions, s3StoreUrl } from '../helpers/s3'
 
 /**
@@ -45,13 +44,7 @@ async function startKeyCounter(): Promise<{ endpoint: string; counts: { keys: nu
     }
     forward(req, res, target, agent)
   })
-  await new Promise<void>((ready) => server.listen(0, '127.0.0.1', ready))
-  onTestFinished(async () => {
-    server.closeAllConnections()
-    agent.destroy()
-    await new Promise((closed) => server.close(closed))
-  })
-  return { endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, counts }
+  return { endpoint: await listenForTest(server, agent), counts }
 }
 
 describe('a listing split at known names', () => {

@@ -209,6 +209,32 @@ async function makeClient(
 }
 
 /**
+ * Adds what the user must do to the few errors whose SDK message does not say it, marks whether
+ * another attempt may succeed, and drops the raw HTTP exchange the SDK hangs on every error
+ * (`$response`): its request headers carry the session token and the access key id.
+ */
+function clarify(error: unknown, bucket: string, display: string, connectTimeout: number): unknown {
+  if (!(error instanceof Error) || error instanceof PushCacheError) return error
+  Reflect.deleteProperty(error, '$response')
+  const { name, message } = error as S3Error
+  if (name === 'NoSuchBucket')
+    return new PushCacheError(
+      'STORE_UNREACHABLE',
+      `Bucket ${bucket} does not exist in ${display}. Create it (\`aws s3 mb s3://${bucket}\`) or point \`store\` at an existing bucket.`,
+      { cause: error },
+    )
+  // The SDK's `connectionTimeout`; its other TimeoutErrors are resets and broken pipes.
+  if (name === 'TimeoutError' && message.includes('did not establish a connection'))
+    return timedOut(display, 'no connection was established', 'connect', connectTimeout, error)
+  // Node's network errors (ECONNRESET, EPIPE, ECONNREFUSED) name an address, not the store.
+  const { code } = error as { code?: unknown }
+  const transient = isTransientS3(error)
+  if (typeof code === 'string' && /^E[A-Z]+$/.test(code) && (error as S3Error).$metadata?.httpStatusCode === undefined)
+    return Object.assign(new Error(`${display} could not be reached: ${message}`, { cause: error }), { code, transient })
+  return Object.assign(error, { transient })
+}
+
+/**
  * A client made in the bucket's region never needs the SDK's region redirect, and then no request
  * shares redirect state with another. Until S3 has answered one request, requests go one at a
  * time; if the answers named another region for the bucket, the client is made again there.
@@ -244,31 +270,6 @@ export function connectS3(url: string, options: S3Options, timeouts: StoreTimeou
     alone = undefined
   }
 
-  /**
-   * Adds what the user must do to the few errors whose SDK message does not say it, marks whether
-   * another attempt may succeed, and drops the raw HTTP exchange the SDK hangs on every error
-   * (`$response`): its request headers carry the session token and the access key id.
-   */
-  const clarify = (error: unknown): unknown => {
-    if (!(error instanceof Error) || error instanceof PushCacheError) return error
-    Reflect.deleteProperty(error, '$response')
-    const { name, message } = error as S3Error
-    if (name === 'NoSuchBucket')
-      return new PushCacheError(
-        'STORE_UNREACHABLE',
-        `Bucket ${bucket} does not exist in ${display}. Create it (\`aws s3 mb s3://${bucket}\`) or point \`store\` at an existing bucket.`,
-        { cause: error },
-      )
-    // The SDK's `connectionTimeout`; its other TimeoutErrors are resets and broken pipes.
-    if (name === 'TimeoutError' && message.includes('did not establish a connection'))
-      return timedOut(display, 'no connection was established', 'connect', timeouts.connectTimeout, error)
-    // Node's network errors (ECONNRESET, EPIPE, ECONNREFUSED) name an address, not the store.
-    const { code } = error as { code?: unknown }
-    const transient = isTransientS3(error)
-    if (typeof code === 'string' && /^E[A-Z]+$/.test(code) && (error as S3Error).$metadata?.httpStatusCode === undefined)
-      return Object.assign(new Error(`${display} could not be reached: ${message}`, { cause: error }), { code, transient })
-    return Object.assign(error, { transient })
-  }
   const call = async <T>(request: (client: S3Client) => Promise<T>, conditionalKey?: string): Promise<T> => {
     while (!answered && alone) await alone
     const attempt = s3().then((made) => request(made.s3))
@@ -277,7 +278,7 @@ export function connectS3(url: string, options: S3Options, timeouts: StoreTimeou
       return await attempt
     } catch (error) {
       if (conditionalKey !== undefined && (error as S3Error).$metadata?.httpStatusCode === 412) throw new PreconditionFailed(conditionalKey)
-      throw clarify(error)
+      throw clarify(error, bucket, display, timeouts.connectTimeout)
     }
   }
 

@@ -57,11 +57,12 @@ export async function collectFiles(root: string, relpaths?: readonly string[], l
         'UNSAFE_PATH',
         `Refusing ${JSON.stringify(relpath)} in ${root}: its path ${problem}, which stores and servers read differently. Rename the file in the build, or leave it out of the output directory.`,
       )
-    return new FoundFile(inRoot, relpath, asSmallInteger(statSync(`${inRoot}${fromPosix(relpath)}`).size))
+    return new FoundFile(inRoot, relpath, asSmallInteger(statSync(pathIn(inRoot, relpath)).size))
   })
 }
 
-const fromPosix = (relpath: string) => (sep === '/' ? relpath : relpath.split('/').join(sep))
+/** The path of `relpath` (POSIX) under the root `inRoot` (separator at its end). */
+const pathIn = (inRoot: string, relpath: string) => `${inRoot}${sep === '/' ? relpath : relpath.split('/').join(sep)}`
 
 /**
  * A file of the build, its path made from the root when asked: held, each path (~80 B) and the
@@ -76,7 +77,7 @@ class FoundFile implements BuildFile {
   ) {}
 
   get path(): string {
-    return `${this.inRoot}${fromPosix(this.relpath)}`
+    return pathIn(this.inRoot, this.relpath)
   }
 }
 

@@ -323,7 +323,7 @@ const joinPlans = <T>(a: SyncPlan<T>, b: SyncPlan<T>): SyncPlan<T> => ({
   changed: [...a.changed, ...b.changed],
 })
 
-/** Why this is one function of ~80 lines: the report, the downloads and the switch share the plan and the state being built. */
+/** Why this is one function of ~70 lines: the report, the downloads and the switch share the plan and the state being built. */
 async function fillAndSwitch(
   input: PopInput & { reading: Promise<SnapshotReading>; lastPass: boolean; signal: AbortSignal; stop: (error: unknown) => void },
 ): Promise<PopReport> {

@@ -229,11 +229,16 @@ async function catchUp(watching: Watching, signal: AbortSignal): Promise<void> {
  * same one (or none) waits for the listing, which tells whether files were added.
  */
 async function decisiveSnapshot(watching: Watching, reading: SnapshotReading, signal: AbortSignal): Promise<StoreSnapshot> {
+  const { dest } = watching.input
   const pinned = await abortable(reading.pinned, signal)
   const decides = () => pinned.files.length > 0 && pinned.timestamp !== watching.held?.timestamp
-  const snapshot = decides() ? pinned : await abortable(reading.whole, signal)
-  if (snapshot.files.length > 0) watching.held = await heldBuild(watching.input.dest)
-  return snapshot !== pinned || decides() ? snapshot : abortable(reading.whole, signal)
+  if (decides()) {
+    watching.held = await heldBuild(dest)
+    return decides() ? pinned : abortable(reading.whole, signal)
+  }
+  const whole = await abortable(reading.whole, signal)
+  if (whole.files.length > 0) watching.held = await heldBuild(dest)
+  return whole
 }
 
 async function apply(watching: Watching, reading: SnapshotReading, started: number, signal: AbortSignal): Promise<void> {

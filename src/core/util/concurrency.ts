@@ -120,15 +120,16 @@ export function createAdaptiveLimit({
     },
     /** A task ended well. */
     completed(): void {
-      if (!probing || ++round.completions < level()) return
+      const at = level()
+      if (!probing || ++round.completions < at) return
       const throughput = round.completions / Math.max(1, now() - (round.started ?? 0))
       if (!warmedUp) warmedUp = true
       else if (before && throughput < before.throughput * (7 / 6)) {
         current = before.level
         probing = false
-      } else if (level() < max) {
-        before = { level: level(), throughput }
-        current = Math.min(max, level() * 2)
+      } else if (at < max) {
+        before = { level: at, throughput }
+        current = Math.min(max, at * 2)
       } else probing = false
       round = { completions: 0 }
     },

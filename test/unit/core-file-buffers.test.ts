@@ -28,6 +28,16 @@ describe('file buffers', () => {
     }
   })
 
+  it('read a small file without a trip through the thread pool, which costs more than the read', async () => {
+    await writeFile(join(dir, 'small'), randomBytes(1000))
+    let turned = false
+    setImmediate(() => {
+      turned = true
+    })
+    giveBack(await readWhole(join(dir, 'small'), 1000, true))
+    expect(turned).toBe(false)
+  })
+
   it('refuse a file whose size is no longer the one collected', async () => {
     await writeFile(join(dir, 'grown'), randomBytes(100))
     await expect(readWhole(join(dir, 'grown'), 90, true)).rejects.toThrow(/grown changed while it was pushed: it holds 100 bytes, not the 90 bytes collected/)

@@ -2,7 +2,7 @@ import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { signerPerScheme } from '../../src/stores/s3-connection'
+import { signerPerScheme, userAgentOnce } from '../../src/stores/s3-connection'
 
 /** A loopback HTTP server that keeps each request's headers and answers 200. */
 const sent: { headers: http.IncomingHttpHeaders }[] = []
@@ -72,5 +72,22 @@ describe('the S3 client keeps one signer per auth scheme', () => {
     expect(await signer({ ...eu })).toBe(first)
     expect(await signer({ ...eu, signingRegion: 'us-east-1' })).not.toBe(first)
     expect(made).toBe(3)
+  })
+})
+
+describe('the S3 client builds the fixed part of its user agent once', () => {
+  it('sends the same user agent on every request, its sections built for the first', async () => {
+    const { client, sent, put } = recordingClient()
+    let built = 0
+    const make = client.config.defaultUserAgentProvider
+    client.config.defaultUserAgentProvider = userAgentOnce(() => {
+      built++
+      return make()
+    })
+    await put('a')
+    await Promise.all(['b', 'c'].map(put))
+    expect(built).toBe(1)
+    expect(new Set(sent.map(({ headers }) => headers['user-agent'])).size).toBe(1)
+    expect(sent[0]?.headers['user-agent']).toMatch(/^aws-sdk-js\/\S+ ua\/2\.1 os\/\S+ lang\/js md\/nodejs#\S+ api\/s3#\S+ m\//)
   })
 })

@@ -1,3 +1,4 @@
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs'
 import { type FileHandle, open } from 'node:fs/promises'
 
 const KIB = 1024
@@ -44,6 +45,8 @@ export function dropSpareBuffers(): void {
 }
 
 const changedWhilePushed = (path: string, what: string) => new Error(`${path} changed while it was pushed: ${what}`)
+const sizeChanged = (path: string, now: number, size: number) => changedWhilePushed(path, `it holds ${now} bytes, not the ${size} bytes collected`)
+const endedEarly = (path: string, missing: number) => changedWhilePushed(path, `it ended ${missing} bytes early`)
 
 /** Bytes read at a time by {@link readChunks} once a file proved larger than its first read. */
 const CHUNK = 256 * KIB
@@ -85,7 +88,7 @@ export async function openSized(path: string, size: number): Promise<FileHandle>
   const file = await open(path)
   try {
     const { size: now } = await file.stat()
-    if (now !== size) throw changedWhilePushed(path, `it holds ${now} bytes, not the ${size} bytes collected`)
+    if (now !== size) throw sizeChanged(path, now, size)
     return file
   } catch (error) {
     await file.close()
@@ -97,23 +100,48 @@ export async function openSized(path: string, size: number): Promise<FileHandle>
 export async function readInto(file: FileHandle, path: string, bytes: Buffer, position: number): Promise<void> {
   for (let filled = 0; filled < bytes.byteLength; ) {
     const { bytesRead } = await file.read(bytes, filled, bytes.byteLength - filled, position + filled)
-    if (bytesRead === 0) throw changedWhilePushed(path, `it ended ${bytes.byteLength - filled} bytes early`)
+    if (bytesRead === 0) throw endedEarly(path, bytes.byteLength - filled)
     filled += bytesRead
+  }
+}
+
+/**
+ * Fills `bytes` with the whole file at `path`, which must hold that many bytes, without the thread
+ * pool: its four round trips (open, stat, read, close) cost the event loop several times the CPU of
+ * reading a small file from the page cache, where a build just written is.
+ */
+function readSmallFile(path: string, bytes: Buffer): void {
+  const file = openSync(path, 'r')
+  try {
+    const { size } = fstatSync(file)
+    if (size !== bytes.byteLength) throw sizeChanged(path, size, bytes.byteLength)
+    for (let filled = 0; filled < size; ) {
+      const bytesRead = readSync(file, bytes, filled, size - filled, filled)
+      if (bytesRead === 0) throw endedEarly(path, size - filled)
+      filled += bytesRead
+    }
+  } finally {
+    closeSync(file)
   }
 }
 
 /**
  * The whole of a file of `size` bytes, in a buffer from {@link takeBuffer} (or, not `pooled`, one
  * of its own: for a holder that may keep it). A file whose size is no longer `size` is an error.
+ * Files up to the largest kept buffer (most of a build) are read without the thread pool; a larger
+ * one, whose read would hold the event loop for long, through it.
  */
 export async function readWhole(path: string, size: number, pooled: boolean): Promise<Buffer> {
   const bytes = pooled ? takeBuffer(size) : Buffer.allocUnsafeSlow(size)
   try {
-    const file = await openSized(path, size)
-    try {
-      await readInto(file, path, bytes, 0)
-    } finally {
-      await file.close()
+    if (size <= LARGEST_KEPT) readSmallFile(path, bytes)
+    else {
+      const file = await openSized(path, size)
+      try {
+        await readInto(file, path, bytes, 0)
+      } finally {
+        await file.close()
+      }
     }
     return bytes
   } catch (error) {

@@ -375,17 +375,18 @@ async function fillAndSwitch(
 
   const build = await createBuildDir(dest, staged.timestamp)
   const state: BuildState = { app, store: store.display, timestamp: staged.timestamp, poppedAt: new Date().toISOString(), files: {} }
-  // Asked once the last download has started, so that its round trip overlaps theirs; not awaited
-  // when they fail (it ends within the store's deadlines).
-  let stillNewest: Promise<void> | undefined
+  // Asked once the downloads known so far have started, so that its round trip overlaps theirs
+  // (and the listing's); not awaited when they fail (it ends within the store's deadlines).
+  const stillNewest: Promise<void>[] = []
   const checkNewest = () => {
-    stillNewest = reading.whole.then((snapshot) => checkStillNewest(store, app, snapshot, input.lastPass, input.retries ?? 3))
-    stillNewest.catch(() => {})
+    const check = checkStillNewest(store, app, reading.whole, input.lastPass, input.retries ?? 3)
+    check.catch(() => {})
+    stillNewest.push(check)
   }
   try {
     const heldDir = served.kind === 'build' || served.kind === 'directory' ? served.dir : undefined
-    const done = await fillBuildDir({ ...input, allStarted: checkNewest }, staged, { build, state, heldDir })
-    await stillNewest
+    const done = await fillBuildDir({ ...input, downloadsStarted: checkNewest }, staged, { build, state, heldDir })
+    await Promise.all(stillNewest)
     return await finish(build.id, done, async (snapshot, unchanged) => {
       await publishBuildDir(dest, build.id, state, served)
       logger.info(`popped ${snapshot.files.length} files of ${app} from ${store.display} into ${dest}: ${done.files} downloaded, ${unchanged.files} unchanged`)
@@ -400,11 +401,12 @@ async function fillAndSwitch(
 /**
  * Fills the new build directory: files the served build holds with the same MD5 hard-linked from
  * it while the others are downloaded and checked, those the newest manifest pins as soon as it is
- * read, the others once the listing ended, entrypoints queued last. `allStarted` runs once every
- * download has started (at once when there is none). Resolves to what was downloaded.
+ * read, the others once the listing ended, entrypoints of unknown MD5 queued last.
+ * `downloadsStarted` runs once the pinned downloads have started (at once when there is none), and
+ * again once those the listing added have, if it added any. Resolves to what was downloaded.
  */
 async function fillBuildDir(
-  input: PopInput & { signal: AbortSignal; stop: (error: unknown) => void; allStarted: () => void },
+  input: PopInput & { signal: AbortSignal; stop: (error: unknown) => void; downloadsStarted: () => void },
   staged: StagedPlan,
   target: { build: { dir: string }; state: BuildState; heldDir?: string },
 ): Promise<Count> {
@@ -421,14 +423,17 @@ async function fillBuildDir(
     if (typeof inFlight !== 'number') inFlight.completed()
     progress.add(file.relpath, state.files[file.relpath]!.size)
   }
+  // An entrypoint whose MD5 is known is its build's whenever it is read, and the switch serves every
+  // file at once: it goes with the others, not after the listing (a round trip later).
+  const goesLast = (file: PopFile) => last.has(file.relpath) && !file.md5
   /** The downloads of `files`, largest first (a big file that started last would finish alone, long after the small ones), entrypoints apart. */
   const queue = (files: PopFile[]) => {
     for (const file of files) {
       total.files++
       total.bytes += file.size ?? 0
     }
-    const now = files.filter((file) => !last.has(file.relpath)).sort((a, b) => (b.size ?? 0) - (a.size ?? 0))
-    return { now, last: files.filter((file) => last.has(file.relpath)) }
+    const now = files.filter((file) => !goesLast(file)).sort((a, b) => (b.size ?? 0) - (a.size ?? 0))
+    return { now, last: files.filter(goesLast) }
   }
   /** The downloads of `plan`, once the directories of its files are made. */
   const prepare = (plan: SyncPlan<PopFile>) => {
@@ -451,6 +456,14 @@ async function fillBuildDir(
   const first = prepare(staged.first)
   let started = 0
   let queued = Number.POSITIVE_INFINITY
+  let told = -1
+  /** Tells `downloadsStarted` when the first downloads, then all of them, have started: once per count. */
+  const tellStarted = () => {
+    if (told === started || (started !== first.now.length && started !== queued)) return
+    told = started
+    input.downloadsStarted()
+  }
+  tellStarted()
   const later = (async () => {
     // Linked once the first downloads are on their way, while they wait on the network.
     await new Promise(setImmediate)
@@ -460,11 +473,12 @@ async function fillBuildDir(
     const gone = queue([...firstGone, ...linkUnchanged(plan)])
     const items = [...rest.now, ...gone.now, ...first.last, ...rest.last, ...gone.last]
     queued = first.now.length + items.length
-    if (started === queued) input.allStarted()
+    tellStarted()
     return items
   })()
   const startDownload = (file: PopFile) => {
-    if (++started === queued) input.allStarted()
+    started++
+    tellStarted()
     return download(file)
   }
   await forEachLimited(first.now, inFlight, startDownload, undefined, later).catch((error) => {
@@ -539,9 +553,11 @@ function downloadsInFlight({ store, concurrency }: PopInput): AdaptiveLimit | nu
  * read again; one whose every file was checked against an MD5 is a complete build all the same,
  * and on the last pass it is served rather than nothing.
  */
-async function checkStillNewest(store: Store, app: string, snapshot: StoreSnapshot, lastPass: boolean, retries: number): Promise<void> {
+async function checkStillNewest(store: Store, app: string, whole: Promise<StoreSnapshot>, lastPass: boolean, retries: number): Promise<void> {
   if (layoutOf(store).keysPerBuild) return
+  // Asked before the listing ends, if it has not: the answer is only compared once it did.
   const newest = await newestManifestTimestamp(store, app, retries)
+  const snapshot = await whole
   if (newest === snapshot.newestListed) return
   if (lastPass && snapshot.files.every((file) => file.md5)) return
   throw new StoreChanged(`build ${newest} of ${app} landed in ${store.display} while build ${snapshot.newestListed ?? '(no manifest)'} was being popped`)

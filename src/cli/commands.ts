@@ -51,29 +51,31 @@ async function withProgress<T>(
 
 /** From this many files on, a push sizes V8's heap for memory (see populateCommand). */
 export const LARGE_BUILD_FILES = 20_000
-export const LARGE_BUILD_V8_FLAGS = '--optimize-for-size'
 /**
- * V8 grows its young generation (to 2 x 16 MiB) while much of what it allocates survives, as the
- * walk of a large build does, and never gives it back: once grown, holding it comes too late. It is
- * held at its first size while the build is read; a small build lets it grow again (V8's factor).
+ * While the build is read, V8 holds its young generation at its first size (it grows to 2 x 16 MiB
+ * while much of what it allocates survives, as the walk of a large build does, and never gives it
+ * back: once grown, holding it comes too late) and sizes its heap for memory: a limit set by a full
+ * collection during the walk of a large build, sized for speed (up to 4x what was live), let the
+ * heap grow to ~82 MB around the read of the newest manifest before the next (~64 MB live).
  */
-export const HELD_YOUNG_GENERATION = '--semi-space-growth-factor=1'
-export const GROWING_YOUNG_GENERATION = '--semi-space-growth-factor=2'
+export const READING_BUILD_V8_FLAGS = '--semi-space-growth-factor=1 --optimize-for-size'
+/** A small build, once read: V8 sized for speed again, its young generation let grow (V8's factor). */
+export const SMALL_BUILD_V8_FLAGS = '--semi-space-growth-factor=2 --no-optimize-for-size'
 
 export async function populateCommand(dir: string, context: Context): Promise<Report> {
   const { options, logger } = context
   preloadDriver(options.store)
-  setFlagsFromString(HELD_YOUNG_GENERATION)
+  setFlagsFromString(READING_BUILD_V8_FLAGS)
   // Read the directory before touching the store: a wrong path must leave the store untouched.
   const files = await collectFiles(resolve(dir), undefined, logger)
   if (files.length === 0)
     throw new PushCacheError('NO_FILES', `The directory ${dir} holds no files: nothing to push. Build first, or point to the directory the build writes.`)
   // V8 sizes its heap for speed: a push of 100,000 files held ~76 MB live at its peak in ~140 MB of
   // heap (peak RSS 2.6-3.3x a 2,000-file push's; 378 MiB on S3, 178 sized for memory). Sized for
-  // memory, a 2,000-file push to S3 took ~15% more CPU and one to Valkey ~60%: only large builds,
-  // which also keep their young generation at its first size (cold push of 100,000 files: 152 →
-  // 115 MiB held from the start, where held after the walk it had grown already).
-  setFlagsFromString(files.length >= LARGE_BUILD_FILES ? LARGE_BUILD_V8_FLAGS : GROWING_YOUNG_GENERATION)
+  // memory, a 2,000-file push to S3 took ~15% more CPU and one to Valkey ~60%: only large builds
+  // stay so, which also keep their young generation at its first size (cold push of 100,000 files:
+  // 152 → 115 MiB held from the start, where held after the walk it had grown already).
+  if (files.length < LARGE_BUILD_FILES) setFlagsFromString(SMALL_BUILD_V8_FLAGS)
   const stopped = (signal: StopSignal) =>
     new StoppedBySignal(
       signal,

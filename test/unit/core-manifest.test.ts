@@ -1,6 +1,6 @@
 // Manifests as stored: `files` and `timestamp` as valpop reads them, the per-file details as columns.
 import { describe, expect, it } from 'vitest'
-import { columnsOf, entryOf, MANIFEST_MAX_BYTES, type Manifest, parseManifest, serializeManifest } from '../../src/core/model/manifest'
+import { columnsOf, entryOf, MANIFEST_MAX_BYTES, type Manifest, parseManifest, serializeManifest, shareStrings } from '../../src/core/model/manifest'
 
 const NOW = 1_700_000_000
 const IMMUTABLE = 'public, max-age=31536000, immutable'
@@ -138,5 +138,22 @@ describe('manifests as stored', () => {
   ])('refuse columns with %s, saying which', (_, fields, why) => {
     const text = JSON.stringify({ files: ['a.js', 'b.js'], timestamp: NOW, ...fields })
     expect(() => parseManifest(text, 'manifests/a/1700000000', NOW, NOW)).toThrow(`Manifest manifests/a/1700000000 cannot be read: ${why}`)
+  })
+})
+
+describe('a manifest read beside a build', () => {
+  it('shares its strings with the build without changing a name or an MD5, and keeps an MD5 it does not record as hashed', () => {
+    const read = parseManifest(serializeManifest(manifest).toString(), 'k', NOW, NOW)
+    // Unsorted, with a name the manifest does not know: as the plan's entrypoints come last.
+    const kept = shareStrings(read, ['index.html', 'js/a.1a2b3c4d.js', 'js/b.5e6f7a8b.js', 'fed-mods.json'])
+    expect(read).toEqual(manifest)
+    expect(kept('fed-mods.json', 'a'.repeat(32))).toBe('a'.repeat(32))
+    expect(kept('js/a.1a2b3c4d.js', 'c'.repeat(32))).toBe('c'.repeat(32))
+    // Recorded without an MD5, and not recorded at all.
+    expect(kept('js/b.5e6f7a8b.js', 'd'.repeat(32))).toBe('d'.repeat(32))
+    expect(kept('index.html', 'e'.repeat(32))).toBe('e'.repeat(32))
+    const withoutDetails = { files: ['a.js'] }
+    expect(shareStrings(withoutDetails, ['a.js'])('a.js', 'f'.repeat(32))).toBe('f'.repeat(32))
+    expect(withoutDetails.files).toEqual(['a.js'])
   })
 })

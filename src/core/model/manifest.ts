@@ -160,6 +160,42 @@ export function indexIn(files: readonly string[], relpath: string): number {
   return find(relpath)
 }
 
+/**
+ * {@link indexIn} for names asked mostly in the order of `files` (a listing, the plan, the newest
+ * manifest: each sorted): the one after the last found is tried first, a comparison instead of a
+ * binary search of ~17 for 100,000 files.
+ */
+export function inOrderFinder(files: readonly string[]): (relpath: string) => number {
+  let next = 0
+  return (relpath) => {
+    const index = files[next] === relpath ? next : indexIn(files, relpath)
+    if (index !== -1) next = index + 1
+    return index
+  }
+}
+
+/**
+ * Makes the strings of `manifest` that equal the build's its own: each of its `files` named among
+ * `relpaths` becomes that relpath, in place, and the MD5 of each file hashed since is the one it
+ * records when they are equal (returned: the MD5 to keep of a file). Read beside a build of 100,000
+ * files, the manifest's copies were ~11 MB more held through the plan (the names from the read on,
+ * each MD5 twice); equal strings of a file's are then garbage as soon as they are made.
+ */
+export function shareStrings(manifest: Pick<Manifest, 'files' | 'details'>, relpaths: readonly string[]): (relpath: string, md5: string) => string {
+  const { files, details } = manifest
+  const inBuild = inOrderFinder(relpaths)
+  files.forEach((file, index) => {
+    const at = inBuild(file)
+    if (at !== -1) files[index] = relpaths[at]!
+  })
+  const inManifest = inOrderFinder(files)
+  return (relpath, md5) => {
+    const index = details === undefined ? -1 : inManifest(relpath)
+    const recorded = index === -1 ? undefined : details!.md5[index]
+    return recorded === md5 ? recorded : md5
+  }
+}
+
 /** Where `wanted` is among `count` sorted strings, each read with `at`, or -1. */
 function binarySearch(count: number, at: (index: number) => string, wanted: string): number {
   let low = 0

@@ -1,5 +1,6 @@
 import { setImmediate as turn } from 'node:timers/promises'
 import { describeError, PushCacheError } from '../model/errors'
+import { shareStrings } from '../model/manifest'
 import { planSync, type SyncPlan } from '../model/sync-plan'
 import { manifestsAround, type StoredBuild } from '../store/builds'
 import { type HeldFiles, heldFiles, listHeld } from '../store/held-files'
@@ -7,6 +8,8 @@ import { md5FileInTurns } from '../util/digest'
 import { giveBack, takeBuffer } from '../util/file-buffers'
 import type { PlannedUpload } from './plan'
 import type { PushRun } from './run'
+
+const noop = () => {}
 
 /** Bytes hashed between two turns of the event loop: the store's answers wait no longer than that takes (~1 ms). */
 const HASHED_PER_TURN = 1024 * 1024
@@ -70,13 +73,16 @@ async function planAgainstStore(
   const large = largeFilesInTurn(files)
   // Each read is retried as a whole, so nothing inside retries: a store that keeps failing costs
   // `retries + 1` attempts, not their square (the README's bound).
-  const reads = Promise.all([
-    retry(`the manifests of ${options.app}`, () => manifestsAround(store, options.app, options.timestamp, 0, newest)),
-    retry(`the files of ${options.app}`, () => listHeld(store, options.app, relpaths, large.listed)),
-  ])
+  const manifestsRead = retry(`the manifests of ${options.app}`, () => manifestsAround(store, options.app, options.timestamp, 0, newest))
+  const reads = Promise.all([manifestsRead, retry(`the files of ${options.app}`, () => listHeld(store, options.app, relpaths, large.listed))])
+  // The newest manifest's strings equal to the build's are dropped as soon as it is read, not after the listing.
+  let kept = (_relpath: string, md5: string) => md5
+  manifestsRead.then(({ newest: read }) => {
+    if (read?.manifest) kept = shareStrings(read.manifest, relpaths)
+  }, noop)
   const worth = (file: PlannedUpload) => !options.force && !failed && (held === undefined || held.get(file.relpath)?.md5 !== undefined)
-  const hashing = hashWhere(files, worth, large)
-  hashing.catch(() => {}) // awaited below; a store error must not leave it unhandled
+  const hashing = hashWhere(files, worth, large, (relpath, md5) => kept(relpath, md5))
+  hashing.catch(noop) // awaited below; a store error must not leave it unhandled
   reads.then(large.answered, large.answered)
   try {
     const [manifests, listing] = await reads
@@ -158,8 +164,9 @@ function largeFilesInTurn(files: readonly PlannedUpload[]) {
 }
 
 /**
- * `files`, each given the MD5 that `worth` still wants when its turn comes. In place, not copies:
- * a copy of each planned file is ~8 MB more for 100,000 files; the plan is made for this push only.
+ * `files`, each given the MD5 that `worth` still wants when its turn comes, as `kept` gives it (an
+ * equal string already held). In place, not copies: a copy of each planned file is ~8 MB more for
+ * 100,000 files; the plan is made for this push only.
  * The small files go while the store is asked, the large ones as `large` hands them on.
  *
  * Read synchronously, one file after another, the event loop let in after every MiB: a build's
@@ -171,13 +178,16 @@ async function hashWhere(
   files: readonly PlannedUpload[],
   worth: (file: PlannedUpload) => boolean,
   large: AsyncIterable<PlannedUpload>,
+  kept: (relpath: string, md5: string) => string,
 ): Promise<readonly HashedUpload[]> {
   const hashed: readonly HashedUpload[] = files
   const chunk = takeBuffer(HASHED_PER_TURN)
   const hash = async (file: PlannedUpload) => {
     // The planner takes in an answer (`worth`) before the file is read.
     await turn()
-    if (worth(file)) file.md5 = await md5FileInTurns(file.path, chunk, () => worth(file))
+    if (!worth(file)) return
+    const md5 = await md5FileInTurns(file.path, chunk, () => worth(file))
+    file.md5 = md5 === undefined ? undefined : kept(file.relpath, md5)
   }
   try {
     for (const file of hashed) if (!isLarge(file)) await hash(file)

@@ -73,8 +73,7 @@ export async function populateCommand(dir: string, context: Context): Promise<Re
   // V8 sizes its heap for speed: a push of 100,000 files held ~76 MB live at its peak in ~140 MB of
   // heap (peak RSS 2.6-3.3x a 2,000-file push's; 378 MiB on S3, 178 sized for memory). Sized for
   // memory, a 2,000-file push to S3 took ~15% more CPU and one to Valkey ~60%: only large builds
-  // stay so, which also keep their young generation at its first size (cold push of 100,000 files:
-  // 152 → 115 MiB held from the start, where held after the walk it had grown already).
+  // stay so.
   if (files.length < LARGE_BUILD_FILES) setFlagsFromString(SMALL_BUILD_V8_FLAGS)
   const stopped = (signal: StopSignal) =>
     new StoppedBySignal(

@@ -188,11 +188,11 @@ export function shareStrings(manifest: Pick<Manifest, 'files' | 'details'>, relp
     const at = inBuild(file)
     if (at !== -1) files[index] = relpaths[at]!
   })
+  if (!details) return (_relpath, md5) => md5
   const inManifest = inOrderFinder(files)
   return (relpath, md5) => {
-    const index = details === undefined ? -1 : inManifest(relpath)
-    const recorded = index === -1 ? undefined : details!.md5[index]
-    return recorded === md5 ? recorded : md5
+    const index = inManifest(relpath)
+    return index !== -1 && details.md5[index] === md5 ? (details.md5[index] as string) : md5
   }
 }
 

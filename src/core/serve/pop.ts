@@ -454,16 +454,7 @@ async function fillBuildDir(
   }
 
   const first = prepare(staged.first)
-  let started = 0
-  let queued = Number.POSITIVE_INFINITY
-  let told = -1
-  /** Tells `downloadsStarted` when the first downloads, then all of them, have started: once per count. */
-  const tellStarted = () => {
-    if (told === started || (started !== first.now.length && started !== queued)) return
-    told = started
-    input.downloadsStarted()
-  }
-  tellStarted()
+  const starts = startsTold(first.now.length, input.downloadsStarted)
   const later = (async () => {
     // Linked once the first downloads are on their way, while they wait on the network.
     await new Promise(setImmediate)
@@ -472,13 +463,11 @@ async function fillBuildDir(
     const rest = prepare(plan)
     const gone = queue([...firstGone, ...linkUnchanged(plan)])
     const items = [...rest.now, ...gone.now, ...first.last, ...rest.last, ...gone.last]
-    queued = first.now.length + items.length
-    tellStarted()
+    starts.allQueued(first.now.length + items.length)
     return items
   })()
   const startDownload = (file: PopFile) => {
-    started++
-    tellStarted()
+    starts.started()
     return download(file)
   }
   await forEachLimited(first.now, inFlight, startDownload, undefined, later).catch((error) => {
@@ -486,6 +475,32 @@ async function fillBuildDir(
     throw error
   })
   return { ...progress.done }
+}
+
+/**
+ * Counts the downloads started, and tells `downloadsStarted` once the first `firstCount` have, then
+ * once all have (when the listing has told how many), once per count: at once when there is none.
+ */
+function startsTold(firstCount: number, downloadsStarted: () => void): { started(): void; allQueued(count: number): void } {
+  let started = 0
+  let queued = Number.POSITIVE_INFINITY
+  let told = -1
+  const tell = () => {
+    if (told === started || (started !== firstCount && started !== queued)) return
+    told = started
+    downloadsStarted()
+  }
+  tell()
+  return {
+    started() {
+      started++
+      tell()
+    },
+    allQueued(count) {
+      queued = count
+      tell()
+    },
+  }
 }
 
 /** Downloads `file` into the build directory `dir`, checked; a failure names the key and says `dest` was left as it was. */
